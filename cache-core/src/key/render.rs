@@ -1,0 +1,269 @@
+//! [`KeyBuf`]: the stack buffer a key (or a tag, or a pattern) is rendered into.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use smallvec::SmallVec;
+
+use super::escape::{Case, Escaper};
+
+/// Values that can stand in a key template placeholder: anything with `Display`.
+///
+/// The value is written through its `Display` output and escaped (see
+/// [`escape_key_part`](crate::escape_key_part)).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used in a cache key template",
+    label = "this placeholder's value does not implement `std::fmt::Display`",
+    note = "implement `Display` for `{Self}`, name a field that has it (`{{arg.field}}`), or build the key with `key = <expression>`"
+)]
+pub trait KeyPart {
+    /// Writes the value's key form.
+    fn write_key_part(&self, out: &mut dyn fmt::Write) -> fmt::Result;
+}
+
+impl<T: fmt::Display + ?Sized> KeyPart for T {
+    #[inline]
+    fn write_key_part(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "{self}")
+    }
+}
+
+/// Arguments that can take part in a default key (no `key = ...`): anything `serde::Serialize`.
+///
+/// They are serialized as MessagePack with named fields and hashed with XXH3-128, so the key is
+/// stable across processes, releases and reordered struct fields.
+#[diagnostic::on_unimplemented(
+    message = "argument of type `{Self}` cannot be part of the default cache key",
+    label = "this argument does not implement `serde::Serialize`",
+    note = "derive `serde::Serialize` for `{Self}`, leave the argument out with `skip(...)`, or give the function an explicit `key = \"...\"`"
+)]
+pub trait KeyArgs {
+    /// Serializes the value into `out` for hashing.
+    fn serialize_for_key(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>;
+}
+
+impl<T: serde::Serialize + ?Sized> KeyArgs for T {
+    fn serialize_for_key(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
+        self.serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
+    }
+}
+
+/// Inline capacity: keys up to this many bytes are rendered without touching the heap.
+const INLINE: usize = 128;
+
+/// A key, tag or pattern being rendered. Holds up to 128 bytes inline.
+#[derive(Clone, Default)]
+pub struct KeyBuf {
+    bytes: SmallVec<[u8; INLINE]>,
+}
+
+impl fmt::Debug for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Write for KeyBuf {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Scratch space for serializing default-key arguments; reused so a hit does not allocate.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl KeyBuf {
+    /// An empty buffer.
+    #[inline]
+    pub fn new() -> Self {
+        KeyBuf {
+            bytes: SmallVec::new(),
+        }
+    }
+
+    /// A buffer holding `key` as it is (no escaping): for keys given as whole strings.
+    #[inline]
+    pub fn from_key(key: &str) -> Self {
+        KeyBuf {
+            bytes: SmallVec::from_slice(key.as_bytes()),
+        }
+    }
+
+    /// Appends a literal part of a template, unescaped.
+    #[inline]
+    pub fn lit(&mut self, s: &str) {
+        self.bytes.extend_from_slice(s.as_bytes());
+    }
+
+    /// Appends a placeholder's value: its `Display` output, escaped.
+    #[inline]
+    pub fn part<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        self.part_cased(value, Case::Keep);
+    }
+
+    /// Appends a placeholder's value lowercased (`{arg:lower}`), escaped.
+    pub fn part_lower<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        self.part_cased(value, Case::Lower);
+    }
+
+    /// Appends a placeholder's value uppercased (`{arg:upper}`), escaped.
+    pub fn part_upper<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        self.part_cased(value, Case::Upper);
+    }
+
+    #[inline]
+    fn part_cased<T: KeyPart + ?Sized>(&mut self, value: &T, case: Case) {
+        let mut esc = Escaper { inner: self, case };
+        // Writing into memory cannot fail; a `Display` impl that returns an error leaves what it
+        // wrote, which is still a deterministic key.
+        let _ = value.write_key_part(&mut esc);
+    }
+
+    /// Appends a stable 64-bit hash of the value's `Display` output as 16 hex digits
+    /// (`{arg:hash}`), so personal data such as an email address never appears in a key.
+    pub fn part_hashed<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        let mut scratch = KeyBuf::new();
+        let _ = value.write_key_part(&mut scratch);
+        push_hex(
+            &mut self.bytes,
+            super::stable_hash64(&scratch.bytes) as u128,
+            16,
+        );
+    }
+
+    /// Appends the whole `Display` output of a `key = <expression>` value, unescaped: the user
+    /// built that key and owns its format.
+    #[inline]
+    pub fn whole<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        let _ = value.write_key_part(self);
+    }
+
+    /// Appends a stable hash of serialized arguments (32 hex digits), the default key's tail.
+    pub fn args_hash<A: KeyArgs + ?Sized>(&mut self, args: &A) {
+        let hash = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                hash_args(args, &mut buf)
+            }
+            // Re-entered (an argument's `Serialize` computing a cached key): use a fresh buffer.
+            Err(_) => hash_args(args, &mut Vec::new()),
+        });
+        push_hex(&mut self.bytes, hash, 32);
+    }
+
+    /// Appends a type's name, for keys of generic functions (`::<u32>`).
+    pub fn type_name<T: ?Sized>(&mut self) {
+        self.lit(std::any::type_name::<T>());
+    }
+
+    /// The rendered key.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // SAFETY-free: every write appends whole `&str`s, so the bytes are valid UTF-8.
+        std::str::from_utf8(&self.bytes).unwrap_or("")
+    }
+
+    /// The rendered bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The memory tier's lookup hash of this key.
+    #[inline]
+    pub fn lookup_hash(&self) -> u64 {
+        super::lookup_hash(&self.bytes)
+    }
+
+    /// Empties the buffer, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+}
+
+fn hash_args<A: KeyArgs + ?Sized>(args: &A, buf: &mut Vec<u8>) -> u128 {
+    if let Err(e) = args.serialize_for_key(buf) {
+        // A `Serialize` impl that fails has no stable form; hash what it wrote plus the error so
+        // the key is still deterministic for the same input.
+        tracing::debug!(error = %e, "cache key arguments failed to serialize");
+        buf.extend_from_slice(e.to_string().as_bytes());
+    }
+    super::stable_hash128(buf)
+}
+
+fn push_hex(out: &mut SmallVec<[u8; INLINE]>, value: u128, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((value >> (i * 4)) & 0xf) as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parts_are_escaped_and_literals_are_not() {
+        let mut k = KeyBuf::new();
+        k.lit("user:");
+        k.part(&"a:b*");
+        assert_eq!(k.as_str(), "user:a\\:b\\*");
+    }
+
+    #[test]
+    fn distinct_values_never_share_a_key() {
+        let render = |a: &str, b: &str| {
+            let mut k = KeyBuf::new();
+            k.part(&a);
+            k.lit(":");
+            k.part(&b);
+            k.as_str().to_owned()
+        };
+        assert_ne!(render("1:2", "3"), render("1", "2:3"));
+        assert_ne!(render("\\", ":"), render("\\:", ""));
+    }
+
+    #[test]
+    fn control_characters_are_spelled_out() {
+        let mut k = KeyBuf::new();
+        k.part(&"a\nb\0");
+        assert_eq!(k.as_str(), "a\\x0ab\\x00");
+    }
+
+    #[test]
+    fn hashed_parts_are_stable_hex() {
+        let mut k = KeyBuf::new();
+        k.part_hashed(&"alice@example.com");
+        assert_eq!(k.as_str().len(), 16);
+        // Pinned: this hash is part of every stored key and must not change between releases.
+        assert_eq!(
+            k.as_str(),
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"alice@example.com"))
+        );
+    }
+
+    #[test]
+    fn case_formatters() {
+        let mut k = KeyBuf::new();
+        k.part_lower(&"MiXeD");
+        k.lit("|");
+        k.part_upper(&"MiXeD");
+        assert_eq!(k.as_str(), "mixed|MIXED");
+    }
+
+    #[test]
+    fn args_hash_is_stable_and_distinguishes_arguments() {
+        let h = |a: &(u64, &str)| {
+            let mut k = KeyBuf::new();
+            k.args_hash(a);
+            k.as_str().to_owned()
+        };
+        assert_eq!(h(&(1, "x")), h(&(1, "x")));
+        assert_ne!(h(&(1, "x")), h(&(2, "x")));
+        assert_eq!(h(&(1, "x")).len(), 32);
+    }
+}

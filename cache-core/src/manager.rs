@@ -1,0 +1,335 @@
+//! [`CacheManager`]: the named caches of one application, their policies and their clock.
+//!
+//! The macros reach the *current* manager: the one a test scoped with [`CacheManager::scope`] /
+//! [`CacheManager::scope_sync`] if any, otherwise the global one, which is what
+//! [`CacheManagerBuilder::install`] set or, when nothing was installed, the embedded default.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::memory::MemoryStore;
+use crate::{Cache, CacheStats, Clock, Policy};
+
+static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
+
+/// How many scopes are active in the process; while zero, finding the current manager costs one
+/// atomic load and skips the thread- and task-local look-ups.
+static ACTIVE_SCOPES: AtomicUsize = AtomicUsize::new(0);
+
+tokio::task_local! {
+    static TASK_MANAGER: CacheManager;
+}
+
+thread_local! {
+    static THREAD_MANAGER: RefCell<Option<CacheManager>> = const { RefCell::new(None) };
+}
+
+/// The caches of an application.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use cache_core::{CacheManager, Policy};
+///
+/// let manager = CacheManager::builder()
+///     .cache("users", Policy::new().ttl_secs(1800).max_entries(10_000))
+///     .build();
+/// let users = manager.cache("users");
+/// users.set("user:7", "Ada".to_string()).await;
+/// assert_eq!(users.get::<String>("user:7").await.as_deref(), Some("Ada"));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct CacheManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    default_policy: Policy,
+    policies: HashMap<String, Policy>,
+    caches: RwLock<HashMap<Arc<str>, Arc<MemoryStore>>>,
+    clock: Clock,
+}
+
+impl fmt::Debug for CacheManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheManager")
+            .field("caches", &self.cache_names())
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+
+impl Default for CacheManager {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+/// The global manager was already set (by an earlier `install`, or by first use of a cache).
+#[derive(Debug, Clone)]
+pub struct AlreadyInstalled(pub CacheManager);
+
+impl fmt::Display for AlreadyInstalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "a global cache manager is already in place: call `install()` once, at start, before any cached function runs",
+        )
+    }
+}
+
+impl std::error::Error for AlreadyInstalled {}
+
+/// Configures a [`CacheManager`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct CacheManagerBuilder {
+    default_policy: Policy,
+    policies: HashMap<String, Policy>,
+    clock: Clock,
+}
+
+impl CacheManagerBuilder {
+    /// The policy of a named cache.
+    pub fn cache(mut self, name: impl Into<String>, policy: Policy) -> Self {
+        self.policies.insert(name.into(), policy);
+        self
+    }
+
+    /// The policy of caches not named with [`CacheManagerBuilder::cache`].
+    pub fn default_policy(mut self, policy: Policy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// The clock deciding expiry (default: [`Clock::Coarse`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A manager for explicit use or for [`CacheManager::scope`].
+    pub fn build(self) -> CacheManager {
+        CacheManager {
+            inner: Arc::new(Inner {
+                default_policy: self.default_policy,
+                policies: self.policies,
+                caches: RwLock::new(HashMap::new()),
+                clock: self.clock,
+            }),
+        }
+    }
+
+    /// Builds the manager and makes it the global one that cached functions use.
+    ///
+    /// Fails if a global manager is already in place, including the embedded default that the
+    /// first cached call creates: install at the start of `main`.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy};
+    ///
+    /// CacheManager::builder()
+    ///     .cache("users", Policy::new().ttl_secs(1800))
+    ///     .install()
+    ///     .expect("installed once, at start");
+    /// ```
+    pub fn install(self) -> Result<CacheManager, AlreadyInstalled> {
+        let manager = self.build();
+        let mut installed = false;
+        let global = GLOBAL.get_or_init(|| {
+            installed = true;
+            manager.clone()
+        });
+        if installed {
+            Ok(manager)
+        } else {
+            Err(AlreadyInstalled(global.clone()))
+        }
+    }
+}
+
+impl CacheManager {
+    /// Starts configuring a manager.
+    pub fn builder() -> CacheManagerBuilder {
+        CacheManagerBuilder::default()
+    }
+
+    /// The global manager: the installed one, or the embedded default.
+    pub fn global() -> &'static CacheManager {
+        GLOBAL.get_or_init(CacheManager::default)
+    }
+
+    /// The manager cached functions use here: the innermost scope's, or the global one.
+    pub fn current() -> CacheManager {
+        with_current(|m, _| m.clone())
+    }
+
+    /// The handle of a named cache, created with its policy on first use.
+    pub fn cache(&self, name: &str) -> Cache {
+        Cache::from_store(self.store(name))
+    }
+
+    pub(crate) fn store(&self, name: &str) -> Arc<MemoryStore> {
+        if let Some(store) = self
+            .inner
+            .caches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return store.clone();
+        }
+        let mut caches = self.inner.caches.write().unwrap_or_else(|e| e.into_inner());
+        caches
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| {
+                let policy = self
+                    .inner
+                    .policies
+                    .get(&**name)
+                    .unwrap_or(&self.inner.default_policy)
+                    .clone();
+                MemoryStore::new(name.clone(), policy, self.inner.clock.clone())
+            })
+            .clone()
+    }
+
+    fn stores(&self) -> Vec<Arc<MemoryStore>> {
+        let caches = self.inner.caches.read().unwrap_or_else(|e| e.into_inner());
+        let mut stores: Vec<_> = caches.values().cloned().collect();
+        stores.sort_by(|a, b| a.name.cmp(&b.name));
+        stores
+    }
+
+    /// Names of the caches created so far, sorted.
+    pub fn cache_names(&self) -> Vec<String> {
+        self.stores().iter().map(|s| s.name.to_string()).collect()
+    }
+
+    /// The policy a cache of this name has (or would have).
+    pub fn policy(&self, name: &str) -> Policy {
+        self.inner
+            .policies
+            .get(name)
+            .unwrap_or(&self.inner.default_policy)
+            .clone()
+    }
+
+    /// The clock this manager's caches expire entries by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Stats of every cache created so far, sorted by name.
+    pub fn stats(&self) -> Vec<CacheStats> {
+        self.stores().iter().map(|s| s.stats()).collect()
+    }
+
+    /// Zeroes every cache's counters (entries and weight stay).
+    pub fn reset_stats(&self) {
+        for store in self.stores() {
+            store.reset_stats();
+        }
+    }
+
+    /// Removes one key from a named cache. True if a live entry was removed.
+    pub fn invalidate_key(&self, cache: &str, key: &str) -> bool {
+        self.store(cache)
+            .remove(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()))
+    }
+
+    /// Empties a named cache. Returns how many entries were removed.
+    pub fn invalidate_cache(&self, cache: &str) -> usize {
+        self.store(cache).clear()
+    }
+
+    /// Empties every cache. Returns how many entries were removed.
+    pub fn invalidate_all(&self) -> usize {
+        self.stores().iter().map(|s| s.clear()).sum()
+    }
+
+    /// Sweeps expired entries now instead of waiting for the maintenance thread (tests use this
+    /// after moving a manual or paused clock).
+    pub fn run_pending_maintenance(&self) {
+        for store in self.stores() {
+            while store.sweep_expired(usize::MAX) > 0 {}
+        }
+    }
+
+    /// Runs `fut` with this manager as the current one, so cached functions called inside it (on
+    /// this task) use this manager's caches. Parallel tests each scope their own manager and share
+    /// nothing. Tasks spawned inside do not inherit the scope: wrap their futures too.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use cache_core::{cached, CacheManager};
+    ///
+    /// #[cached]
+    /// async fn answer() -> u32 { 42 }
+    ///
+    /// let manager = CacheManager::builder().build();
+    /// manager.scope(async { answer().await }).await;
+    /// assert_eq!(manager.stats()[0].inserts, 1);
+    /// # });
+    /// ```
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        let manager = self.clone();
+        async move {
+            let _active = ScopeCount::enter();
+            TASK_MANAGER.scope(manager, fut).await
+        }
+    }
+
+    /// Runs `f` with this manager as the current one on this thread.
+    pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _active = ScopeCount::enter();
+        let previous = THREAD_MANAGER.with(|t| t.borrow_mut().replace(self.clone()));
+        struct Restore(Option<CacheManager>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                THREAD_MANAGER.with(|t| *t.borrow_mut() = previous);
+            }
+        }
+        let _restore = Restore(previous);
+        f()
+    }
+}
+
+struct ScopeCount;
+
+impl ScopeCount {
+    fn enter() -> Self {
+        ACTIVE_SCOPES.fetch_add(1, Ordering::SeqCst);
+        ScopeCount
+    }
+}
+
+impl Drop for ScopeCount {
+    fn drop(&mut self) {
+        ACTIVE_SCOPES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Calls `f` with the current manager and whether it is the global one.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&CacheManager, bool) -> R) -> R {
+    if ACTIVE_SCOPES.load(Ordering::Relaxed) != 0 {
+        let mut f = Some(f);
+        if let Ok(r) = TASK_MANAGER.try_with(|m| (f.take().expect("called once"))(m, false)) {
+            return r;
+        }
+        let scoped = THREAD_MANAGER.with(|t| t.borrow().clone());
+        let f = f.take().expect("called once");
+        return match scoped {
+            Some(m) => f(&m, false),
+            None => f(CacheManager::global(), true),
+        };
+    }
+    f(CacheManager::global(), true)
+}

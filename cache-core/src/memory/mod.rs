@@ -1,0 +1,380 @@
+//! The memory tier: typed values in a sharded map (dashmap), per-entry expiry, a bound by entry
+//! count and weight, and an eviction policy.
+//!
+//! Locks, in the only order they are ever nested: the evictor mutex or the expiry mutex, then a
+//! map shard. A hit takes one shard's read lock and nothing else.
+
+mod entry;
+mod evictor;
+mod sweeper;
+mod tags;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+pub(crate) use entry::{Entry, NEVER, Value};
+use evictor::{Evictor, Probe, Slot};
+pub(crate) use sweeper::register as register_for_maintenance;
+use tags::TagIndex;
+
+use crate::stats::Counters;
+use crate::{CacheStats, Clock, Eviction, Policy};
+
+/// The map is keyed by a hash that is already well mixed; hashing it again would only cost time.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else for safety.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+pub(crate) type HashKeyed<V> = DashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+/// Why an entry left the memory tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RemovalCause {
+    Expired,
+    Evicted,
+    Invalidated,
+}
+
+/// How an entry is to be stored.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct InsertOptions {
+    /// Overrides the policy's TTL.
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) tags: Vec<Arc<str>>,
+}
+
+pub(crate) struct MemoryStore {
+    pub(crate) name: Arc<str>,
+    map: HashKeyed<Entry>,
+    pub(crate) policy: Policy,
+    pub(crate) clock: Clock,
+    len: AtomicI64,
+    weight: AtomicI64,
+    next_id: AtomicU64,
+    evictor: Mutex<Evictor>,
+    expiry: Mutex<BinaryHeap<Reverse<(u64, Slot)>>>,
+    tags: TagIndex,
+    pub(crate) counters: Counters,
+    pub(crate) flights: crate::flight::Flights,
+}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Slot {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.hash, self.id).cmp(&(other.hash, other.id))
+    }
+}
+
+/// Locks a mutex, shrugging off poisoning: every critical section here leaves its data consistent
+/// between statements, and a panicking user body never runs under these locks.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryStore {
+    pub(crate) fn new(name: Arc<str>, policy: Policy, clock: Clock) -> Arc<Self> {
+        let store = Arc::new(MemoryStore {
+            evictor: Mutex::new(Evictor::new(policy.eviction, policy.max_entries)),
+            name,
+            map: HashKeyed::default(),
+            policy,
+            clock,
+            len: AtomicI64::new(0),
+            weight: AtomicI64::new(0),
+            next_id: AtomicU64::new(1),
+            expiry: Mutex::new(BinaryHeap::new()),
+            tags: TagIndex::default(),
+            counters: Counters::default(),
+            flights: Default::default(),
+        });
+        register_for_maintenance(&store);
+        store
+    }
+
+    /// Looks a key up without counting. `None` for absent, expired, or stored as another type.
+    #[inline]
+    pub(crate) fn peek<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+        let now = self.clock.now_ms();
+        let entry = self.map.get(&hash)?;
+        if entry.key.as_bytes() != key || !entry.is_live(now) {
+            return None;
+        }
+        let value = entry.value.downcast_ref::<T>()?;
+        entry.touch(self.policy.eviction);
+        Some(value.clone())
+    }
+
+    /// Looks a key up and counts a hit or a miss.
+    #[inline]
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+        let found = self.peek(key, hash);
+        if found.is_some() {
+            self.counters.hits.incr();
+        } else {
+            self.counters.misses.incr();
+        }
+        found
+    }
+
+    /// The type-erased value under `key`, for followers of a single flight.
+    pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
+        let now = self.clock.now_ms();
+        let entry = self.map.get(&hash)?;
+        (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.clone())
+    }
+
+    /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
+    pub(crate) fn insert(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) {
+        let now = self.clock.now_ms_precise();
+        let ttl = opts.ttl.or(self.policy.ttl);
+        let expires_at = match ttl {
+            Some(t) => now.saturating_add(t.as_millis().min(u128::from(u64::MAX - 1)) as u64),
+            None => NEVER,
+        };
+        let weight = match &self.policy.weigher {
+            Some(w) => w(key, &*value),
+            None => (key.len() + std::mem::size_of_val(&*value) + 64) as u64,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot { hash, id };
+        let entry = Entry {
+            key: key.into(),
+            value,
+            expires_at,
+            id,
+            weight,
+            freq: Default::default(),
+            tags: opts.tags.into_boxed_slice(),
+        };
+        self.tags.add(&entry.tags, slot);
+        match self.map.insert(hash, entry) {
+            Some(old) => {
+                self.weight
+                    .fetch_add(weight as i64 - old.weight as i64, Ordering::Relaxed);
+                self.tags.remove(&old.tags, Slot { hash, id: old.id });
+            }
+            None => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                self.weight.fetch_add(weight as i64, Ordering::Relaxed);
+            }
+        }
+        self.counters.inserts.incr();
+        if expires_at != NEVER {
+            let mut heap = lock(&self.expiry);
+            heap.push(Reverse((expires_at, slot)));
+        }
+        let mut evictor = lock(&self.evictor);
+        evictor.on_insert(slot);
+        self.enforce_bounds(&mut evictor);
+        if evictor.queued() > 2 * self.len() + 1024 {
+            evictor.compact(self);
+        }
+    }
+
+    fn over_bounds(&self) -> bool {
+        self.len() > self.policy.max_entries
+            || self
+                .policy
+                .max_weight
+                .is_some_and(|max| self.weight.load(Ordering::Relaxed).max(0) as u64 > max)
+    }
+
+    fn enforce_bounds(&self, evictor: &mut Evictor) {
+        while self.over_bounds() {
+            let Some(victim) = evictor.next_victim(self) else {
+                break;
+            };
+            self.remove_slot(victim, RemovalCause::Evicted);
+        }
+    }
+
+    /// Removes the entry a queue record names, if that record is still current.
+    fn remove_slot(&self, slot: Slot, cause: RemovalCause) -> bool {
+        let removed = self.map.remove_if(&slot.hash, |_, e| e.id == slot.id);
+        match removed {
+            Some((_, entry)) => {
+                self.account_removal(&entry, slot.hash, cause);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn account_removal(&self, entry: &Entry, hash: u64, cause: RemovalCause) {
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.weight
+            .fetch_sub(entry.weight as i64, Ordering::Relaxed);
+        self.tags.remove(&entry.tags, Slot { hash, id: entry.id });
+        match cause {
+            RemovalCause::Expired => self.counters.expirations.incr(),
+            RemovalCause::Evicted => self.counters.evictions.incr(),
+            RemovalCause::Invalidated => self.counters.invalidations.incr(),
+        }
+    }
+
+    /// Removes `key`. True if a live entry was removed.
+    pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
+        let now = self.clock.now_ms();
+        match self.map.remove_if(&hash, |_, e| e.key.as_bytes() == key) {
+            Some((_, entry)) => {
+                let live = entry.is_live(now);
+                let cause = if live {
+                    RemovalCause::Invalidated
+                } else {
+                    RemovalCause::Expired
+                };
+                self.account_removal(&entry, hash, cause);
+                live
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every entry whose key satisfies `pred`. Returns how many were removed.
+    pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        let mut removed = Vec::new();
+        self.map.retain(|hash, e| {
+            if pred(&e.key) {
+                removed.push((*hash, e.id, e.weight, std::mem::take(&mut e.tags)));
+                false
+            } else {
+                true
+            }
+        });
+        for (hash, id, weight, tags) in &removed {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.weight.fetch_sub(*weight as i64, Ordering::Relaxed);
+            self.tags.remove(
+                tags,
+                Slot {
+                    hash: *hash,
+                    id: *id,
+                },
+            );
+            self.counters.invalidations.incr();
+        }
+        removed.len()
+    }
+
+    /// Removes every entry carrying `tag`, in time proportional to those entries.
+    pub(crate) fn remove_tag(&self, tag: &str) -> usize {
+        self.tags
+            .take(tag)
+            .into_iter()
+            .filter(|slot| self.remove_slot(*slot, RemovalCause::Invalidated))
+            .count()
+    }
+
+    /// Removes everything. Returns how many entries were removed.
+    pub(crate) fn clear(&self) -> usize {
+        let n = self.remove_where(|_| true);
+        lock(&self.evictor).clear();
+        lock(&self.expiry).clear();
+        n
+    }
+
+    /// Removes up to `budget` entries whose TTL has passed, oldest first. Returns how many.
+    pub(crate) fn sweep_expired(&self, budget: usize) -> usize {
+        let now = self.clock.now_ms_precise();
+        let mut heap = lock(&self.expiry);
+        let mut removed = 0;
+        for _ in 0..budget {
+            match heap.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => break,
+            }
+            let Some(Reverse((_, slot))) = heap.pop() else {
+                break;
+            };
+            if self.remove_slot(slot, RemovalCause::Expired) {
+                removed += 1;
+            }
+        }
+        // Records of replaced or evicted entries linger until their time; drop them in bulk when
+        // they outnumber the live entries, so the heap stays proportional to the cache.
+        if heap.len() > 2 * self.len() + 1024 {
+            heap.retain(|Reverse((_, slot))| self.freq(*slot).is_some());
+        }
+        removed
+    }
+
+    /// Live entry count (may lag concurrent inserts by a few).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            name: self.name.to_string(),
+            hits: c.hits.get(),
+            misses: c.misses.get(),
+            inserts: c.inserts.get(),
+            evictions: c.evictions.get(),
+            expirations: c.expirations.get(),
+            invalidations: c.invalidations.get(),
+            coalesced: c.coalesced.get(),
+            entries: self.len() as u64,
+            weight: self.weight.load(Ordering::Relaxed).max(0) as u64,
+        }
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        let c = &self.counters;
+        for counter in [
+            &c.hits,
+            &c.misses,
+            &c.inserts,
+            &c.evictions,
+            &c.expirations,
+            &c.invalidations,
+            &c.coalesced,
+        ] {
+            counter.reset();
+        }
+    }
+
+    /// The eviction strategy in force.
+    pub(crate) fn eviction(&self) -> Eviction {
+        self.policy.eviction
+    }
+}
+
+impl Probe for MemoryStore {
+    fn freq(&self, slot: Slot) -> Option<u8> {
+        self.map
+            .get(&slot.hash)
+            .filter(|e| e.id == slot.id)
+            .map(|e| e.freq.load(Ordering::Relaxed))
+    }
+
+    fn set_freq(&self, slot: Slot, freq: u8) {
+        if let Some(e) = self.map.get(&slot.hash).filter(|e| e.id == slot.id) {
+            e.freq.store(freq, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Which part of a function's return value is cached.
+//!
+//! `Result<T, E>` caches only `Ok(T)`, `Option<T>` only `Some(T)`, anything else the whole value.
+//! The choice is made by the compiler, not by reading the return type's name: the macro asks
+//! `Probe::<R>::new().strategy()`, and inherent methods on `Probe<Result<..>>` and
+//! `Probe<Option<..>>` win over the [`PlainFallback`] trait method that every other `Probe<R>`
+//! gets. Type aliases (`type Res<T> = Result<T, MyError>`) therefore work, and a user type that
+//! merely happens to be called `Result` is cached whole.
+
+use std::marker::PhantomData;
+
+/// What a cached value must be: cloned out on every hit, shared between threads.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in the cache",
+    label = "cached values must be `Clone + Send + Sync + 'static`",
+    note = "derive `Clone` for `{Self}`, or return `std::sync::Arc<{Self}>` to share one copy"
+)]
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+
+/// Splits a return value into its cacheable part and rebuilds it from a cached one.
+pub trait Strategy<R> {
+    /// The type stored in the cache.
+    type Value: CacheValue;
+    /// The part of `out` to store, if any.
+    fn cacheable(&self, out: &R) -> Option<Self::Value>;
+    /// The return value for a cached `value`.
+    fn rebuild(&self, value: Self::Value) -> R;
+}
+
+/// Caches `Ok` values.
+#[derive(Debug)]
+pub struct ResultStrategy<T, E>(PhantomData<fn() -> (T, E)>);
+
+/// Caches `Some` values.
+#[derive(Debug)]
+pub struct OptionStrategy<T>(PhantomData<fn() -> T>);
+
+/// Caches the whole value (also used for `Option` with `cache_none = true`).
+#[derive(Debug)]
+pub struct PlainStrategy<R>(PhantomData<fn() -> R>);
+
+impl<R> PlainStrategy<R> {
+    /// The strategy for `R`.
+    pub const fn new() -> Self {
+        PlainStrategy(PhantomData)
+    }
+}
+
+impl<R> Default for PlainStrategy<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: CacheValue, E> Strategy<Result<T, E>> for ResultStrategy<T, E> {
+    type Value = T;
+    #[inline]
+    fn cacheable(&self, out: &Result<T, E>) -> Option<T> {
+        out.as_ref().ok().cloned()
+    }
+    #[inline]
+    fn rebuild(&self, value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+impl<T: CacheValue> Strategy<Option<T>> for OptionStrategy<T> {
+    type Value = T;
+    #[inline]
+    fn cacheable(&self, out: &Option<T>) -> Option<T> {
+        out.clone()
+    }
+    #[inline]
+    fn rebuild(&self, value: T) -> Option<T> {
+        Some(value)
+    }
+}
+
+impl<R: CacheValue> Strategy<R> for PlainStrategy<R> {
+    type Value = R;
+    #[inline]
+    fn cacheable(&self, out: &R) -> Option<R> {
+        Some(out.clone())
+    }
+    #[inline]
+    fn rebuild(&self, value: R) -> R {
+        value
+    }
+}
+
+/// Picks the [`Strategy`] for a return type `R`; see the module docs.
+#[derive(Debug)]
+pub struct Probe<R>(PhantomData<fn() -> R>);
+
+impl<R> Probe<R> {
+    /// A probe for `R`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<R> Default for Probe<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E> Probe<Result<T, E>> {
+    /// `Result` caches `Ok`.
+    pub fn strategy(&self) -> ResultStrategy<T, E> {
+        ResultStrategy(PhantomData)
+    }
+}
+
+impl<T> Probe<Option<T>> {
+    /// `Option` caches `Some`.
+    pub fn strategy(&self) -> OptionStrategy<T> {
+        OptionStrategy(PhantomData)
+    }
+}
+
+/// The strategy of every return type that is neither `Result` nor `Option`.
+pub trait PlainFallback<R> {
+    /// Caches the whole value.
+    fn strategy(&self) -> PlainStrategy<R>;
+}
+
+impl<R> PlainFallback<R> for Probe<R> {
+    fn strategy(&self) -> PlainStrategy<R> {
+        PlainStrategy::new()
+    }
+}
+
+/// Checks `S` against `R` where the macro puts the call: on the function's return type, so a value
+/// type that cannot be cached is reported there.
+#[inline(always)]
+pub fn check_strategy<R, S: Strategy<R>>(strategy: S) -> S {
+    strategy
+}

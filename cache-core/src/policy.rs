@@ -1,0 +1,153 @@
+//! Per-cache policies: how long entries live, how many the memory tier keeps, what it evicts.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which entry the memory tier gives up when it is full.
+///
+/// All three keep the hit path free of locks: a hit only bumps a small counter in the entry, and
+/// the bookkeeping happens on insert, under the cache's eviction lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Eviction {
+    /// Least recently used, approximated by the CLOCK algorithm (one reference bit per entry,
+    /// second chance on eviction), as most operating systems do for pages.
+    Lru,
+    /// Least frequently used: a saturating access counter per entry; eviction samples the five
+    /// oldest candidates, evicts the least used and halves the others' counts (ageing), as
+    /// Redis's `allkeys-lfu` does.
+    Lfu,
+    /// S3-FIFO (Yang et al., SOSP 2023): a small probationary queue, a main queue and a ghost
+    /// list. Scan-resistant, and the best hit ratio of the three on skewed (Zipf) workloads.
+    #[default]
+    S3Fifo,
+}
+
+/// Computes an entry's weight in bytes for [`Policy::max_weight`].
+pub type Weigher = Arc<dyn Fn(&str, &(dyn Any + Send + Sync)) -> u64 + Send + Sync>;
+
+/// The rules of one named cache.
+///
+/// # Examples
+///
+/// ```
+/// use cache_core::{CacheManager, Eviction, Policy};
+/// use std::time::Duration;
+///
+/// let manager = CacheManager::builder()
+///     .cache("users", Policy::new().ttl_secs(1800).max_entries(10_000))
+///     .cache("static", Policy::new().ttl(Duration::from_secs(86_400)).eviction(Eviction::Lfu))
+///     .build();
+/// # drop(manager);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Policy {
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) max_entries: usize,
+    pub(crate) max_weight: Option<u64>,
+    pub(crate) weigher: Option<Weigher>,
+    pub(crate) eviction: Eviction,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .field("max_weight", &self.max_weight)
+            .field("weigher", &self.weigher.as_ref().map(|_| "<fn>"))
+            .field("eviction", &self.eviction)
+            .finish()
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The default bound: enough for a service's hot set, small enough not to surprise anyone.
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+impl Policy {
+    /// The default policy: no TTL, at most [`DEFAULT_MAX_ENTRIES`] entries, S3-FIFO eviction.
+    pub fn new() -> Self {
+        Policy {
+            ttl: None,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_weight: None,
+            weigher: None,
+            eviction: Eviction::default(),
+        }
+    }
+
+    /// Default time to live of entries (a function's own `ttl` wins).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// [`Policy::ttl`] in whole seconds.
+    pub fn ttl_secs(self, secs: u64) -> Self {
+        self.ttl(Duration::from_secs(secs))
+    }
+
+    /// Entries live until evicted or invalidated.
+    pub fn no_ttl(mut self) -> Self {
+        self.ttl = None;
+        self
+    }
+
+    /// The most entries the memory tier holds (at least 1).
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n.max(1);
+        self
+    }
+
+    /// The most bytes the memory tier holds, as measured by the weigher.
+    pub fn max_weight(mut self, bytes: u64) -> Self {
+        self.max_weight = Some(bytes);
+        self
+    }
+
+    /// How to weigh an entry. Without one, an entry weighs its key's length plus the shallow
+    /// size of its value (`size_of_val`), which undercounts heap data such as `String`s: give a
+    /// weigher that knows your types when `max_weight` matters.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// let p = Policy::new().max_weight(64 << 20).weigher(|key, value| {
+    ///     let body = value.downcast_ref::<String>().map_or(64, |s| s.len() as u64);
+    ///     key.len() as u64 + body
+    /// });
+    /// # drop(p);
+    /// ```
+    pub fn weigher(
+        mut self,
+        f: impl Fn(&str, &(dyn Any + Send + Sync)) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// The eviction strategy.
+    pub fn eviction(mut self, e: Eviction) -> Self {
+        self.eviction = e;
+        self
+    }
+
+    /// The default TTL, if any.
+    pub fn ttl_value(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// The entry bound.
+    pub fn max_entries_value(&self) -> usize {
+        self.max_entries
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-cache counters.
+//!
+//! Counters are striped over cache-line-padded slots picked per thread, so two cores counting
+//! hits on the same cache do not fight over one cache line (a shared atomic costs more than the
+//! whole lookup under contention).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot(AtomicU64);
+
+/// A counter spread over [`STRIPES`] slots.
+#[derive(Default)]
+pub(crate) struct StripedCounter {
+    slots: [Slot; STRIPES],
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        s.set(v);
+        v
+    })
+}
+
+impl StripedCounter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.slots[stripe()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+
+    pub(crate) fn reset(&self) {
+        for s in &self.slots {
+            s.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The live counters of one memory tier.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: StripedCounter,
+    pub(crate) misses: StripedCounter,
+    pub(crate) inserts: StripedCounter,
+    pub(crate) evictions: StripedCounter,
+    pub(crate) expirations: StripedCounter,
+    pub(crate) invalidations: StripedCounter,
+    pub(crate) coalesced: StripedCounter,
+}
+
+/// A snapshot of one named cache's counters.
+///
+/// # Examples
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use cache_core::CacheManager;
+///
+/// let manager = CacheManager::builder().build();
+/// let users = manager.cache("users");
+/// users.set("user:1", 1_u32).await;
+/// assert_eq!(users.get::<u32>("user:1").await, Some(1));
+/// assert_eq!(users.get::<u32>("user:2").await, None);
+/// let stats = users.stats();
+/// assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
+/// assert_eq!(stats.hit_rate(), 0.5);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// The cache's name.
+    pub name: String,
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing (or an expired or foreign entry).
+    pub misses: u64,
+    /// Values stored.
+    pub inserts: u64,
+    /// Entries removed to respect `max_entries` / `max_weight`.
+    pub evictions: u64,
+    /// Entries removed because their TTL passed.
+    pub expirations: u64,
+    /// Entries removed by invalidation (key, cache or all).
+    pub invalidations: u64,
+    /// Callers that waited for another caller's computation instead of running the body.
+    pub coalesced: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Weight held now, in the weigher's unit (bytes by default).
+    pub weight: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, or 0 when nothing was looked up.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
