@@ -37,6 +37,9 @@ pub(crate) struct Evictor {
     ghost: VecDeque<u64>,
     ghost_set: HashSet<u64>,
     capacity: usize,
+    /// The record inserted last: LFU never picks it, or every new entry (count 0) would be evicted
+    /// on arrival.
+    newest: Option<Slot>,
 }
 
 impl Evictor {
@@ -48,6 +51,7 @@ impl Evictor {
             ghost: VecDeque::new(),
             ghost_set: HashSet::new(),
             capacity: capacity.max(1),
+            newest: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl Evictor {
     }
 
     pub(crate) fn on_insert(&mut self, slot: Slot) {
+        self.newest = Some(slot);
         match self.kind {
             Eviction::Lru | Eviction::Lfu => self.main.push_back(slot),
             Eviction::S3Fifo => {
@@ -105,7 +110,11 @@ impl Evictor {
                 sample.push((slot, f));
             }
         }
-        let (victim_at, _) = sample.iter().enumerate().min_by_key(|(_, (_, f))| *f)?;
+        let newest = self.newest;
+        let (victim_at, _) = sample
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (slot, f))| (Some(*slot) == newest && sample.len() > 1, *f))?;
         let (victim, _) = sample.swap_remove(victim_at);
         for (slot, f) in sample {
             // Ageing: survivors lose half their count, so yesterday's favourites can leave.
@@ -220,10 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn lfu_evicts_the_least_used() {
+    fn lfu_evicts_the_least_used_but_never_the_newest() {
         let fake = Fake::default();
         let mut ev = Evictor::new(Eviction::Lfu, 3);
-        fill(&mut ev, &fake, &[(1, 5), (2, 3), (3, 1)]);
+        fill(&mut ev, &fake, &[(1, 5), (2, 3), (3, 1), (4, 0)]);
         assert_eq!(ev.next_victim(&fake), Some(slot(3)));
     }
 

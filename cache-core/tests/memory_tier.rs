@@ -1,0 +1,296 @@
+//! The memory tier through the programmatic API: expiry, bounds, eviction, the sweeper, stats.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_core::{CacheManager, Clock, EntryOptions, Eviction, Policy};
+
+fn manager_with(policy: Policy, clock: Clock) -> CacheManager {
+    CacheManager::builder().default_policy(policy).clock(clock).build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_expire_on_tokios_paused_clock() {
+    let m = manager_with(Policy::new().ttl_secs(60), Clock::tokio());
+    let c = m.cache("users");
+    c.set("user:1", 1_u32).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(c.get::<u32>("user:1").await, Some(1));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(c.get::<u32>("user:1").await, None, "an expired entry is never returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_entry_ttl_overrides_the_policy() {
+    let m = manager_with(Policy::new().ttl_secs(3600), Clock::tokio());
+    let c = m.cache("sessions");
+    c.set_with("short", 1_u8, EntryOptions::new().ttl(Duration::from_secs(5))).await;
+    c.set("long", 2_u8).await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(c.get::<u8>("short").await, None);
+    assert_eq!(c.get::<u8>("long").await, Some(2));
+}
+
+#[test]
+fn entries_never_read_again_are_reclaimed_by_the_sweeper() {
+    let clock = Clock::manual();
+    let m = manager_with(Policy::new().ttl_secs(10).max_entries(1_000_000), clock.clone());
+    let c = m.cache("leaky");
+    for i in 0..10_000 {
+        c.blocking().set(&format!("k{i}"), i);
+    }
+    assert_eq!(c.len(), 10_000);
+    clock.advance(Duration::from_secs(11));
+    m.run_pending_maintenance();
+    assert_eq!(c.len(), 0, "expired entries are dropped without being read");
+    assert_eq!(c.stats().expirations, 10_000);
+}
+
+#[test]
+fn the_background_sweeper_runs_without_being_asked() {
+    // Real time: the maintenance thread sweeps every 50 ms; poll its effect with a deadline.
+    let m = manager_with(Policy::new().ttl(Duration::from_millis(20)), Clock::coarse());
+    let c = m.cache("bg");
+    for i in 0..100 {
+        c.blocking().set(&format!("k{i}"), i);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !c.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "sweeper did not run: {} left", c.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(c.stats().expirations, 100);
+}
+
+#[test]
+fn the_entry_bound_holds_with_100k_distinct_keys() {
+    for eviction in [Eviction::Lru, Eviction::Lfu, Eviction::S3Fifo] {
+        let m = manager_with(Policy::new().max_entries(1_000).eviction(eviction), Clock::manual());
+        let c = m.cache("bounded");
+        for i in 0..100_000u64 {
+            c.blocking().set(&format!("key:{i}"), i);
+            assert!(c.len() <= 1_000, "{eviction:?}: {} entries", c.len());
+        }
+        let s = c.stats();
+        assert_eq!(s.entries, 1_000, "{eviction:?}");
+        assert_eq!(s.evictions, 99_000, "{eviction:?}");
+    }
+}
+
+#[test]
+fn the_entry_bound_holds_under_concurrent_inserts() {
+    let m = manager_with(Policy::new().max_entries(500), Clock::manual());
+    let c = m.cache("contended");
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let c = c.clone();
+            s.spawn(move || {
+                for i in 0..25_000u64 {
+                    c.blocking().set(&format!("{t}:{i}"), i);
+                }
+            });
+        }
+    });
+    assert_eq!(c.len(), 500);
+    assert_eq!(c.stats().evictions, 100_000 - 500);
+}
+
+#[test]
+fn the_weight_bound_holds() {
+    let m = manager_with(
+        Policy::new()
+            .max_entries(1_000_000)
+            .max_weight(10_000)
+            .weigher(|_, v| v.downcast_ref::<String>().map_or(1, |s| s.len() as u64)),
+        Clock::manual(),
+    );
+    let c = m.cache("weighed");
+    for i in 0..1_000 {
+        c.blocking().set(&format!("k{i}"), "x".repeat(100));
+    }
+    let s = c.stats();
+    assert!(s.weight <= 10_000, "weight {}", s.weight);
+    assert_eq!(s.entries, 100);
+}
+
+#[test]
+fn lru_keeps_what_was_read() {
+    let m = manager_with(Policy::new().max_entries(3).eviction(Eviction::Lru), Clock::manual());
+    let c = m.cache("lru").blocking().get_or_insert_with("a", || 1);
+    assert_eq!(c, 1);
+    let cache = m.cache("lru");
+    let b = cache.blocking();
+    b.set("b", 2);
+    b.set("c", 3);
+    assert_eq!(b.get::<i32>("a"), Some(1));
+    b.set("d", 4);
+    assert_eq!(b.get::<i32>("b"), None, "b was least recently used");
+    assert_eq!(b.get::<i32>("a"), Some(1));
+    assert_eq!(b.get::<i32>("c"), Some(3));
+    assert_eq!(b.get::<i32>("d"), Some(4));
+}
+
+#[test]
+fn lfu_keeps_what_is_read_often() {
+    let m = manager_with(Policy::new().max_entries(3).eviction(Eviction::Lfu), Clock::manual());
+    let cache = m.cache("lfu");
+    let b = cache.blocking();
+    b.set("a", 1);
+    b.set("b", 2);
+    b.set("c", 3);
+    for _ in 0..5 {
+        b.get::<i32>("a");
+        b.get::<i32>("c");
+    }
+    b.get::<i32>("b");
+    b.set("d", 4);
+    assert_eq!(b.get::<i32>("b"), None, "b was least frequently used");
+    assert_eq!(b.get::<i32>("a"), Some(1));
+    assert_eq!(b.get::<i32>("c"), Some(3));
+}
+
+#[test]
+fn s3fifo_resists_a_scan() {
+    let m = manager_with(Policy::new().max_entries(100).eviction(Eviction::S3Fifo), Clock::manual());
+    let cache = m.cache("scan");
+    let b = cache.blocking();
+    for i in 0..50 {
+        b.set(&format!("hot{i}"), i);
+    }
+    for _ in 0..3 {
+        for i in 0..50 {
+            assert_eq!(b.get::<i32>(&format!("hot{i}")), Some(i));
+        }
+    }
+    for i in 0..1_000 {
+        b.set(&format!("scan{i}"), i);
+    }
+    let kept = (0..50).filter(|i| b.get::<i32>(&format!("hot{i}")).is_some()).count();
+    assert_eq!(kept, 50, "a one-pass scan must not flush the hot set");
+}
+
+#[test]
+fn a_value_read_as_another_type_is_a_miss() {
+    let m = CacheManager::default();
+    let cache = m.cache("typed");
+    cache.blocking().set("k", 1_u32);
+    assert_eq!(cache.blocking().get::<u64>("k"), None);
+    assert_eq!(cache.blocking().get::<u32>("k"), Some(1));
+}
+
+#[test]
+fn stats_count_exactly() {
+    let m = manager_with(Policy::new().max_entries(2), Clock::manual());
+    let cache = m.cache("counted");
+    let b = cache.blocking();
+    b.set("a", 1);
+    b.get::<i32>("a");
+    b.get::<i32>("a");
+    b.get::<i32>("zz");
+    b.set("b", 2);
+    b.set("c", 3);
+    assert!(b.delete("c"));
+    let s = cache.stats();
+    assert_eq!(
+        (s.hits, s.misses, s.inserts, s.evictions, s.invalidations, s.entries),
+        (2, 1, 3, 1, 1, 1)
+    );
+    assert_eq!(m.stats().len(), 1);
+}
+
+#[test]
+fn invalidation_by_key_cache_and_all() {
+    let m = CacheManager::default();
+    m.cache("a").blocking().set("k1", 1);
+    m.cache("a").blocking().set("k2", 2);
+    m.cache("b").blocking().set("k1", 3);
+    assert!(m.invalidate_key("a", "k1"));
+    assert!(!m.invalidate_key("a", "k1"));
+    assert_eq!(m.cache("a").blocking().get::<i32>("k2"), Some(2));
+    assert_eq!(m.invalidate_cache("a"), 1);
+    assert_eq!(m.cache("b").blocking().get::<i32>("k1"), Some(3));
+    assert_eq!(m.invalidate_all(), 1);
+    assert!(m.cache("b").is_empty());
+}
+
+#[tokio::test]
+async fn tags_remove_exactly_their_entries() {
+    let m = CacheManager::default();
+    let c = m.cache("tagged");
+    c.set_with("user:1", 1, EntryOptions::new().tag("user:1")).await;
+    c.set_with("user:1:videos", 10, EntryOptions::new().tag("user:1")).await;
+    c.set_with("user:2", 2, EntryOptions::new().tag("user:2")).await;
+    assert_eq!(c.invalidate_tag("user:1").await, 2);
+    assert_eq!(c.get::<i32>("user:1").await, None);
+    assert_eq!(c.get::<i32>("user:1:videos").await, None);
+    assert_eq!(c.get::<i32>("user:2").await, Some(2));
+    assert_eq!(c.invalidate_tag("user:1").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_insert_with_runs_once_for_1000_concurrent_callers() {
+    let m = CacheManager::default();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..1_000 {
+        let c = m.cache("flight");
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get_or_insert_with("cold", || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                7_u64
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 7);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(m.cache("flight").stats().inserts, 1);
+}
+
+#[tokio::test]
+async fn try_get_or_insert_with_does_not_store_errors() {
+    let m = CacheManager::default();
+    let c = m.cache("fallible");
+    let r: Result<u8, &str> = c.try_get_or_insert_with("k", || async { Err("db down") }).await;
+    assert_eq!(r, Err("db down"));
+    assert!(c.is_empty());
+    let r: Result<u8, &str> = c.try_get_or_insert_with("k", || async { Ok(1) }).await;
+    assert_eq!(r, Ok(1));
+    assert_eq!(c.get::<u8>("k").await, Some(1));
+}
+
+#[test]
+fn blocking_single_flight_across_threads() {
+    let m = CacheManager::default();
+    let runs = AtomicUsize::new(0);
+    let c = m.cache("threads");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let v = c.blocking().get_or_insert_with("k", || {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(50));
+                    5
+                });
+                assert_eq!(v, 5);
+            });
+        }
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn install_refuses_a_second_global() {
+    // The only test in this binary that touches the global manager.
+    let first = CacheManager::builder().cache("users", Policy::new().ttl_secs(5)).install();
+    assert!(first.is_ok());
+    let second = CacheManager::builder().install();
+    let err = second.unwrap_err();
+    assert!(err.to_string().contains("already"));
+    assert_eq!(CacheManager::global().policy("users").ttl_value(), Some(Duration::from_secs(5)));
+}
