@@ -85,6 +85,10 @@ impl Cache {
         Cache { store }
     }
 
+    pub(crate) fn store(&self) -> &MemoryStore {
+        &self.store
+    }
+
     /// The current manager's cache of this name.
     pub fn named(name: &str) -> Self {
         crate::CacheManager::current().cache(name)

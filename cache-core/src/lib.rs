@@ -30,7 +30,9 @@
 
 mod cache;
 mod clock;
+mod events;
 mod flight;
+mod invalidation;
 mod key;
 mod manager;
 mod memory;
@@ -43,7 +45,9 @@ pub mod __private;
 
 pub use cache::{BlockingCache, Cache, EntryOptions};
 pub use clock::{Clock, ManualClock, TokioClock};
-pub use key::{escape_glob, escape_key_part};
+pub use events::{Event, EventArgs, EventError};
+pub use key::template::TemplateError;
+pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};
 pub use outcome::CacheValue;
 pub use policy::{DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
@@ -60,4 +64,36 @@ pub use cache_macros::cached;
 /// ```
 pub fn cache(name: &str) -> Cache {
     Cache::named(name)
+}
+
+/// Removes `key` from the named cache `cache` of the current manager; see
+/// [`CacheManager::invalidate_key`].
+pub async fn invalidate_key(cache: &str, key: &str) -> bool {
+    CacheManager::current().invalidate_key(cache, key).await
+}
+
+/// Removes every entry tagged `tag` from the current manager's caches; see
+/// [`CacheManager::invalidate_tag`].
+pub async fn invalidate_tag(tag: &str) -> usize {
+    CacheManager::current().invalidate_tag(tag).await
+}
+
+/// Removes the keys of a named cache matching a glob; see [`CacheManager::invalidate_pattern`].
+pub async fn invalidate_pattern(cache: &str, pattern: &str) -> usize {
+    CacheManager::current().invalidate_pattern(cache, pattern).await
+}
+
+/// Empties a named cache of the current manager.
+pub async fn invalidate_cache(cache: &str) -> usize {
+    CacheManager::current().invalidate_cache(cache).await
+}
+
+/// Empties every cache of the current manager.
+pub async fn invalidate_all() -> usize {
+    CacheManager::current().invalidate_all().await
+}
+
+/// Fires an invalidation event on the current manager; see [`CacheManager::fire`].
+pub async fn fire(event: &str, args: &EventArgs) -> Result<usize, EventError> {
+    CacheManager::current().fire(event, args).await
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
 use crate::{Cache, CacheStats, Clock, Policy};
 
@@ -54,6 +55,7 @@ struct Inner {
     policies: HashMap<String, Policy>,
     caches: RwLock<HashMap<Arc<str>, Arc<MemoryStore>>>,
     clock: Clock,
+    events: RwLock<EventRegistry>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -121,6 +123,7 @@ impl CacheManagerBuilder {
                 policies: self.policies,
                 caches: RwLock::new(HashMap::new()),
                 clock: self.clock,
+                events: RwLock::new(EventRegistry::default()),
             }),
         }
     }
@@ -199,11 +202,19 @@ impl CacheManager {
             .clone()
     }
 
-    fn stores(&self) -> Vec<Arc<MemoryStore>> {
+    pub(crate) fn stores(&self) -> Vec<Arc<MemoryStore>> {
         let caches = self.inner.caches.read().unwrap_or_else(|e| e.into_inner());
         let mut stores: Vec<_> = caches.values().cloned().collect();
         stores.sort_by(|a, b| a.name.cmp(&b.name));
         stores
+    }
+
+    pub(crate) fn events(&self) -> std::sync::RwLockReadGuard<'_, EventRegistry> {
+        self.inner.events.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn events_mut(&self) -> std::sync::RwLockWriteGuard<'_, EventRegistry> {
+        self.inner.events.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Names of the caches created so far, sorted.
@@ -235,22 +246,6 @@ impl CacheManager {
         for store in self.stores() {
             store.reset_stats();
         }
-    }
-
-    /// Removes one key from a named cache. True if a live entry was removed.
-    pub fn invalidate_key(&self, cache: &str, key: &str) -> bool {
-        self.store(cache)
-            .remove(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()))
-    }
-
-    /// Empties a named cache. Returns how many entries were removed.
-    pub fn invalidate_cache(&self, cache: &str) -> usize {
-        self.store(cache).clear()
-    }
-
-    /// Empties every cache. Returns how many entries were removed.
-    pub fn invalidate_all(&self) -> usize {
-        self.stores().iter().map(|s| s.clear()).sum()
     }
 
     /// Sweeps expired entries now instead of waiting for the maintenance thread (tests use this

@@ -199,18 +199,18 @@ fn stats_count_exactly() {
     assert_eq!(m.stats().len(), 1);
 }
 
-#[test]
-fn invalidation_by_key_cache_and_all() {
+#[tokio::test]
+async fn invalidation_by_key_cache_and_all() {
     let m = CacheManager::default();
-    m.cache("a").blocking().set("k1", 1);
-    m.cache("a").blocking().set("k2", 2);
-    m.cache("b").blocking().set("k1", 3);
-    assert!(m.invalidate_key("a", "k1"));
-    assert!(!m.invalidate_key("a", "k1"));
-    assert_eq!(m.cache("a").blocking().get::<i32>("k2"), Some(2));
-    assert_eq!(m.invalidate_cache("a"), 1);
-    assert_eq!(m.cache("b").blocking().get::<i32>("k1"), Some(3));
-    assert_eq!(m.invalidate_all(), 1);
+    m.cache("a").set("k1", 1).await;
+    m.cache("a").set("k2", 2).await;
+    m.cache("b").set("k1", 3).await;
+    assert!(m.invalidate_key("a", "k1").await);
+    assert!(!m.invalidate_key("a", "k1").await);
+    assert_eq!(m.cache("a").get::<i32>("k2").await, Some(2));
+    assert_eq!(m.invalidate_cache("a").await, 1);
+    assert_eq!(m.cache("b").get::<i32>("k1").await, Some(3));
+    assert_eq!(m.invalidate_all().await, 1);
     assert!(m.cache("b").is_empty());
 }
 

@@ -8,9 +8,12 @@
 //! value.
 
 mod escape;
+mod glob;
+pub(crate) mod template;
 mod render;
 
 pub use escape::{escape_glob, escape_key_part};
+pub use glob::Glob;
 pub use render::{KeyArgs, KeyBuf, KeyPart};
 
 /// The memory tier's lookup hash of a logical key.

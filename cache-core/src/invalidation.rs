@@ -1,0 +1,103 @@
+//! Invalidation entry points of a [`CacheManager`]: by key, tag, pattern, named cache, event, or
+//! everything. They are `async` because remote tiers are reached over the network; on the memory
+//! tier they complete without waiting.
+
+use crate::events::{Action, Event, EventArgs, EventError};
+use crate::key::{Glob, lookup_hash};
+use crate::{Cache, CacheManager};
+
+impl CacheManager {
+    /// Removes one key from a named cache. True if a live entry was removed.
+    ///
+    /// `key` is the logical key as stored: a template's literal parts with each argument value
+    /// escaped ([`escape_key_part`](crate::escape_key_part)); numbers and plain words are
+    /// unchanged.
+    pub async fn invalidate_key(&self, cache: &str, key: &str) -> bool {
+        self.store(cache).remove(key.as_bytes(), lookup_hash(key.as_bytes()))
+    }
+
+    /// Removes every entry, in every cache, tagged `tag`. Returns how many.
+    pub async fn invalidate_tag(&self, tag: &str) -> usize {
+        self.stores().iter().map(|s| s.remove_tag(tag)).sum()
+    }
+
+    /// Removes the keys of a named cache that match a glob (`*`, `?`, `[..]`, `\` escapes).
+    /// Returns how many. Build patterns from untrusted values with
+    /// [`escape_glob`](crate::escape_glob), or use a pattern template in `#[invalidates]`, which
+    /// escapes for you.
+    pub async fn invalidate_pattern(&self, cache: &str, pattern: &str) -> usize {
+        self.cache(cache).invalidate_pattern(pattern).await
+    }
+
+    /// Empties a named cache. Returns how many entries were removed.
+    pub async fn invalidate_cache(&self, cache: &str) -> usize {
+        self.store(cache).clear()
+    }
+
+    /// Empties every cache. Returns how many entries were removed.
+    pub async fn invalidate_all(&self) -> usize {
+        self.stores().iter().map(|s| s.clear()).sum()
+    }
+
+    /// Registers (or replaces) an invalidation event. Fails if a template is malformed or uses a
+    /// placeholder that is not a parameter of the event.
+    pub fn register_event(&self, event: Event) -> Result<(), EventError> {
+        self.events_mut().register(event)
+    }
+
+    /// Fires an event: performs every invalidation it names, with `args` in the templates.
+    /// Returns how many entries were removed. Fails, invalidating nothing, if the event is
+    /// unknown or an argument is missing or unexpected.
+    pub async fn fire(&self, event: &str, args: &EventArgs) -> Result<usize, EventError> {
+        let actions = self.events().resolve(event, args)?;
+        let mut removed = 0;
+        for action in actions {
+            removed += match action {
+                Action::Key { cache, key } => usize::from(self.invalidate_key(&cache, &key).await),
+                Action::Pattern { cache, pattern } => self.invalidate_pattern(&cache, &pattern).await,
+                Action::Tag(tag) => self.invalidate_tag(&tag).await,
+                Action::Cache(cache) => self.invalidate_cache(&cache).await,
+            };
+        }
+        Ok(removed)
+    }
+}
+
+impl Cache {
+    /// Removes the keys matching a glob. Returns how many.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let c = cache_core::CacheManager::builder().build().cache("search");
+    /// c.set("search:rust", 1).await;
+    /// c.set("search:redis", 2).await;
+    /// c.set("trending", 3).await;
+    /// assert_eq!(c.invalidate_pattern("search:*").await, 2);
+    /// assert_eq!(c.len(), 1);
+    /// # });
+    /// ```
+    pub async fn invalidate_pattern(&self, pattern: &str) -> usize {
+        let glob = Glob::new(pattern);
+        if glob.is_literal() {
+            // Names one key: no scan. The literal is the pattern with its escapes resolved.
+            let key: String = unescape(pattern);
+            return usize::from(self.delete(&key).await);
+        }
+        self.store().remove_where(|key| glob.matches(key))
+    }
+}
+
+fn unescape(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
