@@ -14,7 +14,7 @@ pub use ::std;
 
 pub use crate::key::{KeyArgs, KeyBuf, KeyPart};
 pub use crate::outcome::{
-    CacheValue, PlainFallback, PlainStrategy, Probe, Strategy, check_strategy,
+    CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, check_strategy, store_if,
 };
 
 use crate::flight;
@@ -122,6 +122,58 @@ where
 {
     let store = site.store();
     flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body)
+}
+
+/// Counts a call whose `#[cache_if]` condition was false (the body ran, the cache was not used).
+#[inline]
+pub fn bypass(site: &'static CallSite) {
+    site.store().counters.bypassed.incr();
+}
+
+/// `#[invalidates(key = ..)]` / the `get_user(id)` form: removes one key from a named cache.
+pub async fn invalidate_key(cache: &str, key: &KeyBuf) {
+    invalidate_key_blocking(cache, key)
+}
+
+/// `#[invalidates(tags = [..])]`: removes every entry carrying the tag, in every cache.
+pub async fn invalidate_tag(tag: &KeyBuf) {
+    invalidate_tag_blocking(tag)
+}
+
+/// `#[invalidates(pattern = ..)]`: removes the keys of a named cache matching the glob (built
+/// with [`KeyBuf::pattern_part`], so argument values match only themselves).
+pub async fn invalidate_pattern(cache: &str, pattern: &KeyBuf) {
+    invalidate_pattern_blocking(cache, pattern)
+}
+
+/// `#[invalidates(cache = .., all = true)]`: empties a named cache.
+pub async fn invalidate_cache(cache: &str) {
+    invalidate_cache_blocking(cache)
+}
+
+/// [`invalidate_key`] for sync functions.
+pub fn invalidate_key_blocking(cache: &str, key: &KeyBuf) {
+    with_current(|m, _| m.store(cache).remove(key.as_bytes(), key.lookup_hash()));
+}
+
+/// [`invalidate_tag`] for sync functions.
+pub fn invalidate_tag_blocking(tag: &KeyBuf) {
+    with_current(|m, _| {
+        for store in m.stores() {
+            store.remove_tag(tag.as_str());
+        }
+    });
+}
+
+/// [`invalidate_pattern`] for sync functions.
+pub fn invalidate_pattern_blocking(cache: &str, pattern: &KeyBuf) {
+    let glob = crate::Glob::new(pattern.as_str());
+    with_current(|m, _| m.store(cache).remove_where(|k| glob.matches(k)));
+}
+
+/// [`invalidate_cache`] for sync functions.
+pub fn invalidate_cache_blocking(cache: &str) {
+    with_current(|m, _| m.store(cache).clear());
 }
 
 /// Type-checks one argument of a default key, spanned on that argument by the macro.

@@ -45,7 +45,10 @@ pub struct Event {
 
 impl Event {
     /// An event with its parameter names; every placeholder in a target must be one of them.
-    pub fn new<P: Into<String>>(name: impl Into<String>, params: impl IntoIterator<Item = P>) -> Self {
+    pub fn new<P: Into<String>>(
+        name: impl Into<String>,
+        params: impl IntoIterator<Item = P>,
+    ) -> Self {
         Event {
             name: name.into(),
             params: params.into_iter().map(Into::into).collect(),
@@ -82,7 +85,9 @@ impl Event {
 
     /// Empties a named cache.
     pub fn cache(mut self, cache: impl Into<String>) -> Self {
-        self.targets.push(Target::Cache { cache: cache.into() });
+        self.targets.push(Target::Cache {
+            cache: cache.into(),
+        });
         self
     }
 }
@@ -107,7 +112,10 @@ impl EventArgs {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -160,9 +168,14 @@ impl fmt::Display for EventError {
                 "event `{event}`: template `{template}` uses `{{{placeholder}}}`, which is not a parameter of the event (parameters: {})",
                 list(params)
             ),
-            EventError::UnknownEvent(name) => write!(f, "no invalidation event named `{name}` is registered"),
+            EventError::UnknownEvent(name) => {
+                write!(f, "no invalidation event named `{name}` is registered")
+            }
             EventError::MissingArgument { event, param } => {
-                write!(f, "event `{event}` was fired without its argument `{param}`")
+                write!(
+                    f,
+                    "event `{event}` was fired without its argument `{param}`"
+                )
             }
             EventError::UnexpectedArgument { event, arg } => {
                 write!(f, "event `{event}` has no parameter `{arg}`")
@@ -175,7 +188,11 @@ fn list(params: &[String]) -> String {
     if params.is_empty() {
         "none".into()
     } else {
-        params.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+        params
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -203,9 +220,14 @@ impl CompiledEvent {
         let mut targets = Vec::new();
         for target in event.targets {
             let template = match &target {
-                Target::Key { template, .. } | Target::Pattern { template, .. } | Target::Tag { template } => {
+                Target::Key { template, .. }
+                | Target::Pattern { template, .. }
+                | Target::Tag { template } => {
                     let t = Template::parse(template).map_err(EventError::Template)?;
-                    if let Some(unknown) = t.placeholders().find(|p| !event.params.iter().any(|q| q == p)) {
+                    if let Some(unknown) = t
+                        .placeholders()
+                        .find(|p| !event.params.iter().any(|q| q == p))
+                    {
                         return Err(EventError::UnknownPlaceholder {
                             event: event.name.clone(),
                             template: template.clone(),

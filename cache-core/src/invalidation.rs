@@ -13,7 +13,8 @@ impl CacheManager {
     /// escaped ([`escape_key_part`](crate::escape_key_part)); numbers and plain words are
     /// unchanged.
     pub async fn invalidate_key(&self, cache: &str, key: &str) -> bool {
-        self.store(cache).remove(key.as_bytes(), lookup_hash(key.as_bytes()))
+        self.store(cache)
+            .remove(key.as_bytes(), lookup_hash(key.as_bytes()))
     }
 
     /// Removes every entry, in every cache, tagged `tag`. Returns how many.
@@ -54,7 +55,9 @@ impl CacheManager {
         for action in actions {
             removed += match action {
                 Action::Key { cache, key } => usize::from(self.invalidate_key(&cache, &key).await),
-                Action::Pattern { cache, pattern } => self.invalidate_pattern(&cache, &pattern).await,
+                Action::Pattern { cache, pattern } => {
+                    self.invalidate_pattern(&cache, &pattern).await
+                }
                 Action::Tag(tag) => self.invalidate_tag(&tag).await,
                 Action::Cache(cache) => self.invalidate_cache(&cache).await,
             };

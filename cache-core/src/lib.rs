@@ -80,7 +80,9 @@ pub async fn invalidate_tag(tag: &str) -> usize {
 
 /// Removes the keys of a named cache matching a glob; see [`CacheManager::invalidate_pattern`].
 pub async fn invalidate_pattern(cache: &str, pattern: &str) -> usize {
-    CacheManager::current().invalidate_pattern(cache, pattern).await
+    CacheManager::current()
+        .invalidate_pattern(cache, pattern)
+        .await
 }
 
 /// Empties a named cache of the current manager.

@@ -90,6 +90,39 @@ impl<R: CacheValue> Strategy<R> for PlainStrategy<R> {
     }
 }
 
+/// A strategy that stores a value only when a predicate over the whole return value agrees
+/// (`#[cache_if(result = ...)]`): the value is returned either way.
+#[derive(Debug)]
+pub struct Filtered<S, F> {
+    inner: S,
+    keep: F,
+}
+
+impl<R, S: Strategy<R>, F: Fn(&R) -> bool> Strategy<R> for Filtered<S, F> {
+    type Value = S::Value;
+    #[inline]
+    fn cacheable(&self, out: &R) -> Option<S::Value> {
+        if (self.keep)(out) {
+            self.inner.cacheable(out)
+        } else {
+            None
+        }
+    }
+    #[inline]
+    fn rebuild(&self, value: S::Value) -> R {
+        self.inner.rebuild(value)
+    }
+}
+
+/// Wraps `strategy` so that only return values `keep` accepts are stored.
+#[inline(always)]
+pub fn store_if<R, S: Strategy<R>, F: Fn(&R) -> bool>(strategy: S, keep: F) -> Filtered<S, F> {
+    Filtered {
+        inner: strategy,
+        keep,
+    }
+}
+
 /// Picks the [`Strategy`] for a return type `R`; see the module docs.
 #[derive(Debug)]
 pub struct Probe<R>(PhantomData<fn() -> R>);

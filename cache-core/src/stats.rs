@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     pub(crate) expirations: StripedCounter,
     pub(crate) invalidations: StripedCounter,
     pub(crate) coalesced: StripedCounter,
+    pub(crate) bypassed: StripedCounter,
 }
 
 /// A snapshot of one named cache's counters.
@@ -112,6 +113,8 @@ pub struct CacheStats {
     pub invalidations: u64,
     /// Callers that waited for another caller's computation instead of running the body.
     pub coalesced: u64,
+    /// Calls that skipped the cache because a `#[cache_if]` condition was false.
+    pub bypassed: u64,
     /// Entries held now.
     pub entries: u64,
     /// Weight held now, in the weigher's unit (bytes by default).

@@ -1,7 +1,9 @@
 //! Invalidation by tag, pattern and event, and the escaping that keeps argument values from acting
 //! as wildcards.
 
-use cache_core::{CacheManager, EntryOptions, Event, EventArgs, EventError, escape_glob, escape_key_part};
+use cache_core::{
+    CacheManager, EntryOptions, Event, EventArgs, EventError, escape_glob, escape_key_part,
+};
 
 async fn seeded() -> CacheManager {
     let m = CacheManager::default();
@@ -9,7 +11,11 @@ async fn seeded() -> CacheManager {
     for id in ["1", "2", "10", "*", "1*"] {
         let key = format!("user:{}", escape_key_part(id));
         users
-            .set_with(&key, id.to_string(), EntryOptions::new().tag(format!("user:{}", escape_key_part(id))))
+            .set_with(
+                &key,
+                id.to_string(),
+                EntryOptions::new().tag(format!("user:{}", escape_key_part(id))),
+            )
             .await;
         users.set(&format!("{key}:videos"), 0_u32).await;
     }
@@ -22,8 +28,14 @@ async fn a_pattern_removes_only_matching_keys() {
     // A pattern the developer wrote is a real glob: it also matches the user whose id is `1*`
     // (stored as `user:1\*`).
     assert_eq!(m.invalidate_pattern("users", "user:1*").await, 6);
-    assert_eq!(m.cache("users").get::<String>("user:2").await.as_deref(), Some("2"));
-    assert_eq!(m.cache("users").get::<String>("user:\\*").await.as_deref(), Some("*"));
+    assert_eq!(
+        m.cache("users").get::<String>("user:2").await.as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        m.cache("users").get::<String>("user:\\*").await.as_deref(),
+        Some("*")
+    );
 }
 
 #[tokio::test]
@@ -34,19 +46,32 @@ async fn an_escaped_star_removes_only_the_user_named_star() {
     assert_eq!(m.invalidate_pattern("users", &pattern).await, 1);
     assert_eq!(m.cache("users").len(), 9);
     assert_eq!(m.cache("users").get::<String>("user:\\*").await, None);
-    assert_eq!(m.cache("users").get::<String>("user:1").await.as_deref(), Some("1"));
+    assert_eq!(
+        m.cache("users").get::<String>("user:1").await.as_deref(),
+        Some("1")
+    );
 
     let pattern = format!("user:{}:*", escape_glob(&escape_key_part("1*")));
-    assert_eq!(m.invalidate_pattern("users", &pattern).await, 1, "only user:1*'s videos");
+    assert_eq!(
+        m.invalidate_pattern("users", &pattern).await,
+        1,
+        "only user:1*'s videos"
+    );
     assert_eq!(m.cache("users").get::<u32>("user:1:videos").await, Some(0));
 }
 
 #[tokio::test]
 async fn tags_cross_caches() {
     let m = CacheManager::default();
-    m.cache("users").set_with("user:1", 1, EntryOptions::new().tag("user:1")).await;
-    m.cache("videos").set_with("video:9", 9, EntryOptions::new().tag("user:1")).await;
-    m.cache("videos").set_with("video:8", 8, EntryOptions::new().tag("user:2")).await;
+    m.cache("users")
+        .set_with("user:1", 1, EntryOptions::new().tag("user:1"))
+        .await;
+    m.cache("videos")
+        .set_with("video:9", 9, EntryOptions::new().tag("user:1"))
+        .await;
+    m.cache("videos")
+        .set_with("video:8", 8, EntryOptions::new().tag("user:2"))
+        .await;
     assert_eq!(m.invalidate_tag("user:1").await, 2);
     assert_eq!(m.cache("videos").get::<i32>("video:8").await, Some(8));
     assert_eq!(m.cache("users").stats().invalidations, 1);
@@ -55,7 +80,9 @@ async fn tags_cross_caches() {
 #[tokio::test]
 async fn a_tag_named_star_is_just_a_tag() {
     let m = CacheManager::default();
-    m.cache("c").set_with("a", 1, EntryOptions::new().tag("user:1")).await;
+    m.cache("c")
+        .set_with("a", 1, EntryOptions::new().tag("user:1"))
+        .await;
     assert_eq!(m.invalidate_tag("*").await, 0);
     assert_eq!(m.invalidate_tag("user:*").await, 0);
     assert_eq!(m.cache("c").len(), 1);
@@ -72,8 +99,15 @@ async fn events_invalidate_their_targets_with_escaped_arguments() {
             .cache("search"),
     )
     .unwrap();
-    let removed = m.fire("user_update", &EventArgs::new().arg("user_id", "*")).await.unwrap();
-    assert_eq!(removed, 1 + 1 + 1, "user:\\*, its videos, and the search cache");
+    let removed = m
+        .fire("user_update", &EventArgs::new().arg("user_id", "*"))
+        .await
+        .unwrap();
+    assert_eq!(
+        removed,
+        1 + 1 + 1,
+        "user:\\*, its videos, and the search cache"
+    );
     assert_eq!(m.cache("users").len(), 8, "every other user stays");
     assert!(m.cache("search").is_empty());
 }
@@ -81,8 +115,14 @@ async fn events_invalidate_their_targets_with_escaped_arguments() {
 #[tokio::test]
 async fn event_tags_render_like_keys() {
     let m = seeded().await;
-    m.register_event(Event::new("profile", ["id"]).tag("user:{id}")).unwrap();
-    assert_eq!(m.fire("profile", &EventArgs::new().arg("id", 2)).await.unwrap(), 1);
+    m.register_event(Event::new("profile", ["id"]).tag("user:{id}"))
+        .unwrap();
+    assert_eq!(
+        m.fire("profile", &EventArgs::new().arg("id", 2))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(m.cache("users").get::<String>("user:2").await, None);
 }
 
@@ -97,21 +137,33 @@ fn an_unknown_placeholder_is_rejected_at_registration() {
         err.to_string(),
         "event `user_update`: template `user:{uid}:*` uses `{uid}`, which is not a parameter of the event (parameters: `user_id`)"
     );
-    let err = m.register_event(Event::new("e", ["a"]).key("c", "x:{a")).unwrap_err();
+    let err = m
+        .register_event(Event::new("e", ["a"]).key("c", "x:{a"))
+        .unwrap_err();
     assert!(err.to_string().contains("unclosed `{`"), "{err}");
 }
 
 #[tokio::test]
 async fn firing_with_a_missing_or_unexpected_argument_is_rejected_and_removes_nothing() {
     let m = seeded().await;
-    m.register_event(Event::new("user_update", ["user_id"]).cache("users")).unwrap();
+    m.register_event(Event::new("user_update", ["user_id"]).cache("users"))
+        .unwrap();
     let err = m.fire("user_update", &EventArgs::new()).await.unwrap_err();
-    assert_eq!(err.to_string(), "event `user_update` was fired without its argument `user_id`");
+    assert_eq!(
+        err.to_string(),
+        "event `user_update` was fired without its argument `user_id`"
+    );
     let err = m
-        .fire("user_update", &EventArgs::new().arg("user_id", 1).arg("usr_id", 1))
+        .fire(
+            "user_update",
+            &EventArgs::new().arg("user_id", 1).arg("usr_id", 1),
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "event `user_update` has no parameter `usr_id`");
+    assert_eq!(
+        err.to_string(),
+        "event `user_update` has no parameter `usr_id`"
+    );
     let err = m.fire("nope", &EventArgs::new()).await.unwrap_err();
     assert_eq!(err, EventError::UnknownEvent("nope".into()));
     assert_eq!(m.cache("users").len(), 10);

@@ -7,7 +7,10 @@ use std::time::Duration;
 use cache_core::{CacheManager, Clock, EntryOptions, Eviction, Policy};
 
 fn manager_with(policy: Policy, clock: Clock) -> CacheManager {
-    CacheManager::builder().default_policy(policy).clock(clock).build()
+    CacheManager::builder()
+        .default_policy(policy)
+        .clock(clock)
+        .build()
 }
 
 #[tokio::test(start_paused = true)]
@@ -18,14 +21,23 @@ async fn entries_expire_on_tokios_paused_clock() {
     tokio::time::advance(Duration::from_secs(59)).await;
     assert_eq!(c.get::<u32>("user:1").await, Some(1));
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(c.get::<u32>("user:1").await, None, "an expired entry is never returned");
+    assert_eq!(
+        c.get::<u32>("user:1").await,
+        None,
+        "an expired entry is never returned"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn per_entry_ttl_overrides_the_policy() {
     let m = manager_with(Policy::new().ttl_secs(3600), Clock::tokio());
     let c = m.cache("sessions");
-    c.set_with("short", 1_u8, EntryOptions::new().ttl(Duration::from_secs(5))).await;
+    c.set_with(
+        "short",
+        1_u8,
+        EntryOptions::new().ttl(Duration::from_secs(5)),
+    )
+    .await;
     c.set("long", 2_u8).await;
     tokio::time::advance(Duration::from_secs(6)).await;
     assert_eq!(c.get::<u8>("short").await, None);
@@ -35,7 +47,10 @@ async fn per_entry_ttl_overrides_the_policy() {
 #[test]
 fn entries_never_read_again_are_reclaimed_by_the_sweeper() {
     let clock = Clock::manual();
-    let m = manager_with(Policy::new().ttl_secs(10).max_entries(1_000_000), clock.clone());
+    let m = manager_with(
+        Policy::new().ttl_secs(10).max_entries(1_000_000),
+        clock.clone(),
+    );
     let c = m.cache("leaky");
     for i in 0..10_000 {
         c.blocking().set(&format!("k{i}"), i);
@@ -50,14 +65,21 @@ fn entries_never_read_again_are_reclaimed_by_the_sweeper() {
 #[test]
 fn the_background_sweeper_runs_without_being_asked() {
     // Real time: the maintenance thread sweeps every 50 ms; poll its effect with a deadline.
-    let m = manager_with(Policy::new().ttl(Duration::from_millis(20)), Clock::coarse());
+    let m = manager_with(
+        Policy::new().ttl(Duration::from_millis(20)),
+        Clock::coarse(),
+    );
     let c = m.cache("bg");
     for i in 0..100 {
         c.blocking().set(&format!("k{i}"), i);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !c.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "sweeper did not run: {} left", c.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sweeper did not run: {} left",
+            c.len()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(c.stats().expirations, 100);
@@ -66,7 +88,10 @@ fn the_background_sweeper_runs_without_being_asked() {
 #[test]
 fn the_entry_bound_holds_with_100k_distinct_keys() {
     for eviction in [Eviction::Lru, Eviction::Lfu, Eviction::S3Fifo] {
-        let m = manager_with(Policy::new().max_entries(1_000).eviction(eviction), Clock::manual());
+        let m = manager_with(
+            Policy::new().max_entries(1_000).eviction(eviction),
+            Clock::manual(),
+        );
         let c = m.cache("bounded");
         for i in 0..100_000u64 {
             c.blocking().set(&format!("key:{i}"), i);
@@ -116,7 +141,10 @@ fn the_weight_bound_holds() {
 
 #[test]
 fn lru_keeps_what_was_read() {
-    let m = manager_with(Policy::new().max_entries(3).eviction(Eviction::Lru), Clock::manual());
+    let m = manager_with(
+        Policy::new().max_entries(3).eviction(Eviction::Lru),
+        Clock::manual(),
+    );
     let c = m.cache("lru").blocking().get_or_insert_with("a", || 1);
     assert_eq!(c, 1);
     let cache = m.cache("lru");
@@ -133,7 +161,10 @@ fn lru_keeps_what_was_read() {
 
 #[test]
 fn lfu_keeps_what_is_read_often() {
-    let m = manager_with(Policy::new().max_entries(3).eviction(Eviction::Lfu), Clock::manual());
+    let m = manager_with(
+        Policy::new().max_entries(3).eviction(Eviction::Lfu),
+        Clock::manual(),
+    );
     let cache = m.cache("lfu");
     let b = cache.blocking();
     b.set("a", 1);
@@ -152,7 +183,10 @@ fn lfu_keeps_what_is_read_often() {
 
 #[test]
 fn s3fifo_resists_a_scan() {
-    let m = manager_with(Policy::new().max_entries(100).eviction(Eviction::S3Fifo), Clock::manual());
+    let m = manager_with(
+        Policy::new().max_entries(100).eviction(Eviction::S3Fifo),
+        Clock::manual(),
+    );
     let cache = m.cache("scan");
     let b = cache.blocking();
     for i in 0..50 {
@@ -166,7 +200,9 @@ fn s3fifo_resists_a_scan() {
     for i in 0..1_000 {
         b.set(&format!("scan{i}"), i);
     }
-    let kept = (0..50).filter(|i| b.get::<i32>(&format!("hot{i}")).is_some()).count();
+    let kept = (0..50)
+        .filter(|i| b.get::<i32>(&format!("hot{i}")).is_some())
+        .count();
     assert_eq!(kept, 50, "a one-pass scan must not flush the hot set");
 }
 
@@ -193,7 +229,14 @@ fn stats_count_exactly() {
     assert!(b.delete("c"));
     let s = cache.stats();
     assert_eq!(
-        (s.hits, s.misses, s.inserts, s.evictions, s.invalidations, s.entries),
+        (
+            s.hits,
+            s.misses,
+            s.inserts,
+            s.evictions,
+            s.invalidations,
+            s.entries
+        ),
         (2, 1, 3, 1, 1, 1)
     );
     assert_eq!(m.stats().len(), 1);
@@ -218,9 +261,12 @@ async fn invalidation_by_key_cache_and_all() {
 async fn tags_remove_exactly_their_entries() {
     let m = CacheManager::default();
     let c = m.cache("tagged");
-    c.set_with("user:1", 1, EntryOptions::new().tag("user:1")).await;
-    c.set_with("user:1:videos", 10, EntryOptions::new().tag("user:1")).await;
-    c.set_with("user:2", 2, EntryOptions::new().tag("user:2")).await;
+    c.set_with("user:1", 1, EntryOptions::new().tag("user:1"))
+        .await;
+    c.set_with("user:1:videos", 10, EntryOptions::new().tag("user:1"))
+        .await;
+    c.set_with("user:2", 2, EntryOptions::new().tag("user:2"))
+        .await;
     assert_eq!(c.invalidate_tag("user:1").await, 2);
     assert_eq!(c.get::<i32>("user:1").await, None);
     assert_eq!(c.get::<i32>("user:1:videos").await, None);
@@ -256,7 +302,9 @@ async fn get_or_insert_with_runs_once_for_1000_concurrent_callers() {
 async fn try_get_or_insert_with_does_not_store_errors() {
     let m = CacheManager::default();
     let c = m.cache("fallible");
-    let r: Result<u8, &str> = c.try_get_or_insert_with("k", || async { Err("db down") }).await;
+    let r: Result<u8, &str> = c
+        .try_get_or_insert_with("k", || async { Err("db down") })
+        .await;
     assert_eq!(r, Err("db down"));
     assert!(c.is_empty());
     let r: Result<u8, &str> = c.try_get_or_insert_with("k", || async { Ok(1) }).await;
@@ -287,10 +335,15 @@ fn blocking_single_flight_across_threads() {
 #[test]
 fn install_refuses_a_second_global() {
     // The only test in this binary that touches the global manager.
-    let first = CacheManager::builder().cache("users", Policy::new().ttl_secs(5)).install();
+    let first = CacheManager::builder()
+        .cache("users", Policy::new().ttl_secs(5))
+        .install();
     assert!(first.is_ok());
     let second = CacheManager::builder().install();
     let err = second.unwrap_err();
     assert!(err.to_string().contains("already"));
-    assert_eq!(CacheManager::global().policy("users").ttl_value(), Some(Duration::from_secs(5)));
+    assert_eq!(
+        CacheManager::global().policy("users").ttl_value(),
+        Some(Duration::from_secs(5))
+    );
 }

@@ -28,7 +28,10 @@ enum Token {
     Char(char),
     Any,
     Star,
-    Set { negated: bool, items: Vec<(char, char)> },
+    Set {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 impl Glob {
@@ -115,7 +118,9 @@ impl Token {
             Token::Char(x) => *x == c,
             Token::Any => true,
             Token::Star => false,
-            Token::Set { negated, items } => items.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated,
+            Token::Set { negated, items } => {
+                items.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
+            }
         }
     }
 }

@@ -9,8 +9,8 @@
 
 mod escape;
 mod glob;
-pub(crate) mod template;
 mod render;
+pub(crate) mod template;
 
 pub use escape::{escape_glob, escape_key_part};
 pub use glob::Glob;

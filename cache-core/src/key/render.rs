@@ -142,6 +142,19 @@ impl KeyBuf {
         let _ = value.write_key_part(self);
     }
 
+    /// Appends a placeholder's value inside a glob pattern: its key form, escaped once more so
+    /// it matches only itself (a user id of `*` names one user, not all of them).
+    pub fn pattern_part<T: KeyPart + ?Sized>(&mut self, value: &T) {
+        let mut key_form = KeyBuf::new();
+        key_form.part(value);
+        for &b in key_form.as_bytes() {
+            if matches!(b, b'\\' | b'*' | b'?' | b'[' | b']' | b'^') {
+                self.bytes.push(b'\\');
+            }
+            self.bytes.push(b);
+        }
+    }
+
     /// Appends a stable hash of serialized arguments (32 hex digits), the default key's tail.
     pub fn args_hash<A: KeyArgs + ?Sized>(&mut self, args: &A) {
         let hash = SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -225,6 +238,22 @@ mod tests {
         };
         assert_ne!(render("1:2", "3"), render("1", "2:3"));
         assert_ne!(render("\\", ":"), render("\\:", ""));
+    }
+
+    #[test]
+    fn pattern_parts_match_only_themselves() {
+        let mut p = KeyBuf::new();
+        p.lit("user:");
+        p.pattern_part(&"*");
+        p.lit(":*");
+        assert_eq!(p.as_str(), "user:\\\\\\*:*");
+        let glob = crate::Glob::new(p.as_str());
+        let mut key = KeyBuf::new();
+        key.lit("user:");
+        key.part(&"*");
+        key.lit(":videos");
+        assert!(glob.matches(key.as_str()));
+        assert!(!glob.matches("user:1:videos"));
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub struct TemplateError {
 
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid key template `{}`: {}", self.template, self.reason)
+        write!(
+            f,
+            "invalid key template `{}`: {}",
+            self.template, self.reason
+        )
     }
 }
 
@@ -68,14 +72,20 @@ impl Template {
                         match chars.next() {
                             Some('}') => break,
                             Some(c) => name.push(c),
-                            None => return Err(err("unclosed `{`; write `{{` for a literal brace".into())),
+                            None => {
+                                return Err(err(
+                                    "unclosed `{`; write `{{` for a literal brace".into()
+                                ));
+                            }
                         }
                     }
                     let valid = !name.is_empty()
                         && name.chars().all(|c| c.is_alphanumeric() || c == '_')
                         && !name.starts_with(|c: char| c.is_ascii_digit());
                     if !valid {
-                        return Err(err(format!("`{{{name}}}` is not a placeholder; names are identifiers like `{{user_id}}`")));
+                        return Err(err(format!(
+                            "`{{{name}}}` is not a placeholder; names are identifiers like `{{user_id}}`"
+                        )));
                     }
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
@@ -103,7 +113,11 @@ impl Template {
     }
 
     /// Renders with `lookup` giving each placeholder's (unescaped) value.
-    pub(crate) fn render<'a>(&self, mode: Render, lookup: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+    pub(crate) fn render<'a>(
+        &self,
+        mode: Render,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -131,8 +145,14 @@ mod tests {
     fn parses_and_renders() {
         let t = Template::parse("user:{id}:{{x}}:*").unwrap();
         assert_eq!(t.placeholders().collect::<Vec<_>>(), ["id"]);
-        assert_eq!(t.render(Render::Key, |_| Some("a:b")).unwrap(), "user:a\\:b:{x}:*");
-        assert_eq!(t.render(Render::Pattern, |_| Some("*")).unwrap(), "user:\\\\\\*:{x}:*");
+        assert_eq!(
+            t.render(Render::Key, |_| Some("a:b")).unwrap(),
+            "user:a\\:b:{x}:*"
+        );
+        assert_eq!(
+            t.render(Render::Pattern, |_| Some("*")).unwrap(),
+            "user:\\\\\\*:{x}:*"
+        );
     }
 
     #[test]

@@ -338,6 +338,7 @@ impl MemoryStore {
             expirations: c.expirations.get(),
             invalidations: c.invalidations.get(),
             coalesced: c.coalesced.get(),
+            bypassed: c.bypassed.get(),
             entries: self.len() as u64,
             weight: self.weight.load(Ordering::Relaxed).max(0) as u64,
         }
