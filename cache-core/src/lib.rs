@@ -38,6 +38,7 @@ mod manager;
 mod memory;
 mod outcome;
 mod policy;
+pub mod remote;
 mod stats;
 
 #[doc(hidden)]
@@ -51,6 +52,9 @@ pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};
 pub use outcome::CacheValue;
 pub use policy::{DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
+pub use remote::{
+    BreakerState, RemoteBackend, RemoteError, RemoteStats, RemoteTier, Resilience, Tier,
+};
 pub use stats::CacheStats;
 
 pub use cache_macros::cached;

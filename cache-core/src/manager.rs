@@ -13,6 +13,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
+use crate::remote::resilient::Breaker;
+use crate::remote::{RemoteBackend, Resilience};
 use crate::{Cache, CacheStats, Clock, Policy};
 
 static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
@@ -56,6 +58,9 @@ struct Inner {
     caches: RwLock<HashMap<Arc<str>, Arc<MemoryStore>>>,
     clock: Clock,
     events: RwLock<EventRegistry>,
+    remote: Option<Arc<dyn RemoteBackend>>,
+    /// One breaker for the backend: its caches share a connection and fail together.
+    breaker: Arc<Breaker>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -88,12 +93,26 @@ impl fmt::Display for AlreadyInstalled {
 impl std::error::Error for AlreadyInstalled {}
 
 /// Configures a [`CacheManager`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct CacheManagerBuilder {
     default_policy: Policy,
     policies: HashMap<String, Policy>,
     clock: Clock,
+    remote: Option<Arc<dyn RemoteBackend>>,
+    resilience: Resilience,
+}
+
+impl fmt::Debug for CacheManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheManagerBuilder")
+            .field("default_policy", &self.default_policy)
+            .field("policies", &self.policies)
+            .field("clock", &self.clock)
+            .field("remote", &self.remote.as_ref().map(|r| r.describe()))
+            .field("resilience", &self.resilience)
+            .finish()
+    }
 }
 
 impl CacheManagerBuilder {
@@ -115,6 +134,19 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// The remote backend (for example `cache_redis::RedisBackend`) behind caches whose policy
+    /// has [`Tier::Remote`](crate::Tier::Remote) or [`Tier::Hybrid`](crate::Tier::Hybrid).
+    pub fn remote(mut self, backend: impl RemoteBackend) -> Self {
+        self.remote = Some(Arc::new(backend));
+        self
+    }
+
+    /// Timeouts and circuit breaker of the remote backend.
+    pub fn resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
+        self
+    }
+
     /// A manager for explicit use or for [`CacheManager::scope`].
     pub fn build(self) -> CacheManager {
         CacheManager {
@@ -124,6 +156,8 @@ impl CacheManagerBuilder {
                 caches: RwLock::new(HashMap::new()),
                 clock: self.clock,
                 events: RwLock::new(EventRegistry::default()),
+                breaker: Arc::new(Breaker::new(self.resilience)),
+                remote: self.remote,
             }),
         }
     }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Tier;
+
 /// Which entry the memory tier gives up when it is full.
 ///
 /// All three keep the hit path free of locks: a hit only bumps a small counter in the entry, and
@@ -50,6 +52,8 @@ pub struct Policy {
     pub(crate) max_weight: Option<u64>,
     pub(crate) weigher: Option<Weigher>,
     pub(crate) eviction: Eviction,
+    pub(crate) tier: Tier,
+    pub(crate) l1_ttl: Option<Duration>,
 }
 
 impl fmt::Debug for Policy {
@@ -60,6 +64,8 @@ impl fmt::Debug for Policy {
             .field("max_weight", &self.max_weight)
             .field("weigher", &self.weigher.as_ref().map(|_| "<fn>"))
             .field("eviction", &self.eviction)
+            .field("tier", &self.tier)
+            .field("l1_ttl", &self.l1_ttl)
             .finish()
     }
 }
@@ -82,6 +88,8 @@ impl Policy {
             max_weight: None,
             weigher: None,
             eviction: Eviction::default(),
+            tier: Tier::default(),
+            l1_ttl: None,
         }
     }
 
@@ -139,6 +147,27 @@ impl Policy {
     pub fn eviction(mut self, e: Eviction) -> Self {
         self.eviction = e;
         self
+    }
+
+    /// Where entries live: memory (default), the remote backend, or both (L1 + L2). A remote or
+    /// hybrid tier needs a backend, given with
+    /// [`CacheManagerBuilder::remote`](crate::CacheManagerBuilder::remote); without one the
+    /// cache stays in memory and says so in a warning.
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tier = tier;
+        self
+    }
+
+    /// For [`Tier::Hybrid`]: a shorter TTL for the memory copy than for the remote one (for
+    /// example 24 h in memory, 7 days in Redis). Never longer than the entry's remaining TTL.
+    pub fn l1_ttl(mut self, ttl: Duration) -> Self {
+        self.l1_ttl = Some(ttl);
+        self
+    }
+
+    /// The tier.
+    pub fn tier_value(&self) -> Tier {
+        self.tier
     }
 
     /// The default TTL, if any.

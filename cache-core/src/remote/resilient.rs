@@ -1,0 +1,302 @@
+//! Timeouts and a circuit breaker around any remote tier, so a slow or dead backend costs callers
+//! at most the timeout, and after repeated failures nothing at all until a probe succeeds.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{RemoteError, RemoteTier};
+use crate::stats::StripedCounter;
+
+/// Timeout and breaker settings of a remote backend.
+///
+/// # Examples
+///
+/// ```
+/// use cache_core::Resilience;
+/// use std::time::Duration;
+///
+/// let r = Resilience::new()
+///     .timeout(Duration::from_millis(50))
+///     .failure_threshold(3)
+///     .open_for(Duration::from_secs(2));
+/// # drop(r);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Resilience {
+    pub(crate) timeout: Duration,
+    pub(crate) failure_threshold: u32,
+    pub(crate) open_for: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Resilience {
+    /// 100 ms per operation; open after 5 consecutive failures; probe again after 1 s.
+    pub fn new() -> Self {
+        Resilience {
+            timeout: Duration::from_millis(100),
+            failure_threshold: 5,
+            open_for: Duration::from_secs(1),
+        }
+    }
+
+    /// The longest any one remote operation may take before it counts as failed.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Consecutive failures that open the breaker (at least 1).
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n.max(1);
+        self
+    }
+
+    /// How long the breaker stays open before letting one probe through.
+    pub fn open_for(mut self, d: Duration) -> Self {
+        self.open_for = d;
+        self
+    }
+}
+
+/// The breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Operations go through.
+    Closed,
+    /// Operations are skipped.
+    Open,
+    /// One probe is in flight; the rest are skipped until it answers.
+    HalfOpen,
+}
+
+/// Counters of one remote tier.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct RemoteStats {
+    /// Reads that found a usable value.
+    pub hits: u64,
+    /// Reads that found nothing usable (absent, expired, undecodable).
+    pub misses: u64,
+    /// Operations that failed (including timeouts).
+    pub errors: u64,
+    /// Operations that hit the timeout.
+    pub timeouts: u64,
+    /// Operations skipped because the breaker was open.
+    pub skipped: u64,
+    /// Values that could not be decoded and were deleted.
+    pub decode_errors: u64,
+    /// Values refused on write for exceeding the size limit.
+    pub too_large: u64,
+    /// Mean round trip of completed operations, in microseconds.
+    pub mean_latency_us: u64,
+    /// The breaker's state now.
+    pub breaker: Option<BreakerState>,
+}
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+#[derive(Default)]
+pub(crate) struct RemoteCounters {
+    pub(crate) hits: StripedCounter,
+    pub(crate) misses: StripedCounter,
+    pub(crate) errors: StripedCounter,
+    pub(crate) timeouts: StripedCounter,
+    pub(crate) skipped: StripedCounter,
+    pub(crate) decode_errors: StripedCounter,
+    pub(crate) too_large: StripedCounter,
+    latency_us_total: StripedCounter,
+    latency_samples: StripedCounter,
+}
+
+/// A remote tier with a timeout on every operation and a breaker shared by all of a backend's
+/// caches (they share one connection, so they fail together).
+pub(crate) struct ResilientTier {
+    pub(crate) inner: Arc<dyn RemoteTier>,
+    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) counters: RemoteCounters,
+}
+
+pub(crate) struct Breaker {
+    settings: Resilience,
+    state: AtomicU8,
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since `origin` at which an open breaker may let a probe through.
+    reopen_at_ms: AtomicU64,
+    origin: Instant,
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: Resilience) -> Self {
+        Breaker {
+            settings,
+            state: AtomicU8::new(CLOSED),
+            consecutive_failures: AtomicU32::new(0),
+            reopen_at_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => BreakerState::Closed,
+            OPEN => BreakerState::Open,
+            _ => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether an operation may go through now.
+    fn admit(&self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => true,
+            OPEN if self.now_ms() >= self.reopen_at_ms.load(Ordering::Acquire) => {
+                // One caller wins the right to probe.
+                self.state
+                    .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    fn on_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Release);
+        if self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED {
+            tracing::info!("remote cache tier recovered; circuit breaker closed");
+        }
+    }
+
+    fn on_failure(&self) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let probing = self.state.load(Ordering::Acquire) == HALF_OPEN;
+        if probing || failures >= self.settings.failure_threshold {
+            self.reopen_at_ms.store(
+                self.now_ms() + self.settings.open_for.as_millis() as u64,
+                Ordering::Release,
+            );
+            if self.state.swap(OPEN, Ordering::AcqRel) == CLOSED {
+                tracing::warn!(
+                    failures,
+                    "remote cache tier failing; circuit breaker open, serving without it"
+                );
+            }
+        }
+    }
+}
+
+impl ResilientTier {
+    pub(crate) fn new(inner: Arc<dyn RemoteTier>, breaker: Arc<Breaker>) -> Self {
+        ResilientTier {
+            inner,
+            breaker,
+            counters: RemoteCounters::default(),
+        }
+    }
+
+    /// Runs one operation under the timeout and the breaker.
+    pub(crate) async fn run<T>(
+        &self,
+        op: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        if !self.breaker.admit() {
+            self.counters.skipped.incr();
+            return Err(RemoteError::CircuitOpen);
+        }
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.breaker.settings.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters.timeouts.incr();
+                Err(RemoteError::Timeout)
+            }
+        };
+        match &result {
+            Ok(_) => {
+                self.counters
+                    .latency_us_total
+                    .add(started.elapsed().as_micros() as u64);
+                self.counters.latency_samples.incr();
+                self.breaker.on_success();
+            }
+            // A value over the limit says nothing about the backend's health.
+            Err(RemoteError::TooLarge { .. }) => {
+                self.counters.too_large.incr();
+            }
+            Err(e) => {
+                self.counters.errors.incr();
+                tracing::debug!(error = %e, "remote cache operation failed");
+                self.breaker.on_failure();
+            }
+        }
+        result
+    }
+
+    pub(crate) fn stats(&self) -> RemoteStats {
+        let c = &self.counters;
+        let samples = c.latency_samples.get();
+        RemoteStats {
+            hits: c.hits.get(),
+            misses: c.misses.get(),
+            errors: c.errors.get(),
+            timeouts: c.timeouts.get(),
+            skipped: c.skipped.get(),
+            decode_errors: c.decode_errors.get(),
+            too_large: c.too_large.get(),
+            mean_latency_us: c.latency_us_total.get().checked_div(samples).unwrap_or(0),
+            breaker: Some(self.breaker.state()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_probes_once() {
+        let b = Breaker::new(
+            Resilience::new()
+                .failure_threshold(2)
+                .open_for(Duration::ZERO),
+        );
+        assert!(b.admit());
+        b.on_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.on_failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.admit(), "open_for elapsed: one probe");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(!b.admit(), "only one probe at a time");
+        b.on_failure();
+        assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
+        assert!(b.admit());
+        b.on_success();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn stays_open_for_its_period() {
+        let b = Breaker::new(
+            Resilience::new()
+                .failure_threshold(1)
+                .open_for(Duration::from_secs(3600)),
+        );
+        b.on_failure();
+        assert!(!b.admit());
+        assert!(!b.admit());
+    }
+}
