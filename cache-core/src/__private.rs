@@ -1,8 +1,8 @@
 //! What the macros' expansions call. Not public API: no semver promise, hidden from docs.
 //!
 //! Everything a `#[cached]` function needs at run time goes through [`cached_async`] or
-//! [`cached_sync`], which call the same single-flight path as [`Cache::get_or_insert_with`]
-//! (crate::Cache::get_or_insert_with).
+//! [`cached_sync`], which call the same single-flight path as
+//! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with).
 
 use std::future::Future;
 use std::ops::Deref;
@@ -14,12 +14,15 @@ pub use ::std;
 
 pub use crate::key::{KeyArgs, KeyBuf, KeyPart};
 pub use crate::outcome::{
-    CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, check_strategy, store_if,
+    CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, WithCodec, check_strategy,
+    store_if,
 };
+pub use crate::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
 
 use crate::flight;
 use crate::manager::with_current;
-use crate::memory::{InsertOptions, MemoryStore};
+use crate::memory::InsertOptions;
+use crate::store::Store;
 use crate::{CacheManager, Clock};
 
 /// The static part of one `#[cached]` function: its cache name and TTL, and its resolved store
@@ -29,15 +32,7 @@ pub struct CallSite {
     cache: &'static str,
     /// TTL in milliseconds; 0 means "the cache policy's".
     ttl_ms: u64,
-    global: OnceLock<Arc<MemoryStore>>,
-}
-
-impl std::fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+    global: OnceLock<Arc<Store>>,
 }
 
 impl CallSite {
@@ -75,14 +70,14 @@ impl CallSite {
 
 /// The global manager's store is borrowed for the program's life; a scoped one is counted.
 enum StoreRef {
-    Static(&'static Arc<MemoryStore>),
-    Owned(Arc<MemoryStore>),
+    Static(&'static Arc<Store>),
+    Owned(Arc<Store>),
 }
 
 impl Deref for StoreRef {
-    type Target = MemoryStore;
+    type Target = Arc<Store>;
     #[inline]
-    fn deref(&self) -> &MemoryStore {
+    fn deref(&self) -> &Arc<Store> {
         match self {
             StoreRef::Static(s) => s,
             StoreRef::Owned(s) => s,
@@ -127,53 +122,76 @@ where
 /// Counts a call whose `#[cache_if]` condition was false (the body ran, the cache was not used).
 #[inline]
 pub fn bypass(site: &'static CallSite) {
-    site.store().counters.bypassed.incr();
+    site.store().memory.counters.bypassed.incr();
 }
 
 /// `#[invalidates(key = ..)]` / the `get_user(id)` form: removes one key from a named cache.
 pub async fn invalidate_key(cache: &str, key: &KeyBuf) {
-    invalidate_key_blocking(cache, key)
+    CacheManager::current()
+        .invalidate_key(cache, key.as_str())
+        .await;
 }
 
 /// `#[invalidates(tags = [..])]`: removes every entry carrying the tag, in every cache.
 pub async fn invalidate_tag(tag: &KeyBuf) {
-    invalidate_tag_blocking(tag)
+    CacheManager::current().invalidate_tag(tag.as_str()).await;
 }
 
 /// `#[invalidates(pattern = ..)]`: removes the keys of a named cache matching the glob (built
 /// with [`KeyBuf::pattern_part`], so argument values match only themselves).
 pub async fn invalidate_pattern(cache: &str, pattern: &KeyBuf) {
-    invalidate_pattern_blocking(cache, pattern)
+    CacheManager::current()
+        .invalidate_pattern(cache, pattern.as_str())
+        .await;
 }
 
 /// `#[invalidates(cache = .., all = true)]`: empties a named cache.
 pub async fn invalidate_cache(cache: &str) {
-    invalidate_cache_blocking(cache)
+    CacheManager::current().invalidate_cache(cache).await;
+}
+
+/// Runs an invalidation future for a sync function: the memory tier is done when this returns;
+/// a remote tier is reached on cache-core's I/O runtime, and this waits for it (bounded by the
+/// backend's timeout).
+fn blocking<F: Future<Output = ()> + Send + 'static>(make: impl FnOnce(CacheManager) -> F) {
+    let mut fut = Box::pin(make(CacheManager::current()));
+    // Memory-only work completes on the first poll: no thread hop for it.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        crate::remote::run_blocking(fut);
+    }
 }
 
 /// [`invalidate_key`] for sync functions.
 pub fn invalidate_key_blocking(cache: &str, key: &KeyBuf) {
-    with_current(|m, _| m.store(cache).remove(key.as_bytes(), key.lookup_hash()));
+    let (cache, key) = (cache.to_owned(), key.as_str().to_owned());
+    blocking(|m| async move {
+        m.invalidate_key(&cache, &key).await;
+    });
 }
 
 /// [`invalidate_tag`] for sync functions.
 pub fn invalidate_tag_blocking(tag: &KeyBuf) {
-    with_current(|m, _| {
-        for store in m.stores() {
-            store.remove_tag(tag.as_str());
-        }
+    let tag = tag.as_str().to_owned();
+    blocking(|m| async move {
+        m.invalidate_tag(&tag).await;
     });
 }
 
 /// [`invalidate_pattern`] for sync functions.
 pub fn invalidate_pattern_blocking(cache: &str, pattern: &KeyBuf) {
-    let glob = crate::Glob::new(pattern.as_str());
-    with_current(|m, _| m.store(cache).remove_where(|k| glob.matches(k)));
+    let (cache, pattern) = (cache.to_owned(), pattern.as_str().to_owned());
+    blocking(|m| async move {
+        m.invalidate_pattern(&cache, &pattern).await;
+    });
 }
 
 /// [`invalidate_cache`] for sync functions.
 pub fn invalidate_cache_blocking(cache: &str) {
-    with_current(|m, _| m.store(cache).clear());
+    let cache = cache.to_owned();
+    blocking(|m| async move {
+        m.invalidate_cache(&cache).await;
+    });
 }
 
 /// Type-checks one argument of a default key, spanned on that argument by the macro.

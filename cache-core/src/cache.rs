@@ -2,7 +2,8 @@
 //! values written by one function and read by another, warming).
 //!
 //! The macros expand into the same single-flight path as [`Cache::get_or_insert_with`], so code
-//! that mixes both sees one cache.
+//! that mixes both sees one cache. Values here are [`Storable`] (serde as well as `Clone`) because
+//! the cache may have a remote tier.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use crate::flight;
 use crate::key::{KeyBuf, lookup_hash};
-use crate::memory::{InsertOptions, MemoryStore};
-use crate::outcome::{CacheValue, PlainStrategy, ResultStrategy};
-use crate::{CacheStats, Eviction};
+use crate::memory::InsertOptions;
+use crate::outcome::{PlainStrategy, Probe, WithCodec};
+use crate::remote::codec::{Codec, Storable};
+use crate::store::Store;
+use crate::{CacheStats, Eviction, Tier};
 
 /// A handle to one named cache. Cheap to clone.
 ///
@@ -34,13 +37,14 @@ use crate::{CacheStats, Eviction};
 /// ```
 #[derive(Clone)]
 pub struct Cache {
-    store: Arc<MemoryStore>,
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("name", &self.name())
+            .field("tier", &self.tier())
             .field("entries", &self.len())
             .finish()
     }
@@ -81,11 +85,11 @@ impl EntryOptions {
 }
 
 impl Cache {
-    pub(crate) fn from_store(store: Arc<MemoryStore>) -> Self {
+    pub(crate) fn from_store(store: Arc<Store>) -> Self {
         Cache { store }
     }
 
-    pub(crate) fn store(&self) -> &MemoryStore {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -99,25 +103,49 @@ impl Cache {
         &self.store.name
     }
 
+    /// Where this cache keeps entries (memory if a remote tier was asked for without a backend).
+    pub fn tier(&self) -> Tier {
+        self.store.tier
+    }
+
     /// The value under `key`, if present, live, and of type `T` (a value stored as another type is
-    /// a miss, never a wrongly typed answer).
-    pub async fn get<T: CacheValue>(&self, key: &str) -> Option<T> {
-        self.blocking().get(key)
+    /// a miss, never a wrongly typed answer). Reads memory, then the remote tier, promoting a
+    /// remote hit into memory.
+    pub async fn get<T: Storable>(&self, key: &str) -> Option<T> {
+        let hash = lookup_hash(key.as_bytes());
+        if let Some(v) = self.store.get_local(key.as_bytes(), hash) {
+            return Some(v);
+        }
+        let hit = self.store.get_remote(key, &Codec::<T>::serde()).await?;
+        let opts = InsertOptions {
+            ttl: hit.remaining,
+            tags: Vec::new(),
+        };
+        self.store
+            .put_local(key, hash, Arc::new(hit.value.clone()), opts);
+        Some(hit.value)
     }
 
     /// Stores `value` under `key` with the cache's default TTL.
-    pub async fn set<T: CacheValue>(&self, key: &str, value: T) {
-        self.blocking().set(key, value)
+    pub async fn set<T: Storable>(&self, key: &str, value: T) {
+        self.set_with(key, value, EntryOptions::default()).await
     }
 
-    /// Stores `value` under `key` with its own TTL and tags.
-    pub async fn set_with<T: CacheValue>(&self, key: &str, value: T, options: EntryOptions) {
-        self.blocking().set_with(key, value, options)
+    /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache.
+    pub async fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
+        let opts = options.into_insert();
+        if self.store.remote.is_some() {
+            self.store
+                .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)
+                .await;
+        }
+        self.store
+            .put_local(key, lookup_hash(key.as_bytes()), Arc::new(value), opts);
     }
 
-    /// Removes `key`. True if a live entry was removed.
+    /// Removes `key` from every tier. True if an entry was removed.
     pub async fn delete(&self, key: &str) -> bool {
-        self.blocking().delete(key)
+        self.store.remove(key, lookup_hash(key.as_bytes())).await
     }
 
     /// The value under `key`, or the one `init` computes, stored. Concurrent callers for the same
@@ -132,32 +160,12 @@ impl Cache {
     /// ```
     pub async fn get_or_insert_with<T, F, Fut>(&self, key: &str, init: F) -> T
     where
-        T: CacheValue,
+        T: Storable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
         let key = KeyBuf::from_key(key);
-        flight::get_or_compute(
-            &self.store,
-            &key,
-            InsertOptions::default,
-            &PlainStrategy::new(),
-            async { init().await },
-        )
-        .await
-    }
-
-    /// Like [`Cache::get_or_insert_with`] for fallible computations: only `Ok` is stored, and an
-    /// `Err` goes back to its caller.
-    pub async fn try_get_or_insert_with<T, E, F, Fut>(&self, key: &str, init: F) -> Result<T, E>
-    where
-        T: CacheValue,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let key = KeyBuf::from_key(key);
-        let strategy: ResultStrategy<T, E> =
-            crate::outcome::Probe::<Result<T, E>>::new().strategy();
+        let strategy = WithCodec::new(PlainStrategy::new(), Some(Codec::serde()));
         flight::get_or_compute(
             &self.store,
             &key,
@@ -168,34 +176,63 @@ impl Cache {
         .await
     }
 
-    /// Removes every entry tagged `tag`. Returns how many.
+    /// Like [`Cache::get_or_insert_with`] for fallible computations: only `Ok` is stored, and an
+    /// `Err` goes back to its caller.
+    pub async fn try_get_or_insert_with<T, E, F, Fut>(&self, key: &str, init: F) -> Result<T, E>
+    where
+        T: Storable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let key = KeyBuf::from_key(key);
+        let strategy = WithCodec::new(
+            Probe::<Result<T, E>>::new().strategy(),
+            Some(Codec::serde()),
+        );
+        flight::get_or_compute(
+            &self.store,
+            &key,
+            InsertOptions::default,
+            &strategy,
+            async { init().await },
+        )
+        .await
+    }
+
+    /// Removes every entry of this cache tagged `tag` (and, in a remote backend, which indexes
+    /// tags across caches, every remote entry with that tag). Returns how many left memory.
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
-        self.store.remove_tag(tag)
+        self.store.remove_tag(tag).await
     }
 
-    /// Removes everything. Returns how many entries were removed.
+    /// Removes everything, in every tier. Returns how many entries were removed from memory.
     pub async fn clear(&self) -> usize {
-        self.store.clear()
+        let n = self.store.memory.clear();
+        if let Some(remote) = &self.store.remote {
+            let _ = remote.run(remote.inner.clear()).await;
+        }
+        n
     }
 
-    /// This cache's counters.
+    /// This cache's counters (the memory tier's, and the remote tier's in
+    /// [`CacheStats::remote`]).
     pub fn stats(&self) -> CacheStats {
         self.store.stats()
     }
 
     /// Entries held in memory now.
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.store.memory.len()
     }
 
-    /// True when nothing is held.
+    /// True when nothing is held in memory.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The eviction strategy of this cache's memory tier.
     pub fn eviction(&self) -> Eviction {
-        self.store.eviction()
+        self.store.memory.eviction()
     }
 
     /// The synchronous form of this API, for code that is not async.
@@ -204,7 +241,8 @@ impl Cache {
     }
 }
 
-/// Synchronous access to a [`Cache`]; see [`Cache::blocking`].
+/// Synchronous access to a [`Cache`]; see [`Cache::blocking`]. Remote tiers are reached on
+/// cache-core's own I/O runtime while the calling thread waits (bounded by the backend timeout).
 ///
 /// ```
 /// let cache = cache_core::CacheManager::builder().build().cache("config");
@@ -219,43 +257,49 @@ pub struct BlockingCache<'a> {
 }
 
 impl BlockingCache<'_> {
+    fn run<T: Send + 'static, F: Future<Output = T> + Send + 'static>(&self, fut: F) -> Option<T> {
+        let mut fut = Box::pin(fut);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => crate::remote::run_blocking(fut),
+        }
+    }
+
     /// See [`Cache::get`].
-    pub fn get<T: CacheValue>(&self, key: &str) -> Option<T> {
-        self.cache
-            .store
-            .get(key.as_bytes(), lookup_hash(key.as_bytes()))
+    pub fn get<T: Storable>(&self, key: &str) -> Option<T> {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        self.run(async move { cache.get::<T>(&key).await })
+            .flatten()
     }
 
     /// See [`Cache::set`].
-    pub fn set<T: CacheValue>(&self, key: &str, value: T) {
+    pub fn set<T: Storable>(&self, key: &str, value: T) {
         self.set_with(key, value, EntryOptions::default())
     }
 
     /// See [`Cache::set_with`].
-    pub fn set_with<T: CacheValue>(&self, key: &str, value: T, options: EntryOptions) {
-        self.cache.store.insert(
-            key,
-            lookup_hash(key.as_bytes()),
-            Arc::new(value),
-            options.into_insert(),
-        )
+    pub fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        self.run(async move { cache.set_with(&key, value, options).await });
     }
 
     /// See [`Cache::delete`].
     pub fn delete(&self, key: &str) -> bool {
-        self.cache
-            .store
-            .remove(key.as_bytes(), lookup_hash(key.as_bytes()))
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        self.run(async move { cache.delete(&key).await })
+            .unwrap_or(false)
     }
 
     /// See [`Cache::get_or_insert_with`]; concurrent callers block until the first one's value.
-    pub fn get_or_insert_with<T: CacheValue>(&self, key: &str, init: impl FnOnce() -> T) -> T {
+    pub fn get_or_insert_with<T: Storable>(&self, key: &str, init: impl FnOnce() -> T) -> T {
         let key = KeyBuf::from_key(key);
+        let strategy = WithCodec::new(PlainStrategy::new(), Some(Codec::serde()));
         flight::get_or_compute_blocking(
             &self.cache.store,
             &key,
             InsertOptions::default,
-            &PlainStrategy::new(),
+            &strategy,
             init,
         )
     }

@@ -2,7 +2,8 @@
 //!
 //! The first caller to miss becomes the *leader* and registers a [`Flight`]; later callers of the
 //! same key *follow* it and wait for its value. No lock is held while the body runs, so other keys
-//! never wait and a recursive cached function does not deadlock on itself.
+//! never wait and a recursive cached function does not deadlock on itself. The leader is also the
+//! only caller that reads the remote tier, so a cold key costs one round trip per process.
 //!
 //! When the leader cannot deliver a value — its future was dropped (axum drops handlers of
 //! disconnected clients), its body panicked, or its outcome is not cached (`Err`, `None`) — the
@@ -13,12 +14,16 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry as MapEntry;
 
 use crate::key::KeyBuf;
-use crate::memory::{HashKeyed, InsertOptions, MemoryStore, Value};
+use crate::memory::{HashKeyed, InsertOptions, Value};
 use crate::outcome::Strategy;
+use crate::remote::codec::Codec;
+use crate::remote::run_blocking;
+use crate::store::Store;
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
 
@@ -74,9 +79,9 @@ impl Flight {
     }
 }
 
-/// Held by the leader while its body runs; settles the flight however the leader ends.
+/// Held by the leader while it loads or computes; settles the flight however the leader ends.
 struct LeaderGuard<'a> {
-    store: &'a MemoryStore,
+    store: &'a Store,
     hash: u64,
     flight: Arc<Flight>,
     settled: bool,
@@ -113,7 +118,7 @@ enum Role<'a, T> {
 }
 
 fn join<'a, T: Clone + Send + Sync + 'static>(
-    store: &'a MemoryStore,
+    store: &'a Store,
     key: &KeyBuf,
     hash: u64,
 ) -> Role<'a, T> {
@@ -135,38 +140,124 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
         settled: false,
     };
     // A leader that finished between our lookup and our registration has stored its value.
-    if let Some(value) = store.peek_value(key.as_bytes(), hash) {
-        if let Some(v) = value.downcast_ref::<T>() {
-            let v = v.clone();
-            guard.settle(State::Done(value));
-            return Role::Hit(v);
+    if store.tier.uses_memory() {
+        if let Some(value) = store.memory.peek_value(key.as_bytes(), hash) {
+            if let Some(v) = value.downcast_ref::<T>() {
+                let v = v.clone();
+                guard.settle(State::Done(value));
+                return Role::Hit(v);
+            }
         }
     }
     Role::Lead(guard)
 }
 
-/// Stores the cacheable part of `out` and returns the state to hand followers.
-fn store_outcome<R, S: Strategy<R>>(
-    store: &MemoryStore,
+/// What the leader found or made, before the remote write.
+struct Outcome<R, T> {
+    out: R,
+    state: State,
+    /// A computed value still to be written to the remote tier.
+    to_remote: Option<(T, InsertOptions, Duration)>,
+}
+
+/// Stores the cacheable part of a computed `out` in L1 and returns what followers get.
+fn keep_computed<R, S: Strategy<R>>(
+    store: &Store,
     key: &KeyBuf,
     hash: u64,
     opts: InsertOptions,
     strategy: &S,
-    out: &R,
-) -> State {
-    match strategy.cacheable(out) {
+    out: R,
+    took: Duration,
+) -> Outcome<R, S::Value> {
+    match strategy.cacheable(&out) {
         Some(v) => {
-            let value: Value = Arc::new(v);
-            store.insert(key.as_str(), hash, value.clone(), opts);
-            State::Done(value)
+            let value: Value = Arc::new(v.clone());
+            let to_remote = store.remote.is_some().then(|| (v, opts.clone(), took));
+            store.put_local(key.as_str(), hash, value.clone(), opts);
+            Outcome {
+                out,
+                state: State::Done(value),
+                to_remote,
+            }
         }
-        None => State::Uncached,
+        None => Outcome {
+            out,
+            state: State::Uncached,
+            to_remote: None,
+        },
+    }
+}
+
+/// A value found in L2: promoted into L1 with what is left of its TTL (never longer).
+fn keep_promoted<R, S: Strategy<R>>(
+    store: &Store,
+    key: &KeyBuf,
+    hash: u64,
+    mut opts: InsertOptions,
+    strategy: &S,
+    hit: crate::store::RemoteHit<S::Value>,
+) -> Outcome<R, S::Value> {
+    let value: Value = Arc::new(hit.value.clone());
+    opts.ttl = hit.remaining;
+    store.put_local(key.as_str(), hash, value.clone(), opts);
+    Outcome {
+        out: strategy.rebuild(hit.value),
+        state: State::Done(value),
+        to_remote: None,
+    }
+}
+
+fn warn_no_codec(store: &Store) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            cache = %store.name,
+            "a cached value type is not serde-serializable, so it is kept in memory only although the cache has a remote tier"
+        );
+    });
+}
+
+/// Loads from L2 or computes, as the leader (or a lone caller).
+async fn load_or_compute<R, S, Fut>(
+    store: &Store,
+    key: &KeyBuf,
+    hash: u64,
+    opts: InsertOptions,
+    strategy: &S,
+    codec: Option<&Codec<S::Value>>,
+    body: Fut,
+) -> Outcome<R, S::Value>
+where
+    S: Strategy<R>,
+    Fut: Future<Output = R>,
+{
+    if let Some(codec) = codec {
+        if let Some(hit) = store.get_remote(key.as_str(), codec).await {
+            return keep_promoted(store, key, hash, opts, strategy, hit);
+        }
+    }
+    let started = Instant::now();
+    let out = body.await;
+    keep_computed(store, key, hash, opts, strategy, out, started.elapsed())
+}
+
+async fn write_remote<T>(
+    store: &Store,
+    key: &KeyBuf,
+    codec: Option<&Codec<T>>,
+    pending: Option<(T, InsertOptions, Duration)>,
+) {
+    if let (Some(codec), Some((value, opts, took))) = (codec, pending) {
+        store
+            .put_remote(key.as_str(), &value, codec, &opts, took)
+            .await;
     }
 }
 
 /// Reads `key`, or computes it with `body` once across concurrent callers.
 pub(crate) async fn get_or_compute<R, S, Fut>(
-    store: &MemoryStore,
+    store: &Store,
     key: &KeyBuf,
     opts: impl FnOnce() -> InsertOptions,
     strategy: &S,
@@ -177,25 +268,33 @@ where
     Fut: Future<Output = R>,
 {
     let hash = key.lookup_hash();
-    if let Some(v) = store.get::<S::Value>(key.as_bytes(), hash) {
+    if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
         return strategy.rebuild(v);
     }
+    let codec = strategy.codec();
+    if store.remote.is_some() && codec.is_none() {
+        warn_no_codec(store);
+    }
+    let codec = codec.as_ref().filter(|_| store.remote.is_some());
     loop {
         match join::<S::Value>(store, key, hash) {
             Role::Hit(v) => return strategy.rebuild(v),
             Role::Lead(mut guard) => {
-                let out = body.await;
-                let state = store_outcome(store, key, hash, opts(), strategy, &out);
-                guard.settle(state);
-                return out;
+                let outcome =
+                    load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
+                // Followers get the value before the remote write's round trip.
+                guard.settle(outcome.state);
+                write_remote(store, key, codec, outcome.to_remote).await;
+                return outcome.out;
             }
             Role::Alone => {
-                let out = body.await;
-                store_outcome(store, key, hash, opts(), strategy, &out);
-                return out;
+                let outcome =
+                    load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
+                write_remote(store, key, codec, outcome.to_remote).await;
+                return outcome.out;
             }
             Role::Follow(flight) => {
-                store.counters.coalesced.incr();
+                store.memory.counters.coalesced.incr();
                 match flight.wait().await {
                     State::Done(value) => match value.downcast_ref::<S::Value>() {
                         Some(v) => return strategy.rebuild(v.clone()),
@@ -203,9 +302,10 @@ where
                         None => return body.await,
                     },
                     State::Uncached => {
-                        let out = body.await;
-                        store_outcome(store, key, hash, opts(), strategy, &out);
-                        return out;
+                        let outcome =
+                            load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
+                        write_remote(store, key, codec, outcome.to_remote).await;
+                        return outcome.out;
                     }
                     State::Abandoned | State::Running => continue,
                 }
@@ -214,9 +314,60 @@ where
     }
 }
 
+/// L2 read for a synchronous caller, on cache-core's I/O runtime.
+fn get_remote_blocking<T: Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    codec: &Codec<T>,
+) -> Option<crate::store::RemoteHit<T>> {
+    let store = store.clone();
+    let key = key.as_str().to_owned();
+    let codec = *codec;
+    run_blocking(async move { store.get_remote(&key, &codec).await }).flatten()
+}
+
+/// L2 write for a synchronous caller, on cache-core's I/O runtime.
+fn write_remote_blocking<T: Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    codec: Option<&Codec<T>>,
+    pending: Option<(T, InsertOptions, Duration)>,
+) {
+    let (Some(codec), Some((value, opts, took))) = (codec, pending) else {
+        return;
+    };
+    let store = store.clone();
+    let key = key.as_str().to_owned();
+    let codec = *codec;
+    run_blocking(async move { store.put_remote(&key, &value, &codec, &opts, took).await });
+}
+
+fn load_or_compute_blocking<R, S, F>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: InsertOptions,
+    strategy: &S,
+    codec: Option<&Codec<S::Value>>,
+    body: F,
+) -> Outcome<R, S::Value>
+where
+    S: Strategy<R>,
+    F: FnOnce() -> R,
+{
+    if let Some(codec) = codec {
+        if let Some(hit) = get_remote_blocking(store, key, codec) {
+            return keep_promoted(store, key, hash, opts, strategy, hit);
+        }
+    }
+    let started = Instant::now();
+    let out = body();
+    keep_computed(store, key, hash, opts, strategy, out, started.elapsed())
+}
+
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.
 pub(crate) fn get_or_compute_blocking<R, S, F>(
-    store: &MemoryStore,
+    store: &Arc<Store>,
     key: &KeyBuf,
     opts: impl FnOnce() -> InsertOptions,
     strategy: &S,
@@ -227,34 +378,49 @@ where
     F: FnOnce() -> R,
 {
     let hash = key.lookup_hash();
-    if let Some(v) = store.get::<S::Value>(key.as_bytes(), hash) {
+    if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
         return strategy.rebuild(v);
     }
+    let codec = strategy.codec();
+    if store.remote.is_some() && codec.is_none() {
+        warn_no_codec(store);
+    }
+    let codec = codec.as_ref().filter(|_| store.remote.is_some());
     loop {
         match join::<S::Value>(store, key, hash) {
             Role::Hit(v) => return strategy.rebuild(v),
             Role::Lead(mut guard) => {
-                let out = body();
-                let state = store_outcome(store, key, hash, opts(), strategy, &out);
-                guard.settle(state);
-                return out;
+                let outcome =
+                    load_or_compute_blocking(store, key, hash, opts(), strategy, codec, body);
+                guard.settle(outcome.state);
+                write_remote_blocking(store, key, codec, outcome.to_remote);
+                return outcome.out;
             }
             Role::Alone => {
-                let out = body();
-                store_outcome(store, key, hash, opts(), strategy, &out);
-                return out;
+                let outcome =
+                    load_or_compute_blocking(store, key, hash, opts(), strategy, codec, body);
+                write_remote_blocking(store, key, codec, outcome.to_remote);
+                return outcome.out;
             }
             Role::Follow(flight) => {
-                store.counters.coalesced.incr();
+                store.memory.counters.coalesced.incr();
                 match flight.wait_blocking() {
                     State::Done(value) => match value.downcast_ref::<S::Value>() {
                         Some(v) => return strategy.rebuild(v.clone()),
                         None => return body(),
                     },
                     State::Uncached => {
-                        let out = body();
-                        store_outcome(store, key, hash, opts(), strategy, &out);
-                        return out;
+                        let outcome = load_or_compute_blocking(
+                            store,
+                            key,
+                            hash,
+                            opts(),
+                            strategy,
+                            codec,
+                            body,
+                        );
+                        write_remote_blocking(store, key, codec, outcome.to_remote);
+                        return outcome.out;
                     }
                     State::Abandoned | State::Running => continue,
                 }

@@ -1,25 +1,31 @@
 //! Invalidation entry points of a [`CacheManager`]: by key, tag, pattern, named cache, event, or
-//! everything. They are `async` because remote tiers are reached over the network; on the memory
-//! tier they complete without waiting.
+//! everything. Each acts on every tier of the caches it names; remote failures are logged and
+//! counted, never returned (the memory tier is always cleaned, and a remote entry that survives an
+//! outage still expires by its TTL). Counts are of entries removed from memory.
 
 use crate::events::{Action, Event, EventArgs, EventError};
 use crate::key::{Glob, lookup_hash};
 use crate::{Cache, CacheManager};
 
 impl CacheManager {
-    /// Removes one key from a named cache. True if a live entry was removed.
+    /// Removes one key from a named cache. True if an entry was removed.
     ///
     /// `key` is the logical key as stored: a template's literal parts with each argument value
     /// escaped ([`escape_key_part`](crate::escape_key_part)); numbers and plain words are
     /// unchanged.
     pub async fn invalidate_key(&self, cache: &str, key: &str) -> bool {
         self.store(cache)
-            .remove(key.as_bytes(), lookup_hash(key.as_bytes()))
+            .remove(key, lookup_hash(key.as_bytes()))
+            .await
     }
 
-    /// Removes every entry, in every cache, tagged `tag`. Returns how many.
+    /// Removes every entry, in every cache, tagged `tag`. Returns how many left memory.
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
-        self.stores().iter().map(|s| s.remove_tag(tag)).sum()
+        let removed = self.stores().iter().map(|s| s.memory.remove_tag(tag)).sum();
+        if let Some(backend) = self.remote() {
+            let _ = self.run_remote(backend.delete_tag(tag)).await;
+        }
+        removed
     }
 
     /// Removes the keys of a named cache that match a glob (`*`, `?`, `[..]`, `\` escapes).
@@ -30,14 +36,19 @@ impl CacheManager {
         self.cache(cache).invalidate_pattern(pattern).await
     }
 
-    /// Empties a named cache. Returns how many entries were removed.
+    /// Empties a named cache, in every tier. Returns how many entries left memory.
     pub async fn invalidate_cache(&self, cache: &str) -> usize {
-        self.store(cache).clear()
+        self.cache(cache).clear().await
     }
 
-    /// Empties every cache. Returns how many entries were removed.
+    /// Empties every cache, and the backend's whole namespace. Returns how many entries left
+    /// memory.
     pub async fn invalidate_all(&self) -> usize {
-        self.stores().iter().map(|s| s.clear()).sum()
+        let removed = self.stores().iter().map(|s| s.memory.clear()).sum();
+        if let Some(backend) = self.remote() {
+            let _ = self.run_remote(backend.clear_all()).await;
+        }
+        removed
     }
 
     /// Registers (or replaces) an invalidation event. Fails if a template is malformed or uses a
@@ -47,8 +58,8 @@ impl CacheManager {
     }
 
     /// Fires an event: performs every invalidation it names, with `args` in the templates.
-    /// Returns how many entries were removed. Fails, invalidating nothing, if the event is
-    /// unknown or an argument is missing or unexpected.
+    /// Returns how many entries left memory. Fails, invalidating nothing, if the event is unknown
+    /// or an argument is missing or unexpected.
     pub async fn fire(&self, event: &str, args: &EventArgs) -> Result<usize, EventError> {
         let actions = self.events().resolve(event, args)?;
         let mut removed = 0;
@@ -67,7 +78,7 @@ impl CacheManager {
 }
 
 impl Cache {
-    /// Removes the keys matching a glob. Returns how many.
+    /// Removes the keys matching a glob, in every tier. Returns how many left memory.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -83,10 +94,14 @@ impl Cache {
         let glob = Glob::new(pattern);
         if glob.is_literal() {
             // Names one key: no scan. The literal is the pattern with its escapes resolved.
-            let key: String = unescape(pattern);
-            return usize::from(self.delete(&key).await);
+            return usize::from(self.delete(&unescape(pattern)).await);
         }
-        self.store().remove_where(|key| glob.matches(key))
+        let store = self.store();
+        let removed = store.memory.remove_where(|key| glob.matches(key));
+        if let Some(remote) = &store.remote {
+            let _ = remote.run(remote.inner.delete_pattern(pattern)).await;
+        }
+        removed
     }
 }
 

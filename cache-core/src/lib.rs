@@ -40,6 +40,7 @@ mod outcome;
 mod policy;
 pub mod remote;
 mod stats;
+mod store;
 
 #[doc(hidden)]
 pub mod __private;

@@ -13,8 +13,10 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
+use crate::remote::ResilientTier;
 use crate::remote::resilient::Breaker;
 use crate::remote::{RemoteBackend, Resilience};
+use crate::store::Store;
 use crate::{Cache, CacheStats, Clock, Policy};
 
 static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
@@ -55,7 +57,7 @@ pub struct CacheManager {
 struct Inner {
     default_policy: Policy,
     policies: HashMap<String, Policy>,
-    caches: RwLock<HashMap<Arc<str>, Arc<MemoryStore>>>,
+    caches: RwLock<HashMap<Arc<str>, Arc<Store>>>,
     clock: Clock,
     events: RwLock<EventRegistry>,
     remote: Option<Arc<dyn RemoteBackend>>,
@@ -211,7 +213,7 @@ impl CacheManager {
         Cache::from_store(self.store(name))
     }
 
-    pub(crate) fn store(&self, name: &str) -> Arc<MemoryStore> {
+    pub(crate) fn store(&self, name: &str) -> Arc<Store> {
         if let Some(store) = self
             .inner
             .caches
@@ -231,12 +233,22 @@ impl CacheManager {
                     .get(&**name)
                     .unwrap_or(&self.inner.default_policy)
                     .clone();
-                MemoryStore::new(name.clone(), policy, self.inner.clock.clone())
+                let wants_remote = policy.tier.uses_remote();
+                let memory = MemoryStore::new(name.clone(), policy, self.inner.clock.clone());
+                let remote = match (&self.inner.remote, wants_remote) {
+                    (Some(backend), true) => Some(Arc::new(ResilientTier::new(backend.tier(name), self.inner.breaker.clone()))),
+                    (None, true) => {
+                        tracing::warn!(cache = %name, "cache policy asks for a remote tier but no backend is configured; using memory only");
+                        None
+                    }
+                    _ => None,
+                };
+                Arc::new(Store::new(memory, remote, self.inner.remote.clone()))
             })
             .clone()
     }
 
-    pub(crate) fn stores(&self) -> Vec<Arc<MemoryStore>> {
+    pub(crate) fn stores(&self) -> Vec<Arc<Store>> {
         let caches = self.inner.caches.read().unwrap_or_else(|e| e.into_inner());
         let mut stores: Vec<_> = caches.values().cloned().collect();
         stores.sort_by(|a, b| a.name.cmp(&b.name));
@@ -265,6 +277,19 @@ impl CacheManager {
             .clone()
     }
 
+    /// The remote backend, if one is configured.
+    pub(crate) fn remote(&self) -> Option<&Arc<dyn RemoteBackend>> {
+        self.inner.remote.as_ref()
+    }
+
+    /// Runs a backend-wide remote operation under the backend's timeout and breaker.
+    pub(crate) async fn run_remote<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, crate::RemoteError>>,
+    ) -> Result<T, crate::RemoteError> {
+        self.inner.breaker.run_standalone(op).await
+    }
+
     /// The clock this manager's caches expire entries by.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
@@ -278,7 +303,7 @@ impl CacheManager {
     /// Zeroes every cache's counters (entries and weight stay).
     pub fn reset_stats(&self) {
         for store in self.stores() {
-            store.reset_stats();
+            store.memory.reset_stats();
         }
     }
 
@@ -286,7 +311,7 @@ impl CacheManager {
     /// after moving a manual or paused clock).
     pub fn run_pending_maintenance(&self) {
         for store in self.stores() {
-            while store.sweep_expired(usize::MAX) > 0 {}
+            while store.memory.sweep_expired(usize::MAX) > 0 {}
         }
     }
 

@@ -9,6 +9,8 @@
 
 use std::marker::PhantomData;
 
+use crate::remote::codec::Codec;
+
 /// What a cached value must be: cloned out on every hit, shared between threads.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in the cache",
@@ -27,6 +29,44 @@ pub trait Strategy<R> {
     fn cacheable(&self, out: &R) -> Option<Self::Value>;
     /// The return value for a cached `value`.
     fn rebuild(&self, value: Self::Value) -> R;
+    /// How the value travels to a remote tier; `None` keeps it in memory only.
+    fn codec(&self) -> Option<Codec<Self::Value>> {
+        None
+    }
+}
+
+/// A strategy with the codec that [`CodecProbe`](crate::remote::codec::CodecProbe) found for its
+/// value type.
+#[derive(Debug)]
+pub struct WithCodec<S, T> {
+    inner: S,
+    codec: Option<Codec<T>>,
+}
+
+impl<S, T> WithCodec<S, T> {
+    /// Attaches `codec` to `strategy`.
+    #[inline(always)]
+    pub fn new(strategy: S, codec: Option<Codec<T>>) -> Self {
+        WithCodec {
+            inner: strategy,
+            codec,
+        }
+    }
+}
+
+impl<R, S: Strategy<R>> Strategy<R> for WithCodec<S, S::Value> {
+    type Value = S::Value;
+    #[inline]
+    fn cacheable(&self, out: &R) -> Option<S::Value> {
+        self.inner.cacheable(out)
+    }
+    #[inline]
+    fn rebuild(&self, value: S::Value) -> R {
+        self.inner.rebuild(value)
+    }
+    fn codec(&self) -> Option<Codec<S::Value>> {
+        self.codec
+    }
 }
 
 /// Caches `Ok` values.
@@ -111,6 +151,9 @@ impl<R, S: Strategy<R>, F: Fn(&R) -> bool> Strategy<R> for Filtered<S, F> {
     #[inline]
     fn rebuild(&self, value: S::Value) -> R {
         self.inner.rebuild(value)
+    }
+    fn codec(&self) -> Option<Codec<S::Value>> {
+        self.inner.codec()
     }
 }
 

@@ -119,6 +119,8 @@ pub struct CacheStats {
     pub entries: u64,
     /// Weight held now, in the weigher's unit (bytes by default).
     pub weight: u64,
+    /// The remote tier's counters, for caches that have one.
+    pub remote: Option<crate::RemoteStats>,
 }
 
 impl CacheStats {

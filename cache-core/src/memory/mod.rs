@@ -75,7 +75,6 @@ pub(crate) struct MemoryStore {
     expiry: Mutex<BinaryHeap<Reverse<(u64, Slot)>>>,
     tags: TagIndex,
     pub(crate) counters: Counters,
-    pub(crate) flights: crate::flight::Flights,
 }
 
 impl PartialOrd for Slot {
@@ -109,7 +108,6 @@ impl MemoryStore {
             expiry: Mutex::new(BinaryHeap::new()),
             tags: TagIndex::default(),
             counters: Counters::default(),
-            flights: Default::default(),
         });
         register_for_maintenance(&store);
         store
@@ -341,6 +339,7 @@ impl MemoryStore {
             bypassed: c.bypassed.get(),
             entries: self.len() as u64,
             weight: self.weight.load(Ordering::Relaxed).max(0) as u64,
+            remote: None,
         }
     }
 

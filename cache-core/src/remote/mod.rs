@@ -6,6 +6,8 @@
 //! version, its key's hash and its type's fingerprint, so a value read under the wrong key or as
 //! another type is a miss, not a wrong answer.
 
+mod blocking;
+pub mod codec;
 pub mod envelope;
 pub(crate) mod resilient;
 
@@ -15,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use blocking::run as run_blocking;
 pub(crate) use resilient::ResilientTier;
 pub use resilient::{BreakerState, RemoteStats, Resilience};
 

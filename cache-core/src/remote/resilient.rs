@@ -79,7 +79,7 @@ pub enum BreakerState {
 }
 
 /// Counters of one remote tier.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RemoteStats {
     /// Reads that found a usable value.
@@ -173,6 +173,26 @@ impl Breaker {
         }
     }
 
+    /// Runs one operation under the timeout and the breaker.
+    pub(crate) async fn run_standalone<T>(
+        &self,
+        op: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        if !self.admit() {
+            return Err(RemoteError::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(self.settings.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(RemoteError::Timeout),
+        };
+        match &result {
+            // A value refused for its size says nothing against the backend's health.
+            Ok(_) | Err(RemoteError::TooLarge { .. }) => self.on_success(),
+            Err(_) => self.on_failure(),
+        }
+        result
+    }
+
     fn on_success(&self) {
         self.consecutive_failures.store(0, Ordering::Release);
         if self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED {
@@ -207,39 +227,28 @@ impl ResilientTier {
         }
     }
 
-    /// Runs one operation under the timeout and the breaker.
+    /// Runs one operation under the timeout and the breaker, and counts how it went.
     pub(crate) async fn run<T>(
         &self,
         op: impl Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
-        if !self.breaker.admit() {
-            self.counters.skipped.incr();
-            return Err(RemoteError::CircuitOpen);
-        }
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.breaker.settings.timeout, op).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.counters.timeouts.incr();
-                Err(RemoteError::Timeout)
-            }
-        };
+        let result = self.breaker.run_standalone(op).await;
+        let c = &self.counters;
         match &result {
             Ok(_) => {
-                self.counters
-                    .latency_us_total
-                    .add(started.elapsed().as_micros() as u64);
-                self.counters.latency_samples.incr();
-                self.breaker.on_success();
+                c.latency_us_total.add(started.elapsed().as_micros() as u64);
+                c.latency_samples.incr();
             }
-            // A value over the limit says nothing about the backend's health.
-            Err(RemoteError::TooLarge { .. }) => {
-                self.counters.too_large.incr();
+            Err(RemoteError::CircuitOpen) => c.skipped.incr(),
+            Err(RemoteError::TooLarge { .. }) => c.too_large.incr(),
+            Err(RemoteError::Timeout) => {
+                c.timeouts.incr();
+                c.errors.incr();
             }
             Err(e) => {
-                self.counters.errors.incr();
+                c.errors.incr();
                 tracing::debug!(error = %e, "remote cache operation failed");
-                self.breaker.on_failure();
             }
         }
         result

@@ -1,0 +1,132 @@
+//! Typed access to the remote tier: a [`Codec`] turns a value into envelope bytes and back.
+//!
+//! Values cached in memory need only `Clone`; values that also go to a remote tier need serde.
+//! The programmatic API asks for [`Storable`] outright. The macros do not force serde on
+//! memory-only users: they ask the compiler, with autoref specialization, whether the value type
+//! is serializable ([`CodecProbe`]); a value that is not stays in memory, and a cache configured
+//! with a remote tier logs once that it cannot send it there.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::envelope::{self, DecodeError, Meta};
+use crate::outcome::{CacheValue, Strategy};
+
+/// A value that every tier can hold: cloneable, shareable, and serializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a cache that may be remote",
+    label = "needs `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`",
+    note = "derive `Clone, serde::Serialize, serde::Deserialize` for `{Self}`"
+)]
+pub trait Storable: CacheValue + Serialize + DeserializeOwned {}
+
+impl<T: CacheValue + Serialize + DeserializeOwned> Storable for T {}
+
+/// Encodes and decodes one value type for the remote tier.
+pub struct Codec<T> {
+    encode: fn(&str, &T, Meta, usize) -> Result<Vec<u8>, String>,
+    decode: fn(&str, &[u8], u64) -> Result<(T, Meta), DecodeError>,
+}
+
+impl<T> Clone for Codec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Codec<T> {}
+
+impl<T> std::fmt::Debug for Codec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Codec")
+    }
+}
+
+impl<T: Storable> Codec<T> {
+    /// The serde codec (named MessagePack inside the envelope).
+    pub fn serde() -> Self {
+        Codec {
+            encode: |key, value, meta, compress_above| {
+                envelope::encode(key, value, meta, compress_above).map_err(|e| e.to_string())
+            },
+            decode: |key, bytes, now| envelope::decode(key, bytes, now),
+        }
+    }
+}
+
+impl<T> Codec<T> {
+    pub(crate) fn encode(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+        recompute: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let meta = Meta {
+            expires_at_unix_ms: ttl
+                .map(|t| envelope::unix_ms_now().saturating_add(t.as_millis() as u64)),
+            recompute_ms: recompute.as_millis().min(u128::from(u32::MAX)) as u32,
+        };
+        (self.encode)(key, value, meta, envelope::DEFAULT_COMPRESS_ABOVE)
+    }
+
+    pub(crate) fn decode(&self, key: &str, bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
+        (self.decode)(key, bytes, envelope::unix_ms_now())
+    }
+}
+
+/// Asks the compiler whether `T` is [`Storable`]; see the module docs.
+///
+/// ```
+/// use cache_core::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
+///
+/// struct Opaque;
+/// assert!((&&CodecProbe::<String>::new()).codec().is_some());
+/// assert!((&&CodecProbe::<Opaque>::new()).codec().is_none());
+/// ```
+#[derive(Debug)]
+pub struct CodecProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> CodecProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        CodecProbe(PhantomData)
+    }
+
+    /// The probe for the value type of strategy `S` over return type `R`.
+    pub fn of<R, S: Strategy<R, Value = T>>(_: &S) -> Self {
+        CodecProbe(PhantomData)
+    }
+}
+
+impl<T> Default for CodecProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen for [`Storable`] types.
+pub trait ViaSerde<T> {
+    /// The serde codec.
+    fn codec(&self) -> Option<Codec<T>>;
+}
+
+impl<T: Storable> ViaSerde<T> for &CodecProbe<T> {
+    fn codec(&self) -> Option<Codec<T>> {
+        Some(Codec::serde())
+    }
+}
+
+/// Chosen for every other type.
+pub trait ViaNothing<T> {
+    /// No codec: memory only.
+    fn codec(&self) -> Option<Codec<T>>;
+}
+
+impl<T> ViaNothing<T> for CodecProbe<T> {
+    fn codec(&self) -> Option<Codec<T>> {
+        None
+    }
+}

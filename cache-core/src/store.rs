@@ -1,0 +1,179 @@
+//! [`Store`]: one named cache across its tiers. L1 is the memory tier, L2 the remote one; a
+//! cache uses either or both, as its policy's [`Tier`] says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::flight::Flights;
+use crate::memory::{InsertOptions, MemoryStore, Value};
+use crate::remote::codec::Codec;
+use crate::remote::envelope::{DecodeError, unix_ms_now};
+use crate::remote::{RemoteBackend, RemoteError, ResilientTier};
+use crate::{CacheStats, Policy, Tier};
+
+pub(crate) struct Store {
+    pub(crate) name: Arc<str>,
+    pub(crate) memory: Arc<MemoryStore>,
+    pub(crate) remote: Option<Arc<ResilientTier>>,
+    /// The backend behind `remote`, for operations that span caches (tags).
+    pub(crate) backend: Option<Arc<dyn RemoteBackend>>,
+    pub(crate) tier: Tier,
+    pub(crate) policy: Policy,
+    pub(crate) flights: Flights,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value read from L2, with what is left of its TTL.
+pub(crate) struct RemoteHit<T> {
+    pub(crate) value: T,
+    pub(crate) remaining: Option<Duration>,
+}
+
+impl Store {
+    pub(crate) fn new(
+        memory: Arc<MemoryStore>,
+        remote: Option<Arc<ResilientTier>>,
+        backend: Option<Arc<dyn RemoteBackend>>,
+    ) -> Self {
+        let policy = memory.policy.clone();
+        let tier = if remote.is_some() {
+            policy.tier
+        } else {
+            Tier::Memory
+        };
+        Store {
+            name: memory.name.clone(),
+            memory,
+            backend: remote.as_ref().and(backend),
+            remote,
+            tier,
+            policy,
+            flights: Flights::default(),
+        }
+    }
+
+    /// L1 lookup, counted. `None` at once for a remote-only cache.
+    #[inline]
+    pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+        if self.tier.uses_memory() {
+            self.memory.get(key, hash)
+        } else {
+            None
+        }
+    }
+
+    /// L1 write, with the L1 TTL cap of a hybrid cache.
+    pub(crate) fn put_local(&self, key: &str, hash: u64, value: Value, mut opts: InsertOptions) {
+        if !self.tier.uses_memory() {
+            return;
+        }
+        if self.tier == Tier::Hybrid {
+            if let Some(l1) = self.policy.l1_ttl {
+                let ttl = opts.ttl.or(self.policy.ttl);
+                opts.ttl = Some(ttl.map_or(l1, |t| t.min(l1)));
+            }
+        }
+        self.memory.insert(key, hash, value, opts);
+    }
+
+    /// The TTL an entry gets in L2.
+    pub(crate) fn remote_ttl(&self, opts: &InsertOptions) -> Option<Duration> {
+        opts.ttl.or(self.policy.ttl)
+    }
+
+    /// L2 lookup. Failures are misses (fail-open); a value that does not decode is logged,
+    /// deleted, and a miss.
+    pub(crate) async fn get_remote<T>(&self, key: &str, codec: &Codec<T>) -> Option<RemoteHit<T>> {
+        let remote = self.remote.as_ref()?;
+        let bytes = match remote.run(remote.inner.get(key)).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                remote.counters.misses.incr();
+                return None;
+            }
+            Err(_) => return None,
+        };
+        match codec.decode(key, &bytes) {
+            Ok((value, meta)) => {
+                remote.counters.hits.incr();
+                let remaining = meta
+                    .expires_at_unix_ms
+                    .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
+                Some(RemoteHit { value, remaining })
+            }
+            Err(DecodeError::Expired) => {
+                remote.counters.misses.incr();
+                None
+            }
+            Err(e) => {
+                remote.counters.misses.incr();
+                remote.counters.decode_errors.incr();
+                tracing::warn!(cache = %self.name, key, error = %e, "unusable value in the remote cache; deleting it");
+                let _ = remote.run(remote.inner.delete(key)).await;
+                None
+            }
+        }
+    }
+
+    /// L2 write. A failure is logged and counted, never returned: the caller already has its value.
+    pub(crate) async fn put_remote<T>(
+        &self,
+        key: &str,
+        value: &T,
+        codec: &Codec<T>,
+        opts: &InsertOptions,
+        recompute: Duration,
+    ) {
+        let Some(remote) = &self.remote else { return };
+        let ttl = self.remote_ttl(opts);
+        let bytes = match codec.encode(key, value, ttl, recompute) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(cache = %self.name, key, error = %e, "value does not serialize; kept in memory only");
+                return;
+            }
+        };
+        if let Err(e) = remote
+            .run(remote.inner.set(key, bytes, ttl, &opts.tags))
+            .await
+        {
+            if !matches!(e, RemoteError::CircuitOpen) {
+                tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed");
+            }
+        }
+    }
+
+    /// Removes a key from both tiers.
+    pub(crate) async fn remove(&self, key: &str, hash: u64) -> bool {
+        let local = self.memory.remove(key.as_bytes(), hash);
+        let remote = match &self.remote {
+            Some(r) => r.run(r.inner.delete(key)).await.unwrap_or(false),
+            None => false,
+        };
+        local || remote
+    }
+
+    /// Removes a tag's entries: this cache's in memory, and the tag's remote entries (which the
+    /// backend indexes across caches). Returns how many were removed from memory.
+    pub(crate) async fn remove_tag(&self, tag: &str) -> usize {
+        let n = self.memory.remove_tag(tag);
+        if let (Some(remote), Some(backend)) = (&self.remote, &self.backend) {
+            let _ = remote.run(backend.delete_tag(tag)).await;
+        }
+        n
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let mut s = self.memory.stats();
+        s.remote = self.remote.as_ref().map(|r| r.stats());
+        s
+    }
+}
