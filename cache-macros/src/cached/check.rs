@@ -1,0 +1,334 @@
+//! The rules that need the function: what the signature may be, what the return type may be,
+//! what a placeholder or `skip` may name, and which options go together. Turns [`Args`] and the
+//! function into a [`Plan`], the resolved configuration that `expand.rs` writes out as is.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::visit::Visit;
+use syn::{Expr, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, Type};
+
+use super::parse::{Args, KeySpec};
+use crate::errors::Errors;
+use crate::key_template::Template;
+use crate::signature::{Inputs, has_impl_trait, mentions_self_type};
+
+/// Everything the expansion needs, checked.
+pub(crate) struct Plan {
+    /// Path to `cache_core` (`crate = "..."`, default `::cache_core`).
+    pub(crate) krate: Path,
+    pub(crate) cache: String,
+    /// 0: the cache policy's TTL.
+    pub(crate) ttl_ms: u64,
+    pub(crate) key: KeyPlan,
+    pub(crate) tags: Vec<Template>,
+    /// `cache_none = true`, kept for the span of the check that the return type is an `Option`.
+    pub(crate) cache_none: Option<LitBool>,
+    pub(crate) ret: Type,
+}
+
+pub(crate) enum KeyPlan {
+    Template(Template),
+    Expr(Box<Expr>),
+    Default(DefaultKey),
+}
+
+/// The key of a function without `key = ...`: its path, its type arguments and a hash of its
+/// arguments.
+pub(crate) struct DefaultKey {
+    pub(crate) fn_name: String,
+    /// The function is in an `impl` or a trait and names `Self`, whose type goes in the key.
+    pub(crate) self_ty: bool,
+    pub(crate) generics: Vec<GenericKeyPart>,
+    pub(crate) args: Vec<KeyArg>,
+}
+
+pub(crate) enum GenericKeyPart {
+    /// A type parameter `T`, written by its type name.
+    Type(Ident),
+    /// A const parameter `N`, written by value.
+    Const(Ident),
+    /// An `x: impl Trait` argument: its anonymous type, written by name.
+    ImplArg(Ident),
+}
+
+/// An argument hashed into a default key, with the span its type check is reported at.
+pub(crate) struct KeyArg {
+    pub(crate) ident: Ident,
+    /// The first and last token of the argument's type (or of its name in a pattern), so a
+    /// missing `Serialize` is underlined there.
+    pub(crate) span: (Span, Span),
+}
+
+/// Checks `args` against `item`. `None` if anything was wrong (all of it is in `errors`).
+pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> {
+    let sig = &item.sig;
+    if let Some(constness) = &sig.constness {
+        errors.spanned_by(
+            constness,
+            "`#[cached]` cannot be applied to a `const fn`: a cache is read at run time; remove `const` or `#[cached]`",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned_by(
+            abi,
+            "`#[cached]` cannot be applied to an `extern` function; cache a Rust function that it calls instead",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned_by(
+            variadic,
+            "`#[cached]` cannot be applied to a variadic function",
+        );
+    }
+    let ret = check_return(item, errors);
+    let inputs = Inputs::of(sig);
+    let fn_name = sig.ident.to_string();
+
+    let key = match args.key {
+        Some(KeySpec::Template(template)) => {
+            check_placeholders(&template, &inputs, &fn_name, errors);
+            KeyPlan::Template(template)
+        }
+        Some(KeySpec::Expr(expr)) => KeyPlan::Expr(expr),
+        None => KeyPlan::Default(default_key(item, &inputs, args.skip.as_ref(), errors)),
+    };
+    if let (Some(skip), KeyPlan::Template(_) | KeyPlan::Expr(_)) = (&args.skip, &key) {
+        errors.at(
+            skip.keyword,
+            "`skip` has no effect with `key`: it leaves arguments out of the default key only; remove `skip`, the key names exactly what it uses",
+        );
+    }
+    let tags = args.tags.unwrap_or_default();
+    for tag in &tags {
+        check_placeholders(tag, &inputs, &fn_name, errors);
+    }
+
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(Plan {
+        krate: args
+            .krate
+            .unwrap_or_else(|| syn::parse_quote!(::cache_core)),
+        cache: args
+            .cache
+            .map_or_else(|| "default".to_owned(), |lit| lit.value()),
+        ttl_ms: args.ttl.map_or(0, |ttl| ttl.ms),
+        key,
+        tags,
+        cache_none: args.cache_none.filter(|b| b.value),
+        ret: ret?,
+    })
+}
+
+/// The return type, if it is one a cache can hold.
+fn check_return(item: &ItemFn, errors: &Errors) -> Option<Type> {
+    let ReturnType::Type(_, ty) = &item.sig.output else {
+        errors.spanned_by(
+            &item.sig.ident,
+            "a function that returns nothing has nothing to cache; return the value to cache, or remove `#[cached]`",
+        );
+        return None;
+    };
+    match unparen(ty) {
+        Type::Tuple(t) if t.elems.is_empty() => {
+            errors.spanned_by(
+                ty,
+                "a function that returns nothing has nothing to cache; return the value to cache, or remove `#[cached]`",
+            );
+            return None;
+        }
+        Type::Never(_) => {
+            errors.spanned_by(ty, "a function that never returns has nothing to cache");
+            return None;
+        }
+        _ => {}
+    }
+    let mut finder = Unownable {
+        errors,
+        found: false,
+    };
+    finder.visit_type(ty);
+    (!finder.found).then(|| (**ty).clone())
+}
+
+fn unparen(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(p) => unparen(&p.elem),
+        Type::Group(g) => unparen(&g.elem),
+        ty => ty,
+    }
+}
+
+/// Reports what in a return type cannot outlive the call or cannot be named.
+struct Unownable<'e> {
+    errors: &'e Errors,
+    found: bool,
+}
+
+impl Visit<'_> for Unownable<'_> {
+    fn visit_type_impl_trait(&mut self, ty: &syn::TypeImplTrait) {
+        self.found = true;
+        self.errors.spanned_by(
+            ty,
+            format!(
+                "`#[cached]` functions must return a concrete type, not `{}`: the cache stores and clones the value, so its type must be named; return the type itself (e.g. `Json<T>`, `String` or `Result<T, E>` instead of `impl IntoResponse`)",
+                ty.to_token_stream()
+            ),
+        );
+    }
+
+    fn visit_type_reference(&mut self, ty: &syn::TypeReference) {
+        self.found = true;
+        self.errors.spanned_by(
+            ty,
+            format!(
+                "`#[cached]` functions must return an owned value, not the reference `{}`: a cached value outlives the call; return an owned type (e.g. `String` for `&str`, `T` for `&T`) or `Arc<T>`",
+                ty.to_token_stream()
+            ),
+        );
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &syn::Lifetime) {
+        if lifetime.ident != "static" {
+            self.found = true;
+            self.errors.spanned_by(
+                lifetime,
+                format!(
+                    "`#[cached]` functions must return an owned value, not one that borrows for `{lifetime}`: a cached value outlives the call; return an owned type or `Arc<T>`"
+                ),
+            );
+        }
+    }
+
+    // Borrows in a function type's arguments (`Box<dyn Fn(&str)>`, `fn(&str)`) are not borrows of
+    // the value; a trait object's own bounds are the compiler's to check.
+    fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+    fn visit_type_trait_object(&mut self, _: &syn::TypeTraitObject) {}
+    fn visit_type_macro(&mut self, _: &syn::TypeMacro) {}
+}
+
+/// Every placeholder of `template` must name an argument binding (or `self` in a method).
+fn check_placeholders(template: &Template, inputs: &Inputs, fn_name: &str, errors: &Errors) {
+    for placeholder in template.placeholders() {
+        let root = placeholder.root_name();
+        let known = if root == "self" {
+            inputs.has_receiver
+        } else {
+            inputs.find(&root).is_some()
+        };
+        if known {
+            continue;
+        }
+        let names = inputs.names();
+        let could_name = if names.is_empty() {
+            format!("`{fn_name}` takes no arguments")
+        } else {
+            format!("it can name {}", quoted_list(&names))
+        };
+        let what = if root == "self" {
+            format!("`{fn_name}` takes no `self`")
+        } else {
+            format!("`{root}` is not an argument of `{fn_name}`")
+        };
+        errors.spanned_by(
+            &template.lit,
+            format!("placeholder `{}`: {what}; {could_name}", placeholder.text),
+        );
+    }
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn default_key(
+    item: &ItemFn,
+    inputs: &Inputs,
+    skip: Option<&super::parse::Skip>,
+    errors: &Errors,
+) -> DefaultKey {
+    let sig = &item.sig;
+    let mut skipped: Vec<&Ident> = Vec::new();
+    for name in skip.map(|s| s.names.as_slice()).unwrap_or_default() {
+        if name == "self" {
+            errors.spanned_by(
+                name,
+                "`self` is never part of the default key; remove it from `skip`",
+            );
+        } else if inputs.find(&name.to_string()).is_none() {
+            let names: Vec<String> = inputs
+                .bindings
+                .iter()
+                .map(|b| b.ident.to_string())
+                .collect();
+            let could = if names.is_empty() {
+                format!("`{}` takes no arguments", sig.ident)
+            } else {
+                format!("its arguments are {}", quoted_list(&names))
+            };
+            errors.spanned_by(
+                name,
+                format!(
+                    "`skip` names `{name}`, which is not an argument of `{}`; {could}",
+                    sig.ident
+                ),
+            );
+        } else if skipped.contains(&name) {
+            errors.spanned_by(name, format!("`{name}` is skipped twice"));
+        } else {
+            skipped.push(name);
+        }
+    }
+
+    let args = inputs
+        .bindings
+        .iter()
+        .filter(|b| !skipped.iter().any(|s| **s == b.ident))
+        .map(|b| KeyArg {
+            ident: b.ident.clone(),
+            span: if b.whole_arg {
+                first_last(b.arg_ty.to_token_stream())
+            } else {
+                (b.ident.span(), b.ident.span())
+            },
+        })
+        .collect();
+
+    let mut generics: Vec<GenericKeyPart> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(GenericKeyPart::Type(t.ident.clone())),
+            GenericParam::Const(c) => Some(GenericKeyPart::Const(c.ident.clone())),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    generics.extend(
+        inputs
+            .bindings
+            .iter()
+            .filter(|b| b.whole_arg && has_impl_trait(&b.arg_ty))
+            .map(|b| GenericKeyPart::ImplArg(b.ident.clone())),
+    );
+
+    DefaultKey {
+        fn_name: sig.ident.to_string(),
+        self_ty: inputs.has_receiver || mentions_self_type(sig),
+        generics,
+        args,
+    }
+}
+
+/// The spans of the first and last tokens, for an expression that underlines all of them.
+pub(crate) fn first_last(tokens: TokenStream) -> (Span, Span) {
+    let mut iter = tokens.into_iter();
+    let first = iter.next().map_or_else(Span::call_site, |t| t.span());
+    let last = iter.last().map_or(first, |t| t.span());
+    (first, last)
+}

@@ -1,0 +1,267 @@
+//! Writes a checked [`Plan`] out as code. Nothing here validates: every error was found before.
+//!
+//! The function keeps its signature token for token; only its block is replaced by one that
+//! renders the key and tags, picks the caching strategy, and hands the original body to
+//! `cache_core::__private::cached_async` / `cached_sync` (see the "equivalent code" in the
+//! attribute's docs).
+
+use proc_macro2::{Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::{AttrStyle, ItemFn, Path};
+
+use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan, first_last};
+use crate::key_template::{Format, Part, Template};
+
+pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let c = &plan.krate;
+    let ret = &plan.ret;
+    let (ret_first, ret_last) = first_last(ret.to_token_stream());
+    let cache = &plan.cache;
+    let ttl_ms = Literal::u64_unsuffixed(plan.ttl_ms);
+
+    let mut checks = TokenStream::new();
+    let key_body = match &plan.key {
+        KeyPlan::Template(template) => {
+            checks.extend(template_checks(c, template));
+            render_template(template, &quote!(__k))
+        }
+        KeyPlan::Expr(expr) => quote! { __k.whole(&(#expr)); },
+        KeyPlan::Default(key) => default_key(c, key, &mut checks),
+    };
+    let tags_len = plan.tags.len();
+    let tags = plan.tags.iter().map(|tag| {
+        checks.extend(template_checks(c, tag));
+        let body = render_template(tag, &quote!(__t));
+        quote! {
+            {
+                let mut __t = #c::__private::KeyBuf::new();
+                #body
+                __t
+            }
+        }
+    });
+    let tags = quote! { [#(#tags),*] };
+
+    // Spanned on the return type, so "`User` cannot be stored in the cache" underlines it.
+    let c_at_ret = respan(c, ret_first);
+    let (option_check, strategy) = match &plan.cache_none {
+        Some(cache_none) => {
+            // A local trait, so the message can say what `cache_none` needs; the check is a call
+            // whose argument is spanned on `true`.
+            let option_check = quote_spanned! {cache_none.span=>
+                #[diagnostic::on_unimplemented(
+                    message = "`cache_none = true` applies to functions returning `Option<T>`, not `{Self}`",
+                    label = "this needs an `Option` return type",
+                    note = "remove `cache_none`: a `Result` caches only `Ok`, any other type is cached whole"
+                )]
+                trait __CacheNoneNeedsOption {}
+                impl<T> __CacheNoneNeedsOption for ::core::option::Option<T> {}
+                fn __cache_none_check<R: __CacheNoneNeedsOption>(_: ::core::marker::PhantomData<R>) {}
+                __cache_none_check(::core::marker::PhantomData::<#ret>);
+            };
+            let strategy = quote_spanned! {ret_last=>
+                #c_at_ret::__private::check_strategy::<#ret, _>(
+                    #c_at_ret::__private::PlainStrategy::<#ret>::new()
+                )
+            };
+            (option_check, strategy)
+        }
+        None => (
+            TokenStream::new(),
+            quote_spanned! {ret_last=>
+                #c_at_ret::__private::check_strategy::<#ret, _>(
+                    #c_at_ret::__private::Probe::<#ret>::new().strategy()
+                )
+            },
+        ),
+    };
+
+    let call = if sig.asyncness.is_some() {
+        // The "fake return edge" of tracing-attributes: pins the async block's output type to the
+        // declared return type, so `?` and `return` in the body infer as they did in the fn.
+        let fake_return = quote_spanned! {ret_first=>
+            #[allow(
+                unknown_lints,
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::let_with_type_underscore,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                let __cache_fake_return: #ret = loop {};
+                return __cache_fake_return;
+            }
+        };
+        let stmts = &block.stmts;
+        quote! {
+            #c::__private::cached_async(
+                &__CACHE_SITE,
+                &__cache_key,
+                &__cache_tags,
+                __cache_strategy,
+                async move {
+                    #fake_return
+                    #(#stmts)*
+                },
+            )
+            .await
+        }
+    } else {
+        quote! {
+            #c::__private::cached_sync(
+                &__CACHE_SITE,
+                &__cache_key,
+                &__cache_tags,
+                __cache_strategy,
+                move || -> #ret #block,
+            )
+        }
+    };
+
+    quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #[allow(unused_imports)]
+            use #c::__private::PlainFallback as _;
+            static __CACHE_SITE: #c::__private::CallSite =
+                #c::__private::CallSite::new(#cache, #ttl_ms);
+            #checks
+            #option_check
+            let __cache_key = {
+                let mut __k = #c::__private::KeyBuf::new();
+                #key_body
+                __k
+            };
+            let __cache_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
+            let __cache_strategy = #strategy;
+            #call
+        }
+    }
+}
+
+/// `buf.lit("user:"); buf.part(&id);` for each part of `template`.
+fn render_template(template: &Template, buf: &TokenStream) -> TokenStream {
+    template
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Lit(text) => quote! { #buf.lit(#text); },
+            Part::Placeholder(p) => {
+                let method = match p.format {
+                    Format::Display => quote!(part),
+                    Format::Hash => quote!(part_hashed),
+                    Format::Lower => quote!(part_lower),
+                    Format::Upper => quote!(part_upper),
+                };
+                let value = placeholder_value(template, p);
+                quote! { #buf.#method(#value); }
+            }
+        })
+        .collect()
+}
+
+/// `&root.field.sub`, spanned on the template literal.
+fn placeholder_value(template: &Template, p: &crate::key_template::Placeholder) -> TokenStream {
+    let root = &p.root;
+    let fields = &p.fields;
+    quote_spanned! {template.lit.span()=> &#root #(.#fields)* }
+}
+
+/// A `Display` check per placeholder, spanned on its literal.
+fn template_checks(c: &Path, template: &Template) -> TokenStream {
+    let span = template.lit.span();
+    let c = respan(c, span);
+    template
+        .placeholders()
+        .map(|p| {
+            let value = placeholder_value(template, p);
+            quote_spanned! {span=> #c::__private::assert_key_part(#value); }
+        })
+        .collect()
+}
+
+/// `module::fn::<T,U>:<hash of the arguments>`, with a `Serialize` check per argument.
+fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStream {
+    let fn_name = &key.fn_name;
+    let mut out = quote! {
+        __k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
+    };
+
+    let mut generics: Vec<TokenStream> = Vec::new();
+    if key.self_ty {
+        generics.push(quote! { __k.lit("Self="); __k.type_name::<Self>(); });
+    }
+    for part in &key.generics {
+        generics.push(match part {
+            GenericKeyPart::Type(ident) => quote! { __k.type_name::<#ident>(); },
+            GenericKeyPart::Const(ident) => quote! { __k.part(&#ident); },
+            GenericKeyPart::ImplArg(ident) => quote! {
+                __k.lit(#c::__private::core::any::type_name_of_val(&#ident));
+            },
+        });
+    }
+    if !generics.is_empty() {
+        let mut first = true;
+        out.extend(quote! { __k.lit("::<"); });
+        for generic in generics {
+            if !std::mem::take(&mut first) {
+                out.extend(quote! { __k.lit(","); });
+            }
+            out.extend(generic);
+        }
+        out.extend(quote! { __k.lit(">"); });
+    }
+
+    if !key.args.is_empty() {
+        let idents = key.args.iter().map(|arg| &arg.ident);
+        out.extend(quote! {
+            __k.lit(":");
+            __k.args_hash(&(#(&#idents,)*));
+        });
+        for arg in &key.args {
+            // `&` on the type's first token and the name on its last: the expression `&arg`
+            // underlines the whole type.
+            let (first, last) = arg.span;
+            let c = respan(c, first);
+            let mut ident = arg.ident.clone();
+            ident.set_span(last);
+            let amp = quote_spanned!(first=> &);
+            checks.extend(quote_spanned! {last=>
+                #c::__private::assert_key_arg(#amp #ident);
+            });
+        }
+    }
+    out
+}
+
+/// `tokens` with every span set to `span` (for a path the user did not write, so errors spanned
+/// at the user's code do not stretch back to the attribute).
+fn respan(tokens: &impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(&g.stream(), span));
+                group.set_span(span);
+                tt = TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}

@@ -1,0 +1,489 @@
+//! `#[cached(...)]`'s options as typed values, each with its span.
+//!
+//! Every option is parsed on its own; a malformed one is reported and skipped up to the next
+//! comma, so one build lists every mistake in the attribute. Values are checked here as far as
+//! they can be without the function (a TTL string, a template's braces, a path); what needs the
+//! signature is in `check.rs`.
+//!
+//! Adding an option: a keyword in `kw`, a variant in [`CachedOption`] and its arm in
+//! `CachedOption::parse`, a field in [`Args`] set in [`parse_args`]. An option that other
+//! attributes stacked on `#[cached]` pass in (not written by users) is left out of [`OPTIONS`] so
+//! messages do not offer it.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Path, Token};
+
+use crate::errors::Errors;
+use crate::key_template::Template;
+
+mod kw {
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(cache);
+    syn::custom_keyword!(tags);
+    syn::custom_keyword!(skip);
+    syn::custom_keyword!(cache_none);
+}
+
+/// The options users write, as offered in messages.
+const OPTIONS: &[&str] = &["ttl", "key", "cache", "tags", "skip", "cache_none", "crate"];
+
+/// `#[cached]`'s options, each set at most once.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) ttl: Option<Ttl>,
+    pub(crate) key: Option<KeySpec>,
+    pub(crate) cache: Option<LitStr>,
+    pub(crate) tags: Option<Vec<Template>>,
+    pub(crate) skip: Option<Skip>,
+    pub(crate) cache_none: Option<LitBool>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// `ttl = 1800` or `ttl = "30m"`, in milliseconds (never 0).
+pub(crate) struct Ttl {
+    pub(crate) ms: u64,
+}
+
+/// `key = "template"` or `key = <expression>`.
+pub(crate) enum KeySpec {
+    Template(Template),
+    Expr(Box<Expr>),
+}
+
+/// `skip(a, b)`.
+pub(crate) struct Skip {
+    pub(crate) keyword: Span,
+    pub(crate) names: Vec<Ident>,
+}
+
+/// One option as written.
+enum CachedOption {
+    Ttl(kw::ttl, Ttl),
+    Key(kw::key, KeySpec),
+    Cache(kw::cache, LitStr),
+    Tags(kw::tags, Vec<Template>),
+    Skip(Skip),
+    CacheNone(kw::cache_none, LitBool),
+    Crate(Token![crate], Path),
+}
+
+/// Parses the attribute's arguments, reporting every error into `errors`.
+pub(crate) fn parse_args(tokens: TokenStream, errors: &Errors) -> Args {
+    let parser = |input: ParseStream<'_>| {
+        let mut options = Vec::new();
+        while !input.is_empty() {
+            match input.call(CachedOption::parse) {
+                Ok(option) => options.push(option),
+                Err(e) => {
+                    errors.push(e);
+                    skip_to_comma(input);
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if !input.peek(Token![,]) {
+                errors.push(input.error("expected `,` between options"));
+                skip_to_comma(input);
+            }
+            if input.peek(Token![,]) {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(options)
+    };
+    let options = match parser.parse2(tokens) {
+        Ok(options) => options,
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    };
+
+    let mut args = Args::default();
+    for option in options {
+        match option {
+            CachedOption::Ttl(k, v) => set_once(&mut args.ttl, "ttl", k.span, v, errors),
+            CachedOption::Key(k, v) => set_once(&mut args.key, "key", k.span, v, errors),
+            CachedOption::Cache(k, v) => set_once(&mut args.cache, "cache", k.span, v, errors),
+            CachedOption::Tags(k, v) => set_once(&mut args.tags, "tags", k.span, v, errors),
+            CachedOption::Skip(v) => set_once(&mut args.skip, "skip", v.keyword, v, errors),
+            CachedOption::CacheNone(k, v) => {
+                set_once(&mut args.cache_none, "cache_none", k.span, v, errors);
+            }
+            CachedOption::Crate(k, v) => set_once(&mut args.krate, "crate", k.span, v, errors),
+        }
+    }
+    args
+}
+
+/// Stores `value` unless the option was already given; a repeat is an error at its keyword.
+fn set_once<T>(slot: &mut Option<T>, name: &str, keyword: Span, value: T, errors: &Errors) {
+    if slot.is_some() {
+        errors.at(
+            keyword,
+            format!("duplicate `{name}` option; give each option once"),
+        );
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// Moves past a malformed option, up to (not over) the next top-level comma.
+fn skip_to_comma(input: ParseStream<'_>) {
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            if matches!(&tt, TokenTree::Punct(p) if p.as_char() == ',') {
+                break;
+            }
+            rest = next;
+        }
+        Ok(((), rest))
+    });
+}
+
+impl CachedOption {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(kw::ttl) {
+            let k: kw::ttl = input.parse()?;
+            let value = value_after_eq(input, k.span, TTL_USAGE)?;
+            Ok(CachedOption::Ttl(k, Ttl::from_expr(&value)?))
+        } else if input.peek(kw::key) {
+            let k: kw::key = input.parse()?;
+            let value = value_after_eq(
+                input,
+                k.span,
+                "`key = \"user:{id}\"` or `key = <expression>`",
+            )?;
+            Ok(CachedOption::Key(k, KeySpec::from_expr(value)?))
+        } else if input.peek(kw::cache_none) {
+            let k: kw::cache_none = input.parse()?;
+            let value = value_after_eq(input, k.span, "`cache_none = true`")?;
+            match value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => Ok(CachedOption::CacheNone(k, b)),
+                other => Err(syn::Error::new_spanned(
+                    other,
+                    "expected `true` or `false`, as in `cache_none = true`",
+                )),
+            }
+        } else if input.peek(kw::cache) {
+            let k: kw::cache = input.parse()?;
+            let value = value_after_eq(input, k.span, "`cache = \"users\"`")?;
+            let name = expect_str(
+                value,
+                "expected the cache's name as a string literal, as in `cache = \"users\"`",
+            )?;
+            if name.value().is_empty() {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "the cache name is empty; name a cache, as in `cache = \"users\"`, or leave the option out to use `\"default\"`",
+                ));
+            }
+            Ok(CachedOption::Cache(k, name))
+        } else if input.peek(kw::tags) {
+            let k: kw::tags = input.parse()?;
+            let value = value_after_eq(input, k.span, "`tags = [\"user:{id}\"]`")?;
+            Ok(CachedOption::Tags(k, parse_tags(value)?))
+        } else if input.peek(kw::skip) {
+            let k: kw::skip = input.parse()?;
+            Ok(CachedOption::Skip(parse_skip(input, k.span)?))
+        } else if input.peek(Token![crate]) {
+            let k: Token![crate] = input.parse()?;
+            let value = value_after_eq(input, k.span, "`crate = \"::cache_core\"`")?;
+            let lit = expect_str(
+                value,
+                "expected a path as a string literal, as in `crate = \"::cache_core\"`",
+            )?;
+            let path = lit.parse::<Path>().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "`{}` is not a path; expected the path to `cache_core`, as in `crate = \"::cache_core\"`",
+                        lit.value()
+                    ),
+                )
+            })?;
+            Ok(CachedOption::Crate(k, path))
+        } else {
+            Err(unknown_option(input))
+        }
+    }
+}
+
+fn unknown_option(input: ParseStream<'_>) -> syn::Error {
+    let expected = OPTIONS
+        .iter()
+        .map(|o| format!("`{o}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match input.fork().call(Ident::parse_any) {
+        Ok(ident) => {
+            let name = ident.to_string();
+            let hint = OPTIONS
+                .iter()
+                .find(|o| edit_distance(o, &name) <= 2)
+                .map(|o| format!("; did you mean `{o}`?"))
+                .unwrap_or_default();
+            syn::Error::new(
+                ident.span(),
+                format!("unknown option `{name}`; expected one of {expected}{hint}"),
+            )
+        }
+        Err(_) => input.error(format!("expected an option: one of {expected}")),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short option names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// `= <expr>` after an option's keyword.
+fn value_after_eq(input: ParseStream<'_>, keyword: Span, usage: &str) -> syn::Result<Expr> {
+    let Some(eq) = input.parse::<Option<Token![=]>>()? else {
+        return Err(syn::Error::new(
+            keyword,
+            format!("expected a value for this option: write {usage}"),
+        ));
+    };
+    if input.is_empty() || input.peek(Token![,]) {
+        return Err(syn::Error::new(
+            eq.span,
+            format!("expected a value after `=`: write {usage}"),
+        ));
+    }
+    input.parse()
+}
+
+fn expect_str(value: Expr, message: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s),
+        other => Err(syn::Error::new_spanned(other, message)),
+    }
+}
+
+const TTL_USAGE: &str = "`ttl = 1800` (seconds) or `ttl = \"30m\"`";
+
+const UNITS: &str = "`ms`, `s`, `m`, `h`, `d`";
+
+impl Ttl {
+    fn from_expr(value: &Expr) -> syn::Result<Ttl> {
+        let zero = |span: Span| {
+            syn::Error::new(
+                span,
+                "`ttl` must be greater than zero; leave the option out to use the cache policy's TTL",
+            )
+        };
+        match value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => {
+                if !int.suffix().is_empty() {
+                    let written = int.to_string();
+                    let as_string = match parse_duration(&written) {
+                        Ok(_) => format!(", or a duration string: `ttl = \"{written}\"`"),
+                        Err(_) => String::new(),
+                    };
+                    return Err(syn::Error::new(
+                        int.span(),
+                        format!(
+                            "unexpected suffix `{}`: write whole seconds without a suffix (`ttl = {}`){as_string}",
+                            int.suffix(),
+                            int.base10_digits(),
+                        ),
+                    ));
+                }
+                let secs: u64 = int.base10_parse()?;
+                if secs == 0 {
+                    return Err(zero(int.span()));
+                }
+                let ms = secs
+                    .checked_mul(1000)
+                    .ok_or_else(|| syn::Error::new(int.span(), "`ttl` is too large"))?;
+                Ok(Ttl { ms })
+            }
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }) => match parse_duration(&s.value()) {
+                Ok(0) => Err(zero(s.span())),
+                Ok(ms) => Ok(Ttl { ms }),
+                Err(message) => Err(syn::Error::new(s.span(), message)),
+            },
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!("expected the TTL as whole seconds or as a duration string: {TTL_USAGE}"),
+            )),
+        }
+    }
+}
+
+/// Milliseconds in a duration string such as `"30m"`, `"1h30m"`, `"500ms"`, `"1h 30m"`.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let invalid = |why: String| {
+        format!(
+            "invalid TTL `{text}`: {why}; write numbers with units ({UNITS}), as in `\"30m\"` or `\"1h30m\"`"
+        )
+    };
+    let too_large = || format!("TTL `{text}` is too large");
+    let mut rest = text.trim_start();
+    let mut total: u64 = 0;
+    if rest.is_empty() {
+        return Err(invalid("it is empty".to_owned()));
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(invalid(format!("expected a number at `{rest}`")));
+        }
+        let (number, after) = rest.split_at(digits);
+        rest = after;
+        let letters = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..letters];
+        let scale: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(invalid(format!("`{number}` has no unit"))),
+            other => return Err(invalid(format!("unknown unit `{other}`"))),
+        };
+        rest = rest[letters..].trim_start();
+        total = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(too_large)?;
+    }
+    Ok(total)
+}
+
+impl KeySpec {
+    fn from_expr(value: Expr) -> syn::Result<KeySpec> {
+        match value {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(KeySpec::Template(Template::parse(&lit, "key")?)),
+            other => Ok(KeySpec::Expr(Box::new(other))),
+        }
+    }
+}
+
+fn parse_tags(value: Expr) -> syn::Result<Vec<Template>> {
+    let Expr::Array(array) = value else {
+        let hint = if matches!(
+            &value,
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(_),
+                ..
+            })
+        ) {
+            "; put the template in brackets"
+        } else {
+            ""
+        };
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("expected an array of tag templates, as in `tags = [\"user:{{id}}\"]`{hint}"),
+        ));
+    };
+    let mut tags = Vec::new();
+    let mut error: Option<syn::Error> = None;
+    let mut fail = |e: syn::Error| match &mut error {
+        Some(first) => first.combine(e),
+        None => error = Some(e),
+    };
+    for elem in array.elems {
+        match elem {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => match Template::parse(&lit, "tag") {
+                Ok(t) => tags.push(t),
+                Err(e) => fail(e),
+            },
+            other => fail(syn::Error::new_spanned(
+                other,
+                "expected a tag template as a string literal, as in `\"user:{id}\"`",
+            )),
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(tags),
+    }
+}
+
+fn parse_skip(input: ParseStream<'_>, keyword: Span) -> syn::Result<Skip> {
+    let usage =
+        "expected the arguments to leave out of the default key, as in `skip(conn, request_id)`";
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(keyword, usage));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let names = Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)
+        .map_err(|e| syn::Error::new(e.span(), usage))?;
+    Ok(Skip {
+        keyword,
+        names: names.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(1_800_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("1h 30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("500ms"), Ok(500));
+        assert_eq!(parse_duration("2d"), Ok(172_800_000));
+        assert_eq!(parse_duration("45s"), Ok(45_000));
+        assert_eq!(parse_duration("0s"), Ok(0));
+        for bad in [
+            "",
+            "30",
+            "m",
+            "30min",
+            "1h30",
+            "-5s",
+            "1.5h",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(edit_distance("ttl", "tll"), 1);
+        assert_eq!(edit_distance("cache", "caches"), 1);
+        assert_eq!(edit_distance("key", "name"), 4);
+    }
+}

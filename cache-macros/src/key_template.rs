@@ -1,0 +1,207 @@
+//! Key and tag templates: `"user:{id}"`, `"org:{user.org_id}:{email:hash}"`, `"{{literal}}"`.
+//!
+//! A template is split into literal text and placeholders here, once, with every syntax error
+//! reported on the literal (spans inside a string literal are not available on stable Rust, so
+//! each message quotes the placeholder it is about). Whether a placeholder names an argument is
+//! checked later, against the signature (`cached/check.rs`).
+
+use proc_macro2::{Ident, Span};
+use syn::LitStr;
+use syn::ext::IdentExt;
+use syn::parse::Parser;
+
+/// A parsed template, with the literal it came from for spans.
+#[derive(Clone)]
+pub(crate) struct Template {
+    pub(crate) lit: LitStr,
+    pub(crate) parts: Vec<Part>,
+}
+
+#[derive(Clone)]
+pub(crate) enum Part {
+    /// Text copied into the key as it is (`{{` and `}}` already unescaped).
+    Lit(String),
+    Placeholder(Placeholder),
+}
+
+/// `{root.field.sub:format}`.
+#[derive(Clone)]
+pub(crate) struct Placeholder {
+    /// The placeholder as written, braces included, for messages.
+    pub(crate) text: String,
+    /// The argument (or `self`) it names, spanned on the literal.
+    pub(crate) root: Ident,
+    /// Fields read from the argument, in order.
+    pub(crate) fields: Vec<syn::Member>,
+    pub(crate) format: Format,
+}
+
+/// How a placeholder's value is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Its `Display` output, escaped.
+    Display,
+    /// A stable hash of its `Display` output (`:hash`), for personal data.
+    Hash,
+    /// Lowercased (`:lower`).
+    Lower,
+    /// Uppercased (`:upper`).
+    Upper,
+}
+
+const FORMATS: &str = "`hash`, `lower`, `upper`";
+
+impl Format {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "hash" => Some(Format::Hash),
+            "lower" => Some(Format::Lower),
+            "upper" => Some(Format::Upper),
+            _ => None,
+        }
+    }
+}
+
+impl Template {
+    /// Parses `lit`'s value; `what` names the option in messages ("key", "tag").
+    pub(crate) fn parse(lit: &LitStr, what: &str) -> syn::Result<Template> {
+        let text = lit.value();
+        let span = lit.span();
+        let mut errors: Vec<syn::Error> = Vec::new();
+        let mut error = |message: String| errors.push(syn::Error::new(span, message));
+
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((start, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().is_some_and(|&(_, next)| next == '{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek().is_some_and(|&(_, next)| next == '}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '}' => error(format!(
+                    "unmatched `}}` in {what} template `{text}`; write `}}}}` for a literal brace"
+                )),
+                '{' => {
+                    let Some(end) = text[start..].find('}').map(|i| start + i) else {
+                        error(format!(
+                            "unclosed `{{` in {what} template `{text}`; close the placeholder with `}}`, or write `{{{{` for a literal brace"
+                        ));
+                        break;
+                    };
+                    // Skip the placeholder's characters in the outer loop.
+                    while chars.next_if(|&(i, _)| i <= end).is_some() {}
+                    match Placeholder::parse(&text[start..=end], span) {
+                        Ok(placeholder) => {
+                            if !literal.is_empty() {
+                                parts.push(Part::Lit(std::mem::take(&mut literal)));
+                            }
+                            parts.push(Part::Placeholder(placeholder));
+                        }
+                        Err(message) => error(format!("{message} in {what} template `{text}`")),
+                    }
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Lit(literal));
+        }
+        if text.is_empty() {
+            error(format!(
+                "the {what} template is empty; write a {what} such as `\"user:{{id}}\"`"
+            ));
+        }
+
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            None => Ok(Template {
+                lit: lit.clone(),
+                parts,
+            }),
+            Some(mut first) => {
+                for rest in errors {
+                    first.combine(rest);
+                }
+                Err(first)
+            }
+        }
+    }
+
+    pub(crate) fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Placeholder(p) => Some(p),
+            Part::Lit(_) => None,
+        })
+    }
+}
+
+impl Placeholder {
+    /// Parses `{...}` (braces included). The error is a message without the template.
+    fn parse(text: &str, span: Span) -> Result<Placeholder, String> {
+        let inner = &text[1..text.len() - 1];
+        let (path, format) = match inner.split_once(':') {
+            None => (inner, Format::Display),
+            Some((path, name)) => match Format::from_name(name) {
+                Some(format) => (path, format),
+                None => {
+                    return Err(format!(
+                        "unknown formatter `{name}` in placeholder `{text}`; expected one of {FORMATS}"
+                    ));
+                }
+            },
+        };
+        if path.is_empty() {
+            return Err(format!(
+                "empty placeholder `{text}`: name an argument, as in `{{id}}`"
+            ));
+        }
+        let invalid = || {
+            format!(
+                "invalid placeholder `{text}`: expected an argument name, optionally followed by fields (`{{user.id}}`) and a formatter (`{{email:hash}}`)"
+            )
+        };
+        let mut segments = path.split('.');
+        let root = segments
+            .next()
+            .and_then(|s| parse_ident(s, span))
+            .ok_or_else(invalid)?;
+        let fields = segments
+            .map(|s| parse_member(s, span).ok_or_else(invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Placeholder {
+            text: text.to_owned(),
+            root,
+            fields,
+            format,
+        })
+    }
+
+    /// The name of the argument (or `self`) it reads.
+    pub(crate) fn root_name(&self) -> String {
+        self.root.to_string()
+    }
+}
+
+/// An identifier (keywords such as `self` included), spanned at `span`; `None` if `s` is not one.
+fn parse_ident(s: &str, span: Span) -> Option<Ident> {
+    // The lexer decides what an identifier is (Unicode included); it reports, never panics.
+    let mut ident = Ident::parse_any.parse_str(s).ok()?;
+    if ident != s {
+        return None;
+    }
+    ident.set_span(span);
+    Some(ident)
+}
+
+fn parse_member(s: &str, span: Span) -> Option<syn::Member> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let index = s.parse().ok()?;
+        return Some(syn::Member::Unnamed(syn::Index { index, span }));
+    }
+    parse_ident(s, span).map(syn::Member::Named)
+}

@@ -1,0 +1,117 @@
+//! What a function's arguments bind: `id: u64` binds `id`; `Path(id): Path<u64>` binds `id`;
+//! `(a, b): (u32, u32)` binds `a` and `b`; `_: T` binds nothing; `self` is the receiver.
+
+use proc_macro2::Ident;
+use syn::visit::Visit;
+use syn::{FnArg, Pat, Signature, Type};
+
+/// One name bound by an argument pattern.
+pub(crate) struct Binding {
+    pub(crate) ident: Ident,
+    /// The type of the whole argument this name comes from.
+    pub(crate) arg_ty: Type,
+    /// The argument is exactly this name (`id: u64`, `mut id: u64`), not a part of a pattern.
+    pub(crate) whole_arg: bool,
+}
+
+/// The names a signature binds, in order.
+pub(crate) struct Inputs {
+    /// The function takes `self` in some form.
+    pub(crate) has_receiver: bool,
+    pub(crate) bindings: Vec<Binding>,
+}
+
+impl Inputs {
+    pub(crate) fn of(sig: &Signature) -> Inputs {
+        let mut inputs = Inputs {
+            has_receiver: false,
+            bindings: Vec::new(),
+        };
+        for arg in &sig.inputs {
+            match arg {
+                FnArg::Receiver(_) => inputs.has_receiver = true,
+                FnArg::Typed(typed) => {
+                    let whole_arg = matches!(&*typed.pat, Pat::Ident(p) if p.subpat.is_none());
+                    let mut names = Vec::new();
+                    collect(&typed.pat, &mut names);
+                    inputs
+                        .bindings
+                        .extend(names.into_iter().map(|ident| Binding {
+                            ident,
+                            arg_ty: (*typed.ty).clone(),
+                            whole_arg,
+                        }));
+                }
+            }
+        }
+        inputs
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.ident == name)
+    }
+
+    /// The names a template placeholder may start with, for messages: `id`, `name`, `self`.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.bindings.iter().map(|b| b.ident.to_string()).collect();
+        if self.has_receiver {
+            names.push("self".to_owned());
+        }
+        names
+    }
+}
+
+/// The names bound by `pat`, in order.
+fn collect(pat: &Pat, out: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(p.ident.clone());
+            if let Some((_, sub)) = &p.subpat {
+                collect(sub, out);
+            }
+        }
+        Pat::Tuple(p) => p.elems.iter().for_each(|p| collect(p, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|p| collect(p, out)),
+        Pat::Slice(p) => p.elems.iter().for_each(|p| collect(p, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| collect(&f.pat, out)),
+        Pat::Reference(p) => collect(&p.pat, out),
+        Pat::Paren(p) => collect(&p.pat, out),
+        Pat::Type(p) => collect(&p.pat, out),
+        // Every alternative binds the same names.
+        Pat::Or(p) => {
+            if let Some(first) = p.cases.first() {
+                collect(first, out);
+            }
+        }
+        // `_`, `..`, literals, ranges, paths, macros: nothing bound that we can see.
+        _ => {}
+    }
+}
+
+/// Whether `ty` contains `impl Trait` (an argument of an anonymous generic type).
+pub(crate) fn has_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// Whether the signature names `Self` anywhere (so it is inside an `impl` or a trait).
+pub(crate) fn mentions_self_type(sig: &Signature) -> bool {
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_ident(&mut self, ident: &Ident) {
+            if ident == "Self" {
+                self.0 = true;
+            }
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_signature(sig);
+    finder.0
+}

@@ -1,0 +1,601 @@
+//! What `#[cached]` functions do at run time, counted: each test counts how often a body ran, and
+//! runs under its own `CacheManager` so tests share no cache.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_core::{CacheManager, Clock, cached};
+use serde::Serialize;
+use tokio::sync::{Notify, oneshot};
+
+fn manager() -> CacheManager {
+    CacheManager::builder().build()
+}
+
+/// Spawns `fut` scoped to `m` (a spawned task does not inherit the spawner's scope).
+///
+/// `CacheManager::scope`'s future borrows the manager (its `impl Future` captures `&self` under
+/// edition 2024's capture rules), so the task owns a clone.
+fn spawn_scoped<F>(m: &CacheManager, fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let m = m.clone();
+    tokio::spawn(async move { m.scope(fut).await })
+}
+
+/// Waits (without sleeping) until `n` callers of cache `name` are waiting on another's flight.
+async fn followers_waiting(m: &CacheManager, name: &str, n: u64) {
+    let cache = m.cache(name);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.stats().coalesced < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("followers joined the flight");
+}
+
+// --- hits and misses -----------------------------------------------------------------------
+
+static DOUBLE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn double(x: u64) -> u64 {
+    DOUBLE_RUNS.fetch_add(1, SeqCst);
+    x * 2
+}
+
+#[tokio::test]
+async fn a_miss_runs_the_body_once_and_a_hit_not_at_all() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(double(21).await, 42);
+        assert_eq!(DOUBLE_RUNS.load(SeqCst), 1);
+        assert_eq!(double(21).await, 42);
+        assert_eq!(double(21).await, 42);
+        assert_eq!(DOUBLE_RUNS.load(SeqCst), 1);
+    })
+    .await;
+    let stats = m.cache("default").stats();
+    assert_eq!((stats.hits, stats.inserts), (2, 1));
+}
+
+static PAIR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn pair(a: u32, b: &str) -> String {
+    PAIR_RUNS.fetch_add(1, SeqCst);
+    format!("{a}/{b}")
+}
+
+#[tokio::test]
+async fn different_arguments_are_different_entries() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(pair(1, "x").await, "1/x");
+        assert_eq!(pair(2, "x").await, "2/x");
+        assert_eq!(pair(1, "y").await, "1/y");
+        assert_eq!(PAIR_RUNS.load(SeqCst), 3);
+        assert_eq!(pair(1, "x").await, "1/x");
+        assert_eq!(pair(2, "x").await, "2/x");
+        assert_eq!(PAIR_RUNS.load(SeqCst), 3);
+    })
+    .await;
+    assert_eq!(m.cache("default").len(), 3);
+}
+
+// --- Result and Option ---------------------------------------------------------------------
+
+static RESULT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(key = "parse:{input}")]
+async fn parse_number(input: &str) -> Result<u32, String> {
+    RESULT_RUNS.fetch_add(1, SeqCst);
+    input.parse().map_err(|e| format!("{e}"))
+}
+
+#[tokio::test]
+async fn a_result_caches_only_ok() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(parse_number("7").await, Ok(7));
+        assert_eq!(parse_number("7").await, Ok(7));
+        assert_eq!(RESULT_RUNS.load(SeqCst), 1);
+        assert!(parse_number("x").await.is_err());
+        assert!(parse_number("x").await.is_err());
+        assert!(parse_number("x").await.is_err());
+        assert_eq!(RESULT_RUNS.load(SeqCst), 4);
+    })
+    .await;
+    // The `Ok` value itself is stored, under the template's key.
+    assert_eq!(m.cache("default").get::<u32>("parse:7").await, Some(7));
+    assert_eq!(m.cache("default").len(), 1);
+}
+
+static OPTION_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn find_even(x: u32) -> Option<u32> {
+    OPTION_RUNS.fetch_add(1, SeqCst);
+    (x % 2 == 0).then_some(x)
+}
+
+#[tokio::test]
+async fn an_option_caches_only_some() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(find_even(2).await, Some(2));
+        assert_eq!(find_even(2).await, Some(2));
+        assert_eq!(OPTION_RUNS.load(SeqCst), 1);
+        assert_eq!(find_even(3).await, None);
+        assert_eq!(find_even(3).await, None);
+        assert_eq!(OPTION_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}
+
+static NONE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache_none = true)]
+async fn find_even_or_none(x: u32) -> Option<u32> {
+    NONE_RUNS.fetch_add(1, SeqCst);
+    (x % 2 == 0).then_some(x)
+}
+
+#[tokio::test]
+async fn cache_none_caches_none_too() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(find_even_or_none(3).await, None);
+        assert_eq!(find_even_or_none(3).await, None);
+        assert_eq!(find_even_or_none(4).await, Some(4));
+        assert_eq!(find_even_or_none(4).await, Some(4));
+        assert_eq!(NONE_RUNS.load(SeqCst), 2);
+    })
+    .await;
+}
+
+// --- sync functions and methods ------------------------------------------------------------
+
+static SYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "sync")]
+fn square(x: u64) -> u64 {
+    SYNC_RUNS.fetch_add(1, SeqCst);
+    x * x
+}
+
+#[test]
+fn a_sync_function_is_cached() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(square(9), 81);
+        assert_eq!(square(9), 81);
+        assert_eq!(square(3), 9);
+    });
+    assert_eq!(SYNC_RUNS.load(SeqCst), 2);
+    assert_eq!(m.cache("sync").len(), 2);
+}
+
+struct Repo {
+    name: &'static str,
+}
+
+static METHOD_RUNS: AtomicUsize = AtomicUsize::new(0);
+static TEMPLATE_METHOD_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+impl Repo {
+    /// `self` is not in the default key: every `Repo` shares these entries.
+    #[cached]
+    async fn describe(&self, id: u32) -> String {
+        METHOD_RUNS.fetch_add(1, SeqCst);
+        format!("{} #{id}", self.name)
+    }
+
+    #[cached(key = "repo:{self.name}:{id}")]
+    fn describe_own(&self, id: u32) -> String {
+        TEMPLATE_METHOD_RUNS.fetch_add(1, SeqCst);
+        format!("{} #{id}", self.name)
+    }
+}
+
+#[tokio::test]
+async fn self_is_left_out_of_the_default_key() {
+    let (a, b) = (Repo { name: "a" }, Repo { name: "b" });
+    let m = manager();
+    m.scope(async {
+        assert_eq!(a.describe(1).await, "a #1");
+        assert_eq!(b.describe(1).await, "a #1");
+        assert_eq!(b.describe(2).await, "b #2");
+    })
+    .await;
+    assert_eq!(METHOD_RUNS.load(SeqCst), 2);
+}
+
+#[test]
+fn a_method_key_can_read_self() {
+    let (a, b) = (Repo { name: "a" }, Repo { name: "b" });
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(a.describe_own(1), "a #1");
+        assert_eq!(b.describe_own(1), "b #1");
+        assert_eq!(a.describe_own(1), "a #1");
+    });
+    assert_eq!(TEMPLATE_METHOD_RUNS.load(SeqCst), 2);
+    let cache = m.cache("default");
+    assert_eq!(
+        cache.blocking().get::<String>("repo:b:1").as_deref(),
+        Some("b #1")
+    );
+}
+
+// --- keys and tags -------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Account {
+    org: Org,
+    email: String,
+}
+
+#[derive(Serialize)]
+struct Org {
+    id: u32,
+}
+
+#[cached(
+    cache = "accounts",
+    key = "org:{account.org.id}:{account.email:hash}:{kind:upper}"
+)]
+async fn account_label(account: &Account, kind: &str) -> String {
+    format!("{} ({kind})", account.email)
+}
+
+#[tokio::test]
+async fn a_key_template_reads_fields_and_applies_formatters() {
+    let account = Account {
+        org: Org { id: 5 },
+        email: "ada@example.com".to_owned(),
+    };
+    let m = manager();
+    m.scope(account_label(&account, "admin")).await;
+    let mut hashed = cache_core::__private::KeyBuf::new();
+    hashed.part_hashed(&"ada@example.com");
+    let key = format!("org:5:{}:ADMIN", hashed.as_str());
+    assert!(!key.contains("ada"), "the email is hashed, not stored");
+    assert_eq!(
+        m.cache("accounts").get::<String>(&key).await.as_deref(),
+        Some("ada@example.com (admin)")
+    );
+}
+
+static EXPR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(key = format_args!("sq:{}", n % 10))]
+async fn last_digit_squared(n: u32) -> u32 {
+    EXPR_RUNS.fetch_add(1, SeqCst);
+    (n % 10) * (n % 10)
+}
+
+#[tokio::test]
+async fn an_expression_key_is_used_whole() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(last_digit_squared(13).await, 9);
+        // Same key (`sq:3`): served from the cache.
+        assert_eq!(last_digit_squared(23).await, 9);
+    })
+    .await;
+    assert_eq!(EXPR_RUNS.load(SeqCst), 1);
+    assert_eq!(m.cache("default").get::<u32>("sq:3").await, Some(9));
+}
+
+#[cached(cache = "users", key = "user:{id}", tags = ["user:{id}", "org:{org}", "users"])]
+async fn user_name(id: u32, org: u32) -> String {
+    format!("user {id} of {org}")
+}
+
+#[tokio::test]
+async fn tags_are_stored_with_the_entry() {
+    let m = manager();
+    m.scope(async {
+        user_name(1, 10).await;
+        user_name(2, 10).await;
+        user_name(3, 20).await;
+    })
+    .await;
+    let users = m.cache("users");
+    assert_eq!(users.invalidate_tag("user:1").await, 1);
+    assert_eq!(users.get::<String>("user:1").await, None);
+    assert_eq!(users.invalidate_tag("org:10").await, 1);
+    assert_eq!(users.invalidate_tag("users").await, 1);
+    assert!(users.is_empty());
+}
+
+// --- generics, `impl Trait`, control flow --------------------------------------------------
+
+static GENERIC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn size_of_default<T: Default + Serialize>() -> usize {
+    GENERIC_RUNS.fetch_add(1, SeqCst);
+    std::mem::size_of::<T>()
+}
+
+#[test]
+fn a_generic_function_is_cached_per_type() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(size_of_default::<u32>(), 4);
+        assert_eq!(size_of_default::<u64>(), 8);
+        assert_eq!(size_of_default::<u32>(), 4);
+        assert_eq!(size_of_default::<u64>(), 8);
+    });
+    assert_eq!(GENERIC_RUNS.load(SeqCst), 2);
+}
+
+static IMPL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn describe_value(value: impl Serialize + fmt::Debug) -> String {
+    IMPL_RUNS.fetch_add(1, SeqCst);
+    format!("{value:?}")
+}
+
+#[cached(key = "shout:{text:upper}")]
+async fn shout(text: impl fmt::Display) -> String {
+    format!("{text}!")
+}
+
+#[tokio::test]
+async fn impl_trait_arguments_work_and_are_keyed_by_type() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(describe_value(1u8).await, "1");
+        assert_eq!(describe_value(1u8).await, "1");
+        // Serializes like `1u8`, but is another type: another entry.
+        assert_eq!(describe_value(1u64).await, "1");
+        assert_eq!(IMPL_RUNS.load(SeqCst), 2);
+        assert_eq!(shout("hi").await, "hi!");
+        assert_eq!(shout(String::from("hi")).await, "hi!");
+    })
+    .await;
+    assert_eq!(
+        m.cache("default")
+            .get::<String>("shout:HI")
+            .await
+            .as_deref(),
+        Some("hi!")
+    );
+}
+
+static FLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug, PartialEq)]
+struct ParseError;
+
+impl From<std::num::ParseIntError> for ParseError {
+    fn from(_: std::num::ParseIntError) -> Self {
+        ParseError
+    }
+}
+
+#[cached]
+async fn sum_csv(text: String) -> Result<u32, ParseError> {
+    FLOW_RUNS.fetch_add(1, SeqCst);
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let mut sum = 0;
+    for part in text.split(',') {
+        sum += part.trim().parse::<u32>()?;
+    }
+    Ok(sum)
+}
+
+#[cached]
+fn first_word(text: String) -> Option<String> {
+    let word = text.split_whitespace().next()?;
+    if word == "stop" {
+        return None;
+    }
+    Some(word.to_owned())
+}
+
+#[tokio::test]
+async fn question_mark_and_early_return_work_in_the_body() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(sum_csv(String::new()).await, Ok(0));
+        assert_eq!(sum_csv("1, 2, 3".to_owned()).await, Ok(6));
+        assert_eq!(sum_csv("1, x".to_owned()).await, Err(ParseError));
+        assert_eq!(sum_csv("1, 2, 3".to_owned()).await, Ok(6));
+        assert_eq!(FLOW_RUNS.load(SeqCst), 3);
+    })
+    .await;
+    m.scope_sync(|| {
+        assert_eq!(first_word("  ".to_owned()), None);
+        assert_eq!(first_word("stop here".to_owned()), None);
+        assert_eq!(first_word("go on".to_owned()).as_deref(), Some("go"));
+    });
+}
+
+static FIB_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn fib(n: u64) -> u64 {
+    FIB_RUNS.fetch_add(1, SeqCst);
+    if n < 2 { n } else { fib(n - 1) + fib(n - 2) }
+}
+
+#[test]
+fn a_recursive_function_runs_once_per_argument() {
+    let m = manager();
+    assert_eq!(m.scope_sync(|| fib(30)), 832_040);
+    assert_eq!(FIB_RUNS.load(SeqCst), 31);
+}
+
+// --- TTL -----------------------------------------------------------------------------------
+
+static TTL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60)]
+async fn short_lived(x: u32) -> u32 {
+    TTL_RUNS.fetch_add(1, SeqCst);
+    x
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_expires_after_its_ttl() {
+    let m = CacheManager::builder().clock(Clock::tokio()).build();
+    m.scope(async {
+        short_lived(1).await;
+        tokio::time::advance(Duration::from_secs(59)).await;
+        short_lived(1).await;
+        assert_eq!(TTL_RUNS.load(SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        short_lived(1).await;
+        assert_eq!(TTL_RUNS.load(SeqCst), 2);
+    })
+    .await;
+}
+
+static TTL_STR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = "30m")]
+async fn half_hour(x: u32) -> u32 {
+    TTL_STR_RUNS.fetch_add(1, SeqCst);
+    x
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ttl_string_is_a_duration() {
+    let m = CacheManager::builder().clock(Clock::tokio()).build();
+    m.scope(async {
+        half_hour(1).await;
+        tokio::time::advance(Duration::from_secs(29 * 60)).await;
+        half_hour(1).await;
+        assert_eq!(TTL_STR_RUNS.load(SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(60 + 1)).await;
+        half_hour(1).await;
+        assert_eq!(TTL_STR_RUNS.load(SeqCst), 2);
+    })
+    .await;
+}
+
+// --- single flight -------------------------------------------------------------------------
+
+static HOT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+async fn hot(id: u32) -> String {
+    HOT_RUNS.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    format!("value {id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_callers_of_a_cold_key_run_the_body_once() {
+    let m = manager();
+    let callers: Vec<_> = (0..1_000).map(|_| spawn_scoped(&m, hot(7))).collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), "value 7");
+    }
+    assert_eq!(HOT_RUNS.load(SeqCst), 1);
+}
+
+static CANCEL_RUNS: AtomicUsize = AtomicUsize::new(0);
+static CANCEL_STARTED: Notify = Notify::const_new();
+
+/// The first run never finishes by itself; later runs return at once.
+#[cached]
+async fn cancelled_leader(id: u32) -> u32 {
+    if CANCEL_RUNS.fetch_add(1, SeqCst) == 0 {
+        CANCEL_STARTED.notify_one();
+        std::future::pending::<()>().await;
+    }
+    id * 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_leader_is_cancelled_one_follower_runs_the_body() {
+    let m = manager();
+    let leader = spawn_scoped(&m, cancelled_leader(1));
+    CANCEL_STARTED.notified().await;
+    let followers: Vec<_> = (0..8)
+        .map(|_| spawn_scoped(&m, cancelled_leader(1)))
+        .collect();
+    followers_waiting(&m, "default", 8).await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    for follower in followers {
+        assert_eq!(follower.await.unwrap(), 2);
+    }
+    assert_eq!(CANCEL_RUNS.load(SeqCst), 2);
+}
+
+static PANIC_RUNS: AtomicUsize = AtomicUsize::new(0);
+static PANIC_STARTED: Notify = Notify::const_new();
+static PANIC_GO: Notify = Notify::const_new();
+
+/// The first run panics once released; later runs return at once.
+#[cached]
+async fn panicking_leader(id: u32) -> u32 {
+    if PANIC_RUNS.fetch_add(1, SeqCst) == 0 {
+        PANIC_STARTED.notify_one();
+        PANIC_GO.notified().await;
+        panic!("the leader's body panics");
+    }
+    id * 3
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_leader_panics_the_followers_still_complete() {
+    let m = manager();
+    let leader = spawn_scoped(&m, panicking_leader(1));
+    PANIC_STARTED.notified().await;
+    let followers: Vec<_> = (0..8)
+        .map(|_| spawn_scoped(&m, panicking_leader(1)))
+        .collect();
+    followers_waiting(&m, "default", 8).await;
+    PANIC_GO.notify_one();
+    assert!(leader.await.unwrap_err().is_panic());
+    for follower in followers {
+        assert_eq!(follower.await.unwrap(), 3);
+    }
+    assert_eq!(PANIC_RUNS.load(SeqCst), 2);
+}
+
+static KEY_A_STARTED: Notify = Notify::const_new();
+static KEY_A_RELEASE: Mutex<Option<oneshot::Receiver<()>>> = Mutex::new(None);
+
+/// Key 1 waits until the test releases it; other keys return at once.
+#[cached]
+async fn per_key(id: u32) -> u32 {
+    if id == 1 {
+        let release = KEY_A_RELEASE.lock().unwrap().take();
+        KEY_A_STARTED.notify_one();
+        if let Some(release) = release {
+            release.await.unwrap();
+        }
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_keys_do_not_wait_for_each_other() {
+    let (release, released) = oneshot::channel();
+    *KEY_A_RELEASE.lock().unwrap() = Some(released);
+    let m = manager();
+    let a = spawn_scoped(&m, per_key(1));
+    KEY_A_STARTED.notified().await;
+    // Key 1's body is blocked until key 2's call is done: if key 2 waited for key 1, this would
+    // never finish.
+    let b = tokio::time::timeout(Duration::from_secs(10), m.scope(per_key(2))).await;
+    assert_eq!(b, Ok(2));
+    release.send(()).unwrap();
+    assert_eq!(a.await.unwrap(), 1);
+}
