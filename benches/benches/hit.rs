@@ -1,0 +1,119 @@
+//! The hit path: a cached function called with a key that is already cached, through our
+//! `#[cached]` and through each peer, with the same keys and the same value type in the same run,
+//! so the ratios hold on a noisy machine.
+//!
+//! Run: `cargo bench -p benches --bench hit`.
+
+use std::hint::black_box;
+
+use benches::{KEYS, Profile};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+mod ours {
+    use super::Profile;
+
+    #[cache_core::cached(cache = "bench", key = "user:{id}")]
+    pub(crate) fn sync_template(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cache_core::cached(cache = "bench")]
+    pub(crate) fn sync_default_key(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cache_core::cached(cache = "bench", key = "user:{id}")]
+    pub(crate) async fn async_template(id: u64) -> Profile {
+        Profile::load(id)
+    }
+}
+
+mod peer_cached {
+    use super::Profile;
+    use cached::cached;
+
+    #[cached]
+    pub(crate) fn sync_unbounded(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cached(max_size = 10_000)]
+    pub(crate) fn sync_lru(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cached]
+    pub(crate) async fn async_unbounded(id: u64) -> Profile {
+        Profile::load(id)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn hits(c: &mut Criterion) {
+    cache_core::CacheManager::builder()
+        .cache("bench", cache_core::Policy::new().max_entries(10_000))
+        .install()
+        .expect("the benchmark installs the global manager first");
+    let rt = runtime();
+
+    // Preload every key in every cache.
+    let moka_sync = moka::sync::Cache::<u64, Profile>::new(10_000);
+    let moka_future = moka::future::Cache::<u64, Profile>::new(10_000);
+    let quick = quick_cache::sync::Cache::<u64, Profile>::new(10_000);
+    for id in 0..KEYS {
+        ours::sync_template(id);
+        ours::sync_default_key(id);
+        rt.block_on(ours::async_template(id));
+        peer_cached::sync_unbounded(id);
+        peer_cached::sync_lru(id);
+        rt.block_on(peer_cached::async_unbounded(id));
+        moka_sync.insert(id, Profile::load(id));
+        rt.block_on(moka_future.insert(id, Profile::load(id)));
+        quick.insert(id, Profile::load(id));
+    }
+
+    let mut g = c.benchmark_group("hit");
+    let mut id = 0u64;
+    let mut next = move || {
+        id = (id + 1) % KEYS;
+        id
+    };
+    g.bench_function("ours/sync key=\"user:{id}\"", |b| b.iter(|| black_box(ours::sync_template(black_box(next())))));
+    g.bench_function("ours/sync default key", |b| b.iter(|| black_box(ours::sync_default_key(black_box(next())))));
+    g.bench_function("cached/sync unbounded", |b| b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next())))));
+    g.bench_function("cached/sync max_size", |b| b.iter(|| black_box(peer_cached::sync_lru(black_box(next())))));
+    g.bench_function("moka/sync get", |b| b.iter(|| black_box(moka_sync.get(&black_box(next())))));
+    g.bench_function("quick_cache/get", |b| b.iter(|| black_box(quick.get(&black_box(next())))));
+    g.bench_function("ours/async key=\"user:{id}\"", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(ours::async_template(id).await) }
+        })
+    });
+    g.bench_function("cached/async unbounded", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(peer_cached::async_unbounded(id).await) }
+        })
+    });
+    g.bench_function("moka/future get", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            let cache = &moka_future;
+            async move { black_box(cache.get(&id).await) }
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = hits
+}
+criterion_main!(benches);
