@@ -1,0 +1,336 @@
+//! [`RedisBackend`] and its per-cache [`RemoteTier`]s: the cache-core traits on Redis.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_core::remote::BoxFuture;
+use cache_core::{RemoteBackend, RemoteError, RemoteTier};
+use redis::Cmd;
+
+use crate::config::RedisConfig;
+use crate::conn::{BATCH, Conn};
+use crate::keys::{CacheLayout, Layout};
+
+/// Records a value key in a tag set and keeps the set alive at least as long as the value.
+///
+/// `KEYS[1]` is the tag set, `ARGV[1]` the value's TTL in milliseconds (`0`: none), `ARGV[2]`
+/// the value's key. A set created here gets the value's TTL; an existing set with a TTL is
+/// extended when the value outlives it, never shortened; a set that already exists without a
+/// TTL stays without one (it holds a value that never expires); a value without a TTL makes the
+/// set persistent. So a tag set never expires before one of its values, and sets of expiring
+/// values expire with the last of them instead of leaking. One script (rather than
+/// `EXPIRE .. NX` then `EXPIRE .. GT`) because only it can tell a new set from a persistent one,
+/// and it runs on Redis 6 as well as 7. It touches only `KEYS[1]`, so it is cluster-safe.
+const TAG_SCRIPT: &str = r"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[2])
+local ttl = tonumber(ARGV[1])
+if ttl <= 0 then
+  redis.call('PERSIST', KEYS[1])
+elseif existed == 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+else
+  local current = redis.call('PTTL', KEYS[1])
+  if current >= 0 and current < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+return 1
+";
+
+/// The longest TTL sent to Redis (about 2,230 years); longer ones are clamped so that
+/// `now + ttl` cannot overflow in the server.
+const MAX_TTL_MS: u64 = 1 << 46;
+
+/// A Redis (standalone or cluster) remote backend for cache-core.
+///
+/// Creating one never connects and never fails: the first operation connects, an operation
+/// while Redis is unreachable returns an error quickly (the core treats it as a miss and runs
+/// the function), and later operations reconnect on their own once Redis is back.
+///
+/// # Examples
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_redis::{RedisBackend, RedisConfig};
+///
+/// // Nothing listens here; creating the backend still succeeds at once.
+/// let backend = RedisBackend::new(RedisConfig::standalone("redis://:pw@127.0.0.1:1").namespace("shop"));
+/// assert_eq!(backend.describe(), r#"redis://:***@127.0.0.1:1 (standalone, namespace "shop")"#);
+/// ```
+pub struct RedisBackend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RedisConfig,
+    layout: Layout,
+    conn: Conn,
+}
+
+impl RedisBackend {
+    /// A backend for `config`. Does not connect (see the type's docs).
+    pub fn new(config: RedisConfig) -> Self {
+        let layout = Layout::new(&config.namespace, config.max_key_bytes);
+        let conn = Conn::new(&config);
+        RedisBackend {
+            shared: Arc::new(Shared {
+                config,
+                layout,
+                conn,
+            }),
+        }
+    }
+
+    /// The configuration (its `Debug` output redacts passwords).
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    /// The concrete tier of one named cache (what [`RemoteBackend::tier`] returns, unboxed).
+    pub fn redis_tier(&self, cache: &str) -> RedisTier {
+        RedisTier {
+            layout: self.shared.layout.cache(cache),
+            cache: cache.into(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The Redis key a logical key of `cache` is stored under (for inspection and tests).
+    pub fn redis_key(&self, cache: &str, key: &str) -> String {
+        self.shared.layout.cache(cache).value_key(key)
+    }
+
+    /// The Redis key of a tag's set.
+    pub fn tag_key(&self, tag: &str) -> String {
+        self.shared.layout.tag_key(tag)
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    async fn delete_tag(&self, tag: &str) -> Result<u64, RemoteError> {
+        let tag_key = self.layout.tag_key(tag);
+        let mut removed = 0;
+        // `SPOP` takes members out atomically, so a value tagged while this runs is either
+        // popped (and unlinked) here or stays recorded for the next invalidation; it is never
+        // dropped from the set without its value being removed. The set disappears with its
+        // last member.
+        loop {
+            let members: Vec<Vec<u8>> = self
+                .conn
+                .query(redis::cmd("SPOP").arg(&tag_key).arg(BATCH))
+                .await?;
+            let last = members.len() < BATCH;
+            removed += self.conn.unlink(members).await?;
+            if last {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<Duration, RemoteError> {
+        // Connect first, so the measured time is one round trip.
+        self.conn.handle().await?;
+        let started = Instant::now();
+        let _: String = self.conn.query(&redis::cmd("PING")).await?;
+        Ok(started.elapsed())
+    }
+}
+
+impl RemoteBackend for RedisBackend {
+    fn tier(&self, cache: &str) -> Arc<dyn RemoteTier> {
+        Arc::new(self.redis_tier(cache))
+    }
+
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(self.shared.delete_tag(tag))
+    }
+
+    fn clear_all(&self) -> BoxFuture<'_, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let glob = self.shared.layout.namespace_glob();
+            self.shared.conn.scan_unlink(&glob).await
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<Duration, RemoteError>> {
+        Box::pin(self.shared.ping())
+    }
+
+    fn describe(&self) -> String {
+        let config = &self.shared.config;
+        let mode = if config.is_cluster() {
+            "cluster"
+        } else {
+            "standalone"
+        };
+        format!(
+            "{} ({mode}, namespace {:?})",
+            config.redacted_urls(),
+            config.namespace
+        )
+    }
+}
+
+/// One named cache's slice of a [`RedisBackend`]: keys `{namespace}:{cache}:{key}`.
+pub struct RedisTier {
+    shared: Arc<Shared>,
+    layout: CacheLayout,
+    cache: Box<str>,
+}
+
+impl fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("cache", &self.cache)
+            .field("namespace", &self.shared.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    // `PX 0` is an error in Redis; a zero TTL means "expire at once", i.e. the shortest one.
+    (ttl.as_millis().min(u128::from(MAX_TTL_MS)) as u64).max(1)
+}
+
+impl RedisTier {
+    fn set_commands(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &[Arc<str>],
+    ) -> Vec<Cmd> {
+        let full = self.layout.value_key(key);
+        let ttl_ms = ttl.map(ttl_ms);
+        let mut cmds = Vec::with_capacity(1 + tags.len());
+        let mut set = redis::cmd("SET");
+        set.arg(&full).arg(value);
+        if let Some(ms) = ttl_ms {
+            set.arg("PX").arg(ms);
+        }
+        cmds.push(set);
+        for tag in tags {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(TAG_SCRIPT)
+                .arg(1)
+                .arg(self.shared.layout.tag_key(tag))
+                .arg(ttl_ms.unwrap_or(0))
+                .arg(&full);
+            cmds.push(eval);
+        }
+        cmds
+    }
+}
+
+impl RemoteTier for RedisTier {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
+        Box::pin(async move {
+            let full = self.layout.value_key(key);
+            self.shared.conn.query(redis::cmd("GET").arg(full)).await
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &'a [Arc<str>],
+    ) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let limit = self.shared.config.max_value_bytes;
+            if value.len() > limit {
+                return Err(RemoteError::TooLarge {
+                    size: value.len(),
+                    limit,
+                });
+            }
+            // The value first, then its tags: a `delete_tag` running in between can miss this
+            // one write (as any invalidation racing a write may), but a tag set never names a
+            // key that was then written without it.
+            let cmds = self.set_commands(key, value, ttl, tags);
+            self.shared.conn.batch(cmds).await.map(drop)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(async move {
+            let full = self.layout.value_key(key);
+            let n: u64 = self
+                .shared
+                .conn
+                .query(redis::cmd("UNLINK").arg(full))
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn delete_pattern<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let glob = self.layout.pattern(pattern);
+            self.shared.conn.scan_unlink(&glob).await
+        })
+    }
+
+    fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let glob = self.layout.all();
+            self.shared.conn.scan_unlink(&glob).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_bounds() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(10)), 1);
+        assert_eq!(ttl_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn describe_redacts_and_names_the_mode() {
+        let b = RedisBackend::new(RedisConfig::standalone("redis://u:hunter2@127.0.0.1:6379"));
+        assert_eq!(
+            b.describe(),
+            r#"redis://u:***@127.0.0.1:6379 (standalone, namespace "cache")"#
+        );
+        let b = RedisBackend::new(
+            RedisConfig::cluster(["redis://:hunter2@a:7000", "redis://:hunter2@b:7000"])
+                .namespace("app"),
+        );
+        assert_eq!(
+            b.describe(),
+            r#"redis://:***@a:7000, redis://:***@b:7000 (cluster, namespace "app")"#
+        );
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_bad_url_is_an_error_on_use_not_a_panic() {
+        let b = RedisBackend::new(RedisConfig::standalone("nonsense://:hunter2@"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(b.tier("c").get("k")).unwrap_err();
+        assert!(matches!(err, RemoteError::Backend(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let b = RedisBackend::new(RedisConfig::cluster(Vec::<String>::new()));
+        assert!(rt.block_on(b.ping()).is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! The connection: lazy, self-healing, standalone or cluster, and the few command shapes the
+//! tier needs (one command, a batch, unlinking keys, scanning every master).
+//!
+//! Nothing connects before the first operation, and no operation panics: a standalone backend
+//! keeps redis-rs `ConnectionManager`s (created lazily, reconnecting on I/O errors); a cluster
+//! backend connects in a spawned task (so a caller's timeout never cancels the attempt halfway)
+//! and forgets a connection that broke, so the next operation connects afresh.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use cache_core::RemoteError;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared, try_join_all};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{Cmd, FromRedisValue, RedisError, Value};
+
+use crate::config::{Mode, RedisConfig};
+use crate::redact::Secrets;
+
+/// Keys per `SCAN` step, per `SPOP`, and per `UNLINK` on a standalone server.
+pub(crate) const BATCH: usize = 500;
+
+type Connecting = Shared<BoxFuture<'static, Result<ClusterConnection, RemoteError>>>;
+
+enum ClusterState {
+    Idle,
+    Connecting(Connecting),
+    Ready(ClusterConnection),
+}
+
+enum Kind {
+    Standalone {
+        client: redis::Client,
+        settings: ConnectionManagerConfig,
+        pool_size: usize,
+        /// Created on first use: a `ConnectionManager` spawns tasks, which needs a runtime.
+        managers: OnceLock<Vec<ConnectionManager>>,
+        next: AtomicUsize,
+    },
+    Cluster {
+        client: ClusterClient,
+        state: Mutex<ClusterState>,
+    },
+    /// The configuration could not be turned into a client (a malformed URL, say). Every
+    /// operation reports this; nothing panics.
+    Invalid(String),
+}
+
+/// A live (or to-be) connection, standalone or cluster.
+pub(crate) struct Conn {
+    kind: Kind,
+    secrets: Secrets,
+}
+
+/// One usable handle for one operation.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub(crate) fn new(config: &RedisConfig) -> Self {
+        let secrets = Secrets::of(config.urls());
+        if config.urls().iter().any(|u| u.starts_with("rediss")) {
+            // redis-rs builds its rustls config from the process default provider; install
+            // ours unless the application already chose one.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let kind = match &config.mode {
+            Mode::Standalone(url) => match redis::Client::open(url.as_str()) {
+                Ok(client) => Kind::Standalone {
+                    client,
+                    settings: ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(config.connect_timeout))
+                        .set_response_timeout(Some(config.response_timeout))
+                        // One attempt per operation: while Redis is down an operation fails at
+                        // once (the core's breaker then skips the tier) instead of retrying
+                        // inside the caller's time budget. The next operation tries again.
+                        .set_number_of_retries(0),
+                    pool_size: config.pool_size,
+                    managers: OnceLock::new(),
+                    next: AtomicUsize::new(0),
+                },
+                Err(e) => Kind::Invalid(secrets.scrub(&format!("invalid Redis URL: {e}"))),
+            },
+            Mode::Cluster(seeds) if seeds.is_empty() => {
+                Kind::Invalid("a Redis Cluster needs at least one seed URL".to_owned())
+            }
+            Mode::Cluster(seeds) => {
+                match ClusterClient::builder(seeds.iter().map(String::as_str))
+                    .connection_timeout(config.connect_timeout)
+                    .response_timeout(config.response_timeout)
+                    .retries(2)
+                    .build()
+                {
+                    Ok(client) => Kind::Cluster {
+                        client,
+                        state: Mutex::new(ClusterState::Idle),
+                    },
+                    Err(e) => Kind::Invalid(
+                        secrets.scrub(&format!("invalid Redis Cluster configuration: {e}")),
+                    ),
+                }
+            }
+        };
+        Conn { kind, secrets }
+    }
+
+    /// A redis error as the core sees it: a timeout, or a message without credentials.
+    pub(crate) fn error(&self, e: &RedisError) -> RemoteError {
+        if e.is_timeout() {
+            return RemoteError::Timeout;
+        }
+        RemoteError::Backend(self.secrets.scrub(&e.to_string()))
+    }
+
+    /// A handle for one operation, connecting first if needed.
+    pub(crate) async fn handle(&self) -> Result<Handle, RemoteError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RemoteError::Backend(
+                "the Redis tier runs on tokio; no tokio runtime is running".to_owned(),
+            ));
+        }
+        match &self.kind {
+            Kind::Invalid(msg) => Err(RemoteError::Backend(msg.clone())),
+            Kind::Standalone {
+                client,
+                settings,
+                pool_size,
+                managers,
+                next,
+            } => {
+                let managers = match managers.get() {
+                    Some(m) => m,
+                    None => {
+                        let created = (0..*pool_size)
+                            .map(|_| {
+                                ConnectionManager::new_lazy_with_config(
+                                    client.clone(),
+                                    settings.clone(),
+                                )
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| self.error(&e))?;
+                        // A concurrent first call may have won; either set is fine.
+                        managers.get_or_init(|| created)
+                    }
+                };
+                let i = if managers.len() == 1 {
+                    0
+                } else {
+                    next.fetch_add(1, Ordering::Relaxed) % managers.len()
+                };
+                Ok(Handle::Standalone(managers[i].clone()))
+            }
+            Kind::Cluster { client, state } => {
+                let connecting = {
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                    match &*state {
+                        ClusterState::Ready(c) => return Ok(Handle::Cluster(c.clone())),
+                        ClusterState::Connecting(f) => f.clone(),
+                        ClusterState::Idle => {
+                            let client = client.clone();
+                            let secrets = self.secrets.clone();
+                            // Spawned, so that the attempt finishes (and is kept) even when
+                            // the operation that started it times out first.
+                            let task = tokio::spawn(async move {
+                                client.get_async_connection().await.map_err(|e| {
+                                    RemoteError::Backend(secrets.scrub(&e.to_string()))
+                                })
+                            });
+                            let f = async move {
+                                task.await.unwrap_or_else(|e| {
+                                    Err(RemoteError::Backend(format!(
+                                        "Redis Cluster connection task failed: {e}"
+                                    )))
+                                })
+                            }
+                            .boxed()
+                            .shared();
+                            *state = ClusterState::Connecting(f.clone());
+                            f
+                        }
+                    }
+                };
+                let result = connecting.clone().await;
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                if let ClusterState::Connecting(f) = &*state
+                    && f.ptr_eq(&connecting)
+                {
+                    *state = match &result {
+                        Ok(c) => ClusterState::Ready(c.clone()),
+                        Err(_) => ClusterState::Idle,
+                    };
+                }
+                result.map(Handle::Cluster)
+            }
+        }
+    }
+
+    /// Called with every failed command's error: a cluster connection whose link is gone is
+    /// dropped so that the next operation connects again from the seeds.
+    fn note_failure(&self, e: &RedisError) {
+        if let Kind::Cluster { state, .. } = &self.kind
+            && e.is_connection_dropped()
+        {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*state, ClusterState::Ready(_)) {
+                *state = ClusterState::Idle;
+            }
+        }
+    }
+
+    fn fail(&self, e: RedisError) -> RemoteError {
+        self.note_failure(&e);
+        self.error(&e)
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RemoteError> {
+        let result = match self.handle().await? {
+            Handle::Standalone(mut c) => cmd.query_async(&mut c).await,
+            Handle::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// Runs independent commands: one pipeline (one round trip) on a standalone server;
+    /// concurrently, each routed to its own slot's node, on a cluster (where a pipeline may
+    /// not span slots).
+    pub(crate) async fn batch(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, RemoteError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.handle().await? {
+            Handle::Standalone(mut c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async::<Vec<Value>>(&mut c)
+                    .await
+                    .map_err(|e| self.fail(e))
+            }
+            Handle::Cluster(c) => try_join_all(cmds.into_iter().map(|cmd| {
+                let mut c = c.clone();
+                async move { cmd.query_async::<Value>(&mut c).await }
+            }))
+            .await
+            .map_err(|e| self.fail(e)),
+        }
+    }
+
+    /// Unlinks `keys`, returning how many existed. On a cluster the keys are grouped by slot
+    /// (one `UNLINK` per slot: a multi-key command may not span slots); on a standalone server
+    /// they go in `UNLINK`s of up to [`BATCH`] keys, pipelined.
+    pub(crate) async fn unlink(&self, keys: Vec<Vec<u8>>) -> Result<u64, RemoteError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let cmds: Vec<Cmd> = match &self.kind {
+            Kind::Cluster { .. } => {
+                let mut by_slot: HashMap<Slot, Vec<Vec<u8>>> = HashMap::new();
+                for key in keys {
+                    by_slot.entry(Slot::for_key(&key)).or_default().push(key);
+                }
+                by_slot.into_values().map(unlink_cmd).collect()
+            }
+            _ => keys
+                .chunks(BATCH)
+                .map(|chunk| unlink_cmd(chunk.to_vec()))
+                .collect(),
+        };
+        let replies = self.batch(cmds).await?;
+        Ok(replies
+            .iter()
+            .map(|v| match v {
+                Value::Int(n) => (*n).max(0) as u64,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// Deletes every key matching `glob` with `SCAN MATCH` + `UNLINK`, on the one server or on
+    /// every master of a cluster. Never `KEYS`. Returns how many keys were removed.
+    pub(crate) async fn scan_unlink(&self, glob: &str) -> Result<u64, RemoteError> {
+        let handle = self.handle().await?;
+        match handle {
+            Handle::Standalone(mut c) => {
+                let mut removed = 0;
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<Vec<u8>>) = scan_cmd(cursor, glob)
+                        .query_async(&mut c)
+                        .await
+                        .map_err(|e| self.fail(e))?;
+                    removed += self.unlink(keys).await?;
+                    if next == 0 {
+                        return Ok(removed);
+                    }
+                    cursor = next;
+                }
+            }
+            Handle::Cluster(c) => {
+                let masters = self.masters(&c).await?;
+                let per_master = masters.into_iter().map(|(host, port)| {
+                    let mut c = c.clone();
+                    async move {
+                        let mut removed = 0;
+                        let mut cursor = 0u64;
+                        loop {
+                            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                host: host.clone(),
+                                port,
+                            });
+                            let reply = c
+                                .route_command(scan_cmd(cursor, glob), route)
+                                .await
+                                .map_err(|e| self.fail(e))?;
+                            let (next, keys): (u64, Vec<Vec<u8>>) =
+                                redis::from_redis_value(reply).map_err(|e| self.fail(e.into()))?;
+                            removed += self.unlink(keys).await?;
+                            if next == 0 {
+                                return Ok::<u64, RemoteError>(removed);
+                            }
+                            cursor = next;
+                        }
+                    }
+                });
+                Ok(try_join_all(per_master).await?.into_iter().sum())
+            }
+        }
+    }
+
+    /// The masters of the cluster, from `CLUSTER SLOTS` (supported by every Redis version that
+    /// has a cluster, unlike `CLUSTER SHARDS`).
+    async fn masters(&self, c: &ClusterConnection) -> Result<Vec<(String, u16)>, RemoteError> {
+        let mut c = c.clone();
+        let reply = c
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        let masters = parse_cluster_slots(reply);
+        if masters.is_empty() {
+            return Err(RemoteError::Backend(
+                "CLUSTER SLOTS listed no masters".to_owned(),
+            ));
+        }
+        Ok(masters)
+    }
+}
+
+fn unlink_cmd(keys: Vec<Vec<u8>>) -> Cmd {
+    let mut cmd = redis::cmd("UNLINK");
+    for key in keys {
+        cmd.arg(key);
+    }
+    cmd
+}
+
+fn scan_cmd(cursor: u64, glob: &str) -> Cmd {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(glob)
+        .arg("COUNT")
+        .arg(BATCH)
+        .clone()
+}
+
+/// The distinct master addresses in a `CLUSTER SLOTS` reply:
+/// `[[start, end, [host, port, id, ..], replicas..], ..]`.
+fn parse_cluster_slots(reply: Value) -> Vec<(String, u16)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let Value::Array(ranges) = reply else {
+        return out;
+    };
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            continue;
+        };
+        let Some(Value::Array(master)) = fields.get(2) else {
+            continue;
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(Value::SimpleString(s)) => s.clone(),
+            _ => continue,
+        };
+        let port = match master.get(1) {
+            Some(Value::Int(p)) => u16::try_from(*p).ok(),
+            _ => None,
+        };
+        if let Some(port) = port
+            && seen.insert((host.clone(), port))
+        {
+            out.push((host, port));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn cluster_slots_parsing() {
+        let node = |h: &str, p: i64| Value::Array(vec![bulk(h), Value::Int(p), bulk("id")]);
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node("10.0.0.1", 7000),
+            ]),
+            Value::Array(vec![
+                Value::Int(5461),
+                Value::Int(10922),
+                node("10.0.0.2", 7000),
+                node("10.0.0.9", 7000),
+            ]),
+            Value::Array(vec![
+                Value::Int(10923),
+                Value::Int(12000),
+                node("10.0.0.1", 7000),
+            ]),
+            Value::Int(3),
+        ]);
+        assert_eq!(
+            parse_cluster_slots(reply),
+            vec![("10.0.0.1".to_owned(), 7000), ("10.0.0.2".to_owned(), 7000)]
+        );
+        assert!(parse_cluster_slots(Value::Nil).is_empty());
+    }
+}

@@ -1,0 +1,190 @@
+//! The key layout in Redis.
+//!
+//! ```text
+//! {namespace}:{cache}:{key}     a value (a string holding the core's envelope)
+//! {namespace}:tag:{tag}         a set of the full value keys carrying the tag
+//! ```
+//!
+//! The namespace and the cache name are *segments*: a `:` or `%` in them is percent-encoded, and
+//! a cache named exactly `tag` is written `%74ag`, so no cache's keys can fall under another
+//! cache's, another namespace's, or the tag sets' prefix. Logical keys (already escaped by the
+//! core) are written as they are unless they are too long or contain control characters; those
+//! become `h:` + the hex XXH3-128 of the key.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use cache_core::escape_glob;
+
+/// The segment that holds tag sets.
+const TAG_SEGMENT: &str = "tag";
+
+/// A namespace or cache name as written in keys.
+pub(crate) fn segment(name: &str) -> Cow<'_, str> {
+    if name == TAG_SEGMENT {
+        return Cow::Borrowed("%74ag");
+    }
+    if !name.bytes().any(|b| b == b':' || b == b'%') {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        match c {
+            ':' => out.push_str("%3A"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a logical key is sent hashed rather than as it is.
+pub(crate) fn needs_hash(key: &str, max_key_bytes: usize) -> bool {
+    key.len() > max_key_bytes || key.chars().any(char::is_control)
+}
+
+/// `h:` + 32 hex digits of the key's XXH3-128.
+pub(crate) fn hashed(key: &str) -> String {
+    let mut out = String::with_capacity(34);
+    let _ = write!(
+        out,
+        "h:{:032x}",
+        xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+    );
+    out
+}
+
+/// The namespace-level layout shared by a backend's caches.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// `{namespace}:`
+    ns_prefix: String,
+    max_key_bytes: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(namespace: &str, max_key_bytes: usize) -> Self {
+        Layout {
+            ns_prefix: format!("{}:", segment(namespace)),
+            max_key_bytes,
+        }
+    }
+
+    /// `{namespace}:tag:{tag}` (a tag too long or with control characters is hashed like a key).
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        let tag = if needs_hash(tag, self.max_key_bytes) {
+            Cow::Owned(hashed(tag))
+        } else {
+            Cow::Borrowed(tag)
+        };
+        format!("{}{TAG_SEGMENT}:{tag}", self.ns_prefix)
+    }
+
+    /// The glob matching every key of the namespace (values of every cache, and tag sets).
+    pub(crate) fn namespace_glob(&self) -> String {
+        format!("{}*", escape_glob(&self.ns_prefix))
+    }
+
+    /// The layout of one cache.
+    pub(crate) fn cache(&self, cache: &str) -> CacheLayout {
+        let prefix = format!("{}{}:", self.ns_prefix, segment(cache));
+        CacheLayout {
+            glob_prefix: escape_glob(&prefix),
+            prefix,
+            max_key_bytes: self.max_key_bytes,
+        }
+    }
+}
+
+/// The layout of one named cache.
+#[derive(Clone, Debug)]
+pub(crate) struct CacheLayout {
+    /// `{namespace}:{cache}:`
+    prefix: String,
+    /// The prefix, glob-escaped.
+    glob_prefix: String,
+    max_key_bytes: usize,
+}
+
+impl CacheLayout {
+    /// The Redis key of a logical key.
+    pub(crate) fn value_key(&self, key: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + key.len().min(self.max_key_bytes));
+        out.push_str(&self.prefix);
+        if needs_hash(key, self.max_key_bytes) {
+            out.push_str(&hashed(key));
+        } else {
+            out.push_str(key);
+        }
+        out
+    }
+
+    /// The glob for a pattern over this cache's logical keys. The pattern is the caller's glob
+    /// (its argument values already escaped); the prefix is escaped here.
+    pub(crate) fn pattern(&self, pattern: &str) -> String {
+        let mut out = String::with_capacity(self.glob_prefix.len() + pattern.len());
+        out.push_str(&self.glob_prefix);
+        out.push_str(pattern);
+        out
+    }
+
+    /// The glob matching every key of this cache.
+    pub(crate) fn all(&self) -> String {
+        self.pattern("*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let l = Layout::new("app", 512);
+        let users = l.cache("users");
+        assert_eq!(users.value_key("user:42"), "app:users:user:42");
+        assert_eq!(l.tag_key("team:7"), "app:tag:team:7");
+        assert_eq!(users.pattern("user:\\*"), "app:users:user:\\*");
+        assert_eq!(users.all(), "app:users:*");
+        assert_eq!(l.namespace_glob(), "app:*");
+    }
+
+    #[test]
+    fn segments_cannot_collide() {
+        assert_eq!(segment("a:b"), "a%3Ab");
+        assert_eq!(segment("100%"), "100%25");
+        assert_eq!(segment("%3A"), "%253A");
+        assert_eq!(segment("tag"), "%74ag");
+        assert_eq!(segment("tags"), "tags");
+        let l = Layout::new("app", 512);
+        // A cache named `tag` never writes into the tag sets' space.
+        assert_eq!(l.cache("tag").value_key("x"), "app:%74ag:x");
+        // A namespace containing `:` is not under another namespace's prefix.
+        assert_eq!(
+            Layout::new("app:x", 512).cache("c").value_key("k"),
+            "app%3Ax:c:k"
+        );
+    }
+
+    #[test]
+    fn glob_metacharacters_in_names_are_escaped() {
+        let l = Layout::new("a*b", 512);
+        assert_eq!(l.namespace_glob(), "a\\*b:*");
+        assert_eq!(l.cache("c?[x]").all(), "a\\*b:c\\?\\[x\\]:*");
+    }
+
+    #[test]
+    fn long_and_control_keys_are_hashed() {
+        let c = Layout::new("n", 16).cache("c");
+        assert_eq!(c.value_key("0123456789abcdef"), "n:c:0123456789abcdef");
+        let long = c.value_key("0123456789abcdefg");
+        assert!(long.starts_with("n:c:h:"), "{long}");
+        assert_eq!(long.len(), "n:c:h:".len() + 32);
+        let ctl = c.value_key("a\nb");
+        assert!(ctl.starts_with("n:c:h:"));
+        assert_ne!(ctl, c.value_key("a\rb"));
+        assert_eq!(ctl, c.value_key("a\nb"), "stable");
+        let l = Layout::new("n", 16);
+        assert!(l.tag_key("t\u{0}").starts_with("n:tag:h:"));
+    }
+}
