@@ -1,0 +1,574 @@
+//! The Redis tier on a real standalone `redis-server`, through cache-core's `RemoteBackend` and
+//! `RemoteTier` traits.
+//!
+//! One server serves the whole binary (each test uses its own namespace); the fault tests
+//! (stop, restart, pause, wrong password) start their own. The shared server has `KEYS`,
+//! `FLUSHDB` and `FLUSHALL` renamed away, so a bulk operation using them would fail here.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cache_core::{RemoteBackend, RemoteError};
+use cache_redis::{RedisBackend, RedisConfig};
+use tests::redis_server::{BlackHole, RedisServer, free_port};
+
+/// The most any single operation may take in these tests, even against a dead server.
+const BOUND: Duration = Duration::from_secs(2);
+
+const NO_BULK_COMMANDS: &[&str] = &[
+    "--rename-command",
+    "KEYS",
+    "",
+    "--rename-command",
+    "FLUSHDB",
+    "",
+    "--rename-command",
+    "FLUSHALL",
+    "",
+];
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start_with_args(NO_BULK_COMMANDS))
+}
+
+fn backend(namespace: &str) -> RedisBackend {
+    RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+}
+
+fn tags(names: &[&str]) -> Vec<Arc<str>> {
+    names.iter().map(|&n| Arc::from(n)).collect()
+}
+
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .expect("a Redis operation took longer than the bound")
+}
+
+/// Polls `f` until it returns true, or panics with `what` after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bytes_round_trip() {
+    let b = backend("round-trip");
+    let t = b.tier("c");
+    let value: Vec<u8> = (0..=255u8).chain([0, 0, 0xCA, 0xC5]).collect();
+    assert_eq!(t.get("k").await.unwrap(), None);
+    t.set("k", value.clone(), None, &[]).await.unwrap();
+    assert_eq!(t.get("k").await.unwrap(), Some(value));
+    t.set("k", b"second".to_vec(), None, &[]).await.unwrap();
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"second"[..]));
+    t.set("empty", Vec::new(), None, &[]).await.unwrap();
+    assert_eq!(t.get("empty").await.unwrap(), Some(Vec::new()));
+    assert!(t.delete("k").await.unwrap());
+    assert!(!t.delete("k").await.unwrap());
+    assert_eq!(t.get("k").await.unwrap(), None);
+    // Stored where the layout says, without a TTL.
+    let key = b.redis_key("c", "empty");
+    assert_eq!(key, "round-trip:c:empty");
+    assert_eq!(server().cli(&["TTL", &key]), "-1");
+}
+
+#[tokio::test]
+async fn ttl_expires_in_redis_itself() {
+    let b = backend("ttl");
+    let t = b.tier("c");
+    t.set(
+        "short",
+        b"v".to_vec(),
+        Some(Duration::from_millis(200)),
+        &[],
+    )
+    .await
+    .unwrap();
+    t.set("long", b"v".to_vec(), Some(Duration::from_secs(60)), &[])
+        .await
+        .unwrap();
+    let pttl: i64 = server()
+        .cli(&["PTTL", &b.redis_key("c", "long")])
+        .parse()
+        .unwrap();
+    assert!((59_000..=60_000).contains(&pttl), "PTTL {pttl}");
+    eventually(
+        Duration::from_secs(5),
+        "the short entry expires",
+        || async { t.get("short").await.unwrap().is_none() },
+    )
+    .await;
+    assert!(t.get("long").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn namespaces_are_isolated() {
+    let a = backend("iso-a");
+    let b = backend("iso-b");
+    // A namespace that contains another's name plus `:` is not under its prefix.
+    let nested = backend("iso-a:c");
+    for (backend, v) in [(&a, "a"), (&b, "b"), (&nested, "nested")] {
+        let t = backend.tier("c");
+        t.set("k", v.as_bytes().to_vec(), None, &tags(&["shared"]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        a.tier("c").get("k").await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+    assert_eq!(
+        b.tier("c").get("k").await.unwrap().as_deref(),
+        Some(&b"b"[..])
+    );
+
+    assert_eq!(a.delete_tag("shared").await.unwrap(), 1);
+    assert!(b.tier("c").get("k").await.unwrap().is_some());
+    assert!(nested.tier("c").get("k").await.unwrap().is_some());
+
+    a.tier("c")
+        .set("k", b"a".to_vec(), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(a.tier("c").clear().await.unwrap(), 1);
+    a.tier("c")
+        .set("k", b"a".to_vec(), None, &[])
+        .await
+        .unwrap();
+    a.tier("d")
+        .set("k", b"a".to_vec(), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(a.clear_all().await.unwrap(), 2);
+    assert_eq!(a.tier("c").get("k").await.unwrap(), None);
+    assert_eq!(
+        b.tier("c").get("k").await.unwrap().as_deref(),
+        Some(&b"b"[..])
+    );
+    assert_eq!(
+        nested.tier("c").get("k").await.unwrap().as_deref(),
+        Some(&b"nested"[..])
+    );
+    // clear_all also removes the namespace's tag sets.
+    assert!(b.clear_all().await.unwrap() >= 2, "value and tag set");
+    assert_eq!(server().cli(&["EXISTS", &b.tag_key("shared")]), "0");
+}
+
+#[tokio::test]
+async fn glob_characters_in_a_namespace_are_escaped() {
+    let plain = backend("glob1");
+    let bracketed = backend("glob[1]");
+    plain
+        .tier("c")
+        .set("k", b"v".to_vec(), None, &[])
+        .await
+        .unwrap();
+    bracketed
+        .tier("c")
+        .set("k", b"v".to_vec(), None, &[])
+        .await
+        .unwrap();
+    // Unescaped, `glob[1]:*` would match `glob1:c:k`.
+    assert_eq!(bracketed.clear_all().await.unwrap(), 1);
+    assert!(plain.tier("c").get("k").await.unwrap().is_some());
+    assert_eq!(bracketed.tier("c").get("k").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn tags_remove_exactly_the_tagged_keys_across_caches() {
+    let b = backend("tags");
+    let users = b.tier("users");
+    let posts = b.tier("posts");
+    let ttl = Some(Duration::from_secs(60));
+    users
+        .set("u1", b"1".to_vec(), ttl, &tags(&["team:7"]))
+        .await
+        .unwrap();
+    users
+        .set("u2", b"2".to_vec(), ttl, &tags(&["team:7", "team:8"]))
+        .await
+        .unwrap();
+    users
+        .set("u3", b"3".to_vec(), ttl, &tags(&["team:8"]))
+        .await
+        .unwrap();
+    users.set("u4", b"4".to_vec(), ttl, &[]).await.unwrap();
+    posts
+        .set("p1", b"p".to_vec(), ttl, &tags(&["team:7"]))
+        .await
+        .unwrap();
+
+    assert_eq!(b.delete_tag("team:7").await.unwrap(), 3);
+    assert_eq!(users.get("u1").await.unwrap(), None);
+    assert_eq!(users.get("u2").await.unwrap(), None);
+    assert_eq!(posts.get("p1").await.unwrap(), None);
+    assert!(users.get("u3").await.unwrap().is_some());
+    assert!(users.get("u4").await.unwrap().is_some());
+    assert_eq!(server().cli(&["EXISTS", &b.tag_key("team:7")]), "0");
+    // Again: nothing left to remove.
+    assert_eq!(b.delete_tag("team:7").await.unwrap(), 0);
+    // Values already gone (u2 by the first tag, u3 by hand) are not counted.
+    users
+        .set("u5", b"5".to_vec(), ttl, &tags(&["team:8"]))
+        .await
+        .unwrap();
+    users.delete("u3").await.unwrap();
+    assert_eq!(b.delete_tag("team:8").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn tag_sets_live_as_long_as_their_longest_value() {
+    let b = backend("tag-ttl");
+    let t = b.tier("c");
+    let tag = tags(&["t"]);
+    let tag_key = b.tag_key("t");
+    let pttl = || -> i64 { server().cli(&["PTTL", &tag_key]).parse().unwrap() };
+
+    t.set("a", b"v".to_vec(), Some(Duration::from_secs(60)), &tag)
+        .await
+        .unwrap();
+    assert!((59_000..=60_000).contains(&pttl()), "new set gets the TTL");
+    t.set("b", b"v".to_vec(), Some(Duration::from_secs(120)), &tag)
+        .await
+        .unwrap();
+    assert!(pttl() > 110_000, "extended for a longer-lived value");
+    t.set("c", b"v".to_vec(), Some(Duration::from_secs(10)), &tag)
+        .await
+        .unwrap();
+    assert!(pttl() > 110_000, "never shortened");
+    t.set("d", b"v".to_vec(), None, &tag).await.unwrap();
+    assert_eq!(pttl(), -1, "a value without TTL makes the set persistent");
+    t.set("e", b"v".to_vec(), Some(Duration::from_secs(10)), &tag)
+        .await
+        .unwrap();
+    assert_eq!(pttl(), -1, "and it stays so");
+    assert_eq!(server().cli(&["SCARD", &tag_key]), "5");
+
+    // A set of short-lived values expires with them instead of leaking.
+    t.set(
+        "s",
+        b"v".to_vec(),
+        Some(Duration::from_millis(200)),
+        &tags(&["short"]),
+    )
+    .await
+    .unwrap();
+    let short = b.tag_key("short");
+    eventually(
+        Duration::from_secs(5),
+        "the short tag set expires",
+        || async { server().cli(&["EXISTS", &short]) == "0" },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn large_tags_are_deleted_in_batches() {
+    let b = backend("big-tag");
+    let t = b.tier("c");
+    let tag = tags(&["big"]);
+    for i in 0..1_200 {
+        t.set(&format!("k{i}"), vec![1], None, &tag).await.unwrap();
+    }
+    t.set("other", vec![1], None, &[]).await.unwrap();
+    assert_eq!(b.delete_tag("big").await.unwrap(), 1_200);
+    assert_eq!(
+        t.clear().await.unwrap(),
+        1,
+        "only the untagged key was left"
+    );
+}
+
+#[tokio::test]
+async fn patterns_match_escaped_arguments_literally() {
+    let b = backend("pattern");
+    let t = b.tier("users");
+    for key in ["user:*", "user:1", "user:2", "user:10", "other:1"] {
+        t.set(key, key.as_bytes().to_vec(), None, &[])
+            .await
+            .unwrap();
+    }
+    b.tier("other-cache")
+        .set("user:1", vec![1], None, &[])
+        .await
+        .unwrap();
+
+    // `user:\*` is the escaped argument `*`: only the key `user:*`.
+    assert_eq!(t.delete_pattern("user:\\*").await.unwrap(), 1);
+    assert_eq!(t.get("user:*").await.unwrap(), None);
+    assert!(t.get("user:1").await.unwrap().is_some());
+
+    assert_eq!(t.delete_pattern("user:?").await.unwrap(), 2);
+    assert!(t.get("user:10").await.unwrap().is_some());
+    assert_eq!(t.delete_pattern("user:*").await.unwrap(), 1);
+    assert!(t.get("other:1").await.unwrap().is_some());
+    assert!(
+        b.tier("other-cache").get("user:1").await.unwrap().is_some(),
+        "patterns stay inside their cache"
+    );
+    assert_eq!(t.clear().await.unwrap(), 1);
+    assert_eq!(t.get("other:1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn long_keys_and_control_characters_are_hashed() {
+    let b = RedisBackend::new(
+        RedisConfig::standalone(server().url())
+            .namespace("hashed")
+            .max_key_bytes(64),
+    );
+    let t = b.tier("c");
+    let long = "x".repeat(65);
+    let fits = "y".repeat(64);
+    let control = "user:\n\t\u{7f}";
+    for key in [long.as_str(), fits.as_str(), control] {
+        t.set(key, key.as_bytes().to_vec(), None, &[])
+            .await
+            .unwrap();
+        assert_eq!(t.get(key).await.unwrap().as_deref(), Some(key.as_bytes()));
+    }
+    for key in [long.as_str(), control] {
+        let stored = b.redis_key("c", key);
+        assert!(stored.starts_with("hashed:c:h:"), "{stored:?}");
+        assert_eq!(stored.len(), "hashed:c:h:".len() + 32);
+        assert_eq!(server().cli(&["EXISTS", &stored]), "1");
+        assert_eq!(server().cli(&["EXISTS", &format!("hashed:c:{key}")]), "0");
+    }
+    assert_eq!(server().cli(&["EXISTS", &format!("hashed:c:{fits}")]), "1");
+    assert_eq!(
+        t.clear().await.unwrap(),
+        3,
+        "hashed keys are inside the cache"
+    );
+}
+
+#[tokio::test]
+async fn values_over_the_limit_are_refused() {
+    let b = RedisBackend::new(
+        RedisConfig::standalone(server().url())
+            .namespace("too-large")
+            .max_value_bytes(1024),
+    );
+    let t = b.tier("c");
+    t.set("fits", vec![0; 1024], None, &[]).await.unwrap();
+    assert_eq!(
+        t.set("big", vec![0; 1025], None, &[]).await,
+        Err(RemoteError::TooLarge {
+            size: 1025,
+            limit: 1024
+        })
+    );
+    assert_eq!(t.get("big").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn ping_measures_a_round_trip_and_describe_names_the_server() {
+    let b = backend("ping");
+    let rtt = b.ping().await.unwrap();
+    assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+    assert_eq!(
+        b.describe(),
+        format!("{} (standalone, namespace \"ping\")", server().url())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_spreads_concurrent_operations() {
+    let b = Arc::new(RedisBackend::new(
+        RedisConfig::standalone(server().url())
+            .namespace("pool")
+            .pool_size(3),
+    ));
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let t = b.tier("c");
+            tokio::spawn(async move {
+                let key = format!("k{i}");
+                t.set(&key, key.as_bytes().to_vec(), None, &[])
+                    .await
+                    .unwrap();
+                assert_eq!(t.get(&key).await.unwrap().as_deref(), Some(key.as_bytes()));
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(b.clear_all().await.unwrap(), 64);
+}
+
+#[tokio::test]
+async fn connects_lazily_and_serves_once_redis_appears() {
+    let port = free_port(false);
+    let started = Instant::now();
+    let b = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{port}")).namespace("lazy"),
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "new() does not connect"
+    );
+    let t = b.tier("c");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = bounded(t.get("k")).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a refused connection fails fast: {err} after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(bounded(b.ping()).await.is_err());
+
+    let _server = RedisServer::start_on_port(port, &[]);
+    eventually(
+        Duration::from_secs(5),
+        "the same backend connects",
+        || async { bounded(t.set("k", b"v".to_vec(), None, &[])).await.is_ok() },
+    )
+    .await;
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[tokio::test]
+async fn recovers_after_the_server_restarts() {
+    let mut server = RedisServer::start();
+    let b = RedisBackend::new(RedisConfig::standalone(server.url()).namespace("restart"));
+    let t = b.tier("c");
+    t.set("k", b"v".to_vec(), None, &[]).await.unwrap();
+
+    server.stop();
+    for _ in 0..3 {
+        assert!(bounded(t.get("k")).await.is_err(), "server is down");
+        assert!(bounded(t.set("k", vec![1], None, &[])).await.is_err());
+    }
+
+    server.restart();
+    eventually(
+        Duration::from_secs(10),
+        "operations succeed again",
+        || async {
+            bounded(t.set("k", b"again".to_vec(), None, &[]))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"again"[..]));
+}
+
+#[tokio::test]
+async fn a_paused_server_does_not_hang_operations() {
+    let mut server = RedisServer::start();
+    let b = RedisBackend::new(
+        RedisConfig::standalone(server.url())
+            .namespace("paused")
+            .response_timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(500)),
+    );
+    let t = b.tier("c");
+    t.set("k", b"v".to_vec(), None, &[]).await.unwrap();
+
+    server.pause();
+    for _ in 0..2 {
+        let started = Instant::now();
+        match tokio::time::timeout(BOUND, t.get("k")).await {
+            Ok(Ok(v)) => panic!("a paused server answered {v:?}"),
+            Ok(Err(e)) => assert!(
+                matches!(e, RemoteError::Timeout | RemoteError::Backend(_)),
+                "{e:?}"
+            ),
+            Err(_) => panic!("the connection's response timeout did not fire within {BOUND:?}"),
+        }
+        assert!(started.elapsed() < BOUND);
+    }
+
+    server.resume();
+    eventually(
+        Duration::from_secs(10),
+        "operations succeed after resume",
+        || async { matches!(bounded(t.get("k")).await, Ok(Some(_))) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_black_hole_times_out() {
+    let hole = BlackHole::start();
+    let b = RedisBackend::new(
+        RedisConfig::standalone(hole.url())
+            .namespace("hole")
+            .connect_timeout(Duration::from_millis(300))
+            .response_timeout(Duration::from_millis(300)),
+    );
+    let t = b.tier("c");
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = tokio::time::timeout(BOUND, t.set("k", vec![1], None, &[])).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn passwords_never_show() {
+    let server = RedisServer::start_with_args(&["--requirepass", "right-pw-5521"]);
+    let port = server.port();
+
+    let wrong = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://:wrong-pw-7734@127.0.0.1:{port}"))
+            .namespace("auth"),
+    );
+    let err = bounded(wrong.tier("c").get("k")).await.unwrap_err();
+    let shown = [
+        err.to_string(),
+        format!("{err:?}"),
+        wrong.describe(),
+        format!("{wrong:?}"),
+        format!("{:?}", wrong.config()),
+        format!("{:?}", wrong.redis_tier("c")),
+    ];
+    for text in &shown {
+        assert!(!text.contains("wrong-pw-7734"), "password shown: {text}");
+    }
+    assert!(
+        wrong.describe().contains(":***@127.0.0.1"),
+        "{}",
+        wrong.describe()
+    );
+    let err = bounded(wrong.ping()).await.unwrap_err();
+    assert!(!err.to_string().contains("wrong-pw-7734"), "{err}");
+
+    // A query-string password (the `unix://` form) is redacted too.
+    let query = RedisBackend::new(RedisConfig::standalone(
+        "unix:///tmp/no-such.sock?db=1&pass=query-pw-9911",
+    ));
+    assert!(
+        !query.describe().contains("query-pw-9911"),
+        "{}",
+        query.describe()
+    );
+    let err = bounded(query.tier("c").get("k")).await.unwrap_err();
+    assert!(!err.to_string().contains("query-pw-9911"), "{err}");
+
+    // The right password works.
+    let right = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://:right-pw-5521@127.0.0.1:{port}"))
+            .namespace("auth"),
+    );
+    let t = right.tier("c");
+    t.set("k", b"v".to_vec(), None, &[]).await.unwrap();
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}

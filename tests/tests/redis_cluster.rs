@@ -1,0 +1,200 @@
+//! The Redis tier on a real three-master Redis Cluster (one cluster for the whole binary; each
+//! test uses its own namespace). `KEYS`, `FLUSHDB` and `FLUSHALL` are renamed away on every
+//! node, so a bulk operation using them would fail here.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cache_core::RemoteBackend;
+use cache_redis::{RedisBackend, RedisConfig};
+use tests::RedisCluster;
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        RedisCluster::start_with_args(&[
+            "--rename-command",
+            "KEYS",
+            "",
+            "--rename-command",
+            "FLUSHDB",
+            "",
+            "--rename-command",
+            "FLUSHALL",
+            "",
+        ])
+    })
+}
+
+fn backend(namespace: &str) -> RedisBackend {
+    RedisBackend::new(RedisConfig::cluster(cluster().seed_urls()).namespace(namespace))
+}
+
+fn tags(names: &[&str]) -> Vec<Arc<str>> {
+    names.iter().map(|&n| Arc::from(n)).collect()
+}
+
+/// How many of the namespace's keys each master holds.
+fn keys_per_node(namespace: &str) -> Vec<usize> {
+    let c = cluster();
+    c.ports()
+        .iter()
+        .map(|&p| c.node_keys(p, &format!("{namespace}:*")).len())
+        .collect()
+}
+
+fn assert_spread(namespace: &str) {
+    let per_node = keys_per_node(namespace);
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "the keys should live on every master: {per_node:?}"
+    );
+}
+
+#[tokio::test]
+async fn round_trip_across_slots() {
+    let b = backend("c-round-trip");
+    let t = b.tier("c");
+    for i in 0..60 {
+        let key = format!("k{i}");
+        t.set(
+            &key,
+            key.as_bytes().to_vec(),
+            Some(Duration::from_secs(60)),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    assert_spread("c-round-trip");
+    for i in 0..60 {
+        let key = format!("k{i}");
+        assert_eq!(t.get(&key).await.unwrap().as_deref(), Some(key.as_bytes()));
+    }
+    assert!(t.delete("k0").await.unwrap());
+    assert_eq!(t.get("k0").await.unwrap(), None);
+    assert!(b.ping().await.unwrap() < Duration::from_secs(1));
+    assert!(
+        b.describe()
+            .ends_with("(cluster, namespace \"c-round-trip\")")
+    );
+}
+
+#[tokio::test]
+async fn ttl_expires_on_the_cluster() {
+    let b = backend("c-ttl");
+    let t = b.tier("c");
+    t.set(
+        "k",
+        vec![1],
+        Some(Duration::from_millis(200)),
+        &tags(&["t"]),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t.get("k").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "expired within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn tags_whose_members_span_slots() {
+    let b = backend("c-tags");
+    let users = b.tier("users");
+    let posts = b.tier("posts");
+    let tag = tags(&["team:1"]);
+    for i in 0..40 {
+        users
+            .set(
+                &format!("u{i}"),
+                vec![1],
+                Some(Duration::from_secs(60)),
+                &tag,
+            )
+            .await
+            .unwrap();
+        posts
+            .set(&format!("p{i}"), vec![1], None, &tag)
+            .await
+            .unwrap();
+        users
+            .set(&format!("untagged{i}"), vec![1], None, &[])
+            .await
+            .unwrap();
+    }
+    assert_spread("c-tags");
+    assert_eq!(cluster().cli(&["SCARD", &b.tag_key("team:1")]), "80");
+    assert_eq!(b.delete_tag("team:1").await.unwrap(), 80);
+    for i in 0..40 {
+        assert_eq!(users.get(&format!("u{i}")).await.unwrap(), None);
+        assert_eq!(posts.get(&format!("p{i}")).await.unwrap(), None);
+        assert!(users.get(&format!("untagged{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(cluster().cli(&["EXISTS", &b.tag_key("team:1")]), "0");
+}
+
+#[tokio::test]
+async fn patterns_delete_on_every_master() {
+    let b = backend("c-pattern");
+    let t = b.tier("users");
+    for i in 0..60 {
+        t.set(&format!("user:{i}"), vec![1], None, &[])
+            .await
+            .unwrap();
+        t.set(&format!("order:{i}"), vec![1], None, &[])
+            .await
+            .unwrap();
+    }
+    t.set("user:*", vec![1], None, &[]).await.unwrap();
+    assert_spread("c-pattern");
+
+    assert_eq!(t.delete_pattern("user:\\*").await.unwrap(), 1);
+    assert_eq!(t.delete_pattern("user:*").await.unwrap(), 60);
+    for i in 0..60 {
+        assert_eq!(t.get(&format!("user:{i}")).await.unwrap(), None);
+        assert!(t.get(&format!("order:{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(t.clear().await.unwrap(), 60);
+}
+
+#[tokio::test]
+async fn clear_all_empties_one_namespace_on_every_master() {
+    let a = backend("c-clear-a");
+    let other = backend("c-clear-b");
+    for i in 0..30 {
+        for cache in ["x", "y"] {
+            a.tier(cache)
+                .set(&format!("k{i}"), vec![1], None, &tags(&["t"]))
+                .await
+                .unwrap();
+        }
+        other
+            .tier("x")
+            .set(&format!("k{i}"), vec![1], None, &[])
+            .await
+            .unwrap();
+    }
+    assert_spread("c-clear-a");
+    // 60 values and the tag set.
+    assert_eq!(a.clear_all().await.unwrap(), 61);
+    assert_eq!(keys_per_node("c-clear-a"), vec![0, 0, 0]);
+    assert_eq!(keys_per_node("c-clear-b").iter().sum::<usize>(), 30);
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_fails_fast_without_panicking() {
+    let port = tests::redis_server::free_port(false);
+    let started = std::time::Instant::now();
+    let b = RedisBackend::new(RedisConfig::cluster([format!("redis://127.0.0.1:{port}")]));
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "new() does not connect"
+    );
+    for _ in 0..2 {
+        let r = tokio::time::timeout(Duration::from_secs(2), b.tier("c").get("k")).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+    }
+    assert!(b.clear_all().await.is_err());
+}
