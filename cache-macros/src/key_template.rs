@@ -95,14 +95,14 @@ impl Template {
                     };
                     // Skip the placeholder's characters in the outer loop.
                     while chars.next_if(|&(i, _)| i <= end).is_some() {}
-                    match Placeholder::parse(&text[start..=end], span) {
+                    match Placeholder::parse(&text[start..=end], what, span) {
                         Ok(placeholder) => {
                             if !literal.is_empty() {
                                 parts.push(Part::Lit(std::mem::take(&mut literal)));
                             }
                             parts.push(Part::Placeholder(placeholder));
                         }
-                        Err(message) => error(format!("{message} in {what} template `{text}`")),
+                        Err(message) => error(message),
                     }
                 }
                 c => literal.push(c),
@@ -141,8 +141,8 @@ impl Template {
 }
 
 impl Placeholder {
-    /// Parses `{...}` (braces included). The error is a message without the template.
-    fn parse(text: &str, span: Span) -> Result<Placeholder, String> {
+    /// Parses `{...}` (braces included) of a `what` template.
+    fn parse(text: &str, what: &str, span: Span) -> Result<Placeholder, String> {
         let inner = &text[1..text.len() - 1];
         let (path, format) = match inner.split_once(':') {
             None => (inner, Format::Display),
@@ -150,19 +150,19 @@ impl Placeholder {
                 Some(format) => (path, format),
                 None => {
                     return Err(format!(
-                        "unknown formatter `{name}` in placeholder `{text}`; expected one of {FORMATS}"
+                        "unknown formatter `{name}` in {what} template placeholder `{text}`; expected one of {FORMATS}"
                     ));
                 }
             },
         };
         if path.is_empty() {
             return Err(format!(
-                "empty placeholder `{text}`: name an argument, as in `{{id}}`"
+                "empty placeholder `{{}}` in {what} template: name an argument, as in `{{id}}`, or write `{{{{}}}}` for literal braces"
             ));
         }
         let invalid = || {
             format!(
-                "invalid placeholder `{text}`: expected an argument name, optionally followed by fields (`{{user.id}}`) and a formatter (`{{email:hash}}`)"
+                "invalid {what} template placeholder `{text}`: expected an argument name, optionally followed by fields (`{{user.id}}`) and a formatter (`{{email:hash}}`)"
             )
         };
         let mut segments = path.split('.');
@@ -204,4 +204,82 @@ fn parse_member(s: &str, span: Span) -> Option<syn::Member> {
         return Some(syn::Member::Unnamed(syn::Index { index, span }));
     }
     parse_ident(s, span).map(syn::Member::Named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Template, String> {
+        Template::parse(&LitStr::new(text, Span::call_site()), "key").map_err(|e| e.to_string())
+    }
+
+    fn shape(template: &Template) -> Vec<String> {
+        template
+            .parts
+            .iter()
+            .map(|part| match part {
+                Part::Lit(text) => format!("lit {text}"),
+                Part::Placeholder(p) => {
+                    let fields: Vec<String> = p
+                        .fields
+                        .iter()
+                        .map(|m| match m {
+                            syn::Member::Named(i) => format!(".{i}"),
+                            syn::Member::Unnamed(i) => format!(".{}", i.index),
+                        })
+                        .collect();
+                    let format = match p.format {
+                        Format::Display => "",
+                        Format::Hash => ":hash",
+                        Format::Lower => ":lower",
+                        Format::Upper => ":upper",
+                    };
+                    format!("arg {}{}{format}", p.root, fields.concat())
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn literals_placeholders_fields_and_formatters() {
+        let t = parse("user:{id}:{user.org.0}:{email:hash}{{x}}").unwrap();
+        assert_eq!(
+            shape(&t),
+            [
+                "lit user:",
+                "arg id",
+                "lit :",
+                "arg user.org.0",
+                "lit :",
+                "arg email:hash",
+                "lit {x}"
+            ]
+        );
+        let t = parse("{self.id}:{name:lower}:{name:upper}").unwrap();
+        assert_eq!(
+            shape(&t),
+            [
+                "arg self.id",
+                "lit :",
+                "arg name:lower",
+                "lit :",
+                "arg name:upper"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_problem() {
+        let err = |text| parse(text).err().unwrap();
+        assert!(err("user:{id").contains("unclosed `{`"));
+        assert!(err("user:id}").contains("unmatched `}`"));
+        assert!(err("{}").contains("empty placeholder"));
+        assert!(err("{id:sha}").contains("unknown formatter `sha`"));
+        assert!(err("{id:sha}").contains("`hash`, `lower`, `upper`"));
+        assert!(err("{a..b}").contains("invalid key template placeholder `{a..b}`"));
+        assert!(err("{1a}").contains("invalid"));
+        assert!(err("{a b}").contains("invalid"));
+        assert!(err("").contains("empty"));
+    }
 }

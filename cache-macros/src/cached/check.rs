@@ -171,10 +171,7 @@ impl Visit<'_> for Unownable<'_> {
         self.found = true;
         self.errors.spanned_by(
             ty,
-            format!(
-                "`#[cached]` functions must return a concrete type, not `{}`: the cache stores and clones the value, so its type must be named; return the type itself (e.g. `Json<T>`, `String` or `Result<T, E>` instead of `impl IntoResponse`)",
-                ty.to_token_stream()
-            ),
+            "`#[cached]` functions must return a concrete type, not `impl Trait`: the cache stores and clones the value, so its type must be named; return the type itself (e.g. `Json<T>`, `String` or `Result<T, E>` instead of `impl IntoResponse`)",
         );
     }
 
@@ -182,10 +179,7 @@ impl Visit<'_> for Unownable<'_> {
         self.found = true;
         self.errors.spanned_by(
             ty,
-            format!(
-                "`#[cached]` functions must return an owned value, not the reference `{}`: a cached value outlives the call; return an owned type (e.g. `String` for `&str`, `T` for `&T`) or `Arc<T>`",
-                ty.to_token_stream()
-            ),
+            "`#[cached]` functions must return an owned value, not a reference: a cached value outlives the call; return an owned type (`String` for `&str`, `T` for `&T`) or an `Arc<T>`",
         );
     }
 
@@ -195,7 +189,7 @@ impl Visit<'_> for Unownable<'_> {
             self.errors.spanned_by(
                 lifetime,
                 format!(
-                    "`#[cached]` functions must return an owned value, not one that borrows for `{lifetime}`: a cached value outlives the call; return an owned type or `Arc<T>`"
+                    "`#[cached]` functions must return an owned value, not one that borrows for `{lifetime}`: a cached value outlives the call; return an owned type or an `Arc<T>`"
                 ),
             );
         }

@@ -51,7 +51,10 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     });
     let tags = quote! { [#(#tags),*] };
 
-    // Spanned on the return type, so "`User` cannot be stored in the cache" underlines it.
+    // The strategy is passed straight into `cached_async`/`cached_sync`, and that call is spanned
+    // on the return type: a value type that cannot be cached fails the call's `S: Strategy<R>`
+    // bound, and rustc reports it once, underlining the return type (the call's own span and the
+    // `.await`'s are the same, so their copies of the error are dropped as duplicates).
     let c_at_ret = respan(c, ret_first);
     let (option_check, strategy) = match &plan.cache_none {
         Some(cache_none) => {
@@ -69,25 +72,23 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                 __cache_none_check(::core::marker::PhantomData::<#ret>);
             };
             let strategy = quote_spanned! {ret_last=>
-                #c_at_ret::__private::check_strategy::<#ret, _>(
-                    #c_at_ret::__private::PlainStrategy::<#ret>::new()
-                )
+                #c_at_ret::__private::PlainStrategy::<#ret>::new()
             };
             (option_check, strategy)
         }
         None => (
             TokenStream::new(),
             quote_spanned! {ret_last=>
-                #c_at_ret::__private::check_strategy::<#ret, _>(
-                    #c_at_ret::__private::Probe::<#ret>::new().strategy()
-                )
+                #c_at_ret::__private::Probe::<#ret>::new().strategy()
             },
         ),
     };
 
+    let args = quote! { &__CACHE_SITE, &__cache_key, &__cache_tags, #strategy, };
     let call = if sig.asyncness.is_some() {
         // The "fake return edge" of tracing-attributes: pins the async block's output type to the
-        // declared return type, so `?` and `return` in the body infer as they did in the fn.
+        // declared return type, so `?` and `return` in the body infer as they did in the fn, and
+        // a body of the wrong type is reported at its own expression.
         let fake_return = quote_spanned! {ret_first=>
             #[allow(
                 unknown_lints,
@@ -105,29 +106,20 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             }
         };
         let stmts = &block.stmts;
-        quote! {
-            #c::__private::cached_async(
-                &__CACHE_SITE,
-                &__cache_key,
-                &__cache_tags,
-                __cache_strategy,
+        let args = group(
+            quote! {
+                #args
                 async move {
                     #fake_return
                     #(#stmts)*
-                },
-            )
-            .await
-        }
+                }
+            },
+            ret_last,
+        );
+        quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args .await }
     } else {
-        quote! {
-            #c::__private::cached_sync(
-                &__CACHE_SITE,
-                &__cache_key,
-                &__cache_tags,
-                __cache_strategy,
-                move || -> #ret #block,
-            )
-        }
+        let args = group(quote! { #args move || -> #ret #block }, ret_last);
+        quote_spanned! {ret_last=> #c_at_ret::__private::cached_sync #args }
     };
 
     quote! {
@@ -146,10 +138,16 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                 __k
             };
             let __cache_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
-            let __cache_strategy = #strategy;
             #call
         }
     }
+}
+
+/// `( tokens )` with the parentheses spanned at `span`.
+fn group(tokens: TokenStream, span: Span) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
+    group.set_span(span);
+    group
 }
 
 /// `buf.lit("user:"); buf.part(&id);` for each part of `template`.
@@ -226,10 +224,50 @@ fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStr
     }
 
     if !key.args.is_empty() {
-        let idents = key.args.iter().map(|arg| &arg.ident);
+        let refs = key.args.iter().map(|arg| {
+            let ident = &arg.ident;
+            quote!(&#ident)
+        });
+        let args = args_tuple(refs.collect());
+        // Each argument's `Serialize` is checked on its own (`assert_key_arg` below, spanned on
+        // the argument). The tuple is hashed through "autoref specialization": when it is not
+        // `KeyArgs` the method resolves to the fallback trait instead, so the only error is the
+        // per-argument one. The fallback can only be chosen when some argument is not
+        // `Serialize` (serde implements tuples of up to 16 elements, hence `args_tuple`), and
+        // then the build has failed already; if it were ever chosen otherwise, its post-
+        // monomorphization `const` fails the build rather than hashing nothing.
         out.extend(quote! {
             __k.lit(":");
-            __k.args_hash(&(#(&#idents,)*));
+            {
+                struct __CacheArgs<A>(A);
+                trait __CacheHashArgs {
+                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf);
+                }
+                impl<A: #c::__private::KeyArgs> __CacheHashArgs for __CacheArgs<A> {
+                    #[inline]
+                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf) {
+                        key.args_hash(&self.0);
+                    }
+                }
+                #[allow(dead_code)]
+                trait __CacheArgsNotKeyArgs {
+                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf);
+                }
+                #[allow(dead_code)]
+                struct __CacheNotKeyArgs<A>(A);
+                impl<A> __CacheNotKeyArgs<A> {
+                    const FAIL: () = ::core::panic!(
+                        "`#[cached]`: a default-key argument does not implement `serde::Serialize`"
+                    );
+                }
+                impl<A> __CacheArgsNotKeyArgs for &__CacheArgs<A> {
+                    fn __cache_hash(&self, _: &mut #c::__private::KeyBuf) {
+                        #[allow(clippy::let_unit_value)]
+                        let () = __CacheNotKeyArgs::<A>::FAIL;
+                    }
+                }
+                (&__CacheArgs(#args)).__cache_hash(&mut __k);
+            }
         });
         for arg in &key.args {
             // `&` on the type's first token and the name on its last: the expression `&arg`
@@ -245,6 +283,15 @@ fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStr
         }
     }
     out
+}
+
+/// `(a, b, ...)`, nested in tuples of at most 16 (the largest tuple serde serializes).
+fn args_tuple(items: Vec<TokenStream>) -> TokenStream {
+    if items.len() <= 16 {
+        return quote! { (#(#items,)*) };
+    }
+    let chunks = items.chunks(16).map(|chunk| args_tuple(chunk.to_vec()));
+    args_tuple(chunks.collect())
 }
 
 /// `tokens` with every span set to `span` (for a path the user did not write, so errors spanned

@@ -1,0 +1,13 @@
+use cache_core::cached;
+
+#[cached]
+async fn handler(id: u64) -> impl std::fmt::Display {
+    id
+}
+
+#[cached]
+fn nested(id: u64) -> Result<impl Clone, String> {
+    Ok(id)
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use cache_core::cached;
+
+#[cached(key = "user:{email:sha256}")]
+fn by_email(email: String) -> String {
+    email
+}
+
+fn main() {}
