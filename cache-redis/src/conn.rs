@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use cache_core::RemoteError;
 use futures_util::FutureExt;
@@ -18,6 +18,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, FromRedisValue, RedisError, Value};
+use tokio::runtime::Id as RuntimeId;
 
 use crate::config::{Mode, RedisConfig};
 use crate::redact::Secrets;
@@ -33,18 +34,56 @@ enum ClusterState {
     Ready(ClusterConnection),
 }
 
+/// A standalone backend's connections on one runtime.
+struct Pool {
+    managers: Vec<ConnectionManager>,
+    next: AtomicUsize,
+}
+
+/// How many runtimes' connections are kept; past this the oldest are dropped.
+const MAX_RUNTIMES: usize = 8;
+
+/// State kept per tokio runtime.
+///
+/// redis-rs drives each connection with a task spawned on the runtime that created it, and the
+/// connection dies with that runtime. An application has one runtime, but tests usually have one
+/// per test (`#[tokio::test]`), and a backend held in a global would otherwise fail its first
+/// operation on every new runtime. Keyed by runtime id, each runtime gets its own connections.
+struct PerRuntime<T>(Mutex<Vec<(RuntimeId, T)>>);
+
+impl<T> PerRuntime<T> {
+    fn new() -> Self {
+        PerRuntime(Mutex::new(Vec::new()))
+    }
+
+    /// Runs `f` on this runtime's entry, creating it with `init` first if needed.
+    fn with<R>(&self, id: RuntimeId, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match all.iter().position(|(rid, _)| *rid == id) {
+            Some(at) => at,
+            None => {
+                if all.len() >= MAX_RUNTIMES {
+                    all.remove(0);
+                }
+                all.push((id, init()));
+                all.len() - 1
+            }
+        };
+        f(&mut all[at].1)
+    }
+}
+
 enum Kind {
     Standalone {
         client: redis::Client,
         settings: ConnectionManagerConfig,
         pool_size: usize,
-        /// Created on first use: a `ConnectionManager` spawns tasks, which needs a runtime.
-        managers: OnceLock<Vec<ConnectionManager>>,
-        next: AtomicUsize,
+        /// Created on first use on each runtime: a `ConnectionManager` spawns tasks.
+        pools: PerRuntime<Arc<Pool>>,
     },
     Cluster {
         client: ClusterClient,
-        state: Mutex<ClusterState>,
+        states: PerRuntime<ClusterState>,
     },
     /// The configuration could not be turned into a client (a malformed URL, say). Every
     /// operation reports this; nothing panics.
@@ -64,6 +103,16 @@ pub(crate) enum Handle {
     Cluster(ClusterConnection),
 }
 
+fn current_runtime() -> Result<RuntimeId, RemoteError> {
+    tokio::runtime::Handle::try_current()
+        .map(|h| h.id())
+        .map_err(|_| {
+            RemoteError::Backend(
+                "the Redis tier runs on tokio; no tokio runtime is running".to_owned(),
+            )
+        })
+}
+
 impl Conn {
     pub(crate) fn new(config: &RedisConfig) -> Self {
         let secrets = Secrets::of(config.urls());
@@ -76,6 +125,7 @@ impl Conn {
             Mode::Standalone(url) => match redis::Client::open(url.as_str()) {
                 Ok(client) => Kind::Standalone {
                     client,
+                    pools: PerRuntime::new(),
                     settings: ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(config.connect_timeout))
                         .set_response_timeout(Some(config.response_timeout))
@@ -84,8 +134,6 @@ impl Conn {
                         // inside the caller's time budget. The next operation tries again.
                         .set_number_of_retries(0),
                     pool_size: config.pool_size,
-                    managers: OnceLock::new(),
-                    next: AtomicUsize::new(0),
                 },
                 Err(e) => Kind::Invalid(secrets.scrub(&format!("invalid Redis URL: {e}"))),
             },
@@ -101,7 +149,7 @@ impl Conn {
                 {
                     Ok(client) => Kind::Cluster {
                         client,
-                        state: Mutex::new(ClusterState::Idle),
+                        states: PerRuntime::new(),
                     },
                     Err(e) => Kind::Invalid(
                         secrets.scrub(&format!("invalid Redis Cluster configuration: {e}")),
@@ -122,98 +170,123 @@ impl Conn {
 
     /// A handle for one operation, connecting first if needed.
     pub(crate) async fn handle(&self) -> Result<Handle, RemoteError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RemoteError::Backend(
-                "the Redis tier runs on tokio; no tokio runtime is running".to_owned(),
-            ));
-        }
+        let runtime = current_runtime()?;
         match &self.kind {
             Kind::Invalid(msg) => Err(RemoteError::Backend(msg.clone())),
             Kind::Standalone {
                 client,
                 settings,
                 pool_size,
-                managers,
-                next,
+                pools,
             } => {
-                let managers = match managers.get() {
-                    Some(m) => m,
-                    None => {
-                        let created = (0..*pool_size)
-                            .map(|_| {
-                                ConnectionManager::new_lazy_with_config(
-                                    client.clone(),
-                                    settings.clone(),
-                                )
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| self.error(&e))?;
-                        // A concurrent first call may have won; either set is fine.
-                        managers.get_or_init(|| created)
+                let pool = pools.with(
+                    runtime,
+                    || {
+                        Arc::new(Pool {
+                            // `new_lazy_with_config` only fails for push/resubscribe settings,
+                            // which are never set here.
+                            managers: (0..*pool_size)
+                                .filter_map(|_| {
+                                    ConnectionManager::new_lazy_with_config(
+                                        client.clone(),
+                                        settings.clone(),
+                                    )
+                                    .ok()
+                                })
+                                .collect(),
+                            next: AtomicUsize::new(0),
+                        })
+                    },
+                    |pool| Arc::clone(pool),
+                );
+                let n = pool.managers.len();
+                let i = match n {
+                    0 => {
+                        return Err(RemoteError::Backend(
+                            "could not create a Redis connection manager".to_owned(),
+                        ));
                     }
+                    1 => 0,
+                    n => pool.next.fetch_add(1, Ordering::Relaxed) % n,
                 };
-                let i = if managers.len() == 1 {
-                    0
-                } else {
-                    next.fetch_add(1, Ordering::Relaxed) % managers.len()
-                };
-                Ok(Handle::Standalone(managers[i].clone()))
+                Ok(Handle::Standalone(pool.managers[i].clone()))
             }
-            Kind::Cluster { client, state } => {
-                let connecting = {
-                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                    match &*state {
-                        ClusterState::Ready(c) => return Ok(Handle::Cluster(c.clone())),
-                        ClusterState::Connecting(f) => f.clone(),
+            Kind::Cluster { client, states } => {
+                let connecting = states.with(
+                    runtime,
+                    || ClusterState::Idle,
+                    |state| match state {
+                        ClusterState::Ready(c) => Err(c.clone()),
+                        ClusterState::Connecting(f) => Ok(f.clone()),
                         ClusterState::Idle => {
-                            let client = client.clone();
-                            let secrets = self.secrets.clone();
-                            // Spawned, so that the attempt finishes (and is kept) even when
-                            // the operation that started it times out first.
-                            let task = tokio::spawn(async move {
-                                client.get_async_connection().await.map_err(|e| {
-                                    RemoteError::Backend(secrets.scrub(&e.to_string()))
-                                })
-                            });
-                            let f = async move {
-                                task.await.unwrap_or_else(|e| {
-                                    Err(RemoteError::Backend(format!(
-                                        "Redis Cluster connection task failed: {e}"
-                                    )))
-                                })
-                            }
-                            .boxed()
-                            .shared();
+                            let f = self.connect_cluster(client);
                             *state = ClusterState::Connecting(f.clone());
-                            f
+                            Ok(f)
                         }
-                    }
+                    },
+                );
+                let connecting = match connecting {
+                    Err(ready) => return Ok(Handle::Cluster(ready)),
+                    Ok(f) => f,
                 };
                 let result = connecting.clone().await;
-                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                if let ClusterState::Connecting(f) = &*state
-                    && f.ptr_eq(&connecting)
-                {
-                    *state = match &result {
-                        Ok(c) => ClusterState::Ready(c.clone()),
-                        Err(_) => ClusterState::Idle,
-                    };
-                }
+                states.with(
+                    runtime,
+                    || ClusterState::Idle,
+                    |state| {
+                        if let ClusterState::Connecting(f) = state
+                            && f.ptr_eq(&connecting)
+                        {
+                            *state = match &result {
+                                Ok(c) => ClusterState::Ready(c.clone()),
+                                Err(_) => ClusterState::Idle,
+                            };
+                        }
+                    },
+                );
                 result.map(Handle::Cluster)
             }
         }
     }
 
+    /// Starts connecting to the cluster in a spawned task, so that the attempt finishes (and is
+    /// kept) even when the operation that started it times out first.
+    fn connect_cluster(&self, client: &ClusterClient) -> Connecting {
+        let client = client.clone();
+        let secrets = self.secrets.clone();
+        let task = tokio::spawn(async move {
+            client
+                .get_async_connection()
+                .await
+                .map_err(|e| RemoteError::Backend(secrets.scrub(&e.to_string())))
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(RemoteError::Backend(format!(
+                    "Redis Cluster connection task failed: {e}"
+                )))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
     /// Called with every failed command's error: a cluster connection whose link is gone is
     /// dropped so that the next operation connects again from the seeds.
     fn note_failure(&self, e: &RedisError) {
-        if let Kind::Cluster { state, .. } = &self.kind
+        if let Kind::Cluster { states, .. } = &self.kind
             && e.is_connection_dropped()
+            && let Ok(runtime) = current_runtime()
         {
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-            if matches!(*state, ClusterState::Ready(_)) {
-                *state = ClusterState::Idle;
-            }
+            states.with(
+                runtime,
+                || ClusterState::Idle,
+                |state| {
+                    if matches!(state, ClusterState::Ready(_)) {
+                        *state = ClusterState::Idle;
+                    }
+                },
+            );
         }
     }
 

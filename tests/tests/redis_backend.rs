@@ -572,3 +572,24 @@ async fn passwords_never_show() {
     t.set("k", b"v".to_vec(), None, &[]).await.unwrap();
     assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// Uses `b` on three runtimes in turn, the way `#[tokio::test]`s share a global backend.
+fn on_successive_runtimes(b: &RedisBackend) {
+    for round in 0..3u8 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t = b.tier("c");
+            // The first operation on a new runtime already succeeds.
+            t.set("k", vec![round], None, &[]).await.unwrap();
+            assert_eq!(t.get("k").await.unwrap(), Some(vec![round]));
+        });
+    }
+}
+
+#[test]
+fn a_backend_serves_every_runtime_that_uses_it() {
+    on_successive_runtimes(&backend("runtimes"));
+}

@@ -198,3 +198,19 @@ async fn an_unreachable_cluster_fails_fast_without_panicking() {
     }
     assert!(b.clear_all().await.is_err());
 }
+
+#[test]
+fn a_backend_serves_every_runtime_that_uses_it() {
+    let b = backend("c-runtimes");
+    for round in 0..3u8 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t = b.tier("c");
+            t.set("k", vec![round], None, &[]).await.unwrap();
+            assert_eq!(t.get("k").await.unwrap(), Some(vec![round]));
+        });
+    }
+}
