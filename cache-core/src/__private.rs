@@ -49,6 +49,7 @@ impl CallSite {
         (self.ttl_ms != 0).then(|| Duration::from_millis(self.ttl_ms))
     }
 
+    #[inline(always)]
     fn store(&'static self) -> StoreRef {
         with_current(|manager: &CacheManager, is_global| {
             if is_global {
@@ -86,7 +87,7 @@ impl Deref for StoreRef {
 }
 
 /// The body of an `async fn` under `#[cached]`.
-#[inline]
+#[inline(always)]
 pub async fn cached_async<R, S, Fut>(
     site: &'static CallSite,
     key: &KeyBuf,
@@ -103,7 +104,7 @@ where
 }
 
 /// The body of a sync `fn` under `#[cached]`.
-#[inline]
+#[inline(always)]
 pub fn cached_sync<R, S, F>(
     site: &'static CallSite,
     key: &KeyBuf,

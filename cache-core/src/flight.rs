@@ -256,6 +256,7 @@ async fn write_remote<T>(
 }
 
 /// Reads `key`, or computes it with `body` once across concurrent callers.
+#[inline(always)]
 pub(crate) async fn get_or_compute<R, S, Fut>(
     store: &Store,
     key: &KeyBuf,
@@ -271,6 +272,23 @@ where
     if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
         return strategy.rebuild(v);
     }
+    miss(store, key, hash, opts, strategy, body).await
+}
+
+/// The miss path of [`get_or_compute`], kept out of line so the hit path stays small.
+#[inline(never)]
+async fn miss<R, S, Fut>(
+    store: &Store,
+    key: &KeyBuf,
+    hash: u64,
+    opts: impl FnOnce() -> InsertOptions,
+    strategy: &S,
+    body: Fut,
+) -> R
+where
+    S: Strategy<R>,
+    Fut: Future<Output = R>,
+{
     let codec = strategy.codec();
     if store.remote.is_some() && codec.is_none() {
         warn_no_codec(store);
@@ -366,6 +384,7 @@ where
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.
+#[inline(always)]
 pub(crate) fn get_or_compute_blocking<R, S, F>(
     store: &Arc<Store>,
     key: &KeyBuf,
@@ -381,6 +400,23 @@ where
     if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
         return strategy.rebuild(v);
     }
+    miss_blocking(store, key, hash, opts, strategy, body)
+}
+
+/// The miss path of [`get_or_compute_blocking`], out of line.
+#[inline(never)]
+fn miss_blocking<R, S, F>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: impl FnOnce() -> InsertOptions,
+    strategy: &S,
+    body: F,
+) -> R
+where
+    S: Strategy<R>,
+    F: FnOnce() -> R,
+{
     let codec = strategy.codec();
     if store.remote.is_some() && codec.is_none() {
         warn_no_codec(store);

@@ -371,7 +371,7 @@ impl Drop for ScopeCount {
 }
 
 /// Calls `f` with the current manager and whether it is the global one.
-#[inline]
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CacheManager, bool) -> R) -> R {
     if ACTIVE_SCOPES.load(Ordering::Relaxed) != 0 {
         let mut f = Some(f);

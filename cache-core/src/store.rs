@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// L1 lookup, counted. `None` at once for a remote-only cache.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
         if self.tier.uses_memory() {
             self.memory.get(key, hash)

@@ -3,8 +3,6 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use smallvec::SmallVec;
-
 use super::escape::{Case, Escaper};
 
 /// Values that can stand in a key template placeholder: anything with `Display`.
@@ -49,12 +47,25 @@ impl<T: serde::Serialize + ?Sized> KeyArgs for T {
 }
 
 /// Inline capacity: keys up to this many bytes are rendered without touching the heap.
-const INLINE: usize = 128;
+const INLINE: usize = 120;
 
-/// A key, tag or pattern being rendered. Holds up to 128 bytes inline.
-#[derive(Clone, Default)]
+/// A key, tag or pattern being rendered. Holds up to 120 bytes inline, then spills to the heap.
+///
+/// Hand-written rather than a `SmallVec` because the hit path appends a handful of tiny slices
+/// and `SmallVec::extend_from_slice` goes through a general insert (two library calls per append).
+#[derive(Clone)]
 pub struct KeyBuf {
-    bytes: SmallVec<[u8; INLINE]>,
+    len: usize,
+    inline: [u8; INLINE],
+    /// Used instead of `inline` once a key outgrows it.
+    spill: Vec<u8>,
+}
+
+impl Default for KeyBuf {
+    #[inline(always)]
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl fmt::Debug for KeyBuf {
@@ -64,9 +75,9 @@ impl fmt::Debug for KeyBuf {
 }
 
 impl fmt::Write for KeyBuf {
-    #[inline]
+    #[inline(always)]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.bytes.extend_from_slice(s.as_bytes());
+        self.push_bytes(s.as_bytes());
         Ok(())
     }
 }
@@ -78,25 +89,57 @@ thread_local! {
 
 impl KeyBuf {
     /// An empty buffer.
-    #[inline]
+    #[inline(always)]
     pub fn new() -> Self {
         KeyBuf {
-            bytes: SmallVec::new(),
+            len: 0,
+            inline: [0; INLINE],
+            spill: Vec::new(),
         }
     }
 
     /// A buffer holding `key` as it is (no escaping): for keys given as whole strings.
     #[inline]
     pub fn from_key(key: &str) -> Self {
-        KeyBuf {
-            bytes: SmallVec::from_slice(key.as_bytes()),
+        let mut k = KeyBuf::new();
+        k.push_bytes(key.as_bytes());
+        k
+    }
+
+    #[inline(always)]
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= INLINE {
+            // Keys are appended in pieces of a few bytes; a plain loop beats a library call.
+            for (dst, src) in self.inline[self.len..end].iter_mut().zip(bytes) {
+                *dst = *src;
+            }
+            self.len = end;
+        } else {
+            self.push_spilled(bytes);
         }
     }
 
+    #[cold]
+    fn push_spilled(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * (self.len + bytes.len()));
+            self.spill
+                .extend_from_slice(&self.inline[..self.len.min(INLINE)]);
+        }
+        self.spill.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    #[inline(always)]
+    fn push_byte(&mut self, b: u8) {
+        self.push_bytes(&[b]);
+    }
+
     /// Appends a literal part of a template, unescaped.
-    #[inline]
+    #[inline(always)]
     pub fn lit(&mut self, s: &str) {
-        self.bytes.extend_from_slice(s.as_bytes());
+        self.push_bytes(s.as_bytes());
     }
 
     /// Appends a placeholder's value: its `Display` output, escaped.
@@ -128,11 +171,7 @@ impl KeyBuf {
     pub fn part_hashed<T: KeyPart + ?Sized>(&mut self, value: &T) {
         let mut scratch = KeyBuf::new();
         let _ = value.write_key_part(&mut scratch);
-        push_hex(
-            &mut self.bytes,
-            super::stable_hash64(&scratch.bytes) as u128,
-            16,
-        );
+        self.push_hex(super::stable_hash64(scratch.as_bytes()) as u128, 16);
     }
 
     /// Appends the whole `Display` output of a `key = <expression>` value, unescaped: the user
@@ -149,9 +188,9 @@ impl KeyBuf {
         key_form.part(value);
         for &b in key_form.as_bytes() {
             if matches!(b, b'\\' | b'*' | b'?' | b'[' | b']' | b'^') {
-                self.bytes.push(b'\\');
+                self.push_byte(b'\\');
             }
-            self.bytes.push(b);
+            self.push_byte(b);
         }
     }
 
@@ -165,7 +204,7 @@ impl KeyBuf {
             // Re-entered (an argument's `Serialize` computing a cached key): use a fresh buffer.
             Err(_) => hash_args(args, &mut Vec::new()),
         });
-        push_hex(&mut self.bytes, hash, 32);
+        self.push_hex(hash, 32);
     }
 
     /// Appends a type's name, for keys of generic functions (`::<u32>`).
@@ -176,25 +215,37 @@ impl KeyBuf {
     /// The rendered key.
     #[inline]
     pub fn as_str(&self) -> &str {
-        // SAFETY-free: every write appends whole `&str`s, so the bytes are valid UTF-8.
-        std::str::from_utf8(&self.bytes).unwrap_or("")
+        // Every write appends whole `&str`s or ASCII bytes, so the bytes are valid UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 
     /// The rendered bytes.
-    #[inline]
+    #[inline(always)]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        if self.len <= INLINE && self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
     }
 
     /// The memory tier's lookup hash of this key.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_hash(&self) -> u64 {
-        super::lookup_hash(&self.bytes)
+        super::lookup_hash(self.as_bytes())
     }
 
     /// Empties the buffer, keeping its allocation.
     pub fn clear(&mut self) {
-        self.bytes.clear();
+        self.len = 0;
+        self.spill.clear();
+    }
+
+    fn push_hex(&mut self, value: u128, digits: usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in (0..digits).rev() {
+            self.push_byte(HEX[((value >> (i * 4)) & 0xf) as usize]);
+        }
     }
 }
 
@@ -206,13 +257,6 @@ fn hash_args<A: KeyArgs + ?Sized>(args: &A, buf: &mut Vec<u8>) -> u128 {
         buf.extend_from_slice(e.to_string().as_bytes());
     }
     super::stable_hash128(buf)
-}
-
-fn push_hex(out: &mut SmallVec<[u8; INLINE]>, value: u128, digits: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.push(HEX[((value >> (i * 4)) & 0xf) as usize]);
-    }
 }
 
 #[cfg(test)]
@@ -254,6 +298,23 @@ mod tests {
         key.lit(":videos");
         assert!(glob.matches(key.as_str()));
         assert!(!glob.matches("user:1:videos"));
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap_intact() {
+        let mut k = KeyBuf::new();
+        let long = "x".repeat(100);
+        k.lit(&long);
+        k.lit(":");
+        k.part(&long);
+        assert_eq!(k.as_str(), format!("{long}:{long}"));
+        assert_eq!(
+            k.lookup_hash(),
+            crate::key::lookup_hash(format!("{long}:{long}").as_bytes())
+        );
+        k.clear();
+        k.lit("a");
+        assert_eq!(k.as_str(), "a");
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl MemoryStore {
     }
 
     /// Looks a key up without counting. `None` for absent, expired, or stored as another type.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
         let now = self.clock.now_ms();
         let entry = self.map.get(&hash)?;
@@ -127,7 +127,7 @@ impl MemoryStore {
     }
 
     /// Looks a key up and counts a hit or a miss.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
         let found = self.peek(key, hash);
         if found.is_some() {
