@@ -113,6 +113,44 @@ fn reply_complete(reply: &[u8]) -> bool {
     }
 }
 
+/// PEM files for a TLS test server.
+struct CertFiles {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+/// Writes a CA and a server certificate for `127.0.0.1` (and `localhost`) into `dir`.
+fn write_test_certs(dir: &Path) -> CertFiles {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let fail = |e: rcgen::Error| -> ! { panic!("generate test certificates: {e}") };
+    let ca_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "cache-rs test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap_or_else(|e| fail(e));
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap_or_else(|e| fail(e));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).unwrap_or_else(|e| fail(e));
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path.to_string_lossy().into_owned()
+    };
+    CertFiles {
+        ca: write("ca.crt", ca_cert.pem()),
+        cert: write("server.crt", cert.pem()),
+        key: write("server.key", key.serialize_pem()),
+    }
+}
+
 /// One spawned `redis-server` with its watchdog.
 #[derive(Debug)]
 struct Process {
@@ -122,10 +160,13 @@ struct Process {
 
 impl Process {
     fn spawn(port: u16, dir: &Path, extra: &[String]) -> Self {
+        Self::spawn_with(&["--port".to_owned(), port.to_string()], dir, extra)
+    }
+
+    fn spawn_with(listen: &[String], dir: &Path, extra: &[String]) -> Self {
         let server = find_program("redis-server");
         let mut cmd = Command::new(&server);
-        cmd.arg("--port")
-            .arg(port.to_string())
+        cmd.args(listen)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
@@ -204,6 +245,8 @@ fn log_tail(dir: &Path) -> String {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// Set for a TLS-only server: the CA certificate that signed its certificate.
+    tls_ca: Option<PathBuf>,
     extra: Vec<String>,
     process: Option<Process>,
     dir: TempDir,
@@ -224,6 +267,7 @@ impl RedisServer {
     pub fn start_on_port(port: u16, args: &[&str]) -> Self {
         let mut server = RedisServer {
             port,
+            tls_ca: None,
             extra: args.iter().map(|s| s.to_string()).collect(),
             process: None,
             dir: TempDir::new(&format!("redis-{port}")),
@@ -232,13 +276,61 @@ impl RedisServer {
         server
     }
 
+    /// Starts a server that speaks only TLS, with a certificate for `127.0.0.1` signed by a
+    /// fresh test CA (see [`tls_ca_file`](Self::tls_ca_file)); clients need no certificate.
+    pub fn start_tls(args: &[&str]) -> Self {
+        let port = free_port(false);
+        let dir = TempDir::new(&format!("redis-tls-{port}"));
+        let files = write_test_certs(&dir.0);
+        let mut extra: Vec<String> = [
+            "--tls-cert-file",
+            &files.cert,
+            "--tls-key-file",
+            &files.key,
+            "--tls-ca-cert-file",
+            &files.ca,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        extra.extend(args.iter().map(|s| s.to_string()));
+        let mut server = RedisServer {
+            port,
+            tls_ca: Some(PathBuf::from(&files.ca)),
+            extra,
+            process: None,
+            dir,
+        };
+        server.launch();
+        server
+    }
+
     fn launch(&mut self) {
-        let process = Process::spawn(self.port, &self.dir.0, &self.extra);
+        let listen = if self.tls_ca.is_some() {
+            vec![
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                self.port.to_string(),
+            ]
+        } else {
+            vec!["--port".to_owned(), self.port.to_string()]
+        };
+        let process = Process::spawn_with(&listen, &self.dir.0, &self.extra);
         self.process = Some(process);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            // Any reply (`+PONG`, or `-NOAUTH` when a password is required) means it is up.
-            if let Some(reply) = raw_command(self.port, "PING", Duration::from_millis(200))
+            if self.tls_ca.is_some() {
+                // It listens once it is ready.
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return;
+                }
+            } else if let Some(reply) =
+                raw_command(self.port, "PING", Duration::from_millis(200))
+                // Any reply (`+PONG`, or `-NOAUTH` when a password is required) means it is up.
                 && (reply.starts_with('+') || reply.starts_with('-'))
             {
                 return;
@@ -268,6 +360,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:PORT`, for a server from [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
     }
 
     /// The port it listens on (kept across [`restart`](Self::restart)).
