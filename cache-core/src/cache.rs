@@ -211,6 +211,11 @@ impl Cache {
         if let Some(remote) = &self.store.remote {
             let _ = remote.run(remote.inner.clear()).await;
         }
+        self.store
+            .announce(crate::remote::backplane::Invalidation::Cache {
+                cache: self.store.name.to_string(),
+            })
+            .await;
         n
     }
 

@@ -5,6 +5,7 @@
 
 use crate::events::{Action, Event, EventArgs, EventError};
 use crate::key::{Glob, lookup_hash};
+use crate::remote::backplane::Invalidation;
 use crate::{Cache, CacheManager};
 
 impl CacheManager {
@@ -25,6 +26,10 @@ impl CacheManager {
         if let Some(backend) = self.remote() {
             let _ = self.run_remote(backend.delete_tag(tag)).await;
         }
+        self.announce(Invalidation::Tag {
+            tag: tag.to_owned(),
+        })
+        .await;
         removed
     }
 
@@ -48,6 +53,7 @@ impl CacheManager {
         if let Some(backend) = self.remote() {
             let _ = self.run_remote(backend.clear_all()).await;
         }
+        self.announce(Invalidation::All).await;
         removed
     }
 
@@ -101,6 +107,12 @@ impl Cache {
         if let Some(remote) = &store.remote {
             let _ = remote.run(remote.inner.delete_pattern(pattern)).await;
         }
+        store
+            .announce(Invalidation::Pattern {
+                cache: store.name.to_string(),
+                pattern: pattern.to_owned(),
+            })
+            .await;
         removed
     }
 }

@@ -14,10 +14,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
 use crate::remote::ResilientTier;
+use crate::remote::backplane::{self, Backplane, BackplaneSink, Invalidation, Message};
 use crate::remote::resilient::Breaker;
 use crate::remote::{RemoteBackend, Resilience};
 use crate::store::Store;
-use crate::{Cache, CacheStats, Clock, Policy};
+use crate::{Cache, CacheStats, Clock, Policy, Tier};
 
 static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
 
@@ -63,6 +64,10 @@ struct Inner {
     remote: Option<Arc<dyn RemoteBackend>>,
     /// One breaker for the backend: its caches share a connection and fail together.
     breaker: Arc<Breaker>,
+    /// The backend's backplane, when some cache is hybrid, and this instance's id on it.
+    backplane: Option<(Arc<dyn Backplane>, u128)>,
+    /// Receives backplane messages; the subscription holds it weakly and ends with the manager.
+    subscriber: OnceLock<Arc<Subscriber>>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -151,7 +156,15 @@ impl CacheManagerBuilder {
 
     /// A manager for explicit use or for [`CacheManager::scope`].
     pub fn build(self) -> CacheManager {
-        CacheManager {
+        let any_hybrid = self.default_policy.tier == Tier::Hybrid
+            || self.policies.values().any(|p| p.tier == Tier::Hybrid);
+        let backplane = self
+            .remote
+            .as_ref()
+            .filter(|_| any_hybrid)
+            .and_then(|r| r.backplane())
+            .map(|b| (b, new_origin()));
+        let manager = CacheManager {
             inner: Arc::new(Inner {
                 default_policy: self.default_policy,
                 policies: self.policies,
@@ -160,8 +173,12 @@ impl CacheManagerBuilder {
                 events: RwLock::new(EventRegistry::default()),
                 breaker: Arc::new(Breaker::new(self.resilience)),
                 remote: self.remote,
+                backplane,
+                subscriber: OnceLock::new(),
             }),
-        }
+        };
+        manager.subscribe();
+        manager
     }
 
     /// Builds the manager and makes it the global one that cached functions use.
@@ -243,7 +260,11 @@ impl CacheManager {
                     }
                     _ => None,
                 };
-                Arc::new(Store::new(memory, remote, self.inner.remote.clone()))
+                let mut store = Store::new(memory, remote, self.inner.remote.clone());
+                if store.tier == Tier::Hybrid {
+                    store.backplane = self.inner.backplane.clone();
+                }
+                Arc::new(store)
             })
             .clone()
     }
@@ -288,6 +309,31 @@ impl CacheManager {
         op: impl std::future::Future<Output = Result<T, crate::RemoteError>>,
     ) -> Result<T, crate::RemoteError> {
         self.inner.breaker.run_standalone(op).await
+    }
+
+    /// Publishes an invalidation on the backplane (when there is one).
+    pub(crate) async fn announce(&self, invalidation: Invalidation) {
+        if let Some((backplane, origin)) = &self.inner.backplane {
+            let message = Message {
+                origin: *origin,
+                invalidation,
+            }
+            .encode();
+            let _ = self.run_remote(backplane.publish(&message)).await;
+        }
+    }
+
+    fn subscribe(&self) {
+        let Some((backplane, origin)) = &self.inner.backplane else {
+            return;
+        };
+        let subscriber = Arc::new(Subscriber {
+            manager: Arc::downgrade(&self.inner),
+            origin: *origin,
+        });
+        let sink: Arc<dyn BackplaneSink> = subscriber.clone();
+        let _ = self.inner.subscriber.set(subscriber);
+        backplane::start(backplane, Arc::downgrade(&sink));
     }
 
     /// The clock this manager's caches expire entries by.
@@ -352,6 +398,95 @@ impl CacheManager {
         }
         let _restore = Restore(previous);
         f()
+    }
+}
+
+/// A random id for this instance on the backplane.
+fn new_origin() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new();
+    let mut h = seed.build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let high = h.finish();
+    h.write_u64(high);
+    (u128::from(high) << 64) | u128::from(h.finish())
+}
+
+/// Applies other instances' invalidations to this manager's memory tiers.
+struct Subscriber {
+    manager: std::sync::Weak<Inner>,
+    origin: u128,
+}
+
+impl BackplaneSink for Subscriber {
+    fn on_message(&self, bytes: &[u8]) {
+        let Some(message) = Message::decode(bytes) else {
+            return;
+        };
+        if message.origin == self.origin {
+            return;
+        }
+        let Some(inner) = self.manager.upgrade() else {
+            return;
+        };
+        let manager = CacheManager { inner };
+        let existing = |name: &str| {
+            manager
+                .inner
+                .caches
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+        };
+        match message.invalidation {
+            Invalidation::Key { cache, key } => {
+                if let Some(store) = existing(&cache) {
+                    store
+                        .memory
+                        .remove(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()));
+                }
+            }
+            Invalidation::Tag { tag } => {
+                for store in manager.stores() {
+                    store.memory.remove_tag(&tag);
+                }
+            }
+            Invalidation::Pattern { cache, pattern } => {
+                if let Some(store) = existing(&cache) {
+                    let glob = crate::Glob::new(&pattern);
+                    store.memory.remove_where(|k| glob.matches(k));
+                }
+            }
+            Invalidation::Cache { cache } => {
+                if let Some(store) = existing(&cache) {
+                    store.memory.clear();
+                }
+            }
+            Invalidation::All => {
+                for store in manager.stores() {
+                    store.memory.clear();
+                }
+            }
+        }
+    }
+
+    fn on_resubscribed(&self) {
+        let Some(inner) = self.manager.upgrade() else {
+            return;
+        };
+        let manager = CacheManager { inner };
+        for store in manager.stores() {
+            if store.remote.is_some() {
+                let n = store.memory.clear();
+                tracing::info!(cache = %store.name, entries = n, "backplane reconnected; cleared the memory tier, which may have missed invalidations");
+            }
+        }
     }
 }
 

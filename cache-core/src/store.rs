@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::flight::Flights;
 use crate::memory::{InsertOptions, MemoryStore, Value};
+use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
 use crate::remote::{RemoteBackend, RemoteError, ResilientTier};
@@ -19,6 +20,9 @@ pub(crate) struct Store {
     pub(crate) backend: Option<Arc<dyn RemoteBackend>>,
     pub(crate) tier: Tier,
     pub(crate) policy: Policy,
+    /// Where this cache announces overwrites, for hybrid caches: the backplane and this
+    /// instance's origin id.
+    pub(crate) backplane: Option<(Arc<dyn Backplane>, u128)>,
     pub(crate) flights: Flights,
 }
 
@@ -56,6 +60,7 @@ impl Store {
             remote,
             tier,
             policy,
+            backplane: None,
             flights: Flights::default(),
         }
     }
@@ -141,23 +146,48 @@ impl Store {
                 return;
             }
         };
-        if let Err(e) = remote
+        match remote
             .run(remote.inner.set(key, bytes, ttl, &opts.tags))
             .await
         {
-            if !matches!(e, RemoteError::CircuitOpen) {
-                tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed");
+            Ok(()) => {
+                self.announce(Invalidation::Key {
+                    cache: self.name.to_string(),
+                    key: key.to_owned(),
+                })
+                .await
+            }
+            Err(RemoteError::CircuitOpen) => {}
+            Err(e) => {
+                tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed")
             }
         }
     }
 
-    /// Removes a key from both tiers.
+    /// Tells the other instances to drop an entry from their memory tier (hybrid caches only).
+    pub(crate) async fn announce(&self, invalidation: Invalidation) {
+        if let (Some((backplane, origin)), Some(remote)) = (&self.backplane, &self.remote) {
+            let message = Message {
+                origin: *origin,
+                invalidation,
+            }
+            .encode();
+            let _ = remote.run(backplane.publish(&message)).await;
+        }
+    }
+
+    /// Removes a key from both tiers, and from the other instances' memory.
     pub(crate) async fn remove(&self, key: &str, hash: u64) -> bool {
         let local = self.memory.remove(key.as_bytes(), hash);
         let remote = match &self.remote {
             Some(r) => r.run(r.inner.delete(key)).await.unwrap_or(false),
             None => false,
         };
+        self.announce(Invalidation::Key {
+            cache: self.name.to_string(),
+            key: key.to_owned(),
+        })
+        .await;
         local || remote
     }
 
@@ -168,6 +198,10 @@ impl Store {
         if let (Some(remote), Some(backend)) = (&self.remote, &self.backend) {
             let _ = remote.run(backend.delete_tag(tag)).await;
         }
+        self.announce(Invalidation::Tag {
+            tag: tag.to_owned(),
+        })
+        .await;
         n
     }
 

@@ -35,3 +35,10 @@ where
     });
     rx.recv().ok()
 }
+
+/// Spawns a background task on the cache-core I/O runtime.
+pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
+    if let Some(runtime) = RUNTIME.as_ref() {
+        runtime.spawn(fut);
+    }
+}

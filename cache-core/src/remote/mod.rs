@@ -6,6 +6,7 @@
 //! version, its key's hash and its type's fingerprint, so a value read under the wrong key or as
 //! another type is a miss, not a wrong answer.
 
+pub mod backplane;
 mod blocking;
 pub mod codec;
 pub mod envelope;
@@ -106,6 +107,12 @@ pub trait RemoteBackend: Send + Sync + 'static {
 
     /// A description for logs and health output, with any password redacted.
     fn describe(&self) -> String;
+
+    /// The backplane between instances sharing this backend, if it offers one. Hybrid caches
+    /// need it to keep their memory tiers coherent.
+    fn backplane(&self) -> Option<Arc<dyn backplane::Backplane>> {
+        None
+    }
 }
 
 /// Where a named cache keeps its entries.

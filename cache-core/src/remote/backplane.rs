@@ -1,0 +1,113 @@
+//! The backplane: how instances sharing a remote tier keep each other's memory tier honest.
+//!
+//! Every invalidation (key, tag, pattern, named cache, all) and every overwrite made on one
+//! instance is published; every other instance of the same namespace evicts the matching entries
+//! from its memory tier (L1). Messages carry the sender's origin id so an instance ignores its own.
+//! When the subscription drops and comes back, messages may have been lost in between, so the
+//! instance clears the memory tier of every cache that has a remote tier: after a gap nothing it
+//! holds can be trusted, and the remote tier still has the values, so the cost is one L2 read per
+//! key. (Revalidating each entry would need a version per key in the remote tier and a round trip
+//! per entry anyway.)
+
+use std::sync::{Arc, Weak};
+
+use serde::{Deserialize, Serialize};
+
+use super::{BoxFuture, RemoteError};
+
+/// A publish/subscribe channel between the instances of one namespace, provided by a backend
+/// (Redis pub/sub in `cache-redis`).
+pub trait Backplane: Send + Sync + 'static {
+    /// Sends `message` to every subscribed instance (including, possibly, this one).
+    fn publish<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<(), RemoteError>>;
+
+    /// The subscription loop: delivers messages to `sink` until `sink` is gone, reconnecting by
+    /// itself after a failure and calling [`BackplaneSink::on_resubscribed`] once it is back.
+    /// cache-core spawns this future on its own I/O runtime.
+    fn subscribe(&self, sink: Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()>;
+}
+
+/// Receives backplane traffic; implemented by cache-core's manager.
+pub trait BackplaneSink: Send + Sync + 'static {
+    /// A message from some instance.
+    fn on_message(&self, message: &[u8]);
+    /// The subscription was (re-)established after a gap: messages may have been lost.
+    fn on_resubscribed(&self);
+}
+
+/// What one backplane message asks the other instances to evict from memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// One key of a named cache (invalidated or overwritten).
+    Key {
+        /// The named cache.
+        cache: String,
+        /// The logical key.
+        key: String,
+    },
+    /// Every entry carrying a tag, in every cache.
+    Tag {
+        /// The tag.
+        tag: String,
+    },
+    /// The keys of a named cache matching a glob.
+    Pattern {
+        /// The named cache.
+        cache: String,
+        /// The glob.
+        pattern: String,
+    },
+    /// All of a named cache.
+    Cache {
+        /// The named cache.
+        cache: String,
+    },
+    /// Everything.
+    All,
+}
+
+/// The wire form of a backplane message (MessagePack with named fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sending instance.
+    pub origin: u128,
+    /// What to evict.
+    pub invalidation: Invalidation,
+}
+
+impl Message {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// Decodes a message; `None` for anything that is not one (another app on the channel).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
+/// Keeps the subscription task alive only as long as its manager.
+pub(crate) fn start(backplane: &Arc<dyn Backplane>, sink: Weak<dyn BackplaneSink>) {
+    let task = backplane.subscribe(sink);
+    super::blocking::spawn(task);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_foreign_bytes_are_ignored() {
+        let m = Message {
+            origin: 42,
+            invalidation: Invalidation::Key {
+                cache: "users".into(),
+                key: "user:1".into(),
+            },
+        };
+        assert_eq!(Message::decode(&m.encode()), Some(m));
+        assert_eq!(Message::decode(b"hello"), None);
+    }
+}
