@@ -1,6 +1,7 @@
 //! [`RedisBackend`] and its per-cache [`RemoteTier`]s: the cache-core traits on Redis.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,14 +117,34 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
+/// Runs a bulk operation (tag, pattern or namespace invalidation) in its own task, so that it
+/// runs to completion even when the caller stops waiting: the core bounds every remote
+/// operation by a timeout much shorter than a large invalidation can take, and an invalidation
+/// cut off halfway would leave stale entries behind. The caller still gets the result if it
+/// waits for it.
+async fn detached<T: Send + 'static>(
+    op: impl Future<Output = Result<T, RemoteError>> + Send + 'static,
+) -> Result<T, RemoteError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RemoteError::Backend(
+            "the Redis tier runs on tokio; no tokio runtime is running".to_owned(),
+        ));
+    }
+    tokio::spawn(op).await.unwrap_or_else(|e| {
+        Err(RemoteError::Backend(format!(
+            "Redis bulk operation task failed: {e}"
+        )))
+    })
+}
+
 impl Shared {
-    async fn delete_tag(&self, tag: &str) -> Result<u64, RemoteError> {
-        let tag_key = self.layout.tag_key(tag);
+    async fn delete_tag(self: Arc<Self>, tag: String) -> Result<u64, RemoteError> {
+        let tag_key = self.layout.tag_key(&tag);
         let mut removed = 0;
         // `SPOP` takes members out atomically, so a value tagged while this runs is either
-        // popped (and unlinked) here or stays recorded for the next invalidation; it is never
-        // dropped from the set without its value being removed. The set disappears with its
-        // last member.
+        // popped (and unlinked) here or stays recorded for the next invalidation. Running
+        // detached (see `detached`), a popped batch is always unlinked. The set disappears with
+        // its last member.
         loop {
             let members: Vec<Vec<u8>> = self
                 .conn
@@ -152,14 +173,17 @@ impl RemoteBackend for RedisBackend {
     }
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
-        Box::pin(self.shared.delete_tag(tag))
+        Box::pin(detached(
+            Arc::clone(&self.shared).delete_tag(tag.to_owned()),
+        ))
     }
 
     fn clear_all(&self) -> BoxFuture<'_, Result<u64, RemoteError>> {
-        Box::pin(async move {
-            let glob = self.shared.layout.namespace_glob();
-            self.shared.conn.scan_unlink(&glob).await
-        })
+        let shared = Arc::clone(&self.shared);
+        Box::pin(detached(async move {
+            let glob = shared.layout.namespace_glob();
+            shared.conn.scan_unlink(&glob).await
+        }))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<Duration, RemoteError>> {
@@ -276,17 +300,19 @@ impl RemoteTier for RedisTier {
     }
 
     fn delete_pattern<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
-        Box::pin(async move {
-            let glob = self.layout.pattern(pattern);
-            self.shared.conn.scan_unlink(&glob).await
-        })
+        let glob = self.layout.pattern(pattern);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(detached(
+            async move { shared.conn.scan_unlink(&glob).await },
+        ))
     }
 
     fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
-        Box::pin(async move {
-            let glob = self.layout.all();
-            self.shared.conn.scan_unlink(&glob).await
-        })
+        let glob = self.layout.all();
+        let shared = Arc::clone(&self.shared);
+        Box::pin(detached(
+            async move { shared.conn.scan_unlink(&glob).await },
+        ))
     }
 }
 

@@ -593,3 +593,27 @@ fn on_successive_runtimes(b: &RedisBackend) {
 fn a_backend_serves_every_runtime_that_uses_it() {
     on_successive_runtimes(&backend("runtimes"));
 }
+
+#[tokio::test]
+async fn an_invalidation_finishes_when_the_caller_stops_waiting() {
+    let b = backend("detached");
+    let t = b.tier("c");
+    let tag = tags(&["many"]);
+    for i in 0..2_000 {
+        t.set(&format!("k{i}"), vec![1], None, &tag).await.unwrap();
+    }
+    // The core's timeout gives up long before 2,000 keys are unlinked...
+    let _ = tokio::time::timeout(Duration::from_micros(100), b.delete_tag("many")).await;
+    // ...but the invalidation carries on to the end.
+    eventually(
+        Duration::from_secs(5),
+        "every tagged key is removed",
+        || async {
+            server()
+                .cli(&["--scan", "--pattern", "detached:*"])
+                .is_empty()
+        },
+    )
+    .await;
+    assert_eq!(t.get("k1999").await.unwrap(), None);
+}
