@@ -29,7 +29,11 @@ async fn get_user(id: u64) -> Result<User, String> {
     if id == 0 {
         return Err("user 0 does not exist".into());
     }
-    Ok(query_db(User { id, name: format!("user-{id}") }).await)
+    Ok(query_db(User {
+        id,
+        name: format!("user-{id}"),
+    })
+    .await)
 }
 
 #[cached(cache = "static", ttl = "24h")]
@@ -61,7 +65,10 @@ async fn main() {
         );
     }
 
-    println!("\n{:<10} {:>6} {:>7} {:>8} {:>8} {:>9}", "cache", "hits", "misses", "inserts", "entries", "hit rate");
+    println!(
+        "\n{:<10} {:>6} {:>7} {:>8} {:>8} {:>9}",
+        "cache", "hits", "misses", "inserts", "entries", "hit rate"
+    );
     for s in CacheManager::global().stats() {
         println!(
             "{:<10} {:>6} {:>7} {:>8} {:>8} {:>8.1}%",

@@ -49,7 +49,10 @@ mod peer_cached {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn hits(c: &mut Criterion) {
@@ -81,12 +84,24 @@ fn hits(c: &mut Criterion) {
         id = (id + 1) % KEYS;
         id
     };
-    g.bench_function("ours/sync key=\"user:{id}\"", |b| b.iter(|| black_box(ours::sync_template(black_box(next())))));
-    g.bench_function("ours/sync default key", |b| b.iter(|| black_box(ours::sync_default_key(black_box(next())))));
-    g.bench_function("cached/sync unbounded", |b| b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next())))));
-    g.bench_function("cached/sync max_size", |b| b.iter(|| black_box(peer_cached::sync_lru(black_box(next())))));
-    g.bench_function("moka/sync get", |b| b.iter(|| black_box(moka_sync.get(&black_box(next())))));
-    g.bench_function("quick_cache/get", |b| b.iter(|| black_box(quick.get(&black_box(next())))));
+    g.bench_function("ours/sync key=\"user:{id}\"", |b| {
+        b.iter(|| black_box(ours::sync_template(black_box(next()))))
+    });
+    g.bench_function("ours/sync default key", |b| {
+        b.iter(|| black_box(ours::sync_default_key(black_box(next()))))
+    });
+    g.bench_function("cached/sync unbounded", |b| {
+        b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next()))))
+    });
+    g.bench_function("cached/sync max_size", |b| {
+        b.iter(|| black_box(peer_cached::sync_lru(black_box(next()))))
+    });
+    g.bench_function("moka/sync get", |b| {
+        b.iter(|| black_box(moka_sync.get(&black_box(next()))))
+    });
+    g.bench_function("quick_cache/get", |b| {
+        b.iter(|| black_box(quick.get(&black_box(next()))))
+    });
     g.bench_function("ours/async key=\"user:{id}\"", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());

@@ -12,12 +12,12 @@ use std::time::Duration;
 pub use ::core;
 pub use ::std;
 
-pub use crate::key::{KeyArgs, KeyBuf, KeyPart};
+pub use crate::key::{Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyBuf, KeyPart};
 pub use crate::outcome::{
     CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, WithCodec, check_strategy,
     store_if,
 };
-pub use crate::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
+pub use crate::remote::codec::{CodecProbe, ValueOf, ValueOfPlain, ViaNothing, ViaSerde};
 
 use crate::flight;
 use crate::manager::with_current;

@@ -377,7 +377,7 @@ impl CacheManager {
     /// assert_eq!(manager.stats()[0].inserts, 1);
     /// # });
     /// ```
-    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
         let manager = self.clone();
         async move {
             let _active = ScopeCount::enter();

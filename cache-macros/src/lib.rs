@@ -122,21 +122,26 @@ use proc_macro::TokenStream;
 ///
 /// # Equivalent code
 ///
-/// ```ignore
+/// ```text
 /// #[cached(ttl = 60, key = "user:{id}", tags = ["users"])]
 /// async fn get_user(id: u64) -> Result<User, Error> { BODY }
 /// ```
 ///
-/// becomes, with the signature unchanged:
+/// becomes, with the signature unchanged (paths shortened; the real ones go through
+/// `::cache_core::__private`):
 ///
-/// ```ignore
+/// ```text
 /// async fn get_user(id: u64) -> Result<User, Error> {
 ///     static SITE: CallSite = CallSite::new("default", 60_000);
-///     let key = { let mut k = KeyBuf::new(); k.lit("user:"); k.part(&id); k };
+///     let mut k = KeyBuf::new();          // on the stack, rendered in place
+///     k.lit("user:");
+///     k.part_or_int(&id, /* integer fast path, found at compile time */);
 ///     let tags = [{ let mut t = KeyBuf::new(); t.lit("users"); t }];
-///     // `Result` → cache `Ok`, `Option` → cache `Some`, otherwise the whole value:
-///     let strategy = Probe::<Result<User, Error>>::new().strategy();
-///     cached_async(&SITE, &key, &tags, strategy, async move { BODY }).await
+///     // serde codec if `User` is Serialize + Deserialize (for a remote tier), else None:
+///     let codec = (&&ValueOf::<Result<User, Error>>::new().probe()).codec();
+///     // `Result` caches `Ok`, `Option` caches `Some`, anything else the whole value:
+///     let strategy = WithCodec::new(Probe::<Result<User, Error>>::new().strategy(), codec);
+///     cached_async(&SITE, &k, &tags, strategy, async move { BODY }).await
 /// }
 /// ```
 ///

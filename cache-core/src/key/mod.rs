@@ -14,7 +14,7 @@ pub(crate) mod template;
 
 pub use escape::{escape_glob, escape_key_part};
 pub use glob::Glob;
-pub use render::{KeyArgs, KeyBuf, KeyPart};
+pub use render::{Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyBuf, KeyPart};
 
 /// The memory tier's lookup hash of a logical key.
 ///

@@ -46,6 +46,50 @@ impl<T: serde::Serialize + ?Sized> KeyArgs for T {
     }
 }
 
+/// A primitive integer placeholder value, for [`KeyBuf::part_or_int`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int {
+    /// `u8` to `u64`, `usize`.
+    Unsigned(u64),
+    /// `i8` to `i64`, `isize`.
+    Signed(i64),
+}
+
+/// Asks the compiler, by autoref specialization, whether a placeholder's value is a primitive
+/// integer: `(&&IntProbe(&value)).int()` resolves to [`IntViaPrimitive`] for integers and to
+/// [`IntViaDisplay`] (`None`) for everything else, with no bound that could fail.
+#[derive(Debug)]
+pub struct IntProbe<'a, T: ?Sized>(pub &'a T);
+
+/// The integer side of [`IntProbe`].
+pub trait IntViaPrimitive {
+    /// The value as an [`Int`].
+    fn int(&self) -> Option<Int>;
+}
+
+/// The fallback side of [`IntProbe`].
+pub trait IntViaDisplay {
+    /// Not an integer: `None`.
+    fn int(&self) -> Option<Int> {
+        None
+    }
+}
+
+impl<T: ?Sized> IntViaDisplay for IntProbe<'_, T> {}
+
+macro_rules! int_probe {
+    ($variant:ident as $wide:ty: $($t:ty),*) => {$(
+        impl IntViaPrimitive for &IntProbe<'_, $t> {
+            #[inline(always)]
+            fn int(&self) -> Option<Int> {
+                Some(Int::$variant(*self.0 as $wide))
+            }
+        }
+    )*};
+}
+int_probe!(Unsigned as u64: u8, u16, u32, u64, usize);
+int_probe!(Signed as i64: i8, i16, i32, i64, isize);
+
 /// Inline capacity: keys up to this many bytes are rendered without touching the heap.
 const INLINE: usize = 120;
 
@@ -146,6 +190,37 @@ impl KeyBuf {
     #[inline]
     pub fn part<T: KeyPart + ?Sized>(&mut self, value: &T) {
         self.part_cased(value, Case::Keep);
+    }
+
+    /// Appends a placeholder's value, taking the integer fast path when the macro's
+    /// [`IntProbe`] found a primitive integer (no formatting machinery, nothing to escape).
+    #[inline(always)]
+    pub fn part_or_int<T: KeyPart + ?Sized>(&mut self, value: &T, int: Option<Int>) {
+        match int {
+            Some(Int::Unsigned(n)) => self.push_u64(n),
+            Some(Int::Signed(n)) => {
+                if n < 0 {
+                    self.push_byte(b'-');
+                }
+                self.push_u64(n.unsigned_abs());
+            }
+            None => self.part(value),
+        }
+    }
+
+    #[inline(always)]
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_bytes(&digits[at..]);
     }
 
     /// Appends a placeholder's value lowercased (`{arg:lower}`), escaped.
@@ -315,6 +390,27 @@ mod tests {
         k.clear();
         k.lit("a");
         assert_eq!(k.as_str(), "a");
+    }
+
+    #[test]
+    fn the_integer_fast_path_writes_what_display_writes() {
+        for n in [0u64, 7, 42, 1_000, u64::MAX] {
+            let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
+            fast.part_or_int(&n, (&&IntProbe(&n)).int());
+            slow.part(&n);
+            assert_eq!(fast.as_str(), slow.as_str());
+        }
+        for n in [i64::MIN, -42, 0, 42, i64::MAX] {
+            let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
+            fast.part_or_int(&n, (&&IntProbe(&n)).int());
+            slow.part(&n);
+            assert_eq!(fast.as_str(), slow.as_str());
+        }
+        let text = "a:b";
+        #[allow(clippy::needless_borrow)] // the autoref is the point
+        let probe = (&&IntProbe(&text)).int();
+        assert_eq!(probe, None);
+        assert_eq!((&&IntProbe(&5u8)).int(), Some(Int::Unsigned(5)));
     }
 
     #[test]

@@ -27,9 +27,12 @@ impl<T: CacheValue + Serialize + DeserializeOwned> Storable for T {}
 
 /// Encodes and decodes one value type for the remote tier.
 pub struct Codec<T> {
-    encode: fn(&str, &T, Meta, usize) -> Result<Vec<u8>, String>,
-    decode: fn(&str, &[u8], u64) -> Result<(T, Meta), DecodeError>,
+    encode: EncodeFn<T>,
+    decode: DecodeFn<T>,
 }
+
+type EncodeFn<T> = fn(&str, &T, Meta, usize) -> Result<Vec<u8>, String>;
+type DecodeFn<T> = fn(&str, &[u8], u64) -> Result<(T, Meta), DecodeError>;
 
 impl<T> Clone for Codec<T> {
     fn clone(&self) -> Self {
@@ -104,6 +107,51 @@ impl<T> CodecProbe<T> {
 impl<T> Default for CodecProbe<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Finds the type a return type `R` caches (`T` of `Result<T, E>` and `Option<T>`, else `R`) and
+/// hands back the [`CodecProbe`] for it, without any bound that could fail: inherent methods on
+/// `ValueOf<Result<..>>` and `ValueOf<Option<..>>` win over [`ValueOfPlain`].
+#[derive(Debug)]
+pub struct ValueOf<R>(PhantomData<fn() -> R>);
+
+impl<R> ValueOf<R> {
+    /// The finder for `R`.
+    pub const fn new() -> Self {
+        ValueOf(PhantomData)
+    }
+}
+
+impl<R> Default for ValueOf<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, E> ValueOf<Result<T, E>> {
+    /// `Result` caches `T`.
+    pub fn probe(&self) -> CodecProbe<T> {
+        CodecProbe::new()
+    }
+}
+
+impl<T> ValueOf<Option<T>> {
+    /// `Option` caches `T`.
+    pub fn probe(&self) -> CodecProbe<T> {
+        CodecProbe::new()
+    }
+}
+
+/// The value type of every other return type is the type itself.
+pub trait ValueOfPlain<R> {
+    /// The probe for `R`.
+    fn probe(&self) -> CodecProbe<R>;
+}
+
+impl<R> ValueOfPlain<R> for ValueOf<R> {
+    fn probe(&self) -> CodecProbe<R> {
+        CodecProbe::new()
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let key_body = match &plan.key {
         KeyPlan::Template(template) => {
             checks.extend(template_checks(c, template));
-            render_template(template, &quote!(__k))
+            render_template(c, template, &quote!(__k))
         }
         KeyPlan::Expr(expr) => quote! { __k.whole(&(#expr)); },
         KeyPlan::Default(key) => default_key(c, key, &mut checks),
@@ -40,7 +40,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let tags_len = plan.tags.len();
     let tags = plan.tags.iter().map(|tag| {
         checks.extend(template_checks(c, tag));
-        let body = render_template(tag, &quote!(__t));
+        let body = render_template(c, tag, &quote!(__t));
         quote! {
             {
                 let mut __t = #c::__private::KeyBuf::new();
@@ -56,6 +56,22 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     // bound, and rustc reports it once, underlining the return type (the call's own span and the
     // `.await`'s are the same, so their copies of the error are dropped as duplicates).
     let c_at_ret = respan(c, ret_first);
+    // The codec for a remote tier, found by autoref specialization on the cached value type
+    // (`ValueOf` picks `T` out of `Result<T, E>` / `Option<T>` without any bound): `Some` when it
+    // is serde-serializable, `None` (memory only) otherwise. No bound can fail here, so a value
+    // type that cannot be cached is still reported once, at the `cached_*` call below.
+    let value_probe = if plan.cache_none.is_some() {
+        quote! { #c::__private::CodecProbe::<#ret>::new() }
+    } else {
+        quote! { #c::__private::ValueOf::<#ret>::new().probe() }
+    };
+    let codec = quote! {
+        let __cache_codec = {
+            #[allow(unused_imports)]
+            use #c::__private::{ValueOfPlain as _, ViaNothing as _, ViaSerde as _};
+            (&&#value_probe).codec()
+        };
+    };
     let (option_check, strategy) = match &plan.cache_none {
         Some(cache_none) => {
             // A local trait, so the message can say what `cache_none` needs; the check is a call
@@ -84,7 +100,10 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         ),
     };
 
-    let args = quote! { &__CACHE_SITE, &__cache_key, &__cache_tags, #strategy, };
+    let strategy = quote_spanned! {ret_last=>
+        #c_at_ret::__private::WithCodec::new(#strategy, __cache_codec)
+    };
+    let args = quote! { &__CACHE_SITE, &__k, &__cache_tags, #strategy, };
     let call = if sig.asyncness.is_some() {
         // The "fake return edge" of tracing-attributes: pins the async block's output type to the
         // declared return type, so `?` and `return` in the body infer as they did in the fn, and
@@ -132,12 +151,11 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                 #c::__private::CallSite::new(#cache, #ttl_ms);
             #checks
             #option_check
-            let __cache_key = {
-                let mut __k = #c::__private::KeyBuf::new();
-                #key_body
-                __k
-            };
+            // Rendered in place: the buffer is never moved, so its inline bytes are never copied.
+            let mut __k = #c::__private::KeyBuf::new();
+            #key_body
             let __cache_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
+            #codec
             #call
         }
     }
@@ -151,20 +169,32 @@ fn group(tokens: TokenStream, span: Span) -> proc_macro2::Group {
 }
 
 /// `buf.lit("user:"); buf.part(&id);` for each part of `template`.
-fn render_template(template: &Template, buf: &TokenStream) -> TokenStream {
+fn render_template(c: &Path, template: &Template, buf: &TokenStream) -> TokenStream {
     template
         .parts
         .iter()
         .map(|part| match part {
             Part::Lit(text) => quote! { #buf.lit(#text); },
             Part::Placeholder(p) => {
+                let value = placeholder_value(template, p);
                 let method = match p.format {
-                    Format::Display => quote!(part),
+                    Format::Display => {
+                        // Integers skip the formatting machinery: `IntProbe` finds them by autoref
+                        // specialization, with no bound that could add an error of its own.
+                        let span = template.lit.span();
+                        let c = respan(c, span);
+                        return quote_spanned! {span=>
+                            #buf.part_or_int(#value, {
+                                #[allow(unused_imports)]
+                                use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
+                                (&&#c::__private::IntProbe(#value)).int()
+                            });
+                        };
+                    }
                     Format::Hash => quote!(part_hashed),
                     Format::Lower => quote!(part_lower),
                     Format::Upper => quote!(part_upper),
                 };
-                let value = placeholder_value(template, p);
                 quote! { #buf.#method(#value); }
             }
         })
