@@ -209,7 +209,7 @@ impl Cache {
     pub async fn clear(&self) -> usize {
         let n = self.store.memory.clear();
         if let Some(remote) = &self.store.remote {
-            let _ = remote.run(remote.inner.clear()).await;
+            let _ = remote.run_bulk(remote.inner.clear()).await;
         }
         self.store
             .announce(crate::remote::backplane::Invalidation::Cache {

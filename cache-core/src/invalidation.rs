@@ -24,7 +24,7 @@ impl CacheManager {
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
         let removed = self.stores().iter().map(|s| s.memory.remove_tag(tag)).sum();
         if let Some(backend) = self.remote() {
-            let _ = self.run_remote(backend.delete_tag(tag)).await;
+            let _ = self.run_remote_bulk(backend.delete_tag(tag)).await;
         }
         self.announce(Invalidation::Tag {
             tag: tag.to_owned(),
@@ -51,7 +51,7 @@ impl CacheManager {
     pub async fn invalidate_all(&self) -> usize {
         let removed = self.stores().iter().map(|s| s.memory.clear()).sum();
         if let Some(backend) = self.remote() {
-            let _ = self.run_remote(backend.clear_all()).await;
+            let _ = self.run_remote_bulk(backend.clear_all()).await;
         }
         self.announce(Invalidation::All).await;
         removed
@@ -105,7 +105,7 @@ impl Cache {
         let store = self.store();
         let removed = store.memory.remove_where(|key| glob.matches(key));
         if let Some(remote) = &store.remote {
-            let _ = remote.run(remote.inner.delete_pattern(pattern)).await;
+            let _ = remote.run_bulk(remote.inner.delete_pattern(pattern)).await;
         }
         store
             .announce(Invalidation::Pattern {

@@ -336,6 +336,14 @@ impl CacheManager {
         backplane::start(backplane, Arc::downgrade(&sink));
     }
 
+    /// Runs a backend-wide bulk invalidation under the bulk timeout and the breaker.
+    pub(crate) async fn run_remote_bulk<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, crate::RemoteError>>,
+    ) -> Result<T, crate::RemoteError> {
+        self.inner.breaker.run_bulk(op).await
+    }
+
     /// The clock this manager's caches expire entries by.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock

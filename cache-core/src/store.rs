@@ -196,7 +196,7 @@ impl Store {
     pub(crate) async fn remove_tag(&self, tag: &str) -> usize {
         let n = self.memory.remove_tag(tag);
         if let (Some(remote), Some(backend)) = (&self.remote, &self.backend) {
-            let _ = remote.run(backend.delete_tag(tag)).await;
+            let _ = remote.run_bulk(backend.delete_tag(tag)).await;
         }
         self.announce(Invalidation::Tag {
             tag: tag.to_owned(),

@@ -27,6 +27,7 @@ use crate::stats::StripedCounter;
 #[non_exhaustive]
 pub struct Resilience {
     pub(crate) timeout: Duration,
+    pub(crate) bulk_timeout: Duration,
     pub(crate) failure_threshold: u32,
     pub(crate) open_for: Duration,
 }
@@ -38,10 +39,12 @@ impl Default for Resilience {
 }
 
 impl Resilience {
-    /// 100 ms per operation; open after 5 consecutive failures; probe again after 1 s.
+    /// 100 ms per operation, 5 s per bulk invalidation; open after 5 consecutive failures; probe
+    /// again after 1 s.
     pub fn new() -> Self {
         Resilience {
             timeout: Duration::from_millis(100),
+            bulk_timeout: Duration::from_secs(5),
             failure_threshold: 5,
             open_for: Duration::from_secs(1),
         }
@@ -50,6 +53,14 @@ impl Resilience {
     /// The longest any one remote operation may take before it counts as failed.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
+        self
+    }
+
+    /// How long the caller waits for a bulk invalidation (tag, pattern, clear) before moving on.
+    /// Backends finish such work even when the caller stops waiting, and a bulk timeout does not
+    /// count against the backend's health: it measures the data, not the connection.
+    pub fn bulk_timeout(mut self, t: Duration) -> Self {
+        self.bulk_timeout = t;
         self
     }
 
@@ -178,13 +189,42 @@ impl Breaker {
         &self,
         op: impl Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
+        self.guard(op, self.settings.timeout, false).await
+    }
+
+    /// Runs a bulk invalidation under the bulk timeout and the breaker; its timeout is not a
+    /// failure of the backend.
+    pub(crate) async fn run_bulk<T>(
+        &self,
+        op: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        self.guard(op, self.settings.bulk_timeout, true).await
+    }
+
+    async fn guard<T>(
+        &self,
+        op: impl Future<Output = Result<T, RemoteError>>,
+        timeout: Duration,
+        bulk: bool,
+    ) -> Result<T, RemoteError> {
         if !self.admit() {
             return Err(RemoteError::CircuitOpen);
         }
-        let result = match tokio::time::timeout(self.settings.timeout, op).await {
+        let result = match tokio::time::timeout(timeout, op).await {
             Ok(r) => r,
             Err(_) => Err(RemoteError::Timeout),
         };
+        if bulk && matches!(result, Err(RemoteError::Timeout)) {
+            tracing::warn!(
+                ?timeout,
+                "bulk remote invalidation still running after the bulk timeout; not waiting for it"
+            );
+            // Neither a success nor a failure: hand a half-open probe slot back without judging.
+            let _ =
+                self.state
+                    .compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire);
+            return result;
+        }
         match &result {
             // A value refused for its size says nothing against the backend's health.
             Ok(_) | Err(RemoteError::TooLarge { .. }) => self.on_success(),
@@ -234,8 +274,24 @@ impl ResilientTier {
     ) -> Result<T, RemoteError> {
         let started = Instant::now();
         let result = self.breaker.run_standalone(op).await;
+        self.count(started, &result);
+        result
+    }
+
+    /// Runs a bulk invalidation; see [`Breaker::run_bulk`].
+    pub(crate) async fn run_bulk<T>(
+        &self,
+        op: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let started = Instant::now();
+        let result = self.breaker.run_bulk(op).await;
+        self.count(started, &result);
+        result
+    }
+
+    fn count<T>(&self, started: Instant, result: &Result<T, RemoteError>) {
         let c = &self.counters;
-        match &result {
+        match result {
             Ok(_) => {
                 c.latency_us_total.add(started.elapsed().as_micros() as u64);
                 c.latency_samples.incr();
@@ -251,7 +307,6 @@ impl ResilientTier {
                 tracing::debug!(error = %e, "remote cache operation failed");
             }
         }
-        result
     }
 
     pub(crate) fn stats(&self) -> RemoteStats {
