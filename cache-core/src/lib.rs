@@ -31,7 +31,9 @@
 mod cache;
 mod clock;
 mod events;
+mod export;
 mod flight;
+mod health;
 mod invalidation;
 mod key;
 mod manager;
@@ -48,6 +50,8 @@ pub mod __private;
 pub use cache::{BlockingCache, Cache, EntryOptions};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use events::{Event, EventArgs, EventError};
+pub use export::prometheus_text;
+pub use health::{CacheFill, Health, MemoryHealth, RemoteHealth};
 pub use key::template::TemplateError;
 pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};

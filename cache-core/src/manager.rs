@@ -344,6 +344,14 @@ impl CacheManager {
         self.inner.breaker.run_bulk(op).await
     }
 
+    pub(crate) fn resilience(&self) -> &Resilience {
+        self.inner.breaker.settings()
+    }
+
+    pub(crate) fn breaker_state(&self) -> crate::BreakerState {
+        self.inner.breaker.state()
+    }
+
     /// The clock this manager's caches expire entries by.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock

@@ -162,6 +162,10 @@ impl Breaker {
         self.origin.elapsed().as_millis() as u64
     }
 
+    pub(crate) fn settings(&self) -> &Resilience {
+        &self.settings
+    }
+
     pub(crate) fn state(&self) -> BreakerState {
         match self.state.load(Ordering::Acquire) {
             CLOSED => BreakerState::Closed,

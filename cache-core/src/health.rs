@@ -1,0 +1,116 @@
+//! Health of a manager's tiers, for a service's `/health` endpoint.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BreakerState, CacheManager};
+
+/// The health of every tier of a [`CacheManager`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// True when every tier is usable. A degraded remote tier leaves the service answering
+    /// (fail-open), so callers usually report it without failing their own health check.
+    pub healthy: bool,
+    /// The memory tier.
+    pub memory: MemoryHealth,
+    /// The remote tier, if one is configured.
+    pub remote: Option<RemoteHealth>,
+}
+
+/// The memory tier's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MemoryHealth {
+    /// Entries held, over all caches.
+    pub entries: u64,
+    /// Weight held, over all caches.
+    pub weight: u64,
+    /// Per cache: entries held and the bound.
+    pub caches: Vec<CacheFill>,
+}
+
+/// How full one named cache's memory tier is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CacheFill {
+    /// The cache.
+    pub name: String,
+    /// Entries held.
+    pub entries: u64,
+    /// The entry bound.
+    pub max_entries: u64,
+}
+
+/// The remote tier's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RemoteHealth {
+    /// The backend, password redacted.
+    pub backend: String,
+    /// Whether a ping answered.
+    pub reachable: bool,
+    /// The ping's round trip, if it answered.
+    pub ping_ms: Option<f64>,
+    /// The circuit breaker.
+    pub breaker: BreakerState,
+    /// Why the ping failed, if it did.
+    pub error: Option<String>,
+}
+
+impl CacheManager {
+    /// Checks every tier: the memory tier's fill, and a ping of the remote backend (bounded by the
+    /// backend timeout; it does not go through the breaker, so it also tells when Redis is back).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// let health = manager.health().await;
+    /// assert!(health.healthy);
+    /// assert!(health.remote.is_none());
+    /// # });
+    /// ```
+    pub async fn health(&self) -> Health {
+        let stats = self.stats();
+        let caches = self
+            .stores()
+            .iter()
+            .zip(&stats)
+            .map(|(store, s)| CacheFill {
+                name: s.name.clone(),
+                entries: s.entries,
+                max_entries: store.policy.max_entries as u64,
+            })
+            .collect();
+        let memory = MemoryHealth {
+            entries: stats.iter().map(|s| s.entries).sum(),
+            weight: stats.iter().map(|s| s.weight).sum(),
+            caches,
+        };
+        let remote = match self.remote() {
+            None => None,
+            Some(backend) => {
+                let timeout = self.resilience().timeout.max(Duration::from_millis(100));
+                let ping = tokio::time::timeout(timeout, backend.ping()).await;
+                let (reachable, ping_ms, error) = match ping {
+                    Ok(Ok(rtt)) => (true, Some(rtt.as_secs_f64() * 1000.0), None),
+                    Ok(Err(e)) => (false, None, Some(e.to_string())),
+                    Err(_) => (false, None, Some(format!("no answer within {timeout:?}"))),
+                };
+                Some(RemoteHealth {
+                    backend: backend.describe(),
+                    reachable,
+                    ping_ms,
+                    breaker: self.breaker_state(),
+                    error,
+                })
+            }
+        };
+        Health {
+            healthy: remote.as_ref().is_none_or(|r| r.reachable),
+            memory,
+            remote,
+        }
+    }
+}
