@@ -8,13 +8,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
 use crate::remote::ResilientTier;
-use crate::remote::backplane::{self, Backplane, BackplaneSink, Invalidation, Message};
+use crate::remote::backplane::{
+    self, Backplane, BackplaneSink, BackplaneStats, Invalidation, Message,
+};
 use crate::remote::resilient::Breaker;
 use crate::remote::{RemoteBackend, Resilience};
 use crate::store::Store;
@@ -330,10 +332,17 @@ impl CacheManager {
         let subscriber = Arc::new(Subscriber {
             manager: Arc::downgrade(&self.inner),
             origin: *origin,
+            counters: SubscriberCounters::default(),
         });
         let sink: Arc<dyn BackplaneSink> = subscriber.clone();
         let _ = self.inner.subscriber.set(subscriber);
         backplane::start(backplane, Arc::downgrade(&sink));
+    }
+
+    /// The backplane's counters, when this manager has one (a hybrid cache and a backend that
+    /// offers a backplane).
+    pub fn backplane_stats(&self) -> Option<BackplaneStats> {
+        self.inner.subscriber.get().map(|s| s.counters.snapshot())
     }
 
     /// Runs a backend-wide bulk invalidation under the bulk timeout and the breaker.
@@ -437,14 +446,36 @@ fn new_origin() -> u128 {
 struct Subscriber {
     manager: std::sync::Weak<Inner>,
     origin: u128,
+    counters: SubscriberCounters,
+}
+
+#[derive(Default)]
+struct SubscriberCounters {
+    subscriptions: AtomicU64,
+    applied: AtomicU64,
+    own: AtomicU64,
+    foreign: AtomicU64,
+}
+
+impl SubscriberCounters {
+    fn snapshot(&self) -> BackplaneStats {
+        BackplaneStats {
+            subscriptions: self.subscriptions.load(Ordering::Acquire),
+            applied: self.applied.load(Ordering::Acquire),
+            own: self.own.load(Ordering::Relaxed),
+            foreign: self.foreign.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl BackplaneSink for Subscriber {
     fn on_message(&self, bytes: &[u8]) {
         let Some(message) = Message::decode(bytes) else {
+            self.counters.foreign.fetch_add(1, Ordering::Relaxed);
             return;
         };
         if message.origin == self.origin {
+            self.counters.own.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let Some(inner) = self.manager.upgrade() else {
@@ -490,6 +521,8 @@ impl BackplaneSink for Subscriber {
                 }
             }
         }
+        // Counted once applied, so a reader that sees the count sees the eviction.
+        self.counters.applied.fetch_add(1, Ordering::Release);
     }
 
     fn on_resubscribed(&self) {
@@ -503,6 +536,7 @@ impl BackplaneSink for Subscriber {
                 tracing::info!(cache = %store.name, entries = n, "backplane reconnected; cleared the memory tier, which may have missed invalidations");
             }
         }
+        self.counters.subscriptions.fetch_add(1, Ordering::Release);
     }
 }
 

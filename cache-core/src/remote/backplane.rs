@@ -35,6 +35,24 @@ pub trait BackplaneSink: Send + Sync + 'static {
     fn on_resubscribed(&self);
 }
 
+/// Counters of one instance's backplane subscription ([`CacheManager::backplane_stats`]), so an
+/// operator (or a test) can see that the backplane is live and that messages are applied.
+///
+/// [`CacheManager::backplane_stats`]: crate::CacheManager::backplane_stats
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BackplaneStats {
+    /// Subscriptions established: the first one and each one after a gap. Each cleared the
+    /// memory tier of every cache that has a remote tier.
+    pub subscriptions: u64,
+    /// Messages from other instances, applied to this instance's memory tiers.
+    pub applied: u64,
+    /// This instance's own messages, ignored.
+    pub own: u64,
+    /// Payloads on the channel that are not backplane messages, ignored.
+    pub foreign: u64,
+}
+
 /// What one backplane message asks the other instances to evict from memory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
