@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::remote::BoxFuture;
+use cache_core::remote::backplane::Backplane;
 use cache_core::{RemoteBackend, RemoteError, RemoteTier};
 use redis::Cmd;
 
+use crate::backplane::RedisBackplane;
 use crate::config::RedisConfig;
 use crate::conn::{BATCH, Conn};
 use crate::keys::{CacheLayout, Layout};
@@ -64,10 +66,10 @@ pub struct RedisBackend {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    config: RedisConfig,
+pub(crate) struct Shared {
+    pub(crate) config: RedisConfig,
     layout: Layout,
-    conn: Conn,
+    pub(crate) conn: Conn,
 }
 
 impl RedisBackend {
@@ -188,6 +190,10 @@ impl RemoteBackend for RedisBackend {
 
     fn ping(&self) -> BoxFuture<'_, Result<Duration, RemoteError>> {
         Box::pin(self.shared.ping())
+    }
+
+    fn backplane(&self) -> Option<Arc<dyn Backplane>> {
+        Some(Arc::new(RedisBackplane::new(Arc::clone(&self.shared))))
     }
 
     fn describe(&self) -> String {

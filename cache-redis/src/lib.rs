@@ -29,12 +29,14 @@
 //! runtime (one per `#[tokio::test]`, for instance).
 
 mod backend;
+mod backplane;
 mod config;
 mod conn;
 mod keys;
 mod redact;
 
 pub use backend::{RedisBackend, RedisTier};
+pub use backplane::RedisBackplane;
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NAMESPACE,
     DEFAULT_RESPONSE_TIMEOUT, RedisConfig,
