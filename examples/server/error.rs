@@ -1,0 +1,45 @@
+//! Errors as JSON responses. Errors are never cached (`#[cached]` stores only `Ok`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Clone, Debug)]
+pub(crate) enum AppError {
+    BadRequest(String),
+    Unprocessable(String),
+    NotFound(&'static str, u64),
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            AppError::NotFound(what, id) => {
+                (StatusCode::NOT_FOUND, format!("{what} {id} not found"))
+            }
+            AppError::Internal(m) => {
+                eprintln!("internal error: {m}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
+            }
+        };
+        (
+            status,
+            Json(json!({ "error": message, "status": status.as_u16() })),
+        )
+            .into_response()
+    }
+}
+
+/// Parses a path id: a positive integer, or a 400 that says so.
+pub(crate) fn parse_id(raw: &str, what: &str) -> Result<u64, AppError> {
+    raw.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        AppError::BadRequest(format!("{what} id must be a positive integer, got {raw:?}"))
+    })
+}
