@@ -121,6 +121,7 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
     store: &'a Store,
     key: &KeyBuf,
     hash: u64,
+    local: bool,
 ) -> Role<'a, T> {
     let flight = match store.flights.entry(hash) {
         MapEntry::Occupied(o) if &*o.get().key == key.as_bytes() => {
@@ -140,7 +141,7 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
         settled: false,
     };
     // A leader that finished between our lookup and our registration has stored its value.
-    if store.tier.uses_memory() {
+    if local {
         if let Some(value) = store.memory.peek_value(key.as_bytes(), hash) {
             if let Some(v) = value.downcast_ref::<T>() {
                 let v = v.clone();
@@ -160,21 +161,28 @@ struct Outcome<R, T> {
     to_remote: Option<(T, InsertOptions, Duration)>,
 }
 
-/// Stores the cacheable part of a computed `out` in L1 and returns what followers get.
+/// Stores the cacheable part of a computed `out` in L1 and returns what followers get. A value
+/// without a codec stays in L1 even in a remote-only cache ([`Store::keeps_local`]).
+#[allow(clippy::too_many_arguments)]
 fn keep_computed<R, S: Strategy<R>>(
     store: &Store,
     key: &KeyBuf,
     hash: u64,
     opts: InsertOptions,
     strategy: &S,
+    has_codec: bool,
     out: R,
     took: Duration,
 ) -> Outcome<R, S::Value> {
     match strategy.cacheable(&out) {
         Some(v) => {
             let value: Value = Arc::new(v.clone());
-            let to_remote = store.remote.is_some().then(|| (v, opts.clone(), took));
-            store.put_local(key.as_str(), hash, value.clone(), opts);
+            let to_remote = (store.remote.is_some() && has_codec).then(|| (v, opts.clone(), took));
+            if has_codec {
+                store.put_local(key.as_str(), hash, value.clone(), opts);
+            } else {
+                store.put_local_only(key.as_str(), hash, value.clone(), opts);
+            }
             Outcome {
                 out,
                 state: State::Done(value),
@@ -239,7 +247,17 @@ where
     }
     let started = Instant::now();
     let out = body.await;
-    keep_computed(store, key, hash, opts, strategy, out, started.elapsed())
+    let has_codec = codec.is_some();
+    keep_computed(
+        store,
+        key,
+        hash,
+        opts,
+        strategy,
+        has_codec,
+        out,
+        started.elapsed(),
+    )
 }
 
 async fn write_remote<T>(
@@ -294,8 +312,13 @@ where
         warn_no_codec(store);
     }
     let codec = codec.as_ref().filter(|_| store.remote.is_some());
+    let has_codec = codec.is_some();
+    if let Some(v) = store.get_local_only::<S::Value>(key.as_bytes(), hash, has_codec) {
+        return strategy.rebuild(v);
+    }
+    let local = store.keeps_local(has_codec);
     loop {
-        match join::<S::Value>(store, key, hash) {
+        match join::<S::Value>(store, key, hash, local) {
             Role::Hit(v) => return strategy.rebuild(v),
             Role::Lead(mut guard) => {
                 let outcome =
@@ -380,7 +403,17 @@ where
     }
     let started = Instant::now();
     let out = body();
-    keep_computed(store, key, hash, opts, strategy, out, started.elapsed())
+    let has_codec = codec.is_some();
+    keep_computed(
+        store,
+        key,
+        hash,
+        opts,
+        strategy,
+        has_codec,
+        out,
+        started.elapsed(),
+    )
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.
@@ -422,8 +455,13 @@ where
         warn_no_codec(store);
     }
     let codec = codec.as_ref().filter(|_| store.remote.is_some());
+    let has_codec = codec.is_some();
+    if let Some(v) = store.get_local_only::<S::Value>(key.as_bytes(), hash, has_codec) {
+        return strategy.rebuild(v);
+    }
+    let local = store.keeps_local(has_codec);
     loop {
-        match join::<S::Value>(store, key, hash) {
+        match join::<S::Value>(store, key, hash, local) {
             Role::Hit(v) => return strategy.rebuild(v),
             Role::Lead(mut guard) => {
                 let outcome =

@@ -89,6 +89,38 @@ impl Store {
         self.memory.insert(key, hash, value, opts);
     }
 
+    /// Whether values of this call live in L1: always in a cache with a memory tier, and in a
+    /// remote-only cache for values that have no codec (they cannot go remote, so they are
+    /// cached in this process's memory, as in a memory cache, rather than not at all).
+    pub(crate) fn keeps_local(&self, has_codec: bool) -> bool {
+        self.tier.uses_memory() || !has_codec
+    }
+
+    /// L1 lookup for a call that [`keeps_local`](Self::keeps_local) although the tier does not
+    /// use memory; `None` at once otherwise (the normal L1 lookup already happened).
+    pub(crate) fn get_local_only<T: Clone + 'static>(
+        &self,
+        key: &[u8],
+        hash: u64,
+        has_codec: bool,
+    ) -> Option<T> {
+        if self.tier.uses_memory() || has_codec {
+            None
+        } else {
+            self.memory.get(key, hash)
+        }
+    }
+
+    /// L1 write of a value that has no codec: into memory whatever the tier (see
+    /// [`keeps_local`](Self::keeps_local)).
+    pub(crate) fn put_local_only(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) {
+        if self.tier.uses_memory() {
+            self.put_local(key, hash, value, opts);
+        } else {
+            self.memory.insert(key, hash, value, opts);
+        }
+    }
+
     /// The TTL an entry gets in L2.
     pub(crate) fn remote_ttl(&self, opts: &InsertOptions) -> Option<Duration> {
         opts.ttl.or(self.policy.ttl)
