@@ -155,12 +155,10 @@ pub async fn invalidate_cache(cache: &str) {
 /// a remote tier is reached on cache-core's I/O runtime, and this waits for it (bounded by the
 /// backend's timeout).
 fn blocking<F: Future<Output = ()> + Send + 'static>(make: impl FnOnce(CacheManager) -> F) {
-    let mut fut = Box::pin(make(CacheManager::current()));
+    let manager = CacheManager::current();
     // Memory-only work completes on the first poll: no thread hop for it.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if fut.as_mut().poll(&mut cx).is_pending() {
-        crate::remote::run_blocking(fut);
-    }
+    let remote = manager.remote().is_some();
+    crate::remote::run_sync(make(manager), remote);
 }
 
 /// [`invalidate_key`] for sync functions.

@@ -263,12 +263,7 @@ pub struct BlockingCache<'a> {
 
 impl BlockingCache<'_> {
     fn run<T: Send + 'static, F: Future<Output = T> + Send + 'static>(&self, fut: F) -> Option<T> {
-        let mut fut = Box::pin(fut);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => crate::remote::run_blocking(fut),
-        }
+        crate::remote::run_sync(fut, self.cache.store.remote.is_some())
     }
 
     /// See [`Cache::get`].

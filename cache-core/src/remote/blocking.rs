@@ -36,6 +36,27 @@ where
     rx.recv().ok()
 }
 
+/// Runs `fut` for a synchronous caller. Work that touches no remote tier (`remote == false`)
+/// completes on its first poll, so it runs right here without a thread hop. Work that may reach
+/// a remote tier goes to the I/O runtime without being polled here first: outside a runtime its
+/// timeout would panic ("no reactor running"), and inside one its timer and its connection would
+/// belong to the caller's runtime, which cannot drive them while this thread waits.
+pub(crate) fn run_sync<F>(fut: F, remote: bool) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if remote {
+        return run(fut);
+    }
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => run(fut),
+    }
+}
+
 /// Spawns a background task on the cache-core I/O runtime.
 pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
     if let Some(runtime) = RUNTIME.as_ref() {
