@@ -111,6 +111,31 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         memory(|s| s.weight.to_string()),
     );
     family(
+        "cache_lookup_duration_p50_microseconds",
+        "gauge",
+        memory(|s| s.lookup_latency.p50_us.to_string()),
+    );
+    family(
+        "cache_lookup_duration_p99_microseconds",
+        "gauge",
+        memory(|s| s.lookup_latency.p99_us.to_string()),
+    );
+    family(
+        "cache_body_duration_p50_microseconds",
+        "gauge",
+        memory(|s| s.body_latency.p50_us.to_string()),
+    );
+    family(
+        "cache_body_duration_p99_microseconds",
+        "gauge",
+        memory(|s| s.body_latency.p99_us.to_string()),
+    );
+    family(
+        "cache_body_runs_total",
+        "counter",
+        memory(|s| s.body_latency.count.to_string()),
+    );
+    family(
         "cache_remote_errors_total",
         "counter",
         remote(|r| r.errors.to_string()),

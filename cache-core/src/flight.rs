@@ -153,6 +153,12 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
     Role::Lead(guard)
 }
 
+/// The span a body runs in: which cache, which key, and that it was a miss. At `debug` level, so
+/// it costs one interest check when disabled.
+fn miss_span(store: &Store, key: &KeyBuf) -> tracing::Span {
+    tracing::debug_span!("cached", cache = %store.name, key = key.as_str(), outcome = "miss")
+}
+
 /// What the leader found or made, before the remote write.
 struct Outcome<R, T> {
     out: R,
@@ -174,6 +180,7 @@ fn keep_computed<R, S: Strategy<R>>(
     out: R,
     took: Duration,
 ) -> Outcome<R, S::Value> {
+    store.memory.counters.body_latency.record(took);
     match strategy.cacheable(&out) {
         Some(v) => {
             let value: Value = Arc::new(v.clone());
@@ -246,7 +253,7 @@ where
         }
     }
     let started = Instant::now();
-    let out = body.await;
+    let out = tracing::Instrument::instrument(body, miss_span(store, key)).await;
     let has_codec = codec.is_some();
     keep_computed(
         store,
@@ -288,6 +295,7 @@ where
 {
     let hash = key.lookup_hash();
     if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
+        tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
         return strategy.rebuild(v);
     }
     miss(store, key, hash, opts, strategy, body).await
@@ -402,7 +410,7 @@ where
         }
     }
     let started = Instant::now();
-    let out = body();
+    let out = miss_span(store, key).in_scope(body);
     let has_codec = codec.is_some();
     keep_computed(
         store,
@@ -431,6 +439,7 @@ where
 {
     let hash = key.lookup_hash();
     if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
+        tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
         return strategy.rebuild(v);
     }
     miss_blocking(store, key, hash, opts, strategy, body)

@@ -28,30 +28,37 @@
 //! - [`Cache`]: the programmatic API (`get`, `set`, `delete`, `get_or_insert_with`).
 //! - [`CacheStats`]: hits, misses, inserts, evictions, expirations per named cache.
 
+mod alerts;
 mod cache;
 mod clock;
 mod events;
 mod export;
 mod flight;
 mod health;
+mod histogram;
 mod invalidation;
 mod key;
 mod manager;
 mod memory;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod outcome;
 mod policy;
 pub mod remote;
 mod stats;
 mod store;
+mod warming;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use alerts::{Alert, AlertKind, AlertRules};
 pub use cache::{BlockingCache, Cache, EntryOptions};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use events::{Event, EventArgs, EventError};
 pub use export::prometheus_text;
 pub use health::{CacheFill, Health, MemoryHealth, RemoteHealth};
+pub use histogram::LatencySummary;
 pub use key::template::TemplateError;
 pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};
@@ -61,6 +68,7 @@ pub use remote::{
     BreakerState, RemoteBackend, RemoteError, RemoteStats, RemoteTier, Resilience, Tier,
 };
 pub use stats::CacheStats;
+pub use warming::{WarmReport, Warmer, WarmerStats};
 
 pub use cache_macros::cached;
 

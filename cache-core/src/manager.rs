@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::alerts::{AlertRules, AlertState};
 use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
 use crate::remote::ResilientTier;
@@ -20,7 +21,7 @@ use crate::remote::backplane::{
 use crate::remote::resilient::Breaker;
 use crate::remote::{RemoteBackend, Resilience};
 use crate::store::Store;
-use crate::{Cache, CacheStats, Clock, Policy, Tier};
+use crate::{Cache, CacheStats, Clock, Policy, Tier, Warmer};
 
 static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
 
@@ -70,6 +71,8 @@ struct Inner {
     backplane: Option<(Arc<dyn Backplane>, u128)>,
     /// Receives backplane messages; the subscription holds it weakly and ends with the manager.
     subscriber: OnceLock<Arc<Subscriber>>,
+    warmers: Vec<Warmer>,
+    alerts: Option<Mutex<AlertState>>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -110,6 +113,8 @@ pub struct CacheManagerBuilder {
     clock: Clock,
     remote: Option<Arc<dyn RemoteBackend>>,
     resilience: Resilience,
+    warmers: Vec<Warmer>,
+    alerts: Option<AlertRules>,
 }
 
 impl fmt::Debug for CacheManagerBuilder {
@@ -120,6 +125,8 @@ impl fmt::Debug for CacheManagerBuilder {
             .field("clock", &self.clock)
             .field("remote", &self.remote.as_ref().map(|r| r.describe()))
             .field("resilience", &self.resilience)
+            .field("warmers", &self.warmers)
+            .field("alerts", &self.alerts)
             .finish()
     }
 }
@@ -156,6 +163,18 @@ impl CacheManagerBuilder {
         self
     }
 
+    /// Adds a warmer; see [`Warmer`].
+    pub fn warmer(mut self, warmer: Warmer) -> Self {
+        self.warmers.push(warmer);
+        self
+    }
+
+    /// Alert thresholds; see [`AlertRules`].
+    pub fn alerts(mut self, rules: AlertRules) -> Self {
+        self.alerts = Some(rules);
+        self
+    }
+
     /// A manager for explicit use or for [`CacheManager::scope`].
     pub fn build(self) -> CacheManager {
         let any_hybrid = self.default_policy.tier == Tier::Hybrid
@@ -177,9 +196,14 @@ impl CacheManagerBuilder {
                 remote: self.remote,
                 backplane,
                 subscriber: OnceLock::new(),
+                warmers: self.warmers,
+                alerts: self.alerts.map(AlertState::new),
             }),
         };
         manager.subscribe();
+        if manager.inner.alerts.is_some() {
+            crate::alerts::watch(&manager);
+        }
         manager
     }
 
@@ -353,6 +377,18 @@ impl CacheManager {
         self.inner.breaker.run_bulk(op).await
     }
 
+    pub(crate) fn alert_state(&self) -> Option<&Mutex<AlertState>> {
+        self.inner.alerts.as_ref()
+    }
+
+    pub(crate) fn warmers(&self) -> &[Warmer] {
+        &self.inner.warmers
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakManager {
+        WeakManager(Arc::downgrade(&self.inner))
+    }
+
     pub(crate) fn resilience(&self) -> &Resilience {
         self.inner.breaker.settings()
     }
@@ -423,6 +459,15 @@ impl CacheManager {
         }
         let _restore = Restore(previous);
         f()
+    }
+}
+
+/// A manager that does not keep its caches alive (for background tasks).
+pub(crate) struct WeakManager(std::sync::Weak<Inner>);
+
+impl WeakManager {
+    pub(crate) fn upgrade(&self) -> Option<CacheManager> {
+        self.0.upgrade().map(|inner| CacheManager { inner })
     }
 }
 

@@ -5,6 +5,9 @@
 //! whole lookup under contention).
 
 use std::cell::Cell;
+
+use crate::LatencySummary;
+use crate::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const STRIPES: usize = 16;
@@ -60,6 +63,19 @@ impl StripedCounter {
     }
 }
 
+/// True for one call in 64 on each thread: which lookups get timed.
+#[inline(always)]
+pub(crate) fn sample() -> bool {
+    thread_local! {
+        static TICK: Cell<u32> = const { Cell::new(0) };
+    }
+    TICK.with(|t| {
+        let n = t.get().wrapping_add(1);
+        t.set(n);
+        n % 64 == 0
+    })
+}
+
 /// The live counters of one memory tier.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -71,6 +87,10 @@ pub(crate) struct Counters {
     pub(crate) invalidations: StripedCounter,
     pub(crate) coalesced: StripedCounter,
     pub(crate) bypassed: StripedCounter,
+    /// Memory-tier lookups, one in 64 timed.
+    pub(crate) lookup_latency: Histogram,
+    /// The wrapped bodies, every run timed.
+    pub(crate) body_latency: Histogram,
 }
 
 /// A snapshot of one named cache's counters.
@@ -94,7 +114,7 @@ pub(crate) struct Counters {
 /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct CacheStats {
     /// The cache's name.
@@ -119,6 +139,10 @@ pub struct CacheStats {
     pub entries: u64,
     /// Weight held now, in the weigher's unit (bytes by default).
     pub weight: u64,
+    /// Latency of memory-tier lookups (one in 64 sampled).
+    pub lookup_latency: LatencySummary,
+    /// Latency of the wrapped function bodies (every run).
+    pub body_latency: LatencySummary,
     /// The remote tier's counters, for caches that have one.
     pub remote: Option<crate::RemoteStats>,
 }

@@ -129,7 +129,11 @@ impl MemoryStore {
     /// Looks a key up and counts a hit or a miss.
     #[inline(always)]
     pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+        let timer = crate::stats::sample().then(std::time::Instant::now);
         let found = self.peek(key, hash);
+        if let Some(started) = timer {
+            self.counters.lookup_latency.record(started.elapsed());
+        }
         if found.is_some() {
             self.counters.hits.incr();
         } else {
@@ -337,6 +341,8 @@ impl MemoryStore {
             invalidations: c.invalidations.get(),
             coalesced: c.coalesced.get(),
             bypassed: c.bypassed.get(),
+            lookup_latency: c.lookup_latency.summary(),
+            body_latency: c.body_latency.summary(),
             entries: self.len() as u64,
             weight: self.weight.load(Ordering::Relaxed).max(0) as u64,
             remote: None,
@@ -356,6 +362,8 @@ impl MemoryStore {
         ] {
             counter.reset();
         }
+        c.lookup_latency.reset();
+        c.body_latency.reset();
     }
 
     /// The eviction strategy in force.

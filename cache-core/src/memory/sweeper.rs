@@ -12,6 +12,8 @@ const TICK: Duration = Duration::from_millis(1);
 const SWEEP_EVERY: u32 = 50;
 /// Most entries one store drops per sweep, so one huge expiry wave cannot stall the clock.
 const SWEEP_BUDGET: usize = 10_000;
+/// Evaluate alert rules every this many ticks (about a second).
+const ALERT_EVERY: u32 = 1_000;
 
 static STORES: Mutex<Vec<Weak<MemoryStore>>> = Mutex::new(Vec::new());
 static THREAD: OnceLock<()> = OnceLock::new();
@@ -42,6 +44,9 @@ fn run() {
             for store in live_stores() {
                 store.sweep_expired(SWEEP_BUDGET);
             }
+        }
+        if tick % ALERT_EVERY == 0 {
+            crate::alerts::evaluate_watched();
         }
     }
 }

@@ -1,0 +1,144 @@
+//! A lock-free latency histogram: log-linear buckets (four per power of two, so any reading is
+//! within 19% of the truth), each an atomic counter. Recording is one `fetch_add`; percentiles
+//! are read from a snapshot of the counts. Cheap enough for every miss; hits are sampled.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Sub-buckets per power of two.
+const SUB: u32 = 4;
+/// Powers of two covered: 1 ns up to 2^40 ns (about 18 minutes).
+const POWERS: u32 = 40;
+const BUCKETS: usize = (POWERS * SUB) as usize;
+
+pub(crate) struct Histogram {
+    counts: Box<[AtomicU64]>,
+    max_ns: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(ns: u64) -> usize {
+    if ns < u64::from(SUB) {
+        return ns as usize;
+    }
+    let power = 63 - ns.leading_zeros(); // >= 2
+    let sub = (ns >> (power - 2)) & u64::from(SUB - 1);
+    ((power * SUB) as usize + sub as usize).min(BUCKETS - 1)
+}
+
+/// The largest value a bucket holds (what a percentile reports: never an underestimate).
+fn upper_of(bucket: usize) -> u64 {
+    let b = bucket as u32;
+    if b < SUB {
+        return u64::from(b);
+    }
+    let power = b / SUB;
+    let sub = u64::from(b % SUB);
+    ((SUB as u64 + sub + 1) << (power - 2)) - 1
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.counts[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn summary(&self) -> LatencySummary {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| -> u64 {
+            if total == 0 {
+                return 0;
+            }
+            let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            for (bucket, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return upper_of(bucket);
+                }
+            }
+            upper_of(BUCKETS - 1)
+        };
+        let max = self.max_ns.load(Ordering::Relaxed);
+        LatencySummary {
+            count: total,
+            p50_us: at(0.50).min(max) as f64 / 1000.0,
+            p90_us: at(0.90).min(max) as f64 / 1000.0,
+            p99_us: at(0.99).min(max) as f64 / 1000.0,
+            max_us: max as f64 / 1000.0,
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for c in self.counts.iter() {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.max_ns.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Percentiles of a latency, in microseconds (each within 19% above the true value, never below,
+/// and never above the largest value seen).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LatencySummary {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest value seen.
+    pub max_us: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_tight() {
+        let mut last = 0;
+        for ns in [0u64, 1, 3, 4, 5, 7, 8, 100, 1_000, 123_456, 10_000_000_000] {
+            let b = bucket_of(ns);
+            assert!(b >= last, "{ns}");
+            last = b;
+            let upper = upper_of(b);
+            assert!(upper >= ns, "{ns} -> bucket {b} upper {upper}");
+            assert!(upper as f64 <= ns as f64 * 1.25 + 1.0, "{ns} -> {upper}");
+        }
+    }
+
+    #[test]
+    fn percentiles() {
+        let h = Histogram::default();
+        for us in 1..=100u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.summary();
+        assert_eq!(s.count, 100);
+        assert!((50.0..=62.5).contains(&s.p50_us), "{s:?}");
+        assert!((99.0..=100.0).contains(&s.p99_us), "{s:?}");
+        assert_eq!(s.max_us, 100.0);
+        h.reset();
+        assert_eq!(h.summary(), LatencySummary::default());
+    }
+}

@@ -1,0 +1,194 @@
+//! Warming: fill caches before traffic asks, at start and on an interval (the guides' warming),
+//! with each warmer's failures logged and counted, never fatal.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CacheManager;
+use crate::remote::BoxFuture;
+
+type WarmFn = dyn Fn() -> BoxFuture<'static, Result<usize, String>> + Send + Sync;
+
+/// A named warming job: an async function that loads entries (usually by calling cached
+/// functions, or `Cache::set`) and says how many it loaded.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use cache_core::{CacheManager, Warmer};
+/// use std::time::Duration;
+///
+/// let manager = CacheManager::builder()
+///     .warmer(Warmer::new("config", || async {
+///         cache_core::cache("static").set("theme", "dark".to_string()).await;
+///         Ok::<_, std::convert::Infallible>(1)
+///     }).every(Duration::from_secs(300)))
+///     .build();
+/// let report = manager.warm().await;
+/// assert_eq!(report[0].loaded, 1);
+/// assert_eq!(manager.cache("static").get::<String>("theme").await.as_deref(), Some("dark"));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Warmer {
+    name: Arc<str>,
+    interval: Option<Duration>,
+    run: Arc<WarmFn>,
+    counters: Arc<WarmerCounters>,
+}
+
+#[derive(Default)]
+struct WarmerCounters {
+    runs: AtomicU64,
+    errors: AtomicU64,
+    loaded: AtomicU64,
+}
+
+impl fmt::Debug for Warmer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Warmer")
+            .field("name", &self.name)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Warmer {
+    /// A warmer that runs `f` (at start, with [`CacheManager::warm`] or
+    /// [`CacheManager::spawn_warmers`]).
+    pub fn new<F, Fut, E>(name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<usize, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        let f = Arc::new(f);
+        Warmer {
+            name: Arc::from(name.into()),
+            interval: None,
+            run: Arc::new(move || {
+                let fut = f();
+                Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+            }),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Runs again every `interval` after the first run (with [`CacheManager::spawn_warmers`]).
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
+    /// The warmer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run_once(&self, manager: &CacheManager) -> WarmReport {
+        self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        let result = manager.scope((self.run)()).await;
+        match result {
+            Ok(n) => {
+                self.counters.loaded.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::debug!(warmer = %self.name, loaded = n, "cache warmer ran");
+                WarmReport {
+                    warmer: self.name.to_string(),
+                    loaded: n,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(warmer = %self.name, error = %e, "cache warmer failed; the caches fill on demand instead");
+                WarmReport {
+                    warmer: self.name.to_string(),
+                    loaded: 0,
+                    error: Some(e),
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> WarmerStats {
+        WarmerStats {
+            name: self.name.to_string(),
+            runs: self.counters.runs.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+            loaded: self.counters.loaded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one warmer run did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WarmReport {
+    /// The warmer.
+    pub warmer: String,
+    /// Entries it loaded.
+    pub loaded: usize,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+}
+
+/// A warmer's counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WarmerStats {
+    /// The warmer.
+    pub name: String,
+    /// Runs so far.
+    pub runs: u64,
+    /// Failed runs.
+    pub errors: u64,
+    /// Entries loaded over all runs.
+    pub loaded: u64,
+}
+
+impl CacheManager {
+    /// Runs every warmer once, one after another, inside this manager's scope (so cached
+    /// functions called by a warmer fill this manager's caches). Failures are reported, logged
+    /// and counted, never returned as errors.
+    pub async fn warm(&self) -> Vec<WarmReport> {
+        let mut reports = Vec::new();
+        for warmer in self.warmers() {
+            reports.push(warmer.run_once(self).await);
+        }
+        reports
+    }
+
+    /// Starts every warmer on the current tokio runtime: once now, then every interval for those
+    /// that have one. The tasks end when the manager is dropped.
+    pub fn spawn_warmers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.warmers()
+            .iter()
+            .cloned()
+            .map(|warmer| {
+                let manager = self.downgrade();
+                tokio::spawn(async move {
+                    loop {
+                        let Some(m) = manager.upgrade() else { return };
+                        warmer.run_once(&m).await;
+                        drop(m);
+                        match warmer.interval {
+                            Some(every) => tokio::time::sleep(every).await,
+                            None => return,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Every warmer's counters.
+    pub fn warmer_stats(&self) -> Vec<WarmerStats> {
+        self.warmers().iter().map(Warmer::stats).collect()
+    }
+}

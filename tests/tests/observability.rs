@@ -1,0 +1,282 @@
+//! Observability: exact counters for a known sequence, latency summaries, the `metrics` facade,
+//! tracing spans, alert windows, warming.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cache_core::{AlertKind, AlertRules, CacheManager, Clock, Policy, Warmer, cached};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "obs", key = "n:{n}")]
+fn square(n: u64) -> u64 {
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    n * n
+}
+
+fn known_sequence(m: &CacheManager) {
+    m.scope_sync(|| {
+        for n in [1, 2, 1, 1, 3, 2] {
+            square(n);
+        }
+    });
+}
+
+#[test]
+fn a_known_sequence_produces_exact_counters() {
+    let m = CacheManager::builder()
+        .default_policy(Policy::new().max_entries(2))
+        .build();
+    known_sequence(&m);
+    let s = &m.stats()[0];
+    // 1 miss, 2 miss, 1 hit, 1 hit, 3 miss (evicts one), 2: hit or miss depending on the victim.
+    assert_eq!(s.inserts + s.hits, 6, "{s:?}");
+    assert_eq!(s.misses, s.inserts);
+    assert_eq!(s.evictions, s.inserts - 2);
+    assert_eq!(s.entries, 2);
+    assert_eq!(s.body_latency.count, s.inserts, "every body run is timed");
+    assert!(
+        s.lookup_latency.count <= s.hits + s.misses,
+        "lookups are sampled"
+    );
+}
+
+#[test]
+fn metrics_facade_sees_the_same_numbers() {
+    let m = CacheManager::builder().build();
+    known_sequence(&m);
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || m.publish_metrics());
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str| {
+        snapshot
+            .iter()
+            .find(|(key, ..)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "cache" && l.value() == "obs")
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == "tier" && l.value() == "memory")
+            })
+            .map(|(.., v)| format!("{v:?}"))
+            .unwrap_or_else(|| panic!("{name} not published"))
+    };
+    assert_eq!(
+        value("cache_hits_total"),
+        format!("{:?}", DebugValue::Counter(3))
+    );
+    assert_eq!(
+        value("cache_misses_total"),
+        format!("{:?}", DebugValue::Counter(3))
+    );
+    assert_eq!(
+        value("cache_inserts_total"),
+        format!("{:?}", DebugValue::Counter(3))
+    );
+    assert_eq!(
+        value("cache_entries"),
+        format!("{:?}", DebugValue::Gauge(3.0.into()))
+    );
+    assert_eq!(
+        value("cache_hit_ratio"),
+        format!("{:?}", DebugValue::Gauge(0.5.into()))
+    );
+}
+
+#[test]
+fn prometheus_text_has_every_family_once() {
+    let m = CacheManager::builder().build();
+    known_sequence(&m);
+    let text = m.prometheus_text();
+    assert!(
+        text.contains("cache_hits_total{cache=\"obs\",tier=\"memory\"} 3"),
+        "{text}"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        assert!(seen.insert(line.to_owned()), "duplicate family: {line}");
+    }
+}
+
+/// A minimal subscriber that records the spans and events it is shown.
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = FieldText::default();
+        span.record(&mut fields);
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("span {} {}", span.metadata().name(), fields.0));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = FieldText::default();
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(format!("event {}", fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[derive(Default)]
+struct FieldText(String);
+
+impl tracing::field::Visit for FieldText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+#[test]
+fn each_call_is_traced_with_its_cache_and_outcome() {
+    let m = CacheManager::builder().build();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(recorder.clone(), || {
+        m.scope_sync(|| {
+            square(7);
+            square(7);
+        })
+    });
+    let lines = recorder.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.starts_with("span cached")
+            && l.contains("cache=obs")
+            && l.contains("outcome=\"miss\"")
+            && l.contains("key=\"n:7\"")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("event")
+            && l.contains("cache=obs")
+            && l.contains("outcome=\"hit\"")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn alerts_fire_once_per_window() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        .default_policy(Policy::new().max_entries(1))
+        .alerts(
+            AlertRules::new()
+                .window(Duration::from_secs(60))
+                .min_hit_rate(0.9)
+                .min_lookups(3)
+                .max_weight(1)
+                .max_evictions_per_sec(0.01),
+        )
+        .build();
+    assert!(
+        m.check_alerts().is_empty(),
+        "the first call opens the window"
+    );
+    let c = m.cache("hot");
+    for i in 0..5u32 {
+        c.blocking().set(&format!("k{i}"), i);
+        c.blocking().get::<u32>("absent");
+    }
+    assert!(m.check_alerts().is_empty(), "mid-window: nothing");
+    clock.advance(Duration::from_secs(60));
+    let alerts = m.check_alerts();
+    let kinds: Vec<_> = alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::LowHitRate,
+            AlertKind::HighWeight,
+            AlertKind::HighEvictionRate
+        ],
+        "{alerts:?}"
+    );
+    assert!(m.check_alerts().is_empty(), "once per window, not per call");
+    clock.advance(Duration::from_secs(60));
+    let alerts = m.check_alerts();
+    assert_eq!(
+        alerts.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AlertKind::HighWeight],
+        "no lookups or evictions in the second window"
+    );
+}
+
+#[tokio::test]
+async fn warmers_fill_caches_and_their_failures_are_counted_not_fatal() {
+    static LOADED: AtomicUsize = AtomicUsize::new(0);
+    #[cached(cache = "templates", key = "t:{id}")]
+    async fn template(id: u64) -> String {
+        LOADED.fetch_add(1, Ordering::SeqCst);
+        format!("template {id}")
+    }
+    let m = CacheManager::builder()
+        .warmer(Warmer::new("templates", || async {
+            for id in 1..=5 {
+                template(id).await;
+            }
+            Ok::<_, String>(5)
+        }))
+        .warmer(Warmer::new("broken", || async {
+            Err::<usize, _>("database down")
+        }))
+        .build();
+    let reports = m.warm().await;
+    assert_eq!(reports[0].loaded, 5);
+    assert_eq!(reports[1].error.as_deref(), Some("database down"));
+    assert_eq!(
+        m.cache("templates").len(),
+        5,
+        "the warmer filled this manager's cache"
+    );
+    m.scope(async {
+        assert_eq!(template(3).await, "template 3");
+    })
+    .await;
+    assert_eq!(
+        LOADED.load(Ordering::SeqCst),
+        5,
+        "the first request after warming is a hit"
+    );
+    let stats = m.warmer_stats();
+    assert_eq!((stats[1].runs, stats[1].errors), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_warmers_run_again() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let m = CacheManager::builder()
+        .warmer(
+            Warmer::new("tick", move || {
+                let runs = counted.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(0)
+                }
+            })
+            .every(Duration::from_secs(10)),
+        )
+        .build();
+    let handles = m.spawn_warmers();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4, "at 0, 10, 20 and 30 s");
+    drop(m);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for h in handles {
+        h.await.unwrap();
+    }
+}
