@@ -25,6 +25,8 @@ use cache_core::RemoteError;
 use cache_core::remote::BoxFuture;
 use cache_core::remote::backplane::{Backplane, BackplaneSink};
 use futures_util::StreamExt;
+use redis::ConnectionAddr;
+use redis::aio::{PubSubSink, PubSubStream};
 
 use crate::backend::Shared;
 use crate::keys::segment;
@@ -55,6 +57,8 @@ struct SubscriberConfig {
     /// A client per URL (one for a standalone server, one per seed of a cluster), or why the URL
     /// is unusable.
     nodes: Vec<Node>,
+    /// Subscribe on the master owning the channel's slot, if it can be found.
+    cluster: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     secrets: Secrets,
@@ -101,6 +105,7 @@ impl RedisBackplane {
         let subscriber = Arc::new(SubscriberConfig {
             channel: channel(&config.namespace),
             nodes,
+            cluster: config.is_cluster(),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             secrets,
@@ -185,33 +190,49 @@ impl SubscriberConfig {
         }
     }
 
-    /// Connects to `node`, subscribes, and delivers messages until the connection ends.
-    /// `Err` if it never got subscribed.
+    /// Connects to `node` (on a cluster, preferably to the owner of the channel's slot),
+    /// subscribes, and delivers messages until the connection ends. `Err` if it never got
+    /// subscribed.
     async fn subscribe_once(
         &self,
         node: &Node,
         sink: &Weak<dyn BackplaneSink>,
         failures: u32,
     ) -> Result<Ended, String> {
-        let client = node.client.as_ref().map_err(Clone::clone)?;
-        let pubsub = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
-            .await
-            .map_err(|_| format!("connecting took longer than {:?}", self.connect_timeout))?
-            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
-        let (mut commands, mut messages) = pubsub.split();
-        tokio::time::timeout(self.response_timeout, commands.subscribe(&self.channel))
-            .await
-            .map_err(|_| format!("SUBSCRIBE took longer than {:?}", self.response_timeout))?
-            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
+        let seed = node.client.as_ref().map_err(Clone::clone)?;
+        let owner = match self.cluster {
+            true => match self.channel_owner(seed).await {
+                Ok(owner) => owner,
+                Err(e) => {
+                    tracing::debug!(node = %node.shown, error = %e, "cache backplane: no slot owner for the channel; subscribing on the seed");
+                    None
+                }
+            },
+            false => None,
+        };
+        let (mut commands, mut messages, at) = match owner {
+            Some((client, at)) => match self.connect(&client).await {
+                Ok((c, m)) => (c, m, at),
+                Err(e) => {
+                    tracing::debug!(node = %at, error = %e, "cache backplane: cannot subscribe on the channel's slot owner; subscribing on the seed");
+                    let (c, m) = self.connect(seed).await?;
+                    (c, m, node.shown.clone())
+                }
+            },
+            None => {
+                let (c, m) = self.connect(seed).await?;
+                (c, m, node.shown.clone())
+            }
+        };
         // Subscribed: whatever was published before now, this instance may have missed.
         match sink.upgrade() {
             Some(s) => s.on_resubscribed(),
             None => return Ok(Ended::SinkGone),
         }
         if failures > 0 {
-            tracing::info!(node = %node.shown, channel = %self.channel, "cache backplane subscribed again");
+            tracing::info!(node = %at, channel = %self.channel, "cache backplane subscribed again");
         } else {
-            tracing::debug!(node = %node.shown, channel = %self.channel, "cache backplane subscribed");
+            tracing::debug!(node = %at, channel = %self.channel, "cache backplane subscribed");
         }
         loop {
             match tokio::time::timeout(KEEPALIVE, messages.next()).await {
@@ -245,11 +266,142 @@ impl SubscriberConfig {
             }
         }
     }
+
+    /// A dedicated pub/sub connection to `client`, subscribed to the channel.
+    async fn connect(&self, client: &redis::Client) -> Result<(PubSubSink, PubSubStream), String> {
+        let pubsub = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("connecting took longer than {:?}", self.connect_timeout))?
+            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
+        let (mut commands, messages) = pubsub.split();
+        tokio::time::timeout(self.response_timeout, commands.subscribe(&self.channel))
+            .await
+            .map_err(|_| format!("SUBSCRIBE took longer than {:?}", self.response_timeout))?
+            .map_err(|e| self.secrets.scrub(&e.to_string()))?;
+        Ok((commands, messages))
+    }
+
+    /// On a cluster, a client for the master owning the channel's slot (and its address, for
+    /// logs), reached with the seed's credentials and TLS settings; `None` when that is the seed.
+    ///
+    /// `PUBLISH` is routed like a key, to that master, which then forwards the message to every
+    /// other node over the cluster bus. Subscribing on the owner spares the message that hop:
+    /// Redis 7.0 writes the cluster bus without `TCP_NODELAY`, and the hop measured up to 40 ms
+    /// here, against about 1 ms without it. Subscribing elsewhere still works, only slower, so
+    /// after a resharding the subscription is right until it next reconnects.
+    async fn channel_owner(
+        &self,
+        seed: &redis::Client,
+    ) -> Result<Option<(redis::Client, String)>, String> {
+        let scrub = |e: redis::RedisError| self.secrets.scrub(&e.to_string());
+        let mut conn = tokio::time::timeout(
+            self.connect_timeout,
+            seed.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| format!("connecting took longer than {:?}", self.connect_timeout))?
+        .map_err(scrub)?;
+        let (slot, slots): (i64, redis::Value) = tokio::time::timeout(
+            self.response_timeout,
+            redis::pipe()
+                .cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&self.channel)
+                .cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| format!("CLUSTER SLOTS took longer than {:?}", self.response_timeout))?
+        .map_err(scrub)?;
+        let (host, port) = slot_owner(slot, slots).ok_or("no master owns the channel's slot")?;
+        let info = seed.get_connection_info().clone();
+        let addr = match info.addr() {
+            ConnectionAddr::Tcp(h, p) if *h == host && *p == port => return Ok(None),
+            ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host.clone(), port),
+            ConnectionAddr::TcpTls {
+                host: h, port: p, ..
+            } if *h == host && *p == port => return Ok(None),
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => return Ok(None),
+        };
+        let client = redis::Client::open(info.set_addr(addr)).map_err(scrub)?;
+        Ok(Some((client, format!("{host}:{port}"))))
+    }
+}
+
+/// The master serving `slot` in a `CLUSTER SLOTS` reply:
+/// `[[start, end, [host, port, id, ..], replicas..], ..]`.
+fn slot_owner(slot: i64, reply: redis::Value) -> Option<(String, u16)> {
+    use redis::Value;
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    ranges.into_iter().find_map(|range| {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return None;
+        };
+        if !(*start..=*end).contains(&slot) {
+            return None;
+        }
+        let host = match master.first()? {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            _ => return None,
+        };
+        let port = match master.get(1)? {
+            Value::Int(p) => u16::try_from(*p).ok()?,
+            _ => return None,
+        };
+        Some((host, port))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_owner_parsing() {
+        use redis::Value;
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let range = |a: i64, b: i64, host: &str, port: i64| {
+            Value::Array(vec![
+                Value::Int(a),
+                Value::Int(b),
+                Value::Array(vec![bulk(host), Value::Int(port), bulk("id")]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(0, 5460, "10.0.0.1", 7000),
+            range(5461, 10922, "10.0.0.2", 7001),
+            Value::Int(3),
+        ]);
+        assert_eq!(
+            slot_owner(5461, reply.clone()),
+            Some(("10.0.0.2".to_owned(), 7001))
+        );
+        assert_eq!(
+            slot_owner(0, reply.clone()),
+            Some(("10.0.0.1".to_owned(), 7000))
+        );
+        assert_eq!(slot_owner(16000, reply), None);
+        assert_eq!(slot_owner(1, Value::Nil), None);
+    }
 
     #[test]
     fn one_channel_per_namespace_written_like_keys() {
