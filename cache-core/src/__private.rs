@@ -5,6 +5,7 @@
 //! [`Cache::get_or_insert_with`](crate::Cache::get_or_insert_with).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -120,6 +121,13 @@ where
     flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body)
 }
 
+/// Runs the body of a sync `#[invalidates]` function, wrapped in a closure so that `return` and
+/// `?` keep their meaning.
+#[inline(always)]
+pub fn call_body<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
 /// Counts a call whose `#[cache_if]` condition was false (the body ran, the cache was not used).
 #[inline]
 pub fn bypass(site: &'static CallSite) {
@@ -203,3 +211,140 @@ pub fn assert_key_part<T: KeyPart + ?Sized>(_: &T) {}
 
 /// Keeps `Clock` reachable for generated test helpers.
 pub type RuntimeClock = Clock;
+
+/// `#[invalidates]` with `{arg:lower}` in a pattern: the lowercased key form, escaped for the glob.
+pub fn pattern_part_lower<T: KeyPart + ?Sized>(pattern: &mut KeyBuf, value: &T) {
+    let mut key_form = KeyBuf::new();
+    key_form.part_lower(value);
+    glob_escaped(pattern, key_form.as_str());
+}
+
+/// `#[invalidates]` with `{arg:upper}` in a pattern: the uppercased key form, escaped for the glob.
+pub fn pattern_part_upper<T: KeyPart + ?Sized>(pattern: &mut KeyBuf, value: &T) {
+    let mut key_form = KeyBuf::new();
+    key_form.part_upper(value);
+    glob_escaped(pattern, key_form.as_str());
+}
+
+/// Appends a key form so that a glob matches only itself (as [`KeyBuf::pattern_part`] does).
+fn glob_escaped(pattern: &mut KeyBuf, key_form: &str) {
+    let mut rest = key_form;
+    while let Some(at) = rest.find(['\\', '*', '?', '[', ']', '^']) {
+        pattern.lit(&rest[..at]);
+        pattern.lit("\\");
+        pattern.lit(&rest[at..=at]);
+        rest = &rest[at + 1..];
+    }
+    pattern.lit(rest);
+}
+
+/// What the key companion of a `#[cached(key = <expression>)]` function returns: such a key is the
+/// user's code over owned arguments, which a companion taking them borrowed cannot re-run.
+#[derive(Debug)]
+pub struct KeyIsAnExpression;
+
+/// The result of a key companion: the cache's name and the key.
+#[diagnostic::on_unimplemented(
+    message = "this `#[cached]` function's key is an expression (`key = ...`), which `#[invalidates]` cannot re-derive from the arguments",
+    label = "its key is built by an expression",
+    note = "invalidate its entries with `#[invalidates(key = <the same key>, cache = \"...\")]` instead, or give it a key template such as `key = \"user:{{id}}\"`"
+)]
+pub trait CompanionKey {
+    /// The cache's name and the key.
+    fn into_key(self) -> (&'static str, KeyBuf);
+}
+
+impl CompanionKey for (&'static str, KeyBuf) {
+    #[inline(always)]
+    fn into_key(self) -> (&'static str, KeyBuf) {
+        self
+    }
+}
+
+/// `#[invalidates(get_user(id))]`: the key `get_user(id)` would use, from its companion.
+#[inline(always)]
+pub fn companion_key<K: CompanionKey>(key: K) -> (&'static str, KeyBuf) {
+    key.into_key()
+}
+
+/// Decides whether an `#[invalidates]` function succeeded, from its return type, by the same
+/// technique as [`Probe`]: an inherent method on `OnSuccess<Result<T, E>>` wins over the
+/// [`OnSuccessFallback`] method that every other `OnSuccess<R>` gets. `Result` succeeds on `Ok`;
+/// anything else always.
+#[derive(Debug)]
+pub struct OnSuccess<R>(PhantomData<fn() -> R>);
+
+impl<R> OnSuccess<R> {
+    /// The probe for the type of `out`.
+    #[inline(always)]
+    pub fn of(_: &R) -> Self {
+        OnSuccess(PhantomData)
+    }
+}
+
+impl<T, E> OnSuccess<Result<T, E>> {
+    /// `Result`: `Ok` succeeded.
+    #[inline(always)]
+    pub fn split(&self) -> OkSplit<T, E> {
+        OkSplit(PhantomData)
+    }
+}
+
+/// The split of every return type that is not a `Result`.
+pub trait OnSuccessFallback<R> {
+    /// Every value succeeded.
+    fn split(&self) -> WholeSplit<R>;
+}
+
+impl<R> OnSuccessFallback<R> for OnSuccess<R> {
+    #[inline(always)]
+    fn split(&self) -> WholeSplit<R> {
+        WholeSplit(PhantomData)
+    }
+}
+
+/// Separates a successful return value from a failed one, so that only what is returned after
+/// the invalidations (the `Ok` value, not the error) is held across their `.await`.
+pub trait SuccessSplit<R> {
+    /// What a success holds until it is returned.
+    type Kept;
+    /// `Ok(kept)` on success, `Err(out)` (returned at once) on failure.
+    fn kept(&self, out: R) -> Result<Self::Kept, R>;
+    /// The return value of a success.
+    fn rebuild(&self, kept: Self::Kept) -> R;
+}
+
+/// [`SuccessSplit`] of `Result<T, E>`.
+#[derive(Debug)]
+pub struct OkSplit<T, E>(PhantomData<fn() -> (T, E)>);
+
+impl<T, E> SuccessSplit<Result<T, E>> for OkSplit<T, E> {
+    type Kept = T;
+    #[inline(always)]
+    fn kept(&self, out: Result<T, E>) -> Result<T, Result<T, E>> {
+        match out {
+            Ok(value) => Ok(value),
+            Err(e) => Err(Err(e)),
+        }
+    }
+    #[inline(always)]
+    fn rebuild(&self, kept: T) -> Result<T, E> {
+        Ok(kept)
+    }
+}
+
+/// [`SuccessSplit`] of every other type.
+#[derive(Debug)]
+pub struct WholeSplit<R>(PhantomData<fn() -> R>);
+
+impl<R> SuccessSplit<R> for WholeSplit<R> {
+    type Kept = R;
+    #[inline(always)]
+    fn kept(&self, out: R) -> Result<R, R> {
+        Ok(out)
+    }
+    #[inline(always)]
+    fn rebuild(&self, kept: R) -> R {
+        kept
+    }
+}
