@@ -70,7 +70,7 @@ pub use remote::{
 pub use stats::CacheStats;
 pub use warming::{WarmReport, Warmer, WarmerStats};
 
-pub use cache_macros::cached;
+pub use cache_macros::{cache_if, cached, invalidates};
 
 /// The named cache `name` of the current manager (see [`CacheManager::current`]).
 ///

@@ -1,8 +1,13 @@
 //! Procedural macros of cache-core. Depend on `cache-core`, which re-exports them.
 
+mod attrs;
+mod cache_if;
 mod cached;
+mod codegen;
 mod errors;
+mod invalidates;
 mod key_template;
+mod options;
 mod signature;
 
 use proc_macro::TokenStream;
@@ -218,4 +223,16 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     cached::cached(args.into(), item.into()).into()
+}
+
+/// Decides when a `#[cached]` function uses its cache (manual to follow).
+#[proc_macro_attribute]
+pub fn cache_if(args: TokenStream, item: TokenStream) -> TokenStream {
+    cache_if::cache_if(args.into(), item.into()).into()
+}
+
+/// Invalidates cache entries when a function succeeds (manual to follow).
+#[proc_macro_attribute]
+pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    invalidates::invalidates(args.into(), item.into()).into()
 }

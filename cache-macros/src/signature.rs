@@ -5,6 +5,9 @@ use proc_macro2::Ident;
 use syn::visit::Visit;
 use syn::{FnArg, Pat, Signature, Type};
 
+use crate::errors::Errors;
+use crate::key_template::Template;
+
 /// One name bound by an argument pattern.
 pub(crate) struct Binding {
     pub(crate) ident: Ident,
@@ -51,6 +54,36 @@ impl Inputs {
         self.bindings.iter().find(|b| b.ident == name)
     }
 
+    /// Every placeholder of `template` must name an argument binding (or `self` in a method).
+    pub(crate) fn check_placeholders(&self, template: &Template, fn_name: &str, errors: &Errors) {
+        for placeholder in template.placeholders() {
+            let root = placeholder.root_name();
+            let known = if root == "self" {
+                self.has_receiver
+            } else {
+                self.find(&root).is_some()
+            };
+            if known {
+                continue;
+            }
+            let names = self.names();
+            let could_name = if names.is_empty() {
+                format!("`{fn_name}` takes no arguments")
+            } else {
+                format!("it can name {}", quoted_list(&names))
+            };
+            let what = if root == "self" {
+                format!("`{fn_name}` takes no `self`")
+            } else {
+                format!("`{root}` is not an argument of `{fn_name}`")
+            };
+            errors.spanned_by(
+                &template.lit,
+                format!("placeholder `{}`: {what}; {could_name}", placeholder.text),
+            );
+        }
+    }
+
     /// The names a template placeholder may start with, for messages: `id`, `name`, `self`.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.bindings.iter().map(|b| b.ident.to_string()).collect();
@@ -59,6 +92,15 @@ impl Inputs {
         }
         names
     }
+}
+
+/// `` `a`, `b` `` for messages.
+pub(crate) fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The names bound by `pat`, in order.

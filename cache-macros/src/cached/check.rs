@@ -2,15 +2,17 @@
 //! what a placeholder or `skip` may name, and which options go together. Turns [`Args`] and the
 //! function into a [`Plan`], the resolved configuration that `expand.rs` writes out as is.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit::Visit;
-use syn::{Expr, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, Type};
+use syn::{Expr, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, Type, Visibility};
 
-use super::parse::{Args, KeySpec};
+use super::parse::{Args, CacheIfTokens, KeySpec};
+use crate::cache_if::parse::{Condition, parse_condition};
+use crate::codegen::first_last;
 use crate::errors::Errors;
 use crate::key_template::Template;
-use crate::signature::{Inputs, has_impl_trait, mentions_self_type};
+use crate::signature::{Inputs, has_impl_trait, mentions_self_type, quoted_list};
 
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
@@ -24,6 +26,11 @@ pub(crate) struct Plan {
     /// `cache_none = true`, kept for the span of the check that the return type is an `Option`.
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) ret: Type,
+    /// From `#[cache_if]`, stacked on the function in either order.
+    pub(crate) condition: Option<Condition>,
+    /// Whether to emit the key companion that `#[invalidates(f(args))]` calls (see
+    /// [`companion_is_safe`]).
+    pub(crate) companion: bool,
 }
 
 pub(crate) enum KeyPlan {
@@ -86,7 +93,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
 
     let key = match args.key {
         Some(KeySpec::Template(template)) => {
-            check_placeholders(&template, &inputs, &fn_name, errors);
+            inputs.check_placeholders(&template, &fn_name, errors);
             KeyPlan::Template(template)
         }
         Some(KeySpec::Expr(expr)) => KeyPlan::Expr(expr),
@@ -100,8 +107,9 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
     }
     let tags = args.tags.unwrap_or_default();
     for tag in &tags {
-        check_placeholders(tag, &inputs, &fn_name, errors);
+        inputs.check_placeholders(tag, &fn_name, errors);
     }
+    let condition = condition(args.cache_if, &fn_name, errors);
 
     if !errors.is_empty() {
         return None;
@@ -118,7 +126,36 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         tags,
         cache_none: args.cache_none.filter(|b| b.value),
         ret: ret?,
+        condition,
+        companion: companion_is_safe(item),
     })
+}
+
+/// The one `#[cache_if]` of the function, if any; a second is an error at it.
+fn condition(given: Vec<CacheIfTokens>, fn_name: &str, errors: &Errors) -> Option<Condition> {
+    let mut given = given.into_iter();
+    let first = given.next()?;
+    for extra in given {
+        errors.at(
+            extra.span,
+            format!(
+                "`#[cache_if]` is given twice on `{fn_name}`; combine them into one, as in `#[cache_if(a && b, result = ...)]`"
+            ),
+        );
+    }
+    Some(parse_condition(first.tokens, first.span, errors))
+}
+
+/// Whether a companion item next to the function is sure to be allowed where the function is.
+///
+/// In `impl Trait for Type` no item may be added, and an attribute cannot tell that block from an
+/// inherent `impl` or a trait. A function with a visibility (`pub`, `pub(crate)`, `pub(self)`)
+/// is in none of the trait kinds; one that takes no `self` and names no `Self` is taken to be a
+/// free function (a trait impl's associated function of that shape is the exception; see the
+/// attribute's `# Limitations`).
+fn companion_is_safe(item: &ItemFn) -> bool {
+    let in_impl_or_trait = Inputs::of(&item.sig).has_receiver || mentions_self_type(&item.sig);
+    !matches!(item.vis, Visibility::Inherited) || !in_impl_or_trait
 }
 
 /// The return type, if it is one a cache can hold.
@@ -202,44 +239,6 @@ impl Visit<'_> for Unownable<'_> {
     fn visit_type_macro(&mut self, _: &syn::TypeMacro) {}
 }
 
-/// Every placeholder of `template` must name an argument binding (or `self` in a method).
-fn check_placeholders(template: &Template, inputs: &Inputs, fn_name: &str, errors: &Errors) {
-    for placeholder in template.placeholders() {
-        let root = placeholder.root_name();
-        let known = if root == "self" {
-            inputs.has_receiver
-        } else {
-            inputs.find(&root).is_some()
-        };
-        if known {
-            continue;
-        }
-        let names = inputs.names();
-        let could_name = if names.is_empty() {
-            format!("`{fn_name}` takes no arguments")
-        } else {
-            format!("it can name {}", quoted_list(&names))
-        };
-        let what = if root == "self" {
-            format!("`{fn_name}` takes no `self`")
-        } else {
-            format!("`{root}` is not an argument of `{fn_name}`")
-        };
-        errors.spanned_by(
-            &template.lit,
-            format!("placeholder `{}`: {what}; {could_name}", placeholder.text),
-        );
-    }
-}
-
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn default_key(
     item: &ItemFn,
     inputs: &Inputs,
@@ -317,12 +316,4 @@ fn default_key(
         generics,
         args,
     }
-}
-
-/// The spans of the first and last tokens, for an expression that underlines all of them.
-pub(crate) fn first_last(tokens: TokenStream) -> (Span, Span) {
-    let mut iter = tokens.into_iter();
-    let first = iter.next().map_or_else(Span::call_site, |t| t.span());
-    let last = iter.last().map_or(first, |t| t.span());
-    (first, last)
 }

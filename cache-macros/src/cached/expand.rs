@@ -5,14 +5,22 @@
 //! `cache_core::__private::cached_async` / `cached_sync` (see the "equivalent code" in the
 //! attribute's docs).
 
-use proc_macro2::{Literal, Span, TokenStream, TokenTree};
+use proc_macro2::{Literal, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::{AttrStyle, ItemFn, Path};
 
-use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan, first_last};
-use crate::key_template::{Format, Part, Template};
+use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan};
+use super::companion;
+use crate::codegen::{
+    Access, fake_return, first_last, group, render_template, respan, template_checks,
+};
 
 pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
+    let companion = if plan.companion {
+        companion::companion(plan, &item)
+    } else {
+        TokenStream::new()
+    };
     let ItemFn {
         attrs,
         vis,
@@ -29,18 +37,11 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let ttl_ms = Literal::u64_unsuffixed(plan.ttl_ms);
 
     let mut checks = TokenStream::new();
-    let key_body = match &plan.key {
-        KeyPlan::Template(template) => {
-            checks.extend(template_checks(c, template));
-            render_template(c, template, &quote!(__k))
-        }
-        KeyPlan::Expr(expr) => quote! { __k.whole(&(#expr)); },
-        KeyPlan::Default(key) => default_key(c, key, &mut checks),
-    };
+    let key_body = key_body(plan, &mut checks, &Access::Owned);
     let tags_len = plan.tags.len();
     let tags = plan.tags.iter().map(|tag| {
-        checks.extend(template_checks(c, tag));
-        let body = render_template(c, tag, &quote!(__t));
+        checks.extend(template_checks(c, tag, &Access::Owned));
+        let body = render_template(c, tag, &quote!(__t), &Access::Owned);
         quote! {
             {
                 let mut __t = #c::__private::KeyBuf::new();
@@ -99,46 +100,70 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             },
         ),
     };
+    // `#[cache_if(result = ...)]`: the predicate is called with `&R`; `R` is given so that a
+    // closure's parameter type is known from the declared return type.
+    let strategy = match plan.condition.as_ref().and_then(|c| c.result.as_ref()) {
+        Some(keep) => {
+            let (keep_first, _) = first_last(keep.to_token_stream());
+            let c_at_keep = respan(c, keep_first);
+            quote_spanned! {keep_first=>
+                #c_at_keep::__private::store_if::<#ret, _, _>(#strategy, #keep)
+            }
+        }
+        None => strategy,
+    };
 
     let strategy = quote_spanned! {ret_last=>
         #c_at_ret::__private::WithCodec::new(#strategy, __cache_codec)
     };
-    let args = quote! { &__CACHE_SITE, &__k, &__cache_tags, #strategy, };
-    let call = if sig.asyncness.is_some() {
-        // The "fake return edge" of tracing-attributes: pins the async block's output type to the
-        // declared return type, so `?` and `return` in the body infer as they did in the fn, and
-        // a body of the wrong type is reported at its own expression.
-        let fake_return = quote_spanned! {ret_first=>
-            #[allow(
-                unknown_lints,
-                unreachable_code,
-                clippy::diverging_sub_expression,
-                clippy::empty_loop,
-                clippy::let_unit_value,
-                clippy::let_with_type_underscore,
-                clippy::needless_return,
-                clippy::unreachable
-            )]
-            if false {
-                let __cache_fake_return: #ret = loop {};
-                return __cache_fake_return;
-            }
-        };
+    let site_args = quote! { &__CACHE_SITE, &__k, &__cache_tags, #strategy, };
+    let is_async = sig.asyncness.is_some();
+    let body = if is_async {
+        let fake_return = fake_return(ret, ret_first);
         let stmts = &block.stmts;
-        let args = group(
-            quote! {
-                #args
-                async move {
-                    #fake_return
-                    #(#stmts)*
-                }
-            },
-            ret_last,
-        );
-        quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args .await }
+        quote! {
+            async move {
+                #fake_return
+                #(#stmts)*
+            }
+        }
     } else {
-        let args = group(quote! { #args move || -> #ret #block }, ret_last);
-        quote_spanned! {ret_last=> #c_at_ret::__private::cached_sync #args }
+        quote! { move || -> #ret #block }
+    };
+    let cached_call = |body: TokenStream| {
+        let args = group(quote! { #site_args #body }, ret_last);
+        if is_async {
+            quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args .await }
+        } else {
+            quote_spanned! {ret_last=> #c_at_ret::__private::cached_sync #args }
+        }
+    };
+    let (condition, call) = match plan.condition.as_ref().and_then(|c| c.when.as_ref()) {
+        None => (TokenStream::new(), cached_call(body)),
+        Some(when) => {
+            // Checked first; the body is built once and either cached or run as it is.
+            let (when_first, when_last) = first_last(when.to_token_stream());
+            let bool_ty = quote_spanned!(when_last=> bool);
+            let condition = quote_spanned! {when_first=>
+                let __cache_use: #bool_ty = #when;
+            };
+            let cached = cached_call(quote!(__cache_body));
+            let run = if is_async {
+                quote!(__cache_body.await)
+            } else {
+                quote!(__cache_body())
+            };
+            let call = quote! {
+                let __cache_body = #body;
+                if __cache_use {
+                    #cached
+                } else {
+                    #c::__private::bypass(&__CACHE_SITE);
+                    #run
+                }
+            };
+            (condition, call)
+        }
     };
 
     quote! {
@@ -151,6 +176,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                 #c::__private::CallSite::new(#cache, #ttl_ms);
             #checks
             #option_check
+            #condition
             // Rendered in place: the buffer is never moved, so its inline bytes are never copied.
             let mut __k = #c::__private::KeyBuf::new();
             #key_body
@@ -158,71 +184,32 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             #codec
             #call
         }
+        #companion
     }
 }
 
-/// `( tokens )` with the parentheses spanned at `span`.
-fn group(tokens: TokenStream, span: Span) -> proc_macro2::Group {
-    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
-    group.set_span(span);
-    group
-}
-
-/// `buf.lit("user:"); buf.part(&id);` for each part of `template`.
-fn render_template(c: &Path, template: &Template, buf: &TokenStream) -> TokenStream {
-    template
-        .parts
-        .iter()
-        .map(|part| match part {
-            Part::Lit(text) => quote! { #buf.lit(#text); },
-            Part::Placeholder(p) => {
-                let value = placeholder_value(template, p);
-                let method = match p.format {
-                    Format::Display => {
-                        // Integers skip the formatting machinery: `IntProbe` finds them by autoref
-                        // specialization, with no bound that could add an error of its own.
-                        let span = template.lit.span();
-                        let c = respan(c, span);
-                        return quote_spanned! {span=>
-                            #buf.part_or_int(#value, {
-                                #[allow(unused_imports)]
-                                use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
-                                (&&#c::__private::IntProbe(#value)).int()
-                            });
-                        };
-                    }
-                    Format::Hash => quote!(part_hashed),
-                    Format::Lower => quote!(part_lower),
-                    Format::Upper => quote!(part_upper),
-                };
-                quote! { #buf.#method(#value); }
-            }
-        })
-        .collect()
-}
-
-/// `&root.field.sub`, spanned on the template literal.
-fn placeholder_value(template: &Template, p: &crate::key_template::Placeholder) -> TokenStream {
-    let root = &p.root;
-    let fields = &p.fields;
-    quote_spanned! {template.lit.span()=> &#root #(.#fields)* }
-}
-
-/// A `Display` check per placeholder, spanned on its literal.
-fn template_checks(c: &Path, template: &Template) -> TokenStream {
-    let span = template.lit.span();
-    let c = respan(c, span);
-    template
-        .placeholders()
-        .map(|p| {
-            let value = placeholder_value(template, p);
-            quote_spanned! {span=> #c::__private::assert_key_part(#value); }
-        })
-        .collect()
+/// `__k.lit(..); __k.part(..);`: renders the key into `__k`, reaching the arguments through
+/// `access`; `Display`/`Serialize` checks go into `checks`. `None` for a `key = <expression>` in
+/// a companion (see `companion.rs`).
+pub(super) fn key_body(plan: &Plan, checks: &mut TokenStream, access: &Access<'_>) -> TokenStream {
+    let c = &plan.krate;
+    match &plan.key {
+        KeyPlan::Template(template) => {
+            checks.extend(template_checks(c, template, access));
+            render_template(c, template, &quote!(__k), access)
+        }
+        KeyPlan::Expr(expr) => quote! { __k.whole(&(#expr)); },
+        KeyPlan::Default(key) => default_key(c, key, checks, access),
+    }
 }
 
 /// `module::fn::<T,U>:<hash of the arguments>`, with a `Serialize` check per argument.
-fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStream {
+fn default_key(
+    c: &Path,
+    key: &DefaultKey,
+    checks: &mut TokenStream,
+    access: &Access<'_>,
+) -> TokenStream {
     let fn_name = &key.fn_name;
     let mut out = quote! {
         __k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
@@ -236,9 +223,12 @@ fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStr
         generics.push(match part {
             GenericKeyPart::Type(ident) => quote! { __k.type_name::<#ident>(); },
             GenericKeyPart::Const(ident) => quote! { __k.part(&#ident); },
-            GenericKeyPart::ImplArg(ident) => quote! {
-                __k.lit(#c::__private::core::any::type_name_of_val(&#ident));
-            },
+            GenericKeyPart::ImplArg(ident) => {
+                let value = access.reference(ident, ident.span());
+                quote! {
+                    __k.lit(#c::__private::core::any::type_name_of_val(#value));
+                }
+            }
         });
     }
     if !generics.is_empty() {
@@ -254,10 +244,10 @@ fn default_key(c: &Path, key: &DefaultKey, checks: &mut TokenStream) -> TokenStr
     }
 
     if !key.args.is_empty() {
-        let refs = key.args.iter().map(|arg| {
-            let ident = &arg.ident;
-            quote!(&#ident)
-        });
+        let refs = key
+            .args
+            .iter()
+            .map(|arg| access.reference(&arg.ident, arg.ident.span()));
         let args = args_tuple(refs.collect());
         // Each argument's `Serialize` is checked on its own (`assert_key_arg` below, spanned on
         // the argument). The tuple is hashed through "autoref specialization": when it is not
@@ -322,23 +312,4 @@ fn args_tuple(items: Vec<TokenStream>) -> TokenStream {
     }
     let chunks = items.chunks(16).map(|chunk| args_tuple(chunk.to_vec()));
     args_tuple(chunks.collect())
-}
-
-/// `tokens` with every span set to `span` (for a path the user did not write, so errors spanned
-/// at the user's code do not stretch back to the attribute).
-fn respan(tokens: &impl ToTokens, span: Span) -> TokenStream {
-    tokens
-        .to_token_stream()
-        .into_iter()
-        .map(|mut tt| {
-            if let TokenTree::Group(g) = &tt {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(&g.stream(), span));
-                group.set_span(span);
-                tt = TokenTree::Group(group);
-            } else {
-                tt.set_span(span);
-            }
-            tt
-        })
-        .collect()
 }

@@ -10,14 +10,22 @@
 //! attributes stacked on `#[cached]` pass in (not written by users) is left out of [`OPTIONS`] so
 //! messages do not offer it.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
-use syn::parse::{ParseStream, Parser};
+use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Path, Token};
 
 use crate::errors::Errors;
 use crate::key_template::Template;
+use crate::options::{
+    cache_name, crate_path, expect_bool, parse_list, parse_templates, set_once, unknown_option,
+    value_after_eq,
+};
+
+/// The hidden option through which `#[cache_if]`, expanding first, hands its arguments to
+/// `#[cached]`: `__cache_if = (<the arguments of #[cache_if]>)`.
+pub(crate) const CACHE_IF_OPTION: &str = "__cache_if";
 
 mod kw {
     syn::custom_keyword!(ttl);
@@ -41,6 +49,15 @@ pub(crate) struct Args {
     pub(crate) skip: Option<Skip>,
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) krate: Option<Path>,
+    /// `__cache_if = (...)`, from a `#[cache_if]` that expanded first (checked in `check.rs`
+    /// with the `#[cache_if]` attributes found on the function).
+    pub(crate) cache_if: Vec<CacheIfTokens>,
+}
+
+/// The arguments of one `#[cache_if(...)]`, parsed later, and where it was written.
+pub(crate) struct CacheIfTokens {
+    pub(crate) span: Span,
+    pub(crate) tokens: TokenStream,
 }
 
 /// `ttl = 1800` or `ttl = "30m"`, in milliseconds (never 0).
@@ -69,41 +86,12 @@ enum CachedOption {
     Skip(Skip),
     CacheNone(kw::cache_none, LitBool),
     Crate(Token![crate], Path),
+    CacheIf(Ident, TokenStream),
 }
 
 /// Parses the attribute's arguments, reporting every error into `errors`.
 pub(crate) fn parse_args(tokens: TokenStream, errors: &Errors) -> Args {
-    let parser = |input: ParseStream<'_>| {
-        let mut options = Vec::new();
-        while !input.is_empty() {
-            match input.call(CachedOption::parse) {
-                Ok(option) => options.push(option),
-                Err(e) => {
-                    errors.push(e);
-                    skip_to_comma(input);
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            if !input.peek(Token![,]) {
-                errors.push(input.error("expected `,` between options"));
-                skip_to_comma(input);
-            }
-            if input.peek(Token![,]) {
-                input.parse::<Token![,]>()?;
-            }
-        }
-        Ok(options)
-    };
-    let options = match parser.parse2(tokens) {
-        Ok(options) => options,
-        Err(e) => {
-            errors.push(e);
-            Vec::new()
-        }
-    };
-
+    let options = parse_list(tokens, errors, CachedOption::parse);
     let mut args = Args::default();
     for option in options {
         match option {
@@ -116,35 +104,15 @@ pub(crate) fn parse_args(tokens: TokenStream, errors: &Errors) -> Args {
                 set_once(&mut args.cache_none, "cache_none", k.span, v, errors);
             }
             CachedOption::Crate(k, v) => set_once(&mut args.krate, "crate", k.span, v, errors),
+            CachedOption::CacheIf(k, tokens) => {
+                args.cache_if.push(CacheIfTokens {
+                    span: k.span(),
+                    tokens,
+                });
+            }
         }
     }
     args
-}
-
-/// Stores `value` unless the option was already given; a repeat is an error at its keyword.
-fn set_once<T>(slot: &mut Option<T>, name: &str, keyword: Span, value: T, errors: &Errors) {
-    if slot.is_some() {
-        errors.at(
-            keyword,
-            format!("duplicate `{name}` option; give each option once"),
-        );
-    } else {
-        *slot = Some(value);
-    }
-}
-
-/// Moves past a malformed option, up to (not over) the next top-level comma.
-fn skip_to_comma(input: ParseStream<'_>) {
-    let _ = input.step(|cursor| {
-        let mut rest = *cursor;
-        while let Some((tt, next)) = rest.token_tree() {
-            if matches!(&tt, TokenTree::Punct(p) if p.as_char() == ',') {
-                break;
-            }
-            rest = next;
-        }
-        Ok(((), rest))
-    });
 }
 
 impl CachedOption {
@@ -164,121 +132,41 @@ impl CachedOption {
         } else if input.peek(kw::cache_none) {
             let k: kw::cache_none = input.parse()?;
             let value = value_after_eq(input, k.span, "`cache_none = true`")?;
-            match value {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Bool(b), ..
-                }) => Ok(CachedOption::CacheNone(k, b)),
-                other => Err(syn::Error::new_spanned(
-                    other,
-                    "expected `true` or `false`, as in `cache_none = true`",
-                )),
-            }
+            Ok(CachedOption::CacheNone(
+                k,
+                expect_bool(value, "cache_none")?,
+            ))
         } else if input.peek(kw::cache) {
             let k: kw::cache = input.parse()?;
             let value = value_after_eq(input, k.span, "`cache = \"users\"`")?;
-            let name = expect_str(
-                value,
-                "expected the cache's name as a string literal, as in `cache = \"users\"`",
-            )?;
-            if name.value().is_empty() {
-                return Err(syn::Error::new(
-                    name.span(),
-                    "the cache name is empty; name a cache, as in `cache = \"users\"`, or leave the option out to use `\"default\"`",
-                ));
-            }
+            let name = cache_name(value, ", or leave the option out to use `\"default\"`")?;
             Ok(CachedOption::Cache(k, name))
         } else if input.peek(kw::tags) {
             let k: kw::tags = input.parse()?;
             let value = value_after_eq(input, k.span, "`tags = [\"user:{id}\"]`")?;
-            Ok(CachedOption::Tags(k, parse_tags(value)?))
+            Ok(CachedOption::Tags(
+                k,
+                parse_templates(value, "tag", "tags", "user:{id}")?,
+            ))
         } else if input.peek(kw::skip) {
             let k: kw::skip = input.parse()?;
             Ok(CachedOption::Skip(parse_skip(input, k.span)?))
         } else if input.peek(Token![crate]) {
             let k: Token![crate] = input.parse()?;
             let value = value_after_eq(input, k.span, "`crate = \"::cache_core\"`")?;
-            let lit = expect_str(
-                value,
-                "expected a path as a string literal, as in `crate = \"::cache_core\"`",
-            )?;
-            let path = lit.parse::<Path>().map_err(|_| {
-                syn::Error::new(
-                    lit.span(),
-                    format!(
-                        "`{}` is not a path; expected the path to `cache_core`, as in `crate = \"::cache_core\"`",
-                        lit.value()
-                    ),
-                )
-            })?;
-            Ok(CachedOption::Crate(k, path))
+            Ok(CachedOption::Crate(k, crate_path(value)?))
+        } else if input.peek(Ident::peek_any)
+            && input.fork().call(Ident::parse_any)? == CACHE_IF_OPTION
+        {
+            // Written by `#[cache_if]` when it expands before `#[cached]`: its arguments, as is.
+            let k = input.call(Ident::parse_any)?;
+            input.parse::<Token![=]>()?;
+            let content;
+            syn::parenthesized!(content in input);
+            Ok(CachedOption::CacheIf(k, content.parse()?))
         } else {
-            Err(unknown_option(input))
+            Err(unknown_option(input, OPTIONS, ""))
         }
-    }
-}
-
-fn unknown_option(input: ParseStream<'_>) -> syn::Error {
-    let expected = OPTIONS
-        .iter()
-        .map(|o| format!("`{o}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    match input.fork().call(Ident::parse_any) {
-        Ok(ident) => {
-            let name = ident.to_string();
-            let hint = OPTIONS
-                .iter()
-                .find(|o| edit_distance(o, &name) <= 2)
-                .map(|o| format!("; did you mean `{o}`?"))
-                .unwrap_or_default();
-            syn::Error::new(
-                ident.span(),
-                format!("unknown option `{name}`; expected one of {expected}{hint}"),
-            )
-        }
-        Err(_) => input.error(format!("expected an option: one of {expected}")),
-    }
-}
-
-/// Levenshtein distance, for "did you mean" hints on short option names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
-/// `= <expr>` after an option's keyword.
-fn value_after_eq(input: ParseStream<'_>, keyword: Span, usage: &str) -> syn::Result<Expr> {
-    let Some(eq) = input.parse::<Option<Token![=]>>()? else {
-        return Err(syn::Error::new(
-            keyword,
-            format!("expected a value for this option: write {usage}"),
-        ));
-    };
-    if input.is_empty() || input.peek(Token![,]) {
-        return Err(syn::Error::new(
-            eq.span,
-            format!("expected a value after `=`: write {usage}"),
-        ));
-    }
-    input.parse()
-}
-
-fn expect_str(value: Expr, message: &str) -> syn::Result<LitStr> {
-    match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Ok(s),
-        other => Err(syn::Error::new_spanned(other, message)),
     }
 }
 
@@ -393,50 +281,6 @@ impl KeySpec {
     }
 }
 
-fn parse_tags(value: Expr) -> syn::Result<Vec<Template>> {
-    let Expr::Array(array) = value else {
-        let hint = if matches!(
-            &value,
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(_),
-                ..
-            })
-        ) {
-            "; put the template in brackets"
-        } else {
-            ""
-        };
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("expected an array of tag templates, as in `tags = [\"user:{{id}}\"]`{hint}"),
-        ));
-    };
-    let mut tags = Vec::new();
-    let mut error: Option<syn::Error> = None;
-    let mut fail = |e: syn::Error| match &mut error {
-        Some(first) => first.combine(e),
-        None => error = Some(e),
-    };
-    for elem in array.elems {
-        match elem {
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(lit), ..
-            }) => match Template::parse(&lit, "tag") {
-                Ok(t) => tags.push(t),
-                Err(e) => fail(e),
-            },
-            other => fail(syn::Error::new_spanned(
-                other,
-                "expected a tag template as a string literal, as in `\"user:{id}\"`",
-            )),
-        }
-    }
-    match error {
-        Some(e) => Err(e),
-        None => Ok(tags),
-    }
-}
-
 fn parse_skip(input: ParseStream<'_>, keyword: Span) -> syn::Result<Skip> {
     let usage =
         "expected the arguments to leave out of the default key, as in `skip(conn, request_id)`";
@@ -478,12 +322,5 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(edit_distance("ttl", "tll"), 1);
-        assert_eq!(edit_distance("cache", "caches"), 1);
-        assert_eq!(edit_distance("key", "name"), 4);
     }
 }

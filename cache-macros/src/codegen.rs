@@ -1,0 +1,216 @@
+//! Code-writing helpers shared by the attributes: key/tag/pattern rendering into a `KeyBuf`, the
+//! spans of generated paths, and the "fake return edge" that keeps a wrapped body's type inference.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::visit_mut::VisitMut;
+use syn::{Ident, Path, Type};
+
+use crate::key_template::{Format, Part, Placeholder, Template};
+
+/// How generated code reaches an argument binding.
+///
+/// In the function itself a binding `id` is reached as `id`. In the key companion of a
+/// `#[cached]` function (see `cached/companion.rs`) the arguments arrive borrowed, so the same
+/// value is `*id` there (or `**id`, or `id` for a `ref` binding); the companion records which, so
+/// that every `KeyBuf` method, check and field access sees the same type as in the function, and
+/// a mistake in a template is one error, not one per copy.
+pub(crate) enum Access<'a> {
+    /// The binding itself.
+    Owned,
+    /// Per binding name, the derefs that reach the function's value (`*`, `**`, nothing).
+    Prefixed(&'a HashMap<String, TokenStream>),
+}
+
+impl Access<'_> {
+    /// An expression of the binding's type in the function, to take a field of or borrow.
+    fn place(&self, root: &Ident, span: Span) -> TokenStream {
+        let prefix = match self {
+            Access::Owned => None,
+            Access::Prefixed(map) => map.get(&root.to_string()).filter(|p| !p.is_empty()),
+        };
+        match prefix {
+            Some(prefix) => {
+                let prefix = respan(prefix, span);
+                let inner = quote_spanned! {span=> #prefix #root };
+                group(inner, span).into_token_stream()
+            }
+            None => root.to_token_stream(),
+        }
+    }
+
+    /// `&binding`, of type `&T` for a binding of type `T` in the function.
+    pub(crate) fn reference(&self, root: &Ident, span: Span) -> TokenStream {
+        let place = self.place(root, span);
+        quote_spanned! {span=> &#place }
+    }
+}
+
+/// `buf.lit("user:"); buf.part(&id);` for each part of a key or tag `template`.
+pub(crate) fn render_template(
+    c: &Path,
+    template: &Template,
+    buf: &TokenStream,
+    access: &Access<'_>,
+) -> TokenStream {
+    template
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Lit(text) => quote! { #buf.lit(#text); },
+            Part::Placeholder(p) => {
+                let value = placeholder_value(template, p, access);
+                let method = match p.format {
+                    Format::Display => {
+                        // Integers skip the formatting machinery: `IntProbe` finds them by autoref
+                        // specialization, with no bound that could add an error of its own.
+                        let span = template.lit.span();
+                        let c = respan(c, span);
+                        return quote_spanned! {span=>
+                            #buf.part_or_int(#value, {
+                                #[allow(unused_imports)]
+                                use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
+                                (&&#c::__private::IntProbe(#value)).int()
+                            });
+                        };
+                    }
+                    Format::Hash => quote!(part_hashed),
+                    Format::Lower => quote!(part_lower),
+                    Format::Upper => quote!(part_upper),
+                };
+                quote! { #buf.#method(#value); }
+            }
+        })
+        .collect()
+}
+
+/// `buf.lit("search:*"); buf.pattern_part(&q);`: a glob whose literal parts are glob syntax as
+/// written and whose argument values are escaped so they match only themselves.
+pub(crate) fn render_pattern(c: &Path, template: &Template, buf: &TokenStream) -> TokenStream {
+    template
+        .parts
+        .iter()
+        .map(|part| match part {
+            Part::Lit(text) => quote! { #buf.lit(#text); },
+            Part::Placeholder(p) => {
+                let value = placeholder_value(template, p, &Access::Owned);
+                let span = template.lit.span();
+                let c = respan(c, span);
+                match p.format {
+                    Format::Display => quote_spanned! {span=> #buf.pattern_part(#value); },
+                    // 16 hex digits: nothing a glob could read as a wildcard.
+                    Format::Hash => quote_spanned! {span=> #buf.part_hashed(#value); },
+                    Format::Lower => quote_spanned! {span=>
+                        #c::__private::pattern_part_lower(&mut #buf, #value);
+                    },
+                    Format::Upper => quote_spanned! {span=>
+                        #c::__private::pattern_part_upper(&mut #buf, #value);
+                    },
+                }
+            }
+        })
+        .collect()
+}
+
+/// `&root.field.sub`, spanned on the template literal.
+pub(crate) fn placeholder_value(
+    template: &Template,
+    p: &Placeholder,
+    access: &Access<'_>,
+) -> TokenStream {
+    let fields = &p.fields;
+    let span = template.lit.span();
+    let place = access.place(&p.root, span);
+    quote_spanned! {span=> &#place #(.#fields)* }
+}
+
+/// A `Display` check per placeholder, spanned on its literal.
+pub(crate) fn template_checks(c: &Path, template: &Template, access: &Access<'_>) -> TokenStream {
+    let span = template.lit.span();
+    let c = respan(c, span);
+    template
+        .placeholders()
+        .map(|p| {
+            let value = placeholder_value(template, p, access);
+            quote_spanned! {span=> #c::__private::assert_key_part(#value); }
+        })
+        .collect()
+}
+
+/// `tokens` with every span set to `span` (for a path the user did not write, so errors spanned
+/// at the user's code do not stretch back to the attribute).
+pub(crate) fn respan(tokens: &impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(&g.stream(), span));
+                group.set_span(span);
+                tt = TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+/// `( tokens )` with the parentheses spanned at `span`.
+pub(crate) fn group(tokens: TokenStream, span: Span) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, tokens);
+    group.set_span(span);
+    group
+}
+
+/// The spans of the first and last tokens, for an expression that underlines all of them.
+pub(crate) fn first_last(tokens: TokenStream) -> (Span, Span) {
+    let mut iter = tokens.into_iter();
+    let first = iter.next().map_or_else(Span::call_site, |t| t.span());
+    let last = iter.last().map_or(first, |t| t.span());
+    (first, last)
+}
+
+/// `ty` with every `impl Trait` replaced by `_`, for a `let` or closure annotation (where
+/// `impl Trait` is not allowed) that should still pin the rest of the type.
+pub(crate) fn erase_impl_trait(ty: &Type) -> Type {
+    struct Eraser;
+    impl VisitMut for Eraser {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(it) = ty {
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: syn::Token![_](it.impl_token.span),
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Eraser.visit_type_mut(&mut ty);
+    ty
+}
+
+/// The "fake return edge" of tracing-attributes, first in a wrapped `async` body: pins the async
+/// block's output type to the declared return type, so `?` and `return` in the body infer as
+/// they did in the fn, and a body of the wrong type is reported at its own expression.
+pub(crate) fn fake_return(ret: &Type, span: Span) -> TokenStream {
+    quote_spanned! {span=>
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let __cache_fake_return: #ret = loop {};
+            return __cache_fake_return;
+        }
+    }
+}
