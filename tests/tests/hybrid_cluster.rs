@@ -40,8 +40,13 @@ fn coherence_on_a_cluster_with_a_dead_seed() {
         db.write(id, &format!("new-{id}"));
         let started = Instant::now();
         a.cmd(command);
-        let latency = b.poll_until(id, &format!("new-{id}"), started, Duration::from_secs(2));
-        b.wait("applied", applied + 1, Duration::from_secs(1));
+        let latency = b.applied_then_get(
+            applied + 1,
+            id,
+            &format!("new-{id}"),
+            started,
+            Duration::from_secs(2),
+        );
         report.push(format!("{command}: {latency:?}"));
         assert!(
             latency <= BOUND,
@@ -54,8 +59,13 @@ fn coherence_on_a_cluster_with_a_dead_seed() {
     let applied = cache_on_both(&mut b, &mut a, 5, "from-db");
     let started = Instant::now();
     b.cmd("set 5 written-by-b 5");
-    let latency = a.poll_until(5, "written-by-b", started, Duration::from_secs(2));
-    a.wait("applied", applied + 1, Duration::from_secs(1));
+    let latency = a.applied_then_get(
+        applied + 1,
+        5,
+        "written-by-b",
+        started,
+        Duration::from_secs(2),
+    );
     report.push(format!("overwrite (B to A): {latency:?}"));
     assert!(latency <= BOUND, "overwrite took {latency:?} to reach A");
     let r = a.get(5);

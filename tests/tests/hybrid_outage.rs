@@ -75,7 +75,9 @@ fn after_a_restart_an_instance_stops_serving_what_was_invalidated_during_the_out
         resubscribed < Duration::from_secs(5),
         "B took {resubscribed:?} to resubscribe"
     );
-    // Both instances are coherent again: A hears nothing of its own, B's next change reaches A.
+    // Both instances are coherent again (once A, too, has resubscribed): B's next change
+    // reaches A.
+    a.wait("subscriptions", 2, Duration::from_secs(10));
     let r = a.get(1);
     assert_eq!(r.value(), "new");
     db.write(1, "newer");

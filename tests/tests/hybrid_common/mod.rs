@@ -232,21 +232,31 @@ impl Instance {
         reply
     }
 
-    /// Calls `get id` until it returns `want`, and returns how long that took from `since`.
-    /// Fails after `limit`. No sleeping: each poll is one command round trip.
-    pub fn poll_until(&mut self, id: u64, want: &str, since: Instant, limit: Duration) -> Duration {
-        loop {
-            let reply = self.get(id);
-            if reply.value() == want {
-                return since.elapsed();
-            }
-            assert!(
-                since.elapsed() < limit,
-                "instance {} still returns {:?} for item {id}, not {want:?}, after {limit:?}",
-                self.name,
-                reply.value()
-            );
-        }
+    /// Waits until this instance has applied backplane message number `applied` (its `applied`
+    /// counter reaches it), then reads item `id`, which must now be `want`; returns the time from
+    /// `since` to that read's reply. Fails after `limit`.
+    ///
+    /// Deterministic on a loaded machine: the instance waits on its own counter (sleeping 100 µs
+    /// between looks) instead of the test hammering it with reads, which on two cores would take
+    /// CPU from the very thread that applies the message.
+    pub fn applied_then_get(
+        &mut self,
+        applied: u64,
+        id: u64,
+        want: &str,
+        since: Instant,
+        limit: Duration,
+    ) -> Duration {
+        self.wait("applied", applied, limit);
+        let r = self.get(id);
+        let took = since.elapsed();
+        assert_eq!(
+            r.value(),
+            want,
+            "instance {} applied the message but still returns the old value of item {id}",
+            self.name
+        );
+        took
     }
 }
 

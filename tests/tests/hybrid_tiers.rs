@@ -1,0 +1,181 @@
+//! The hybrid tier within one process, on a real `redis-server`: where hits come from (stats per
+//! tier), the L1 TTL, promotion with the remaining TTL, and memory bounds on L1.
+//!
+//! Two managers on one namespace stand for two instances (each has its own memory tier; they
+//! share Redis and the backplane).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_core::{Cache, CacheManager, CacheStats, Policy, Resilience, Tier};
+use cache_redis::{RedisBackend, RedisConfig};
+use tests::RedisServer;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+/// A manager with one hybrid cache, `items`, whose backplane is subscribed.
+async fn instance(namespace: &str, policy: Policy) -> CacheManager {
+    let manager = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url()).namespace(namespace),
+        ))
+        .cache("items", policy.tier(Tier::Hybrid))
+        // Generous: a busy two-core machine must not turn a slow write or publish into a
+        // skipped one, which would make the exact counts below wrong.
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .build();
+    backplane_reaches(&manager, |s| s.subscriptions >= 1).await;
+    manager
+}
+
+/// Waits until the manager's backplane counters satisfy `f`.
+async fn backplane_reaches(
+    manager: &CacheManager,
+    f: impl Fn(&cache_core::remote::backplane::BackplaneStats) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = manager
+            .backplane_stats()
+            .expect("a hybrid cache has a backplane");
+        if f(&stats) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "backplane stuck at {stats:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads `key` through the cache, counting body runs in `runs`.
+async fn read(cache: &Cache, key: &str, runs: &AtomicU64) -> String {
+    cache
+        .get_or_insert_with(key, || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            format!("value of {key}")
+        })
+        .await
+}
+
+/// (L1 hits, L1 misses, L2 hits, L2 misses)
+fn tiers(stats: &CacheStats) -> (u64, u64, u64, u64) {
+    let remote = stats.remote.clone().unwrap_or_default();
+    (stats.hits, stats.misses, remote.hits, remote.misses)
+}
+
+#[tokio::test]
+async fn stats_per_tier_show_where_hits_come_from() {
+    let a = instance("tiers-stats", Policy::new().ttl_secs(60)).await;
+    let b = instance("tiers-stats", Policy::new().ttl_secs(60)).await;
+    let (ca, cb) = (a.cache("items"), b.cache("items"));
+    let runs = AtomicU64::new(0);
+
+    // A: a miss in both tiers (the body runs, the value goes to both), then a memory hit.
+    read(&ca, "k1", &runs).await;
+    read(&ca, "k1", &runs).await;
+    // A's write to Redis is announced; B hears it before reading (see hybrid_processes).
+    backplane_reaches(&b, |s| s.applied >= 1).await;
+    // B: a memory miss served by Redis (promoted), then a memory hit.
+    read(&cb, "k1", &runs).await;
+    read(&cb, "k1", &runs).await;
+    // B: a key nobody has: a miss in both tiers, the body runs.
+    read(&cb, "k2", &runs).await;
+    // B: a plain lookup of a key nobody has: a miss in both tiers, nothing runs.
+    assert_eq!(cb.get::<String>("k3").await, None);
+
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "k1 once (on A), k2 once");
+    //                          (L1 hits, L1 misses, L2 hits, L2 misses)
+    assert_eq!(tiers(&ca.stats()), (1, 1, 0, 1), "A: {:?}", ca.stats());
+    assert_eq!(tiers(&cb.stats()), (1, 3, 1, 2), "B: {:?}", cb.stats());
+    assert_eq!(
+        cb.stats().inserts,
+        2,
+        "B's memory took k1 (promoted) and k2"
+    );
+    let b_remote = cb.stats().remote.unwrap_or_default();
+    assert_eq!((b_remote.errors, b_remote.timeouts), (0, 0));
+}
+
+#[tokio::test]
+async fn after_the_l1_ttl_the_value_comes_from_redis_without_running_the_body() {
+    const L1_TTL: Duration = Duration::from_millis(300);
+    let m = instance("tiers-l1ttl", Policy::new().ttl_secs(60).l1_ttl(L1_TTL)).await;
+    let c = m.cache("items");
+    let runs = AtomicU64::new(0);
+    read(&c, "k", &runs).await;
+    read(&c, "k", &runs).await;
+    assert_eq!(tiers(&c.stats()), (1, 1, 0, 1));
+
+    tokio::time::sleep(L1_TTL + Duration::from_millis(100)).await;
+    read(&c, "k", &runs).await;
+    assert_eq!(
+        tiers(&c.stats()),
+        (1, 2, 1, 1),
+        "memory expired, Redis (60 s) still had it"
+    );
+    read(&c, "k", &runs).await;
+    assert_eq!(tiers(&c.stats()), (2, 2, 1, 1), "promoted back into memory");
+
+    // The promoted copy has the L1 TTL again, not the 60 s left in Redis.
+    tokio::time::sleep(L1_TTL + Duration::from_millis(100)).await;
+    read(&c, "k", &runs).await;
+    assert_eq!(tiers(&c.stats()), (2, 3, 2, 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once in all");
+}
+
+#[tokio::test]
+async fn a_promoted_entry_never_outlives_what_is_left_of_its_redis_ttl() {
+    // One second in Redis; memory would keep a copy for a minute if promotion did not cap it.
+    let policy = Policy::new()
+        .ttl(Duration::from_secs(1))
+        .l1_ttl(Duration::from_secs(60));
+    let a = instance("tiers-remaining", policy.clone()).await;
+    let b = instance("tiers-remaining", policy).await;
+    let (ca, cb) = (a.cache("items"), b.cache("items"));
+    let runs = AtomicU64::new(0);
+
+    let written = Instant::now();
+    read(&ca, "k", &runs).await;
+    backplane_reaches(&b, |s| s.applied >= 1).await;
+    tokio::time::sleep(Duration::from_millis(600).saturating_sub(written.elapsed())).await;
+    // B promotes it with about 400 ms left.
+    read(&cb, "k", &runs).await;
+    read(&cb, "k", &runs).await;
+    assert_eq!(tiers(&cb.stats()), (1, 1, 1, 0));
+
+    tokio::time::sleep(Duration::from_millis(1150).saturating_sub(written.elapsed())).await;
+    read(&cb, "k", &runs).await;
+    assert_eq!(
+        tiers(&cb.stats()),
+        (1, 2, 1, 1),
+        "B's copy expired with the Redis entry, 1 s after A wrote it, not 1 s after B promoted it"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn memory_bounds_apply_to_l1_and_redis_keeps_the_rest() {
+    let m = instance("tiers-bounds", Policy::new().ttl_secs(60).max_entries(2)).await;
+    let c = m.cache("items");
+    let runs = AtomicU64::new(0);
+    for i in 0..6 {
+        read(&c, &format!("k{i}"), &runs).await;
+    }
+    assert!(c.len() <= 2, "memory holds {} entries, bound 2", c.len());
+    assert!(c.stats().evictions >= 4, "{:?}", c.stats());
+    for i in 0..6 {
+        assert_eq!(
+            read(&c, &format!("k{i}"), &runs).await,
+            format!("value of k{i}")
+        );
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        6,
+        "evicted from memory, still in Redis: no body ran again"
+    );
+    assert!(c.stats().remote.unwrap_or_default().hits >= 4);
+}
