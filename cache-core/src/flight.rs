@@ -248,6 +248,9 @@ where
     Fut: Future<Output = R>,
 {
     if let Some(codec) = codec {
+        if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
+            return keep_promoted(store, key, hash, opts, strategy, hit);
+        }
         if let Some(hit) = store.get_remote(key.as_str(), codec).await {
             return keep_promoted(store, key, hash, opts, strategy, hit);
         }
@@ -405,6 +408,9 @@ where
     F: FnOnce() -> R,
 {
     if let Some(codec) = codec {
+        if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
+            return keep_promoted(store, key, hash, opts, strategy, hit);
+        }
         if let Some(hit) = get_remote_blocking(store, key, codec) {
             return keep_promoted(store, key, hash, opts, strategy, hit);
         }

@@ -36,6 +36,7 @@ mod export;
 mod flight;
 mod health;
 mod histogram;
+mod hot_keys;
 mod invalidation;
 mod key;
 mod manager;

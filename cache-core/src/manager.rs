@@ -377,6 +377,14 @@ impl CacheManager {
         self.inner.breaker.run_bulk(op).await
     }
 
+    /// Every cache this manager knows: those configured in the builder and those created since.
+    pub(crate) fn all_stores(&self) -> Vec<Arc<Store>> {
+        for name in self.inner.policies.keys() {
+            self.store(name);
+        }
+        self.stores()
+    }
+
     pub(crate) fn alert_state(&self) -> Option<&Mutex<AlertState>> {
         self.inner.alerts.as_ref()
     }

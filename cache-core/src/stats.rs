@@ -63,16 +63,24 @@ impl StripedCounter {
     }
 }
 
-/// True for one call in 64 on each thread: which lookups get timed.
+/// A random number per call, from a per-thread xorshift generator, for sampling: a fixed stride
+/// would alias with periodic access patterns and always sample the same key of a cycle.
 #[inline(always)]
-pub(crate) fn sample() -> bool {
+pub(crate) fn sample() -> u32 {
     thread_local! {
-        static TICK: Cell<u32> = const { Cell::new(0) };
+        static STATE: Cell<u32> = const { Cell::new(0) };
     }
-    TICK.with(|t| {
-        let n = t.get().wrapping_add(1);
-        t.set(n);
-        n % 64 == 0
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            // Seed from the slot's address: distinct per thread, never zero.
+            x = (s as *const Cell<u32> as usize as u32) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.set(x);
+        x
     })
 }
 
@@ -87,6 +95,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: StripedCounter,
     pub(crate) coalesced: StripedCounter,
     pub(crate) bypassed: StripedCounter,
+    pub(crate) preload_hits: StripedCounter,
     /// Memory-tier lookups, one in 64 timed.
     pub(crate) lookup_latency: Histogram,
     /// The wrapped bodies, every run timed.
@@ -139,6 +148,9 @@ pub struct CacheStats {
     pub entries: u64,
     /// Weight held now, in the weigher's unit (bytes by default).
     pub weight: u64,
+    /// Memory-tier hits on entries preloaded from the remote tier as hot keys (decoded on first
+    /// use; counted as misses by `hits`/`misses`, which see only typed entries).
+    pub preload_hits: u64,
     /// Latency of memory-tier lookups (one in 64 sampled).
     pub lookup_latency: LatencySummary,
     /// Latency of the wrapped function bodies (every run).

@@ -35,6 +35,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Envelope bytes held in L1 until the first caller says what type they are.
+pub(crate) struct Undecoded(pub(crate) Vec<u8>);
+
 /// A value read from L2, with what is left of its TTL.
 pub(crate) struct RemoteHit<T> {
     pub(crate) value: T,
@@ -155,6 +158,35 @@ impl Store {
                 remote.counters.decode_errors.incr();
                 tracing::warn!(cache = %self.name, key, error = %e, "unusable value in the remote cache; deleting it");
                 let _ = remote.run(remote.inner.delete(key)).await;
+                None
+            }
+        }
+    }
+
+    /// A value preloaded into L1 as bytes (a hot key of an earlier instance), decoded now that
+    /// its type is known and replaced by the typed value. `None` if there is none or it does not
+    /// decode as `T` (then it is dropped).
+    pub(crate) fn take_preloaded<T>(
+        &self,
+        key: &str,
+        hash: u64,
+        codec: &Codec<T>,
+    ) -> Option<RemoteHit<T>> {
+        if !self.tier.uses_memory() {
+            return None;
+        }
+        let value = self.memory.peek_value(key.as_bytes(), hash)?;
+        let undecoded = value.downcast_ref::<Undecoded>()?;
+        match codec.decode(key, &undecoded.0) {
+            Ok((value, meta)) => {
+                self.memory.counters.preload_hits.incr();
+                let remaining = meta
+                    .expires_at_unix_ms
+                    .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
+                Some(RemoteHit { value, remaining })
+            }
+            Err(_) => {
+                self.memory.remove(key.as_bytes(), hash);
                 None
             }
         }

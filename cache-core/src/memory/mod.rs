@@ -6,6 +6,8 @@
 
 mod entry;
 mod evictor;
+pub(crate) mod hot;
+pub(crate) use hot::TOP as HOT_TOP;
 mod sweeper;
 mod tags;
 
@@ -75,6 +77,8 @@ pub(crate) struct MemoryStore {
     expiry: Mutex<BinaryHeap<Reverse<(u64, Slot)>>>,
     tags: TagIndex,
     pub(crate) counters: Counters,
+    /// Sampled access frequencies, for hot-key preloading.
+    pub(crate) hot: hot::HotKeys,
 }
 
 impl PartialOrd for Slot {
@@ -108,6 +112,7 @@ impl MemoryStore {
             expiry: Mutex::new(BinaryHeap::new()),
             tags: TagIndex::default(),
             counters: Counters::default(),
+            hot: hot::HotKeys::default(),
         });
         register_for_maintenance(&store);
         store
@@ -129,10 +134,15 @@ impl MemoryStore {
     /// Looks a key up and counts a hit or a miss.
     #[inline(always)]
     pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
-        let timer = crate::stats::sample().then(std::time::Instant::now);
+        // One lookup in 16 feeds the hot-key sketch, one in 64 is timed.
+        let dice = crate::stats::sample();
+        let timer = (dice & 63 == 0).then(std::time::Instant::now);
         let found = self.peek(key, hash);
         if let Some(started) = timer {
             self.counters.lookup_latency.record(started.elapsed());
+        }
+        if dice & 15 == 0 {
+            self.hot.record(key);
         }
         if found.is_some() {
             self.counters.hits.incr();
@@ -341,6 +351,7 @@ impl MemoryStore {
             invalidations: c.invalidations.get(),
             coalesced: c.coalesced.get(),
             bypassed: c.bypassed.get(),
+            preload_hits: c.preload_hits.get(),
             lookup_latency: c.lookup_latency.summary(),
             body_latency: c.body_latency.summary(),
             entries: self.len() as u64,
@@ -359,6 +370,8 @@ impl MemoryStore {
             &c.expirations,
             &c.invalidations,
             &c.coalesced,
+            &c.bypassed,
+            &c.preload_hits,
         ] {
             counter.reset();
         }

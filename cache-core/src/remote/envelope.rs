@@ -152,7 +152,22 @@ pub fn decode<T: DeserializeOwned>(
 /// The largest uncompressed payload accepted on read.
 const MAX_DECOMPRESSED: usize = 512 << 20;
 
+/// Checks the header of bytes read under `key` without knowing the value's type (for preloading
+/// values whose type is only known later): magic, version, key and expiry.
+pub fn peek_meta(key: &str, bytes: &[u8], now_unix_ms: u64) -> Result<Meta, DecodeError> {
+    check_header_typed(key, bytes, now_unix_ms, None)
+}
+
 fn check_header<T: ?Sized>(key: &str, bytes: &[u8], now_unix_ms: u64) -> Result<Meta, DecodeError> {
+    check_header_typed(key, bytes, now_unix_ms, Some(type_fingerprint::<T>()))
+}
+
+fn check_header_typed(
+    key: &str,
+    bytes: &[u8],
+    now_unix_ms: u64,
+    fingerprint: Option<u64>,
+) -> Result<Meta, DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(if bytes.get(..2) == Some(&MAGIC[..]) || bytes.is_empty() {
             DecodeError::Truncated
@@ -171,7 +186,7 @@ fn check_header<T: ?Sized>(key: &str, bytes: &[u8], now_unix_ms: u64) -> Result<
     if u64_at(12) != xxhash_rust::xxh3::xxh3_64(key.as_bytes()) {
         return Err(DecodeError::WrongKey);
     }
-    if u64_at(20) != type_fingerprint::<T>() {
+    if fingerprint.is_some_and(|fp| u64_at(20) != fp) {
         return Err(DecodeError::WrongType);
     }
     let expires = u64_at(4);

@@ -1,0 +1,114 @@
+//! Hot-key preloading: an instance remembers its hottest keys in the remote tier, and a new
+//! instance (a deploy, a restart, a scale-out) loads those entries into memory before traffic
+//! asks, so it does not start at a hit rate of zero.
+//!
+//! Entries are preloaded as their envelope bytes and decoded on first use, when the calling
+//! function says what type they are (the memory tier holds typed values, and a preloader cannot
+//! know the types).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::memory::InsertOptions;
+use crate::remote::envelope::{peek_meta, unix_ms_now};
+use crate::store::Undecoded;
+use crate::{Cache, CacheManager};
+
+/// Where a cache's hot-key list lives in its remote tier. The control character keeps it apart
+/// from every key a template or the programmatic API can produce (those escape control
+/// characters), and backends hash such keys instead of sending them raw.
+const HOT_KEYS_KEY: &str = "\u{1}hot-keys";
+/// How long a persisted list is kept.
+const HOT_KEYS_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+impl Cache {
+    /// The hottest keys of this cache, hottest first, with their estimated access counts (from a
+    /// 1-in-16 sample, so counts are in sampled units).
+    pub fn hot_keys(&self, n: usize) -> Vec<(String, u64)> {
+        self.store().memory.hot.top(n)
+    }
+}
+
+impl CacheManager {
+    /// Writes each remote-backed cache's hottest keys to its remote tier, for
+    /// [`CacheManager::preload_hot_keys`] in the next instance. Returns how many keys were written.
+    /// Call it on an interval (a [`Warmer`](crate::Warmer) with `every` does) and at shutdown.
+    pub async fn persist_hot_keys(&self) -> usize {
+        let mut written = 0;
+        for store in self.stores() {
+            let Some(remote) = &store.remote else {
+                continue;
+            };
+            let keys: Vec<String> = store
+                .memory
+                .hot
+                .top(crate::memory::HOT_TOP)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let Ok(bytes) = rmp_serde::to_vec(&keys) else {
+                continue;
+            };
+            if remote
+                .run(
+                    remote
+                        .inner
+                        .set(HOT_KEYS_KEY, bytes, Some(HOT_KEYS_TTL), &[]),
+                )
+                .await
+                .is_ok()
+            {
+                written += keys.len();
+            }
+        }
+        written
+    }
+
+    /// Loads the entries of the hot keys an earlier instance persisted into the memory tier of
+    /// each hybrid cache, with their remaining TTL. Returns how many entries were loaded. Failures
+    /// are skipped: preloading only ever saves work.
+    pub async fn preload_hot_keys(&self) -> usize {
+        let mut loaded = 0;
+        for store in self.all_stores() {
+            let Some(remote) = &store.remote else {
+                continue;
+            };
+            if !store.tier.uses_memory() {
+                continue;
+            }
+            let Ok(Some(list)) = remote.run(remote.inner.get(HOT_KEYS_KEY)).await else {
+                continue;
+            };
+            let Ok(keys) = rmp_serde::from_slice::<Vec<String>>(&list) else {
+                continue;
+            };
+            for key in keys {
+                let Ok(Some(bytes)) = remote.run(remote.inner.get(&key)).await else {
+                    continue;
+                };
+                let Ok(meta) = peek_meta(&key, &bytes, unix_ms_now()) else {
+                    continue;
+                };
+                let ttl = meta
+                    .expires_at_unix_ms
+                    .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
+                let hash = crate::key::lookup_hash(key.as_bytes());
+                store.put_local(
+                    &key,
+                    hash,
+                    Arc::new(Undecoded(bytes)),
+                    InsertOptions {
+                        ttl,
+                        tags: Vec::new(),
+                    },
+                );
+                loaded += 1;
+            }
+            tracing::info!(cache = %store.name, loaded, "preloaded hot keys from the remote tier");
+        }
+        loaded
+    }
+}

@@ -1,0 +1,113 @@
+//! Which keys are hot: a count-min sketch of sampled accesses and a small top list, in bounded
+//! memory (32 KiB and 32 keys per cache), so a restarted instance can preload what mattered.
+//!
+//! The design guides track pairwise access correlations, which is quadratic in the number of keys
+//! and predicts little that frequency does not; a frequency sketch answers "what will be asked
+//! for first after a deploy" in constant memory.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+const ROWS: usize = 4;
+const WIDTH: usize = 2048;
+/// Keys kept in the top list.
+pub(crate) const TOP: usize = 32;
+/// Counts halve after this many recordings, so yesterday's favourites fade.
+const DECAY_EVERY: u64 = 1 << 16;
+
+pub(crate) struct HotKeys {
+    cells: Box<[AtomicU32]>,
+    recorded: AtomicU64,
+    top: Mutex<Vec<(Box<str>, u32)>>,
+}
+
+impl Default for HotKeys {
+    fn default() -> Self {
+        HotKeys {
+            cells: (0..ROWS * WIDTH).map(|_| AtomicU32::new(0)).collect(),
+            recorded: AtomicU64::new(0),
+            top: Mutex::new(Vec::with_capacity(TOP + 1)),
+        }
+    }
+}
+
+impl HotKeys {
+    fn slots(key: &[u8]) -> [usize; ROWS] {
+        let h = xxhash_rust::xxh3::xxh3_64(key);
+        let (a, b) = (h as u32 as usize, (h >> 32) as usize | 1);
+        std::array::from_fn(|row| row * WIDTH + (a.wrapping_add(row.wrapping_mul(b)) % WIDTH))
+    }
+
+    /// Counts one (sampled) access of `key`.
+    pub(crate) fn record(&self, key: &[u8]) {
+        let mut estimate = u32::MAX;
+        for slot in Self::slots(key) {
+            let v = self.cells[slot]
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1);
+            estimate = estimate.min(v);
+        }
+        let n = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % DECAY_EVERY == 0 {
+            self.decay();
+        }
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        let mut top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        let full = top.len() >= TOP;
+        if full && top.last().is_some_and(|(_, min)| *min >= estimate) {
+            return;
+        }
+        match top.iter_mut().find(|(k, _)| &**k == key) {
+            Some(entry) => entry.1 = estimate,
+            None => top.push((key.into(), estimate)),
+        }
+        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.truncate(TOP);
+    }
+
+    fn decay(&self) {
+        for c in self.cells.iter() {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v / 2));
+        }
+        let mut top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in top.iter_mut() {
+            entry.1 /= 2;
+        }
+    }
+
+    /// The hottest keys with their estimated (sampled) counts, hottest first.
+    pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        top.iter()
+            .take(n)
+            .map(|(k, c)| (k.to_string(), u64::from(*c)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_hot_keys_among_many_cold_ones() {
+        let hot = HotKeys::default();
+        for round in 0..200 {
+            for k in 0..5 {
+                hot.record(format!("hot:{k}").as_bytes());
+            }
+            hot.record(format!("cold:{round}").as_bytes());
+        }
+        let top: Vec<String> = hot.top(5).into_iter().map(|(k, _)| k).collect();
+        let mut sorted = top.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ["hot:0", "hot:1", "hot:2", "hot:3", "hot:4"],
+            "{top:?}"
+        );
+        assert!(hot.top(100).len() <= TOP);
+    }
+}
