@@ -403,6 +403,45 @@ mod tests {
         assert_eq!(slot_owner(1, Value::Nil), None);
     }
 
+    /// Counts what the subscription reports.
+    #[derive(Default)]
+    struct CountingSink {
+        subscribed: std::sync::atomic::AtomicU32,
+    }
+
+    impl BackplaneSink for CountingSink {
+        fn on_message(&self, _message: &[u8]) {}
+        fn on_resubscribed(&self) {
+            self.subscribed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn without_redis_the_loop_retries_quietly_and_ends_with_its_manager() {
+        use cache_core::RemoteBackend;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for url in ["redis://:hunter2@127.0.0.1:1", "nonsense://:hunter2@"] {
+            let backend = crate::RedisBackend::new(crate::RedisConfig::standalone(url));
+            let backplane = backend.backplane().expect("Redis offers a backplane");
+            let sink = Arc::new(CountingSink::default());
+            let dyn_sink: Arc<dyn BackplaneSink> = sink.clone();
+            let task = rt.spawn(backplane.subscribe(Arc::downgrade(&dyn_sink)));
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(300)).await });
+            assert!(!task.is_finished(), "{url}: it keeps retrying");
+            assert_eq!(sink.subscribed.load(std::sync::atomic::Ordering::SeqCst), 0);
+            drop((dyn_sink, sink));
+            let ended = rt.block_on(async { tokio::time::timeout(MAX_BACKOFF * 2, task).await });
+            assert!(
+                matches!(ended, Ok(Ok(()))),
+                "{url}: the loop ends (without panicking) once its sink is gone"
+            );
+        }
+    }
+
     #[test]
     fn one_channel_per_namespace_written_like_keys() {
         assert_eq!(channel("shop"), "shop:backplane");
