@@ -128,6 +128,13 @@ pub fn call_body<R>(body: impl FnOnce() -> R) -> R {
     body()
 }
 
+/// Asks a `#[cache_if(result = ..)]` predicate about a return value. Its bound gives a closure
+/// its parameter type, and reports a predicate of the wrong type at the predicate.
+#[inline(always)]
+pub fn keep<R: ?Sized, F: Fn(&R) -> bool>(predicate: F, value: &R) -> bool {
+    predicate(value)
+}
+
 /// Counts a call whose `#[cache_if]` condition was false (the body ran, the cache was not used).
 #[inline]
 pub fn bypass(site: &'static CallSite) {
@@ -275,10 +282,11 @@ pub fn companion_key<K: CompanionKey>(key: K) -> (&'static str, KeyBuf) {
 pub struct OnSuccess<R>(PhantomData<fn() -> R>);
 
 impl<R> OnSuccess<R> {
-    /// The probe for the type of `out`.
+    /// The probe for the type of `out`, and `out`. Takes it by value: a borrowed local would be
+    /// kept in an `async fn`'s state across later `.await`s, making a `!Send` error type matter.
     #[inline(always)]
-    pub fn of(_: &R) -> Self {
-        OnSuccess(PhantomData)
+    pub fn with(out: R) -> (Self, R) {
+        (OnSuccess(PhantomData), out)
     }
 }
 

@@ -17,7 +17,14 @@ use syn::{Attribute, Ident, ItemFn, Meta};
 use crate::attrs;
 use crate::cached::CACHE_IF_OPTION;
 
+/// The arguments of the `#[cache_if]` that `#[cached]` writes after taking one off the function
+/// (see `cached/expand.rs`): it expands to nothing.
+pub(crate) const CONSUMED_MARKER: &str = "__cache_if_consumed";
+
 pub(crate) fn cache_if(args: TokenStream, item: TokenStream) -> TokenStream {
+    if syn::parse2::<Ident>(args.clone()).is_ok_and(|i| i == CONSUMED_MARKER) {
+        return TokenStream::new();
+    }
     let Ok(mut func) = syn::parse2::<ItemFn>(item.clone()) else {
         let error = syn::Error::new(
             crate::cached::first_token_after_attributes(&item),

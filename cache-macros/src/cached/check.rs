@@ -28,6 +28,8 @@ pub(crate) struct Plan {
     pub(crate) ret: Type,
     /// From `#[cache_if]`, stacked on the function in either order.
     pub(crate) condition: Option<Condition>,
+    /// The paths of the `#[cache_if]` attributes taken off the function (see `CacheIfTokens`).
+    pub(crate) consumed: Vec<Path>,
     /// Whether to emit the key companion that `#[invalidates(f(args))]` calls (see
     /// [`companion_is_safe`]).
     pub(crate) companion: bool,
@@ -109,6 +111,11 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
     for tag in &tags {
         inputs.check_placeholders(tag, &fn_name, errors);
     }
+    let consumed = args
+        .cache_if
+        .iter()
+        .filter_map(|c| c.path.clone())
+        .collect();
     let condition = condition(args.cache_if, &fn_name, errors);
 
     if !errors.is_empty() {
@@ -127,6 +134,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         cache_none: args.cache_none.filter(|b| b.value),
         ret: ret?,
         condition,
+        consumed,
         companion: companion_is_safe(item),
     })
 }

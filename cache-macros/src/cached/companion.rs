@@ -14,9 +14,9 @@
 //! }
 //! ```
 //!
-//! It takes every argument by reference, with the function's own types, generics and where
-//! clause, so a call site passes what it would pass to the function (borrowed) and the compiler
-//! checks it. The key is written by the same code as the function's (`expand::key_body`); only the
+//! It takes every argument by reference (a shared reference as it is), with the function's own
+//! types, generics and where clause, so a call site passes what it would pass to the function,
+//! borrowed, and the compiler checks it. The key is written by the same code as the function's (`expand::key_body`); only the
 //! way a binding is reached differs, and [`Access`] makes every `KeyBuf` method see the same type
 //! as in the function, so the two keys are the same bytes. In an `impl` block it is an associated
 //! function (`&self` for any receiver), called as `Self::__cache_key_get(self, ..)`.
@@ -83,13 +83,24 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
                         subpat: None,
                         ..
                     }) => {
-                        params.push(quote! { #ident: &#ty });
-                        // `ref x: T` binds `&T` in the function, as `x: &T` does here.
-                        let prefix = if by_ref.is_some() {
-                            TokenStream::new()
-                        } else {
-                            quote!(*)
+                        // A shared reference is taken as it is, so that a call site's `&(arg)`
+                        // reaches it by deref coercion (`&&String` to `&str`), as a call of the
+                        // function itself would.
+                        let shared_ref = matches!(
+                            &*typed.ty,
+                            syn::Type::Reference(r) if r.mutability.is_none()
+                        );
+                        // The derefs (or borrow) that give the binding's type in the function.
+                        let prefix = match (shared_ref, by_ref.is_some()) {
+                            (true, false) | (false, true) => TokenStream::new(),
+                            (true, true) => quote!(&),
+                            (false, false) => quote!(*),
                         };
+                        if shared_ref {
+                            params.push(quote! { #ident: #ty });
+                        } else {
+                            params.push(quote! { #ident: &#ty });
+                        }
                         access.insert(ident.to_string(), prefix);
                     }
                     pat => {

@@ -11,6 +11,7 @@ use syn::{AttrStyle, ItemFn, Path};
 
 use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan};
 use super::companion;
+use crate::cache_if::CONSUMED_MARKER;
 use crate::codegen::{
     Access, fake_return, first_last, group, render_template, respan, template_checks,
 };
@@ -104,10 +105,19 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     // closure's parameter type is known from the declared return type.
     let strategy = match plan.condition.as_ref().and_then(|c| c.result.as_ref()) {
         Some(keep) => {
+            // The predicate is called through `keep`, whose `Fn(&R) -> bool` bound gives a
+            // closure its parameter type and reports a wrong predicate once, at the predicate;
+            // the closure around it always fits `store_if`.
             let (keep_first, _) = first_last(keep.to_token_stream());
             let c_at_keep = respan(c, keep_first);
-            quote_spanned! {keep_first=>
-                #c_at_keep::__private::store_if::<#ret, _, _>(#strategy, #keep)
+            let keep = quote_spanned! {keep_first=>
+                #c_at_keep::__private::keep::<#ret, _>(#keep, __cache_value)
+            };
+            quote! {
+                #c::__private::store_if::<#ret, _, _>(
+                    #strategy,
+                    move |__cache_value: &#ret| -> bool { #keep },
+                )
             }
         }
         None => strategy,
@@ -142,10 +152,10 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         None => (TokenStream::new(), cached_call(body)),
         Some(when) => {
             // Checked first; the body is built once and either cached or run as it is.
-            let (when_first, when_last) = first_last(when.to_token_stream());
-            let bool_ty = quote_spanned!(when_last=> bool);
-            let condition = quote_spanned! {when_first=>
-                let __cache_use: #bool_ty = #when;
+            // As an `if` condition, a value of another type is reported at it, alone.
+            let condition = quote! {
+                #[allow(clippy::needless_bool)]
+                let __cache_use = if #when { true } else { false };
             };
             let cached = cached_call(quote!(__cache_body));
             let run = if is_async {
@@ -166,10 +176,22 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         }
     };
 
+    // `#[cache_if]` taken off the function: named again on an empty item, which it expands to
+    // nothing, so that a `use cache_core::cache_if;` counts as used.
+    let consumed = plan.consumed.iter().map(|path| {
+        let span = path
+            .segments
+            .last()
+            .map_or_else(proc_macro2::Span::call_site, |s| s.ident.span());
+        let marker = syn::Ident::new(CONSUMED_MARKER, span);
+        quote! { #[#path(#marker)] const _: () = (); }
+    });
+
     quote! {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
+            #(#consumed)*
             #[allow(unused_imports)]
             use #c::__private::PlainFallback as _;
             static __CACHE_SITE: #c::__private::CallSite =

@@ -68,6 +68,7 @@ fn take_stacked(func: &mut ItemFn, args: &mut parse::Args, errors: &Errors) {
                     .last()
                     .map_or_else(Span::call_site, |s| s.ident.span()),
                 tokens,
+                path: Some(attr.path().clone()),
             });
         } else {
             if attrs::is_ours(attr.path(), "invalidates") {

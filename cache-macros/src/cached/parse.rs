@@ -58,6 +58,9 @@ pub(crate) struct Args {
 pub(crate) struct CacheIfTokens {
     pub(crate) span: Span,
     pub(crate) tokens: TokenStream,
+    /// The attribute's path, when `#[cached]` took it off the function: the expansion names it
+    /// once more so that its `use` is not reported unused.
+    pub(crate) path: Option<Path>,
 }
 
 /// `ttl = 1800` or `ttl = "30m"`, in milliseconds (never 0).
@@ -108,6 +111,7 @@ pub(crate) fn parse_args(tokens: TokenStream, errors: &Errors) -> Args {
                 args.cache_if.push(CacheIfTokens {
                     span: k.span(),
                     tokens,
+                    path: None,
                 });
             }
         }

@@ -62,7 +62,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
             *all_span,
             "`all = true` needs the cache to empty: add `cache = \"users\"`; to empty every cache, call `cache_core::invalidate_all()`",
         ),
-        (Some(cache), _) if !uses_cache && !all => errors.spanned_by(
+        (Some(cache), _) if !uses_cache && !all && errors.is_empty() => errors.spanned_by(
             cache,
             "`cache` has no effect here: it names the cache of `key`, `keys`, `pattern`, `patterns` and `all = true`; tags apply to every cache, and a `#[cached]` function names its own; remove `cache` or add what to remove from it",
         ),

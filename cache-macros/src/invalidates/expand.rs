@@ -104,19 +104,21 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         };
         let run = run_body(c, is_async, &ret, ret_span, &block);
         quote! {
-            let __cache_out = #run;
+            // `__cache_out` is never borrowed, so it is not kept across the `.await`s below.
+            let (__cache_probe, __cache_out) = #c::__private::OnSuccess::with(#run);
             let __cache_split = {
                 #[allow(unused_imports)]
                 use #c::__private::OnSuccessFallback as _;
-                #c::__private::OnSuccess::of(&__cache_out).split()
+                __cache_probe.split()
             };
-            match #c::__private::SuccessSplit::kept(&__cache_split, __cache_out) {
-                ::core::result::Result::Ok(__cache_kept) => {
-                    #invalidate
-                    #c::__private::SuccessSplit::rebuild(&__cache_split, __cache_kept)
-                }
-                ::core::result::Result::Err(__cache_failed) => __cache_failed,
-            }
+            // A statement of its own, so that the scrutinee (which holds the error) is dropped
+            // before the invalidations' `.await`: only the success is held across it.
+            let __cache_kept = match #c::__private::SuccessSplit::kept(&__cache_split, __cache_out) {
+                ::core::result::Result::Ok(__cache_kept) => __cache_kept,
+                ::core::result::Result::Err(__cache_failed) => return __cache_failed,
+            };
+            #invalidate
+            #c::__private::SuccessSplit::rebuild(&__cache_split, __cache_kept)
         }
     };
 
@@ -170,14 +172,16 @@ fn run_body(
 /// `#[cached]` is reported there; each argument is borrowed with a span covering it, so a wrong
 /// type is reported at that argument.
 fn companion_call(c: &Path, call: &CachedCall) -> TokenStream {
+    let (first, last) = first_last(call.expr.to_token_stream());
     let args = call.args.iter().map(borrowed);
+    let args = group(quote! { #(#args),* }, last);
     let callee = match &call.callee {
         Callee::Path(path) => {
             let mut path = path.clone();
             if let Some(last) = path.path.segments.last_mut() {
                 last.ident = companion_ident(&last.ident, last.ident.span());
             }
-            quote! { #path(#(#args),*) }
+            quote! { #path #args }
         }
         Callee::Method {
             receiver,
@@ -185,10 +189,10 @@ fn companion_call(c: &Path, call: &CachedCall) -> TokenStream {
             turbofish,
         } => {
             let method = companion_ident(method, method.span());
-            quote! { (#receiver).#method #turbofish (#(#args),*) }
+            let receiver = group(receiver.to_token_stream(), first);
+            quote! { #receiver.#method #turbofish #args }
         }
     };
-    let (first, last) = first_last(call.expr.to_token_stream());
     let c = respan(c, first);
     let args = group(callee, last);
     quote_spanned! {first=> #c::__private::companion_key #args }
