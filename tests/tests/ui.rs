@@ -9,3 +9,17 @@ fn cached() {
     t.pass("ui/cached/pass/*.rs");
     t.compile_fail("ui/cached/fail/*.rs");
 }
+
+#[test]
+fn invalidates() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/invalidates/pass/*.rs");
+    t.compile_fail("ui/invalidates/fail/*.rs");
+}
+
+#[test]
+fn cache_if() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/cache_if/pass/*.rs");
+    t.compile_fail("ui/cache_if/fail/*.rs");
+}

@@ -1,0 +1,13 @@
+use cache_core::{cached, invalidates};
+
+#[cached(key = format!("user-{id}"))]
+fn get_user(id: u64) -> u64 {
+    id
+}
+
+#[invalidates(get_user(id))]
+fn update(id: u64) {
+    let _ = id;
+}
+
+fn main() {}
