@@ -12,6 +12,15 @@ mod signature;
 
 use proc_macro::TokenStream;
 
+// The examples of the guides on these macros are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/invalidation.md")]
+mod invalidation_md {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/conditions.md")]
+mod conditions_md {}
+
 /// Caches a function's results.
 ///
 /// ```
@@ -125,6 +134,25 @@ use proc_macro::TokenStream;
 /// The path to `cache_core` when it is not reachable as `::cache_core` (re-exported by another
 /// crate, or renamed): `crate = "my_framework::cache_core"`.
 ///
+/// # Conditions: `#[cache_if]`
+///
+/// A [`#[cache_if(...)]`](macro@cache_if) beside `#[cached]`, above or below it, decides when the
+/// cache is used: a condition over the arguments checked before the lookup, and/or
+/// `result = <predicate>` asked before a value is stored.
+///
+/// # Invalidation: the key companion
+///
+/// Next to the function, `#[cached]` writes a hidden function, `__cache_key_<name>`, with the
+/// same parameters taken by reference, that renders the key a call with those arguments would
+/// use (with the same code, so the two cannot drift apart). It is what
+/// [`#[invalidates(get_user(id))]`](macro@invalidates) calls. It has the function's visibility,
+/// so a `pub` function can be invalidated from other modules and crates.
+///
+/// In an `impl` block an extra item is only sure to be allowed in an inherent `impl`, and an
+/// attribute cannot tell that from `impl Trait for Type`; so a method (a function that takes
+/// `self` or names `Self`) gets its companion only when it has a visibility: `pub`,
+/// `pub(crate)`, or `pub(self)` for a private one.
+///
 /// # Equivalent code
 ///
 /// ```text
@@ -217,6 +245,19 @@ use proc_macro::TokenStream;
 ///
 /// Associated functions without `self` that do not mention `Self` cannot tell which `impl` they
 /// are in: two of them with the same name in one module share default keys. Give them a `key`.
+/// In `impl Trait for Type`, such a function also gets a key companion, which a trait impl does
+/// not accept (``method `__cache_key_load` is not a member of trait``): cache a free function and
+/// call it from the trait method instead.
+///
+/// ```compile_fail,E0407
+/// # use cache_core::cached;
+/// trait Loader { fn load(id: u64) -> String; }
+/// struct Db;
+/// impl Loader for Db {
+///     #[cached]
+///     fn load(id: u64) -> String { id.to_string() }
+/// }
+/// ```
 ///
 /// Tasks spawned from a cached body do not inherit a test's
 /// [`CacheManager::scope`](../cache_core/struct.CacheManager.html#method.scope).
@@ -225,13 +266,329 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     cached::cached(args.into(), item.into()).into()
 }
 
-/// Decides when a `#[cached]` function uses its cache (manual to follow).
+/// Decides when a [`#[cached]`](macro@cached) function uses its cache.
+///
+/// ```
+/// use cache_core::{cache_if, cached};
+///
+/// #[cached(key = "search:{query}")]
+/// #[cache_if(!query.is_empty(), result = |hits: &Vec<String>| !hits.is_empty())]
+/// fn search(query: &str) -> Vec<String> {
+///     // an expensive search in real life
+///     ["rust", "redis"].iter().filter(|w| w.starts_with(query)).map(|w| w.to_string()).collect()
+/// }
+/// # assert_eq!(search("ru"), ["rust"]); // cached
+/// # assert!(search("").len() == 2);     // never looked up, never stored
+/// # assert!(search("x").is_empty());    // run and returned, not stored
+/// ```
+///
+/// Both forms are optional; give one or both, in one `#[cache_if]`.
+///
+/// # The condition
+///
+/// `#[cache_if(EXPR)]`: a `bool` expression over the arguments (`self` too, in a method),
+/// evaluated before anything else. When it is `false` the cache is bypassed entirely: no lookup,
+/// nothing stored, no single flight; the body runs as if the function were not cached. Each
+/// bypass is counted in the cache's [`CacheStats::bypassed`](../cache_core/struct.CacheStats.html#structfield.bypassed).
+///
+/// The expression reads the arguments before the body does; it should borrow them
+/// (`name.is_empty()`), not consume them.
+///
+/// # `result = <predicate>`
+///
+/// `#[cache_if(result = |value| ...)]`: asked after the body, with a reference to the whole
+/// return value (`&R`), whether to store it. The value is returned either way. Any `Fn(&R) ->
+/// bool` will do: a closure, or a path such as `result = Option::is_some`. For a `Result`, only
+/// an `Ok` that the predicate accepts is stored (an `Err` never is); for an `Option`, only a
+/// `Some` (unless `cache_none = true`).
+///
+/// ```
+/// # use cache_core::{cache_if, cached};
+/// #[cached]
+/// #[cache_if(result = |r: &Result<u32, String>| r.as_ref().is_ok_and(|n| *n > 0))]
+/// fn stock(item: u32) -> Result<u32, String> {
+///     Ok(item % 3) // an out-of-stock answer (0) is asked again next time
+/// }
+/// # assert_eq!(stock(3), Ok(0));
+/// ```
+///
+/// # Either order
+///
+/// `#[cache_if]` may be written above or below `#[cached]` (also as `cache_core::cache_if`, next
+/// to `#[cached]`, `#[cache_core::cached]` or `#[::cache_core::cached]`): below, `#[cached]`
+/// takes it off the function; above, it hands its arguments to the `#[cached]` below it.
+///
+/// # Equivalent code
+///
+/// ```text
+/// #[cached(key = "user:{id}")]
+/// #[cache_if(id > 0, result = |u: &User| u.active)]
+/// async fn get_user(id: i64) -> User { BODY }
+/// ```
+///
+/// becomes, with the signature unchanged (as in `#[cached]`'s equivalent code, paths shortened):
+///
+/// ```text
+/// async fn get_user(id: i64) -> User {
+///     static SITE: CallSite = CallSite::new("default", 0);
+///     let use_cache = if id > 0 { true } else { false };
+///     let mut k = KeyBuf::new(); /* render "user:{id}" */
+///     let strategy = store_if::<User, _, _>(Probe::<User>::new().strategy(),
+///                                          move |v: &User| keep(|u: &User| u.active, v));
+///     let body = async move { BODY };      // built once
+///     if use_cache {
+///         cached_async(&SITE, &k, &[], strategy, body).await
+///     } else {
+///         bypass(&SITE);                   // counted in the stats
+///         body.await
+///     }
+/// }
+/// ```
+///
+/// # Errors
+///
+/// `#[cache_if]` without `#[cached]` on the same function, a second `#[cache_if]`, an unknown
+/// option or an empty `#[cache_if]` are reported at the attribute. A name that is not an
+/// argument is reported by the compiler at that name, a condition that is not a `bool` at the
+/// condition, and a predicate of the wrong type at the predicate.
+///
+/// # Limitations
+///
+/// It only adds a condition to `#[cached]`; alone it is an error:
+///
+/// ```compile_fail
+/// # use cache_core::cache_if;
+/// #[cache_if(id > 0)]
+/// fn get_user(id: u64) -> u64 { id }
+/// ```
+///
+/// The condition is a `bool`, not a value that converts to one:
+///
+/// ```compile_fail,E0308
+/// # use cache_core::{cache_if, cached};
+/// #[cached]
+/// #[cache_if(name.len())]
+/// fn greet(name: &str) -> String { format!("hello {name}") }
+/// ```
+///
+/// The predicate is built before the body takes the arguments, so it should not capture them;
+/// it sees the return value only.
 #[proc_macro_attribute]
 pub fn cache_if(args: TokenStream, item: TokenStream) -> TokenStream {
     cache_if::cache_if(args.into(), item.into()).into()
 }
 
-/// Invalidates cache entries when a function succeeds (manual to follow).
+/// Removes cache entries when a function that changes their data succeeds.
+///
+/// ```
+/// use cache_core::{cached, invalidates};
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct User { id: u64, name: String }
+///
+/// #[cached(cache = "users", key = "user:{id}")]
+/// async fn get_user(id: u64) -> Result<User, String> {
+///     Ok(User { id, name: format!("user {id}") }) // a database query in real life
+/// }
+///
+/// #[invalidates(get_user(id))]
+/// async fn rename(id: u64, name: &str) -> Result<(), String> {
+///     let _ = name; // an UPDATE in real life
+///     Ok(())
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// get_user(7).await?;
+/// rename(7, "Ada").await?;   // Ok: user:7 is removed
+/// get_user(7).await?;        // a miss: loaded again
+/// # Ok::<(), String>(())
+/// # }).unwrap();
+/// ```
+///
+/// Works on `fn` and `async fn`, free functions and methods; the signature is left exactly as
+/// written, and the future of an `async fn` is `Send` whenever it was.
+///
+/// # When
+///
+/// Keys, patterns and tags are rendered first, from the arguments as they were passed (the body
+/// may move or change them). Then the body runs, and if it succeeded the entries are removed
+/// before the function returns: for a `Result` (or an alias of it) on `Ok` only, for any other
+/// return type always. An `Err` leaves the cache as it was. The compiler decides what is a
+/// `Result`, as `#[cached]` does, not the spelling of the type.
+///
+/// In an `async fn` the removal is awaited (a remote tier included); in a sync `fn` it blocks
+/// until done.
+///
+/// # What to remove
+///
+/// Any combination, in one attribute.
+///
+/// ## A `#[cached]` function and its arguments
+///
+/// `#[invalidates(get_user(id))]` removes the entry that `get_user(id)` would read: the key is
+/// rendered by `get_user`'s own key derivation (its key template, or its default key), through
+/// the companion that `#[cached]` writes (see [`#[cached]`](macro@cached)), and removed from
+/// `get_user`'s cache. The arguments are expressions over this function's arguments, written as
+/// in a call of `get_user`; they are borrowed, and the compiler checks their types. Several
+/// functions may be named, and paths, type arguments and methods are allowed:
+///
+/// ```
+/// # use cache_core::{cached, invalidates};
+/// mod users {
+///     # use cache_core::cached;
+///     #[cached(cache = "profiles", key = "profile:{id}")]
+///     pub fn profile(id: u64) -> String { format!("profile {id}") }
+/// }
+///
+/// #[cached] // the default key: the function's path and a hash of the arguments
+/// fn permissions(id: u64, org: &str) -> Vec<String> { vec![format!("{org}:{id}")] }
+///
+/// struct Repo { org: String }
+///
+/// impl Repo {
+///     #[cached(key = "repo:{self.org}:{id}")]
+///     pub(crate) fn get(&self, id: u64) -> u64 { id }
+///
+///     #[invalidates(users::profile(id), permissions(id, &self.org), Self::get(self, id))]
+///     fn remove_member(&self, id: u64) -> Result<(), String> { Ok(()) }
+/// }
+/// # Repo { org: "x".into() }.remove_member(1).unwrap();
+/// ```
+///
+/// A name that is not a `#[cached]` function is an error at that name ("cannot find function
+/// `__cache_key_get_usr`": no key companion, so not a cached function, or not in scope). A
+/// method's companion exists only if the method has a visibility (`pub(self)` for a private
+/// one); see [`#[cached]`](macro@cached). A function whose key is an expression
+/// (`key = format!(..)`) cannot be named: give it a template, or use `key = ...` here.
+///
+/// ## `key` and `keys`
+///
+/// One key, `key = "user:{id}"`, or several, `keys = ["user:{id}", "profile:{id}"]`, removed
+/// from the cache named by `cache`. Templates are rendered exactly as `#[cached]` renders them
+/// (the same placeholders, fields and formatters, the same escaping), so `key = "user:{id}"`
+/// names the entry of `#[cached(key = "user:{id}")]` with the same `id`. An expression,
+/// `key = format!("user-{id}")`, is used whole, as in `#[cached]`.
+///
+/// ## `cache`
+///
+/// The named cache of `key`, `keys`, `pattern`, `patterns` and `all`: `cache = "users"`.
+/// Default `"default"`. (Tags apply to every cache; a named function knows its own cache.)
+///
+/// ## `tags`
+///
+/// `tags = ["user:{id}"]` removes, from every cache, every entry stored with one of these tags
+/// (`#[cached(tags = [..])]`), in time proportional to those entries.
+///
+/// ## `pattern` and `patterns`
+///
+/// `pattern = "search:{user}:*"` removes the keys of the named cache that match a glob (`*`,
+/// `?`, `[..]`, `\` escapes); `patterns = [..]` gives several. The literal parts are glob syntax
+/// as written. The argument values are escaped twice, as in a key and then for the glob, so they
+/// match only themselves: a user id of `*` removes that user's entries, not everyone's.
+///
+/// ```
+/// # use cache_core::{cached, invalidates};
+/// #[cached(cache = "search", key = "search:{user}:{query}")]
+/// fn search(user: &str, query: &str) -> Vec<String> { vec![format!("{user}/{query}")] }
+///
+/// #[invalidates(cache = "search", pattern = "search:{user}:*")]
+/// fn forget_searches(user: &str) {}
+/// # search("*", "a"); search("ada", "b");
+/// # forget_searches("*");
+/// # assert_eq!(cache_core::cache("search").len(), 1);
+/// ```
+///
+/// ## `all`
+///
+/// `cache = "catalog", all = true` empties that cache. (To empty every cache, call
+/// `cache_core::invalidate_all()`.)
+///
+/// ## `before`
+///
+/// `before = true` removes the entries before the body runs, whatever it returns (Spring's
+/// `beforeInvocation`): for bodies whose failure may still have changed the data.
+///
+/// ## `crate`
+///
+/// The path to `cache_core` when it is not reachable as `::cache_core`, as in `#[cached]`.
+///
+/// # Equivalent code
+///
+/// ```text
+/// #[invalidates(get_user(id), tags = ["user:{id}"])]
+/// async fn rename(id: u64, name: String) -> Result<User, Error> { BODY }
+/// ```
+///
+/// becomes, with the signature unchanged (paths shortened):
+///
+/// ```text
+/// async fn rename(id: u64, name: String) -> Result<User, Error> {
+///     let inv_0 = companion_key(__cache_key_get_user(&(id)));    // ("users", "user:7")
+///     let inv_1 = { let mut t = KeyBuf::new(); t.lit("user:"); t.part_or_int(&id, ..); t };
+///     let (probe, out) = OnSuccess::with(async move { BODY }.await);
+///     let split = probe.split();              // `Result`: Ok/Err; anything else: whole
+///     let kept = match split.kept(out) {
+///         Ok(value) => value,                 // only the `Ok` value is held below
+///         Err(failed) => return failed,       // an `Err`: nothing is removed
+///     };
+///     invalidate_key(inv_0.0, &inv_0.1).await;
+///     invalidate_tag(&inv_1).await;
+///     split.rebuild(kept)
+/// }
+/// ```
+///
+/// With `before = true`, the invalidations come first and the body follows as it is. A sync
+/// function runs its body in a closure and calls the `_blocking` twins. `return` and `?` keep
+/// their meaning.
+///
+/// # Errors
+///
+/// Mistakes are reported at the option, template or argument they concern, all in one build,
+/// and the function is still emitted as written.
+///
+/// # Limitations
+///
+/// It cannot share a function with `#[cached]`: on a hit the body does not run, so its
+/// invalidations would not either.
+///
+/// ```compile_fail
+/// # use cache_core::{cached, invalidates};
+/// #[cached]
+/// #[invalidates(key = "all-users")]
+/// fn load(id: u64) -> u64 { id }
+/// ```
+///
+/// `all = true` needs the cache to empty:
+///
+/// ```compile_fail
+/// # use cache_core::invalidates;
+/// #[invalidates(all = true)]
+/// fn reset() {}
+/// ```
+///
+/// A named function must be `#[cached]`:
+///
+/// ```compile_fail,E0425
+/// # use cache_core::invalidates;
+/// fn get_user(id: u64) -> u64 { id }
+///
+/// #[invalidates(get_user(id))]
+/// fn rename(id: u64) {}
+/// ```
+///
+/// and its key derivable from the arguments: a `key = <expression>` is not.
+///
+/// ```compile_fail,E0277
+/// # use cache_core::{cached, invalidates};
+/// #[cached(key = format!("user-{id}"))]
+/// fn get_user(id: u64) -> u64 { id }
+///
+/// #[invalidates(get_user(id))]
+/// fn rename(id: u64) {}
+/// ```
+///
+/// After the body, an `async fn` holds its successful value (the `Ok` value of a `Result`)
+/// across the invalidation's `.await`: a `Result<Rc<T>, E>` makes the future `!Send` where it
+/// was not. Errors are never held.
 #[proc_macro_attribute]
 pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     invalidates::invalidates(args.into(), item.into()).into()
