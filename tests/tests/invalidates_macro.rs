@@ -363,6 +363,7 @@ mod shapes {
     }
 
     #[cached]
+    #[allow(clippy::toplevel_ref_arg)] // on purpose: every binding mode
     pub(crate) fn by_ref(&x: &u32, ref y: String, mut z: i64) -> i64 {
         RUNS.fetch_add(1, SeqCst);
         z += 1;

@@ -80,7 +80,13 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             }
             Target::Call(call) => {
                 let key = companion_call(c, call);
-                prepare.extend(quote! { let #var = #key; });
+                // Each argument is borrowed once more than the user wrote, for the companion's
+                // by-reference parameters; where that borrow is dereferenced again (a parameter
+                // that is a reference already), clippy would blame the user's argument.
+                prepare.extend(quote! {
+                    #[allow(clippy::needless_borrow, clippy::needless_borrows_for_generic_args)]
+                    let #var = #key;
+                });
                 let f = blocking("invalidate_key");
                 invalidate.extend(awaited(quote! { #c::__private::#f(#var.0, &#var.1) }));
             }
