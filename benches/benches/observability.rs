@@ -25,7 +25,9 @@ fn bench(c: &mut Criterion) {
         id
     };
     let mut g = c.benchmark_group("observability");
-    g.bench_function("hit, no subscriber", |b| b.iter(|| black_box(profile(black_box(next())))));
+    g.bench_function("hit, no subscriber", |b| {
+        b.iter(|| black_box(profile(black_box(next()))))
+    });
     for level in [tracing::Level::INFO, tracing::Level::DEBUG] {
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(level)

@@ -24,6 +24,7 @@ use crate::manager::WeakManager;
 ///     .clock(clock.clone())
 ///     .alerts(AlertRules::new().window(Duration::from_secs(60)).min_hit_rate(0.5).min_lookups(2))
 ///     .build();
+/// assert!(manager.check_alerts().is_empty(), "the first check opens the first window");
 /// let c = manager.cache("users");
 /// c.blocking().get::<u32>("a");
 /// c.blocking().get::<u32>("b");

@@ -179,9 +179,19 @@ fn keep_computed<R, S: Strategy<R>>(
     has_codec: bool,
     out: R,
     took: Duration,
+    epoch: u64,
 ) -> Outcome<R, S::Value> {
     store.memory.counters.body_latency.record(took);
     match strategy.cacheable(&out) {
+        Some(v) if store.memory.epochs.snapshot(hash, &opts.tags) != epoch => {
+            // An invalidation overlapped the computation: answer, but do not store.
+            tracing::debug!(cache = %store.name, key = key.as_str(), "value computed across an invalidation; not stored");
+            Outcome {
+                out,
+                state: State::Done(Arc::new(v)),
+                to_remote: None,
+            }
+        }
         Some(v) => {
             let value: Value = Arc::new(v.clone());
             let to_remote = (store.remote.is_some() && has_codec).then(|| (v, opts.clone(), took));
@@ -212,10 +222,13 @@ fn keep_promoted<R, S: Strategy<R>>(
     mut opts: InsertOptions,
     strategy: &S,
     hit: crate::store::RemoteHit<S::Value>,
+    epoch: u64,
 ) -> Outcome<R, S::Value> {
     let value: Value = Arc::new(hit.value.clone());
     opts.ttl = hit.remaining;
-    store.put_local(key.as_str(), hash, value.clone(), opts);
+    if store.memory.epochs.snapshot(hash, &opts.tags) == epoch {
+        store.put_local(key.as_str(), hash, value.clone(), opts);
+    }
     Outcome {
         out: strategy.rebuild(hit.value),
         state: State::Done(value),
@@ -247,12 +260,13 @@ where
     S: Strategy<R>,
     Fut: Future<Output = R>,
 {
+    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
     if let Some(codec) = codec {
         if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit);
+            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
         if let Some(hit) = store.get_remote(key.as_str(), codec).await {
-            return keep_promoted(store, key, hash, opts, strategy, hit);
+            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
     }
     let started = Instant::now();
@@ -267,6 +281,7 @@ where
         has_codec,
         out,
         started.elapsed(),
+        epoch,
     )
 }
 
@@ -407,12 +422,13 @@ where
     S: Strategy<R>,
     F: FnOnce() -> R,
 {
+    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
     if let Some(codec) = codec {
         if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit);
+            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
         if let Some(hit) = get_remote_blocking(store, key, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit);
+            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
     }
     let started = Instant::now();
@@ -427,6 +443,7 @@ where
         has_codec,
         out,
         started.elapsed(),
+        epoch,
     )
 }
 

@@ -168,3 +168,45 @@ async fn firing_with_a_missing_or_unexpected_argument_is_rejected_and_removes_no
     assert_eq!(err, EventError::UnknownEvent("nope".into()));
     assert_eq!(m.cache("users").len(), 10);
 }
+
+/// A computation that started before an invalidation and ends after it answers its caller but is
+/// not stored: no later read may return data older than an invalidation that already returned.
+#[tokio::test]
+async fn a_value_computed_across_an_invalidation_is_not_stored() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let m = CacheManager::default();
+    for invalidate_all in [false, true] {
+        let c = m.cache(if invalidate_all {
+            "race-all"
+        } else {
+            "race-key"
+        });
+        let runs = AtomicUsize::new(0);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let leader = c.get_or_insert_with("user:1", || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            started_tx.send(()).unwrap();
+            release_rx.await.unwrap();
+            "old".to_string()
+        });
+        let invalidator = async {
+            started_rx.await.unwrap();
+            if invalidate_all {
+                m.invalidate_cache(c.name()).await;
+            } else {
+                m.invalidate_key(c.name(), "user:1").await;
+            }
+            release_tx.send(()).unwrap();
+        };
+        let (value, ()) = tokio::join!(leader, invalidator);
+        assert_eq!(value, "old", "the overlapping caller gets its answer");
+        assert!(c.is_empty(), "but it is not stored");
+        let again = c.get_or_insert_with("user:1", || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            "new".to_string()
+        });
+        assert_eq!(again.await, "new");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+}

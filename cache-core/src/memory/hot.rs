@@ -63,7 +63,7 @@ impl HotKeys {
             Some(entry) => entry.1 = estimate,
             None => top.push((key.into(), estimate)),
         }
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         top.truncate(TOP);
     }
 

@@ -5,6 +5,7 @@
 //! map shard. A hit takes one shard's read lock and nothing else.
 
 mod entry;
+pub(crate) mod epochs;
 mod evictor;
 pub(crate) mod hot;
 pub(crate) use hot::TOP as HOT_TOP;
@@ -79,6 +80,8 @@ pub(crate) struct MemoryStore {
     pub(crate) counters: Counters,
     /// Sampled access frequencies, for hot-key preloading.
     pub(crate) hot: hot::HotKeys,
+    /// Invalidation epochs, so a computation that overlapped an invalidation is not stored.
+    pub(crate) epochs: epochs::Epochs,
 }
 
 impl PartialOrd for Slot {
@@ -113,6 +116,7 @@ impl MemoryStore {
             tags: TagIndex::default(),
             counters: Counters::default(),
             hot: hot::HotKeys::default(),
+            epochs: epochs::Epochs::default(),
         });
         register_for_maintenance(&store);
         store
@@ -250,6 +254,7 @@ impl MemoryStore {
 
     /// Removes `key`. True if a live entry was removed.
     pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
+        self.epochs.bump_key(hash);
         let now = self.clock.now_ms();
         match self.map.remove_if(&hash, |_, e| e.key.as_bytes() == key) {
             Some((_, entry)) => {
@@ -268,6 +273,7 @@ impl MemoryStore {
 
     /// Removes every entry whose key satisfies `pred`. Returns how many were removed.
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        self.epochs.bump_all();
         let mut removed = Vec::new();
         self.map.retain(|hash, e| {
             if pred(&e.key) {
@@ -294,6 +300,7 @@ impl MemoryStore {
 
     /// Removes every entry carrying `tag`, in time proportional to those entries.
     pub(crate) fn remove_tag(&self, tag: &str) -> usize {
+        self.epochs.bump_tag(tag);
         self.tags
             .take(tag)
             .into_iter()
