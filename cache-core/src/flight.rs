@@ -33,13 +33,57 @@ enum State {
     Done(Value),
     /// The leader finished with an outcome that is not cached.
     Uncached,
+    /// The leader had a value but nobody was waiting, so it made no shareable copy (a
+    /// remote-only cache keeps none in memory). A caller that joined in the instant before the
+    /// flight was removed loads the value itself.
+    Unshared,
     /// The leader was cancelled or panicked.
     Abandoned,
 }
 
+/// A flight's state, and whether anyone waits for it (so that a leader nobody waits for skips
+/// the wake-ups: `Condvar::notify_all` is a futex system call even without waiters).
+struct Slot {
+    state: State,
+    waiting: bool,
+}
+
+/// A flight's key, inline when short (most keys are) so registering a flight is one allocation.
+enum FlightKey {
+    Inline {
+        len: u8,
+        bytes: [u8; FlightKey::INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl FlightKey {
+    const INLINE: usize = 64;
+
+    fn new(key: &[u8]) -> Self {
+        if key.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            FlightKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            FlightKey::Heap(key.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            FlightKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            FlightKey::Heap(b) => b,
+        }
+    }
+}
+
 pub(crate) struct Flight {
-    key: Box<[u8]>,
-    state: Mutex<State>,
+    key: FlightKey,
+    slot: Mutex<Slot>,
     notify: tokio::sync::Notify,
     condvar: Condvar,
 }
@@ -47,35 +91,43 @@ pub(crate) struct Flight {
 impl Flight {
     fn new(key: &[u8]) -> Self {
         Flight {
-            key: key.into(),
-            state: Mutex::new(State::Running),
+            key: FlightKey::new(key),
+            slot: Mutex::new(Slot {
+                state: State::Running,
+                waiting: false,
+            }),
             notify: tokio::sync::Notify::new(),
             condvar: Condvar::new(),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn wait(&self) -> State {
         loop {
             let mut notified = pin!(self.notify.notified());
             notified.as_mut().enable();
-            let state = self.state().clone();
-            if !matches!(state, State::Running) {
-                return state;
+            {
+                let mut slot = self.slot();
+                if !matches!(slot.state, State::Running) {
+                    return slot.state.clone();
+                }
+                // Under the lock: a leader settling after this sees it and wakes us.
+                slot.waiting = true;
             }
             notified.await;
         }
     }
 
     fn wait_blocking(&self) -> State {
-        let mut state = self.state();
-        while matches!(*state, State::Running) {
-            state = self.condvar.wait(state).unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slot();
+        while matches!(slot.state, State::Running) {
+            slot.waiting = true;
+            slot = self.condvar.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
-        state.clone()
+        slot.state.clone()
     }
 }
 
@@ -89,13 +141,28 @@ struct LeaderGuard<'a> {
 
 impl LeaderGuard<'_> {
     fn settle(&mut self, state: State) {
+        self.settle_with(|_| state);
+    }
+
+    /// Settles with the state `make` builds, told whether anyone is waiting yet. `make` runs
+    /// outside the lock (it may clone a user value, which may panic: the guard then abandons the
+    /// flight as usual); a caller that starts waiting meanwhile gets what `make` returned.
+    fn settle_with(&mut self, make: impl FnOnce(bool) -> State) {
+        let waiting = self.flight.slot().waiting;
+        let state = make(waiting);
         self.settled = true;
-        *self.flight.state() = state;
+        let waiting = {
+            let mut slot = self.flight.slot();
+            slot.state = state;
+            slot.waiting
+        };
         self.store
             .flights
             .remove_if(&self.hash, |_, f| Arc::ptr_eq(f, &self.flight));
-        self.flight.notify.notify_waiters();
-        self.flight.condvar.notify_all();
+        if waiting {
+            self.flight.notify.notify_waiters();
+            self.flight.condvar.notify_all();
+        }
     }
 }
 
@@ -124,7 +191,7 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
     local: bool,
 ) -> Role<'a, T> {
     let flight = match store.flights.entry(hash) {
-        MapEntry::Occupied(o) if &*o.get().key == key.as_bytes() => {
+        MapEntry::Occupied(o) if o.get().key.as_bytes() == key.as_bytes() => {
             return Role::Follow(o.get().clone());
         }
         MapEntry::Occupied(_) => return Role::Alone,
@@ -162,9 +229,40 @@ fn miss_span(store: &Store, key: &KeyBuf) -> tracing::Span {
 /// What the leader found or made, before the remote write.
 struct Outcome<R, T> {
     out: R,
-    state: State,
+    share: Share,
     /// A computed value still to be written to the remote tier.
     to_remote: Option<(T, InsertOptions, Duration)>,
+}
+
+/// What the leader's followers get.
+enum Share {
+    /// The shared value that went into L1.
+    Value(Value),
+    /// The cacheable part of `out`, copied only if someone waits (a remote-only cache keeps no
+    /// copy in memory, so a lone caller pays for none).
+    FromOut,
+    /// Nothing: the outcome is not cached.
+    Nothing,
+}
+
+impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
+    /// The state the flight settles in.
+    fn state<S: Strategy<R, Value = T>>(&self, strategy: &S, waiting: bool) -> State {
+        match &self.share {
+            Share::Value(v) => State::Done(v.clone()),
+            Share::FromOut if waiting => {
+                // A computed value is at hand (it is about to be written); a promoted one is
+                // taken from the answer.
+                let value = match &self.to_remote {
+                    Some((v, ..)) => Some(v.clone()),
+                    None => strategy.cacheable(&self.out),
+                };
+                value.map_or(State::Uncached, |v| State::Done(Arc::new(v)))
+            }
+            Share::FromOut => State::Unshared,
+            Share::Nothing => State::Uncached,
+        }
+    }
 }
 
 /// Stores the cacheable part of a computed `out` in L1 and returns what followers get. A value
@@ -188,13 +286,25 @@ fn keep_computed<R, S: Strategy<R>>(
             tracing::debug!(cache = %store.name, key = key.as_str(), "value computed across an invalidation; not stored");
             Outcome {
                 out,
-                state: State::Done(Arc::new(v)),
+                share: Share::Value(Arc::new(v)),
                 to_remote: None,
             }
         }
         Some(v) => {
-            let value: Value = Arc::new(v.clone());
-            let to_remote = (store.remote.is_some() && has_codec).then(|| (v, opts.clone(), took));
+            let to_remote = store.remote.is_some() && has_codec;
+            if !store.keeps_local(has_codec) {
+                // Remote-only: nothing for L1, and no copy for followers unless they wait.
+                return Outcome {
+                    out,
+                    share: Share::FromOut,
+                    to_remote: Some((v, opts, took)),
+                };
+            }
+            let (value, to_remote): (Value, _) = if to_remote {
+                (Arc::new(v.clone()), Some((v, opts.clone(), took)))
+            } else {
+                (Arc::new(v), None)
+            };
             if has_codec {
                 store.put_local(key.as_str(), hash, value.clone(), opts);
             } else {
@@ -202,13 +312,13 @@ fn keep_computed<R, S: Strategy<R>>(
             }
             Outcome {
                 out,
-                state: State::Done(value),
+                share: Share::Value(value),
                 to_remote,
             }
         }
         None => Outcome {
             out,
-            state: State::Uncached,
+            share: Share::Nothing,
             to_remote: None,
         },
     }
@@ -224,6 +334,14 @@ fn keep_promoted<R, S: Strategy<R>>(
     hit: crate::store::RemoteHit<S::Value>,
     epoch: u64,
 ) -> Outcome<R, S::Value> {
+    if !store.tier.uses_memory() {
+        // Remote-only: the hit is the caller's; followers, if any, get a copy at settling.
+        return Outcome {
+            out: strategy.rebuild(hit.value),
+            share: Share::FromOut,
+            to_remote: None,
+        };
+    }
     let value: Value = Arc::new(hit.value.clone());
     opts.ttl = hit.remaining;
     if store.memory.epochs.snapshot(hash, &opts.tags) == epoch {
@@ -231,7 +349,7 @@ fn keep_promoted<R, S: Strategy<R>>(
     }
     Outcome {
         out: strategy.rebuild(hit.value),
-        state: State::Done(value),
+        share: Share::Value(value),
         to_remote: None,
     }
 }
@@ -350,7 +468,7 @@ where
                 let outcome =
                     load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
                 // Followers get the value before the remote write's round trip.
-                guard.settle(outcome.state);
+                guard.settle_with(|waiting| outcome.state(strategy, waiting));
                 write_remote(store, key, codec, outcome.to_remote).await;
                 return outcome.out;
             }
@@ -368,7 +486,7 @@ where
                         // Same key, another type: another function shares this key template.
                         None => return body.await,
                     },
-                    State::Uncached => {
+                    State::Uncached | State::Unshared => {
                         let outcome =
                             load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
                         write_remote(store, key, codec, outcome.to_remote).await;
@@ -498,7 +616,7 @@ where
             Role::Lead(mut guard) => {
                 let outcome =
                     load_or_compute_blocking(store, key, hash, opts(), strategy, codec, body);
-                guard.settle(outcome.state);
+                guard.settle_with(|waiting| outcome.state(strategy, waiting));
                 write_remote_blocking(store, key, codec, outcome.to_remote);
                 return outcome.out;
             }
@@ -515,7 +633,7 @@ where
                         Some(v) => return strategy.rebuild(v.clone()),
                         None => return body(),
                     },
-                    State::Uncached => {
+                    State::Uncached | State::Unshared => {
                         let outcome = load_or_compute_blocking(
                             store,
                             key,
