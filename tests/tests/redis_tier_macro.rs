@@ -1034,3 +1034,149 @@ async fn the_cache_api_reads_and_writes_redis() {
     let stats = remote_stats(&b, "users");
     assert_eq!((stats.errors, stats.timeouts), (0, 0), "{stats:?}");
 }
+
+// --- single flight and round trips ---------------------------------------------------------
+
+static SLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "slow:{id}")]
+async fn slow(id: u64) -> Address {
+    SLOW_RUNS.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Address {
+        street: format!("{id} Slow Road"),
+        city: "Patience".into(),
+        zip: None,
+    }
+}
+
+fn spawn_slow(m: &CacheManager, id: u64) -> tokio::task::JoinHandle<Address> {
+    let m = m.clone();
+    tokio::spawn(async move { m.scope(slow(id)).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_a_redis_only_cache_share_one_body_run() {
+    const NS: &str = "macro-flight";
+    let a = manager(NS);
+    let tasks: Vec<_> = (0..10).map(|_| spawn_slow(&a, 1)).collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().street, "1 Slow Road");
+    }
+    assert_eq!(SLOW_RUNS.load(SeqCst), 1);
+    assert_eq!(a.cache("users").stats().coalesced, 9);
+
+    // Concurrent readers of a value already in Redis: every one gets it, no body runs, and
+    // those that joined the leader's flight did not read Redis themselves.
+    let b = manager(NS);
+    let tasks: Vec<_> = (0..10).map(|_| spawn_slow(&b, 1)).collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().street, "1 Slow Road");
+    }
+    assert_eq!(SLOW_RUNS.load(SeqCst), 1);
+    let stats = b.cache("users").stats();
+    let remote = stats.remote.clone().unwrap();
+    assert_eq!(remote.hits + stats.coalesced, 10, "{stats:?}");
+    assert_eq!(remote.misses, 0, "{stats:?}");
+}
+
+static SLOW_SYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "slow-sync:{id}")]
+fn slow_sync(id: u64) -> String {
+    SLOW_SYNC_RUNS.fetch_add(1, SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    format!("slow {id}")
+}
+
+#[test]
+fn concurrent_sync_misses_on_a_redis_only_cache_share_one_body_run() {
+    let m = manager("macro-flight-sync");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || m.scope_sync(|| slow_sync(3)))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "slow 3");
+    }
+    assert_eq!(SLOW_SYNC_RUNS.load(SeqCst), 1);
+    assert_eq!(m.cache("users").stats().coalesced, 7);
+}
+
+static COUNTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "counted:{id}", tags = ["counted"])]
+async fn counted(id: u64) -> Account {
+    COUNTED_RUNS.fetch_add(1, SeqCst);
+    account(id)
+}
+
+/// `INFO commandstats` as `(command, calls)` pairs, without the test's own `CONFIG` and `INFO`
+/// and without the commands the tag script runs inside Redis.
+fn command_calls(server: &RedisServer) -> Vec<(String, u64)> {
+    const NOT_SENT: &[&str] = &[
+        "config|resetstat",
+        "info",
+        "sadd",
+        "exists",
+        "pttl",
+        "pexpire",
+        "persist",
+    ];
+    let mut calls: Vec<(String, u64)> = server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| !NOT_SENT.contains(&name.as_str()))
+        .collect();
+    calls.sort();
+    calls
+}
+
+#[tokio::test]
+async fn a_hit_is_one_get_and_a_miss_adds_one_pipelined_write() {
+    // Its own server: the command counts are server-wide.
+    let server = RedisServer::start();
+    let m = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server.url()).namespace("commands"),
+        ))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache("users", Policy::new().tier(Tier::Remote).ttl_secs(60))
+        .build();
+    // Connect first, so the handshake is not counted.
+    m.scope(counted(0)).await;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+
+    // A miss: GET, then SET and the tag script (sent as one pipeline).
+    m.scope(counted(1)).await;
+    let owned = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        command_calls(&server),
+        owned(&[("eval", 1), ("get", 1), ("set", 1)])
+    );
+
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..10 {
+        m.scope(counted(1)).await;
+    }
+    assert_eq!(COUNTED_RUNS.load(SeqCst), 2);
+    assert_eq!(
+        command_calls(&server),
+        owned(&[("get", 10)]),
+        "ten hits: ten GETs and nothing else"
+    );
+}
