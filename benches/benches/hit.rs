@@ -26,6 +26,11 @@ mod ours {
     pub(crate) async fn async_template(id: u64) -> Profile {
         Profile::load(id)
     }
+
+    #[cache_core::cached(cache = "bench")]
+    pub(crate) async fn async_default_key(id: u64) -> Profile {
+        Profile::load(id)
+    }
 }
 
 mod peer_cached {
@@ -44,6 +49,17 @@ mod peer_cached {
 
     #[cached]
     pub(crate) async fn async_unbounded(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    // The same `"user:{id}"` key as ours, built the way `cached` lets a user build one.
+    #[cached(key = "String", convert = r#"{ format!("user:{}", id) }"#)]
+    pub(crate) fn sync_template(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cached(key = "String", convert = r#"{ format!("user:{}", id) }"#)]
+    pub(crate) async fn async_template(id: u64) -> Profile {
         Profile::load(id)
     }
 }
@@ -70,6 +86,9 @@ fn hits(c: &mut Criterion) {
         ours::sync_template(id);
         ours::sync_default_key(id);
         rt.block_on(ours::async_template(id));
+        rt.block_on(ours::async_default_key(id));
+        peer_cached::sync_template(id);
+        rt.block_on(peer_cached::async_template(id));
         peer_cached::sync_unbounded(id);
         peer_cached::sync_lru(id);
         rt.block_on(peer_cached::async_unbounded(id));
@@ -96,6 +115,9 @@ fn hits(c: &mut Criterion) {
     g.bench_function("cached/sync max_size", |b| {
         b.iter(|| black_box(peer_cached::sync_lru(black_box(next()))))
     });
+    g.bench_function("cached/sync key=\"user:{id}\"", |b| {
+        b.iter(|| black_box(peer_cached::sync_template(black_box(next()))))
+    });
     g.bench_function("moka/sync get", |b| {
         b.iter(|| black_box(moka_sync.get(&black_box(next()))))
     });
@@ -106,6 +128,18 @@ fn hits(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             async move { black_box(ours::async_template(id).await) }
+        })
+    });
+    g.bench_function("ours/async default key", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(ours::async_default_key(id).await) }
+        })
+    });
+    g.bench_function("cached/async key=\"user:{id}\"", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(peer_cached::async_template(id).await) }
         })
     });
     g.bench_function("cached/async unbounded", |b| {

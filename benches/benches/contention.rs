@@ -1,0 +1,84 @@
+//! Contention: 2 threads reading a Zipf(1.0) trace over 10k preloaded keys (all hits), through
+//! our `#[cached]` and each peer. One iteration is both threads each serving `PER_THREAD`
+//! requests; `scripts/bench` turns the time into operations per second.
+//!
+//! Run: `cargo bench -p benches --bench contention`.
+
+use std::hint::black_box;
+
+use benches::{Profile, zipf_trace};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const KEYS: u64 = 10_000;
+const THREADS: usize = 2;
+const PER_THREAD: usize = 20_000;
+
+#[cache_core::cached(cache = "contention", key = "user:{id}")]
+fn ours(id: u64) -> Profile {
+    Profile::load(id)
+}
+
+#[cached::cached]
+fn peer_cached(id: u64) -> Profile {
+    Profile::load(id)
+}
+
+/// Runs `op` over each thread's slice of the trace, both threads at once.
+fn run(traces: &[Vec<u64>], op: &(impl Fn(u64) + Sync)) {
+    std::thread::scope(|s| {
+        for t in traces {
+            s.spawn(move || {
+                for &k in t {
+                    op(k);
+                }
+            });
+        }
+    });
+}
+
+fn contention(c: &mut Criterion) {
+    cache_core::CacheManager::builder()
+        .cache(
+            "contention",
+            cache_core::Policy::new().max_entries(KEYS as usize),
+        )
+        .install()
+        .expect("the benchmark installs the global manager first");
+    let moka = moka::sync::Cache::<u64, Profile>::new(KEYS);
+    let quick = quick_cache::sync::Cache::<u64, Profile>::new(KEYS as usize);
+    for id in 0..KEYS {
+        ours(id);
+        peer_cached(id);
+        moka.insert(id, Profile::load(id));
+        quick.insert(id, Profile::load(id));
+    }
+    let traces: Vec<Vec<u64>> = (0..THREADS)
+        .map(|t| zipf_trace(1.0, KEYS, PER_THREAD, 0xC0FFEE + t as u64))
+        .collect();
+
+    let mut g = c.benchmark_group("contention");
+    g.throughput(Throughput::Elements((THREADS * PER_THREAD) as u64));
+    g.sample_size(20);
+    g.bench_function("ours", |b| {
+        b.iter(|| run(&traces, &|k| drop(black_box(ours(k)))))
+    });
+    g.bench_function("cached", |b| {
+        b.iter(|| run(&traces, &|k| drop(black_box(peer_cached(k)))))
+    });
+    g.bench_function("moka", |b| {
+        b.iter(|| run(&traces, &|k| drop(black_box(moka.get(&k)))))
+    });
+    g.bench_function("quick_cache", |b| {
+        b.iter(|| run(&traces, &|k| drop(black_box(quick.get(&k)))))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = contention
+}
+criterion_main!(benches);
