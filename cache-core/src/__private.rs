@@ -101,6 +101,18 @@ where
     Fut: Future<Output = R>,
 {
     let store = site.store();
+    #[cfg(feature = "axum")]
+    if crate::http::recording() {
+        // Under `CacheHeadersLayer`: note whether the body ran, for the response's `x-cache`.
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let body = async {
+            ran.store(true, std::sync::atomic::Ordering::Relaxed);
+            body.await
+        };
+        let out = flight::get_or_compute(&store, key, site.options(tags), &strategy, body).await;
+        crate::http::record_ran(ran.into_inner());
+        return out;
+    }
     flight::get_or_compute(&store, key, site.options(tags), &strategy, body).await
 }
 
@@ -118,6 +130,17 @@ where
     F: FnOnce() -> R,
 {
     let store = site.store();
+    #[cfg(feature = "axum")]
+    if crate::http::recording() {
+        let ran = std::cell::Cell::new(false);
+        let body = || {
+            ran.set(true);
+            body()
+        };
+        let out = flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body);
+        crate::http::record_ran(ran.get());
+        return out;
+    }
     flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body)
 }
 
@@ -139,6 +162,8 @@ pub fn keep<R: ?Sized, F: Fn(&R) -> bool>(predicate: F, value: &R) -> bool {
 #[inline]
 pub fn bypass(site: &'static CallSite) {
     site.store().memory.counters.bypassed.incr();
+    #[cfg(feature = "axum")]
+    crate::http::record(crate::http::CacheStatus::Bypass);
 }
 
 /// `#[invalidates(key = ..)]` / the `get_user(id)` form: removes one key from a named cache.

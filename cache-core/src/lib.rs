@@ -37,6 +37,8 @@ mod flight;
 mod health;
 mod histogram;
 mod hot_keys;
+#[cfg(feature = "axum")]
+pub mod http;
 mod invalidation;
 mod key;
 mod manager;

@@ -178,3 +178,21 @@ impl<T> ViaNothing<T> for CodecProbe<T> {
         None
     }
 }
+
+/// axum's `Json<T>` is not serde-serializable itself; its codec is `T`'s, so a handler returning
+/// `Json<T>` (or `Result<Json<T>, E>`) reaches the remote tier when `T` can. An inherent method:
+/// it wins over [`ViaNothing`], and is passed over (its bound unmet) when `T` is not [`Storable`].
+#[cfg(feature = "axum")]
+impl<T: Storable> CodecProbe<axum::Json<T>> {
+    /// The serde codec of `T`, wrapped in `Json`.
+    pub fn codec(&self) -> Option<Codec<axum::Json<T>>> {
+        Some(Codec {
+            encode: |key, value, meta, compress_above| {
+                envelope::encode(key, &value.0, meta, compress_above).map_err(|e| e.to_string())
+            },
+            decode: |key, bytes, now| {
+                envelope::decode::<T>(key, bytes, now).map(|(v, meta)| (axum::Json(v), meta))
+            },
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Cache headers for axum (feature `axum`): [`CacheHeadersLayer`] marks each response with
+//! `x-cache: HIT | MISS | STALE | BYPASS` from what the `#[cached]` functions did while the
+//! request was handled, and can add `Cache-Control: max-age` and an `ETag` (answering
+//! `If-None-Match` with `304 Not Modified`).
+//!
+//! The layer runs the inner service inside a tokio task-local; the cache runtime records each
+//! cached call's outcome into it when it is set (one task-local check per cached call, and only
+//! with this feature). Several cached calls in one request combine: any `MISS` makes the response
+//! a `MISS`, else any `STALE` a `STALE`, else any `HIT` a `HIT`; a request that made no cached
+//! call (or only bypassed ones) is a `BYPASS`.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use cache_core::http::CacheHeadersLayer;
+//! use std::time::Duration;
+//!
+//! # async fn handler() -> &'static str { "" }
+//! let app: Router = Router::new()
+//!     .route("/videos/{id}", get(handler))
+//!     .layer(CacheHeadersLayer::new().max_age(Duration::from_secs(60)).etag(true));
+//! ```
+
+mod layer;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+
+pub use layer::CacheHeadersLayer;
+
+/// What the cache did for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum CacheStatus {
+    /// No cached call, or only calls that `#[cache_if]` bypassed.
+    Bypass,
+    /// Every cached call was answered from a tier (memory, Redis, or another caller's flight).
+    Hit,
+    /// A value past its freshness was served (reserved: the runtime does not serve stale values
+    /// yet).
+    Stale,
+    /// At least one cached call ran its body.
+    Miss,
+}
+
+impl CacheStatus {
+    /// The header value: `HIT`, `MISS`, `STALE` or `BYPASS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Miss => "MISS",
+        }
+    }
+}
+
+tokio::task_local! {
+    static REQUEST_STATUS: Cell<Option<CacheStatus>>;
+}
+
+/// Whether the current task is a request under [`CacheHeadersLayer`].
+#[inline]
+pub(crate) fn recording() -> bool {
+    REQUEST_STATUS.try_with(|_| ()).is_ok()
+}
+
+/// Records one cached call's outcome for the current request, if the layer is in use.
+#[inline]
+pub(crate) fn record(status: CacheStatus) {
+    let _ = REQUEST_STATUS.try_with(|cell| {
+        cell.set(Some(cell.get().map_or(status, |s| s.max(status))));
+    });
+}
+
+/// Records a cached call that ran its body (`MISS`) or did not (`HIT`).
+#[inline]
+pub(crate) fn record_ran(ran: bool) {
+    record(if ran {
+        CacheStatus::Miss
+    } else {
+        CacheStatus::Hit
+    });
+}
+
+/// The layer's options.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) etag: bool,
+}
+
+/// The service of [`CacheHeadersLayer`].
+#[derive(Clone, Debug)]
+pub struct CacheHeaders<S> {
+    inner: S,
+    config: Config,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for CacheHeaders<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let if_none_match = if self.config.etag {
+            req.headers().get(header::IF_NONE_MATCH).cloned()
+        } else {
+            None
+        };
+        let config = self.config.clone();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let (res, status) = REQUEST_STATUS
+                .scope(Cell::new(None), async {
+                    let res = future.await;
+                    (res, REQUEST_STATUS.with(Cell::get))
+                })
+                .await;
+            let res = res?;
+            Ok(finish(
+                res,
+                status.unwrap_or(CacheStatus::Bypass),
+                &config,
+                if_none_match,
+            )
+            .await)
+        })
+    }
+}
+
+async fn finish(
+    mut res: Response<Body>,
+    status: CacheStatus,
+    config: &Config,
+    if_none_match: Option<HeaderValue>,
+) -> Response<Body> {
+    res.headers_mut()
+        .insert("x-cache", HeaderValue::from_static(status.as_str()));
+    let cacheable = status != CacheStatus::Bypass && res.status().is_success();
+    if !cacheable {
+        return res;
+    }
+    if let Some(max_age) = config.max_age
+        && !res.headers().contains_key(header::CACHE_CONTROL)
+        && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
+    {
+        res.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    if !config.etag || res.status() != StatusCode::OK || res.headers().contains_key(header::ETAG) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => {
+            parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+            return Response::from_parts(parts, Body::empty());
+        }
+    };
+    let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes));
+    let matches = if_none_match
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag
+            })
+        });
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        parts.headers.insert(header::ETAG, v);
+    }
+    if matches {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_TYPE);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
