@@ -157,3 +157,47 @@ pub(crate) fn mentions_self_type(sig: &Signature) -> bool {
     finder.visit_signature(sig);
     finder.0
 }
+
+/// The names bound by an argument pattern, in order (`Path(id)` binds `id`; `_` binds nothing).
+pub(crate) fn bound_names(pat: &Pat) -> Vec<Ident> {
+    let mut names = Vec::new();
+    collect(pat, &mut names);
+    names
+}
+
+/// The last path segment of `ty` (through references, parentheses and groups): `State` for
+/// `axum::extract::State<AppState>`, `HeaderMap` for `&http::HeaderMap`.
+pub(crate) fn last_segment(ty: &Type) -> Option<&Ident> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
+        Type::Reference(r) => last_segment(&r.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        Type::Group(g) => last_segment(&g.elem),
+        _ => None,
+    }
+}
+
+/// axum's `State<S>`: shared application state, never part of a default key.
+pub(crate) fn is_state_extractor(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s == "State")
+}
+
+/// Extractors that carry per-user input (credentials, cookies, headers, the whole request) which a
+/// default key does not cover; caching a handler that reads them can serve one user's response to
+/// another.
+pub(crate) const PER_USER_EXTRACTORS: &[&str] = &[
+    "HeaderMap",
+    "TypedHeader",
+    "CookieJar",
+    "SignedCookieJar",
+    "PrivateCookieJar",
+    "Cookies",
+    "Extension",
+    "Request",
+    "Parts",
+];
+
+/// The per-user extractor `ty` is, if any (see [`PER_USER_EXTRACTORS`]).
+pub(crate) fn per_user_extractor(ty: &Type) -> Option<&Ident> {
+    last_segment(ty).filter(|s| PER_USER_EXTRACTORS.iter().any(|p| *s == p))
+}

@@ -5,14 +5,17 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use syn::visit::Visit;
-use syn::{Expr, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, Type, Visibility};
+use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, Type, Visibility};
 
 use super::parse::{Args, CacheIfTokens, KeySpec};
 use crate::cache_if::parse::{Condition, parse_condition};
 use crate::codegen::first_last;
 use crate::errors::Errors;
 use crate::key_template::Template;
-use crate::signature::{Inputs, has_impl_trait, mentions_self_type, quoted_list};
+use crate::signature::{
+    Inputs, bound_names, has_impl_trait, is_state_extractor, mentions_self_type,
+    per_user_extractor, quoted_list,
+};
 
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
@@ -247,6 +250,39 @@ impl Visit<'_> for Unownable<'_> {
     fn visit_type_macro(&mut self, _: &syn::TypeMacro) {}
 }
 
+/// A default key covers the request-shaped arguments only; an argument of a per-user extractor
+/// type (`HeaderMap`, `TypedHeader<..>`, cookies, `Extension<..>`, the whole `Request`) that binds
+/// a name and is not in `skip` is an error: the response may depend on who asked, and the key
+/// would not say who.
+fn per_user_inputs(sig: &syn::Signature, skipped: &[&Ident], errors: &Errors) {
+    for arg in &sig.inputs {
+        let FnArg::Typed(typed) = arg else { continue };
+        let Some(extractor) = per_user_extractor(&typed.ty) else {
+            continue;
+        };
+        let names = bound_names(&typed.pat);
+        let unskipped: Vec<&Ident> = names.iter().filter(|n| !skipped.contains(n)).collect();
+        let Some(first) = unskipped.first() else {
+            continue;
+        };
+        let skip_list = unskipped
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        errors.spanned_by(
+            &typed.ty,
+            format!(
+                "`#[cached]` on `{fn_name}`: `{first}` comes from `{extractor}`, per-user input that the default key does not cover, \
+                 so the first caller's response would be served to every other user (a cross-user leak); \
+                 give an explicit `key = \"...\"` that includes what the response depends on (such as the user's id), \
+                 or add `skip({skip_list})` if the response does not depend on it",
+                fn_name = sig.ident,
+            ),
+        );
+    }
+}
+
 fn default_key(
     item: &ItemFn,
     inputs: &Inputs,
@@ -286,10 +322,15 @@ fn default_key(
         }
     }
 
+    per_user_inputs(sig, &skipped, errors);
+
+    // axum's `State<S>` is the application's shared state, the same for every request: it is
+    // left out of the key (and need not be `Serialize`).
     let args = inputs
         .bindings
         .iter()
         .filter(|b| !skipped.iter().any(|s| **s == b.ident))
+        .filter(|b| !is_state_extractor(&b.arg_ty))
         .map(|b| KeyArg {
             ident: b.ident.clone(),
             span: if b.whole_arg {

@@ -1,0 +1,288 @@
+//! `#[cached]` on axum handlers: extractors in the arguments, `State` left out of the key,
+//! `Json` values, the `Handler` bound kept (`#[debug_handler]` above and below), and the
+//! `x-cache` layer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router, debug_handler};
+use cache_core::http::CacheHeadersLayer;
+use cache_core::{CacheManager, Policy, cached};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+#[derive(Clone)]
+struct AppState {
+    runs: Arc<AtomicUsize>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Item {
+    id: u64,
+    page: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PageQuery {
+    page: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct NewItem {
+    id: u64,
+}
+
+#[debug_handler]
+#[cached(cache = "handlers", ttl = 60)]
+async fn item(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Query(q): Query<PageQuery>,
+) -> Json<Item> {
+    s.runs.fetch_add(1, Ordering::SeqCst);
+    Json(Item { id, page: q.page })
+}
+
+#[cached(cache = "handlers", ttl = 60)]
+#[debug_handler]
+async fn item_result(
+    State(s): State<AppState>,
+    Path((a, b)): Path<(u64, u32)>,
+) -> Result<Json<Item>, (StatusCode, String)> {
+    s.runs.fetch_add(1, Ordering::SeqCst);
+    if a == 0 {
+        return Err((StatusCode::NOT_FOUND, "no item 0".into()));
+    }
+    Ok(Json(Item { id: a, page: b }))
+}
+
+#[debug_handler]
+#[cached(cache = "handlers", ttl = 60)]
+async fn created(State(s): State<AppState>, Json(body): Json<NewItem>) -> (StatusCode, Json<Item>) {
+    s.runs.fetch_add(1, Ordering::SeqCst);
+    (
+        StatusCode::CREATED,
+        Json(Item {
+            id: body.id,
+            page: 1,
+        }),
+    )
+}
+
+/// A per-user input the response does not depend on, skipped explicitly.
+#[debug_handler]
+#[cached(cache = "handlers", ttl = 60, skip(headers))]
+async fn with_headers(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> String {
+    let _ = headers;
+    s.runs.fetch_add(1, Ordering::SeqCst);
+    format!("item {id}")
+}
+
+/// A per-user input covered by an explicit key.
+#[cached(cache = "handlers", ttl = 60, key = "user-page:{user}")]
+async fn per_user(State(s): State<AppState>, headers: HeaderMap, user: String) -> String {
+    let _ = headers;
+    s.runs.fetch_add(1, Ordering::SeqCst);
+    format!("for {user}")
+}
+
+fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/items/{id}", get(item))
+        .route("/pairs/{a}/{b}", get(item_result))
+        .route("/items", post(created))
+        .route("/headers/{id}", get(with_headers))
+        .route("/plain", get(|| async { "plain" }))
+        .with_state(state)
+        .layer(
+            CacheHeadersLayer::new()
+                .max_age(Duration::from_secs(30))
+                .etag(true),
+        )
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn get_path(app: &Router, path: &str) -> Reply {
+    send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+fn x_cache(r: &Reply) -> &str {
+    r.headers
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("<none>")
+}
+
+fn manager() -> CacheManager {
+    CacheManager::builder()
+        .cache("handlers", Policy::new().max_entries(1000))
+        .build()
+}
+
+#[tokio::test]
+async fn state_is_left_out_of_the_key_and_extractors_are_in_it() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        // Two different states: the key does not depend on which one the handler got.
+        let a = app(AppState { runs: runs.clone() });
+        let b = app(AppState { runs: runs.clone() });
+        let first = get_path(&a, "/items/5?page=2").await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.body, r#"{"id":5,"page":2}"#);
+        assert_eq!(x_cache(&first), "MISS");
+        let again = get_path(&b, "/items/5?page=2").await;
+        assert_eq!(
+            (again.body.as_str(), x_cache(&again)),
+            (first.body.as_str(), "HIT")
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Another query string is another key.
+        let other = get_path(&a, "/items/5?page=3").await;
+        assert_eq!(x_cache(&other), "MISS");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn results_cache_ok_only_and_tuples_are_keys() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = app(AppState { runs: runs.clone() });
+        for _ in 0..2 {
+            let r = get_path(&app, "/pairs/0/1").await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND);
+            assert_eq!(x_cache(&r), "MISS", "an error is not cached");
+            assert!(!r.headers.contains_key(header::CACHE_CONTROL));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let r = get_path(&app, "/pairs/3/4").await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "MISS"));
+        let r = get_path(&app, "/pairs/3/4").await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "HIT"));
+        assert_eq!(r.body, r#"{"id":3,"page":4}"#);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn json_bodies_are_keys_and_status_tuples_are_values() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = app(AppState { runs: runs.clone() });
+        for expect in ["MISS", "HIT"] {
+            let req = Request::post("/items")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"id":9}"#))
+                .unwrap();
+            let r = send(&app, req).await;
+            assert_eq!((r.status, x_cache(&r)), (StatusCode::CREATED, expect));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn skipped_per_user_inputs_are_allowed() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = app(AppState { runs: runs.clone() });
+        assert_eq!(get_path(&app, "/headers/1").await.body, "item 1");
+        assert_eq!(x_cache(&get_path(&app, "/headers/1").await), "HIT");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let state = AppState { runs: runs.clone() };
+        assert_eq!(
+            per_user(State(state.clone()), HeaderMap::new(), "ann".into()).await,
+            "for ann"
+        );
+        assert_eq!(
+            per_user(State(state), HeaderMap::new(), "ann".into()).await,
+            "for ann"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_layer_sets_cache_control_etag_and_answers_304() {
+    let m = manager();
+    m.scope(async {
+        let app = app(AppState {
+            runs: Arc::new(AtomicUsize::new(0)),
+        });
+        let r = get_path(&app, "/items/77?page=1").await;
+        assert_eq!(r.headers.get(header::CACHE_CONTROL).unwrap(), "max-age=30");
+        let etag = r.headers.get(header::ETAG).expect("an ETag").clone();
+        let req = Request::get("/items/77?page=1")
+            .header(header::IF_NONE_MATCH, etag.clone())
+            .body(Body::empty())
+            .unwrap();
+        let r = send(&app, req).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(r.body, "");
+        assert_eq!(r.headers.get(header::ETAG), Some(&etag));
+        assert_eq!(x_cache(&r), "HIT");
+        // A route without a cached call is a BYPASS, without cache headers.
+        let r = get_path(&app, "/plain").await;
+        assert_eq!((x_cache(&r), r.body.as_str()), ("BYPASS", "plain"));
+        assert!(!r.headers.contains_key(header::ETAG));
+        assert!(!r.headers.contains_key(header::CACHE_CONTROL));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_the_layer_handlers_are_cached_the_same() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/items/{id}", get(item))
+            .with_state(AppState { runs: runs.clone() });
+        for _ in 0..3 {
+            let r = app
+                .clone()
+                .oneshot(Request::get("/items/1?page=1").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert!(!r.headers().contains_key("x-cache"));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
