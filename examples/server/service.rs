@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cache_core::cached;
+use cache_core::{cache_if, cached};
 
 use crate::db::Db;
 use crate::error::AppError;
@@ -24,14 +24,10 @@ pub(crate) async fn user_videos(
     db.user_videos(user_id, page).await
 }
 
-#[cached(cache = "videos", ttl = 3600, key = "video:{id}")]
-pub(crate) async fn video(db: &Arc<Db>, id: u64) -> Result<Video, AppError> {
-    db.video(id).await
-}
-
 /// Search results, keyed case-insensitively (SQLite's `LIKE` is). Queries under two characters
-/// are not cached: they match nearly everything and are rarely repeated (see `routes::search`).
+/// are not cached (counted as bypassed): they match nearly everything and are rarely repeated.
 #[cached(cache = "search", ttl = 600, key = "search:{q:lower}")]
+#[cache_if(q.trim().chars().count() >= 2)]
 pub(crate) async fn search(db: &Arc<Db>, q: String) -> Result<Vec<Video>, AppError> {
     db.search(q).await
 }

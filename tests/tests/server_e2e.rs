@@ -240,7 +240,6 @@ fn a_miss_then_a_hit_runs_one_query() {
 }
 
 #[test]
-#[ignore = "the x-cache layer is not in the server yet"]
 fn the_cache_layer_marks_a_miss_then_a_hit() {
     let server = Server::start();
     let miss = server.get("/videos/43");
@@ -252,6 +251,26 @@ fn the_cache_layer_marks_a_miss_then_a_hit() {
         }
         (m, h) => panic!("x-cache headers missing: miss {m:?}, hit {h:?}"),
     }
+    // The uncached twin and the constant route go around the cache.
+    let raw = server.get("/raw/videos/43");
+    assert_eq!((raw.status, raw.body.as_str()), (200, miss.body.as_str()));
+    assert_eq!(raw.header("x-cache"), Some("BYPASS"));
+    let ping = server.get("/ping");
+    assert_eq!((ping.status, ping.body.as_str()), (200, "pong"));
+    // A one-character search bypasses the cache; a longer one is a miss, then a hit.
+    assert_eq!(server.get("/search?q=a").header("x-cache"), Some("BYPASS"));
+    assert_eq!(server.get("/search?q=a").header("x-cache"), Some("BYPASS"));
+    assert_eq!(
+        server.get("/search?q=Video%201").header("x-cache"),
+        Some("MISS")
+    );
+    let hit = server.get("/search?q=video%201");
+    assert_eq!(
+        hit.header("x-cache"),
+        Some("HIT"),
+        "keys are case-insensitive"
+    );
+    assert_eq!(hit.json()["cacheable"], true);
 }
 
 #[test]
