@@ -66,6 +66,7 @@ impl CallSite {
         move || InsertOptions {
             ttl,
             tags: tags.iter().map(|t| Arc::from(t.as_str())).collect(),
+            epoch: None,
         }
     }
 }

@@ -80,6 +80,7 @@ impl EntryOptions {
         InsertOptions {
             ttl: self.ttl,
             tags: self.tags,
+            epoch: None,
         }
     }
 }
@@ -120,6 +121,7 @@ impl Cache {
         let opts = InsertOptions {
             ttl: hit.remaining,
             tags: Vec::new(),
+            epoch: None,
         };
         self.store
             .put_local(key, hash, Arc::new(hit.value.clone()), opts);

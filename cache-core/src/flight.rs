@@ -37,7 +37,8 @@ enum State {
     /// remote-only cache keeps none in memory). A caller that joined in the instant before the
     /// flight was removed loads the value itself.
     Unshared,
-    /// The leader was cancelled or panicked.
+    /// The leader was cancelled or panicked, or its value straddles an invalidation: followers
+    /// start over.
     Abandoned,
 }
 
@@ -83,15 +84,18 @@ impl FlightKey {
 
 pub(crate) struct Flight {
     key: FlightKey,
+    /// The cache's flight generation when the leader started; see `join`.
+    generation: u64,
     slot: Mutex<Slot>,
     notify: tokio::sync::Notify,
     condvar: Condvar,
 }
 
 impl Flight {
-    fn new(key: &[u8]) -> Self {
+    fn new(key: &[u8], generation: u64) -> Self {
         Flight {
             key: FlightKey::new(key),
+            generation,
             slot: Mutex::new(Slot {
                 state: State::Running,
                 waiting: false,
@@ -190,13 +194,22 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
     hash: u64,
     local: bool,
 ) -> Role<'a, T> {
+    let generation = store.memory.epochs.flight_generation();
     let flight = match store.flights.entry(hash) {
-        MapEntry::Occupied(o) if o.get().key.as_bytes() == key.as_bytes() => {
-            return Role::Follow(o.get().clone());
+        // A flight that started before an invalidation of this cache may bring a value older
+        // than it: a caller arriving after the invalidation does not wait for that value but
+        // leads a new flight in its place (the old leader's followers keep theirs).
+        MapEntry::Occupied(mut o) if o.get().key.as_bytes() == key.as_bytes() => {
+            if o.get().generation == generation {
+                return Role::Follow(o.get().clone());
+            }
+            let flight = Arc::new(Flight::new(key.as_bytes(), generation));
+            o.insert(flight.clone());
+            flight
         }
         MapEntry::Occupied(_) => return Role::Alone,
         MapEntry::Vacant(v) => {
-            let flight = Arc::new(Flight::new(key.as_bytes()));
+            let flight = Arc::new(Flight::new(key.as_bytes(), generation));
             v.insert(flight.clone());
             flight
         }
@@ -243,6 +256,8 @@ enum Share {
     FromOut,
     /// Nothing: the outcome is not cached.
     Nothing,
+    /// Nothing, and followers start over: the value straddles an invalidation.
+    Retry,
 }
 
 impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
@@ -261,6 +276,7 @@ impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
             }
             Share::FromOut => State::Unshared,
             Share::Nothing => State::Uncached,
+            Share::Retry => State::Abandoned,
         }
     }
 }
@@ -272,7 +288,7 @@ fn keep_computed<R, S: Strategy<R>>(
     store: &Store,
     key: &KeyBuf,
     hash: u64,
-    opts: InsertOptions,
+    mut opts: InsertOptions,
     strategy: &S,
     has_codec: bool,
     out: R,
@@ -281,18 +297,13 @@ fn keep_computed<R, S: Strategy<R>>(
 ) -> Outcome<R, S::Value> {
     store.memory.counters.body_latency.record(took);
     match strategy.cacheable(&out) {
-        Some(v) if store.memory.epochs.snapshot(hash, &opts.tags) != epoch => {
-            // An invalidation overlapped the computation: answer, but do not store.
-            tracing::debug!(cache = %store.name, key = key.as_str(), "value computed across an invalidation; not stored");
-            Outcome {
-                out,
-                share: Share::Value(Arc::new(v)),
-                to_remote: None,
-            }
-        }
         Some(v) => {
             let to_remote = store.remote.is_some() && has_codec;
+            opts.epoch = Some(epoch);
             if !store.keeps_local(has_codec) {
+                if store.memory.epochs.snapshot(hash, &opts.tags) != epoch {
+                    return straddled(store, key, out);
+                }
                 // Remote-only: nothing for L1, and no copy for followers unless they wait.
                 return Outcome {
                     out,
@@ -305,10 +316,13 @@ fn keep_computed<R, S: Strategy<R>>(
             } else {
                 (Arc::new(v), None)
             };
-            if has_codec {
-                store.put_local(key.as_str(), hash, value.clone(), opts);
+            let stored = if has_codec {
+                store.put_local(key.as_str(), hash, value.clone(), opts)
             } else {
-                store.put_local_only(key.as_str(), hash, value.clone(), opts);
+                store.put_local_only(key.as_str(), hash, value.clone(), opts)
+            };
+            if !stored {
+                return straddled(store, key, out);
             }
             Outcome {
                 out,
@@ -344,12 +358,27 @@ fn keep_promoted<R, S: Strategy<R>>(
     }
     let value: Value = Arc::new(hit.value.clone());
     opts.ttl = hit.remaining;
-    if store.memory.epochs.snapshot(hash, &opts.tags) == epoch {
-        store.put_local(key.as_str(), hash, value.clone(), opts);
+    opts.epoch = Some(epoch);
+    if !store.put_local(key.as_str(), hash, value.clone(), opts) {
+        return straddled(store, key, strategy.rebuild(hit.value));
     }
     Outcome {
         out: strategy.rebuild(hit.value),
         share: Share::Value(value),
+        to_remote: None,
+    }
+}
+
+/// A value read or computed across an invalidation (its epoch moved): the caller gets it (it was
+/// concurrent with the invalidation), nothing is stored, and followers start over, since some
+/// joined after the invalidation returned and must not get this value. The check is made under
+/// the map's shard lock (`MemoryStore::insert`), so an invalidation either removes the new entry
+/// or the entry sees the invalidation.
+fn straddled<R, T>(store: &Store, key: &KeyBuf, out: R) -> Outcome<R, T> {
+    tracing::debug!(cache = %store.name, key = key.as_str(), "value read or computed across an invalidation; not stored");
+    Outcome {
+        out,
+        share: Share::Retry,
         to_remote: None,
     }
 }
@@ -434,7 +463,9 @@ where
         tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
         return strategy.rebuild(v);
     }
-    miss(store, key, hash, opts, strategy, body).await
+    // Boxed so the caller's future holds a pointer rather than the whole miss state machine
+    // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
+    Box::pin(miss(store, key, hash, opts, strategy, body)).await
 }
 
 /// The miss path of [`get_or_compute`], kept out of line so the hit path stays small.

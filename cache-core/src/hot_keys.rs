@@ -103,6 +103,7 @@ impl CacheManager {
                     InsertOptions {
                         ttl,
                         tags: Vec::new(),
+                        epoch: None,
                     },
                 );
                 loaded += 1;

@@ -79,9 +79,16 @@ impl Store {
     }
 
     /// L1 write, with the L1 TTL cap of a hybrid cache.
-    pub(crate) fn put_local(&self, key: &str, hash: u64, value: Value, mut opts: InsertOptions) {
+    /// Returns false if `opts.epoch` rejected the value (an invalidation overlapped it).
+    pub(crate) fn put_local(
+        &self,
+        key: &str,
+        hash: u64,
+        value: Value,
+        mut opts: InsertOptions,
+    ) -> bool {
         if !self.tier.uses_memory() {
-            return;
+            return true;
         }
         if self.tier == Tier::Hybrid {
             if let Some(l1) = self.policy.l1_ttl {
@@ -89,7 +96,7 @@ impl Store {
                 opts.ttl = Some(ttl.map_or(l1, |t| t.min(l1)));
             }
         }
-        self.memory.insert(key, hash, value, opts);
+        self.memory.insert(key, hash, value, opts)
     }
 
     /// Whether values of this call live in L1: always in a cache with a memory tier, and in a
@@ -116,11 +123,17 @@ impl Store {
 
     /// L1 write of a value that has no codec: into memory whatever the tier (see
     /// [`keeps_local`](Self::keeps_local)).
-    pub(crate) fn put_local_only(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) {
+    pub(crate) fn put_local_only(
+        &self,
+        key: &str,
+        hash: u64,
+        value: Value,
+        opts: InsertOptions,
+    ) -> bool {
         if self.tier.uses_memory() {
-            self.put_local(key, hash, value, opts);
+            self.put_local(key, hash, value, opts)
         } else {
-            self.memory.insert(key, hash, value, opts);
+            self.memory.insert(key, hash, value, opts)
         }
     }
 

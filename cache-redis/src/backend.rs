@@ -265,8 +265,8 @@ impl RedisTier {
 impl RemoteTier for RedisTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
         Box::pin(async move {
-            let full = self.layout.value_key(key);
-            self.shared.conn.query(redis::cmd("GET").arg(full)).await
+            let get = self.layout.key_command("GET", key);
+            self.shared.conn.query(&get).await
         })
     }
 
@@ -295,12 +295,8 @@ impl RemoteTier for RedisTier {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>> {
         Box::pin(async move {
-            let full = self.layout.value_key(key);
-            let n: u64 = self
-                .shared
-                .conn
-                .query(redis::cmd("UNLINK").arg(full))
-                .await?;
+            let unlink = self.layout.key_command("UNLINK", key);
+            let n: u64 = self.shared.conn.query(&unlink).await?;
             Ok(n > 0)
         })
     }

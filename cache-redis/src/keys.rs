@@ -119,6 +119,20 @@ impl CacheLayout {
         out
     }
 
+    /// The Redis key of a logical key as a command argument, written straight into the
+    /// command's buffer (no intermediate `String` on the read path).
+    pub(crate) fn value_key_arg<'a>(&'a self, key: &'a str) -> ValueKeyArg<'a> {
+        ValueKeyArg { layout: self, key }
+    }
+
+    /// A command `name` with one argument, the Redis key of `key`, allocated at its final size.
+    pub(crate) fn key_command(&self, name: &str, key: &str) -> redis::Cmd {
+        let arg = self.value_key_arg(key);
+        let mut cmd = redis::Cmd::with_capacity(2, name.len() + arg.len());
+        cmd.arg(name).arg(arg);
+        cmd
+    }
+
     /// The glob for a pattern over this cache's logical keys. The pattern is the caller's glob
     /// (its argument values already escaped); the prefix is escaped here.
     pub(crate) fn pattern(&self, pattern: &str) -> String {
@@ -134,9 +148,68 @@ impl CacheLayout {
     }
 }
 
+/// See [`CacheLayout::value_key_arg`].
+pub(crate) struct ValueKeyArg<'a> {
+    layout: &'a CacheLayout,
+    key: &'a str,
+}
+
+impl ValueKeyArg<'_> {
+    fn hashed(&self) -> bool {
+        needs_hash(self.key, self.layout.max_key_bytes)
+    }
+
+    /// The length of the key in bytes.
+    fn len(&self) -> usize {
+        self.layout.prefix.len() + if self.hashed() { 34 } else { self.key.len() }
+    }
+}
+
+impl redis::ToRedisArgs for ValueKeyArg<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's buffer cannot fail.
+        let _ = arg.write_all(self.layout.prefix.as_bytes());
+        let _ = if self.hashed() {
+            write!(
+                arg,
+                "h:{:032x}",
+                xxhash_rust::xxh3::xxh3_128(self.key.as_bytes())
+            )
+        } else {
+            arg.write_all(self.key.as_bytes())
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_argument_is_the_value_key() {
+        let c = Layout::new("n", 16).cache("c");
+        for key in ["user:42", "", "0123456789abcdefg", "a\nb"] {
+            let cmd = c.key_command("GET", key);
+            let args: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => b.to_vec(),
+                    _ => panic!("a plain argument"),
+                })
+                .collect();
+            assert_eq!(
+                args,
+                [b"GET".to_vec(), c.value_key(key).into_bytes()],
+                "{key:?}"
+            );
+            assert_eq!(c.value_key_arg(key).len(), c.value_key(key).len());
+        }
+    }
 
     #[test]
     fn layout() {

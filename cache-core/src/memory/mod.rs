@@ -64,6 +64,10 @@ pub(crate) struct InsertOptions {
     /// Overrides the policy's TTL.
     pub(crate) ttl: Option<Duration>,
     pub(crate) tags: Vec<Arc<str>>,
+    /// Store only if the invalidation epochs of the key and tags still sum to this (the value
+    /// was read or computed since); checked under the map's shard lock, so an invalidation either
+    /// sees the new entry and removes it, or the entry sees the invalidation and is not stored.
+    pub(crate) epoch: Option<u64>,
 }
 
 pub(crate) struct MemoryStore {
@@ -164,7 +168,8 @@ impl MemoryStore {
     }
 
     /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
-    pub(crate) fn insert(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) {
+    /// Returns false when `opts.epoch` says an invalidation overlapped the value (not stored).
+    pub(crate) fn insert(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) -> bool {
         let now = self.clock.now_ms_precise();
         let ttl = opts.ttl.or(self.policy.ttl);
         let expires_at = match ttl {
@@ -186,8 +191,27 @@ impl MemoryStore {
             freq: Default::default(),
             tags: opts.tags.into_boxed_slice(),
         };
+        // Indexed by tag before it becomes visible, so a tag invalidation that bumps its epoch
+        // after our check below still finds it; a stale index record is harmless.
         self.tags.add(&entry.tags, slot);
-        match self.map.insert(hash, entry) {
+        let replaced = {
+            let slot_entry = self.map.entry(hash);
+            if let Some(expected) = opts.epoch {
+                if self.epochs.snapshot(hash, &entry.tags) != expected {
+                    drop(slot_entry);
+                    self.tags.remove(&entry.tags, slot);
+                    return false;
+                }
+            }
+            match slot_entry {
+                dashmap::mapref::entry::Entry::Occupied(mut o) => Some(o.insert(entry)),
+                dashmap::mapref::entry::Entry::Vacant(v) => {
+                    v.insert(entry);
+                    None
+                }
+            }
+        };
+        match replaced {
             Some(old) => {
                 self.weight
                     .fetch_add(weight as i64 - old.weight as i64, Ordering::Relaxed);
@@ -209,6 +233,7 @@ impl MemoryStore {
         if evictor.queued() > 2 * self.len() + 1024 {
             evictor.compact(self);
         }
+        true
     }
 
     fn over_bounds(&self) -> bool {
