@@ -286,3 +286,17 @@ async fn without_the_layer_handlers_are_cached_the_same() {
     })
     .await;
 }
+
+#[test]
+fn json_values_travel_as_their_content_and_others_stay_in_memory() {
+    #[allow(unused_imports)]
+    use cache_core::remote::codec::{CodecProbe, ViaNothing as _, ViaSerde as _};
+    struct Opaque;
+    assert!((&&CodecProbe::<Json<Item>>::new()).codec().is_some());
+    assert!((&&CodecProbe::<Json<Opaque>>::new()).codec().is_none());
+    assert!(
+        (&&CodecProbe::<(StatusCode, Json<Item>)>::new())
+            .codec()
+            .is_none()
+    );
+}
