@@ -288,6 +288,8 @@ async fn without_the_layer_handlers_are_cached_the_same() {
 }
 
 #[test]
+// The `&&` is autoref specialization, as in the macro's expansion: it is what picks the codec.
+#[allow(clippy::needless_borrow)]
 fn json_values_travel_as_their_content_and_others_stay_in_memory() {
     #[allow(unused_imports)]
     use cache_core::remote::codec::{CodecProbe, ViaNothing as _, ViaSerde as _};
