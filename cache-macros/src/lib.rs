@@ -97,6 +97,13 @@ mod conditions_md {}
 /// name `Self` add its type (`::<Self=my_app::Repo>`); `self` itself and `_` arguments are never
 /// part of the key, and `skip(...)` leaves out more.
 ///
+/// On axum handlers (see docs/axum.md): names bound by extractor patterns (`Path(id)`,
+/// `Query(q)`, `Json(body)`) are arguments like any other; a `State<S>` argument is never part of
+/// the key; and an argument of a per-user extractor type (`HeaderMap`, `TypedHeader`,
+/// `CookieJar`, `SignedCookieJar`, `PrivateCookieJar`, `Cookies`, `Extension`, `Request`,
+/// `Parts`) is a compile error unless it is in `skip(...)` or the key is explicit: the default key
+/// could not tell users apart, and one user's response would be served to the others.
+///
 /// ## `cache`
 ///
 /// The named cache, `cache = "users"`, whose policy (TTL, bounds) applies. Default `"default"`.
