@@ -431,6 +431,19 @@ fn two_servers_sharing_redis_see_each_others_updates_within_100ms() {
             start.elapsed()
         );
     }
+
+    // A `#[cached]` handler returning `Json<Video>` reaches Redis through `Video`'s codec: what A
+    // computed is a hit on B, without a query.
+    let miss = a.get("/videos/55");
+    assert_eq!(miss.header("x-cache"), Some("MISS"));
+    let q = b.db_queries();
+    let hit = b.get("/videos/55");
+    assert_eq!(
+        (hit.header("x-cache"), hit.body.as_str()),
+        (Some("HIT"), miss.body.as_str())
+    );
+    assert_eq!(b.db_queries(), q, "B read A's value from Redis");
+
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
