@@ -1,0 +1,269 @@
+//! A Redis hit through `#[cached]` beside the same read done by hand with redis-rs, in the same
+//! run on the same server: what the framework adds to a round trip.
+//!
+//! - `ours/#[cached] remote hit`: an async `#[cached(key = "user:{id}")]` function on a
+//!   `Tier::Remote` cache whose entries are all in Redis: one `GET`, the envelope checks and the
+//!   MessagePack decode of a ~200-byte [`Profile`].
+//! - `redis-rs GET + rmp_serde::from_slice`: a `ConnectionManager` (the connection cache-redis
+//!   uses) `GET` of the same value stored by this benchmark with `rmp_serde::to_vec_named`, and
+//!   its decode.
+//! - `redis-rs GET (bytes only)`: the round trip alone, for scale.
+//! - `ours/#[cached] hybrid L1 hit`: the same function on a `Tier::Hybrid` cache, served from
+//!   memory, for reference.
+//!
+//! Before measuring it prints the allocations per call of the first two (a counting global
+//! allocator), and after the criterion groups a paired comparison of the first two in
+//! alternating batches, which holds on a machine busy with other work.
+//!
+//! The benchmark starts its own `redis-server` (through the tests crate's harness) on a free
+//! loopback port and stops it at the end. Run: `cargo bench -p benches --bench redis`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use benches::{KEYS, Profile};
+use cache_core::{CacheManager, Policy, Tier};
+use cache_redis::{RedisBackend, RedisConfig};
+use criterion::{Criterion, criterion_group, criterion_main};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+/// Counts allocations (a relaxed increment each: the same small cost on every row).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+mod ours {
+    use super::Profile;
+
+    #[cache_core::cached(cache = "remote", key = "user:{id}")]
+    pub(crate) async fn remote(id: u64) -> Profile {
+        Profile::load(id)
+    }
+
+    #[cache_core::cached(cache = "hybrid", key = "user:{id}")]
+    pub(crate) async fn hybrid(id: u64) -> Profile {
+        Profile::load(id)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn raw_key(id: u64) -> String {
+    format!("raw:user:{id}")
+}
+
+fn redis_hits(c: &mut Criterion) {
+    let server = tests::RedisServer::start();
+    let manager = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server.url()).namespace("bench"),
+        ))
+        .cache("remote", Policy::new().tier(Tier::Remote))
+        .cache("hybrid", Policy::new().tier(Tier::Hybrid))
+        .install()
+        .expect("the benchmark installs the global manager first");
+    let rt = runtime();
+
+    // Preload: our functions write their entries to Redis; the raw entries are written with
+    // named MessagePack, as cache-core's payload is.
+    let mut raw = rt
+        .block_on(ConnectionManager::new(
+            redis::Client::open(server.url()).expect("client"),
+        ))
+        .expect("connect");
+    rt.block_on(async {
+        for id in 0..KEYS {
+            ours::remote(id).await;
+            ours::hybrid(id).await;
+            let bytes = rmp_serde::to_vec_named(&Profile::load(id)).expect("encode");
+            let () = raw.set(raw_key(id), bytes).await.expect("SET");
+        }
+    });
+    let remote = manager
+        .cache("remote")
+        .stats()
+        .remote
+        .expect("remote stats");
+    assert_eq!(
+        (remote.misses, remote.errors),
+        (KEYS, 0),
+        "every key was written to Redis: {remote:?}"
+    );
+    let stored: Vec<u8> = rt.block_on(raw.get("bench:remote:user:7")).expect("GET");
+    let payload = rmp_serde::to_vec_named(&Profile::load(7)).unwrap();
+    eprintln!(
+        "value: {} bytes of MessagePack, {} bytes stored with the envelope",
+        payload.len(),
+        stored.len()
+    );
+
+    allocations(&rt, &raw);
+
+    let mut g = c.benchmark_group("redis hit");
+    let mut id = 0u64;
+    let mut next = move || {
+        id = (id + 1) % KEYS;
+        id
+    };
+    g.bench_function("ours/#[cached] remote hit", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(ours::remote(id).await) }
+        })
+    });
+    g.bench_function("redis-rs GET + rmp_serde::from_slice", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            let mut conn = raw.clone();
+            async move {
+                let bytes: Vec<u8> = conn.get(raw_key(id)).await.expect("GET");
+                black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"))
+            }
+        })
+    });
+    g.bench_function("redis-rs GET (bytes only)", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            let mut conn = raw.clone();
+            async move {
+                let bytes: Vec<u8> = conn.get(raw_key(id)).await.expect("GET");
+                black_box(bytes)
+            }
+        })
+    });
+    g.bench_function("ours/#[cached] hybrid L1 hit", |b| {
+        b.to_async(&rt).iter(|| {
+            let id = black_box(next());
+            async move { black_box(ours::hybrid(id).await) }
+        })
+    });
+    g.finish();
+
+    paired(&rt, &raw);
+
+    let remote = manager
+        .cache("remote")
+        .stats()
+        .remote
+        .expect("remote stats");
+    assert_eq!(
+        (remote.errors, remote.decode_errors),
+        (0, 0),
+        "every measured call was a clean Redis hit: {remote:?}"
+    );
+    drop(server);
+}
+
+/// Prints the allocations per call of a `#[cached]` Redis hit and of the raw read.
+fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
+    const CALLS: u64 = 2_000;
+    let per_call =
+        |before: u64| (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64;
+    rt.block_on(async {
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for id in 0..CALLS {
+            black_box(ours::remote(id % KEYS).await);
+        }
+        let ours = per_call(before);
+        let mut conn = raw.clone();
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for id in 0..CALLS {
+            let bytes: Vec<u8> = conn.get(raw_key(id % KEYS)).await.expect("GET");
+            black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
+        }
+        eprintln!(
+            "allocations per call: #[cached] remote hit {ours:.1}, redis-rs GET + \
+             rmp_serde::from_slice {:.1}",
+            per_call(before)
+        );
+    });
+}
+
+/// The framework's share of a Redis hit, measured robustly on a noisy machine: short batches of
+/// `#[cached]` hits and of raw `GET` + decode alternate (ABBA), so drift and other processes'
+/// load fall on both alike, and the median of the per-round ratios is reported.
+fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
+    const ROUNDS: usize = 60;
+    const BATCH: u64 = 300;
+    let (mut ours_ns, mut raw_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    rt.block_on(async {
+        let mut conn = raw.clone();
+        let mut id = 0;
+        for round in 0..ROUNDS {
+            let mut times = [0f64; 2];
+            let order = if round % 2 == 0 {
+                [0, 1, 1, 0]
+            } else {
+                [1, 0, 0, 1]
+            };
+            for which in order {
+                let started = std::time::Instant::now();
+                for _ in 0..BATCH {
+                    id = (id + 1) % KEYS;
+                    if which == 0 {
+                        black_box(ours::remote(black_box(id)).await);
+                    } else {
+                        let bytes: Vec<u8> = conn.get(raw_key(black_box(id))).await.expect("GET");
+                        black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
+                    }
+                }
+                times[which] += started.elapsed().as_nanos() as f64 / (2 * BATCH) as f64;
+            }
+            ours_ns.push(times[0]);
+            raw_ns.push(times[1]);
+            ratios.push(times[0] / times[1]);
+        }
+    });
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "paired ({ROUNDS} rounds of {BATCH} ABBA): #[cached] remote hit {:.1} µs, redis-rs GET + \
+         rmp_serde::from_slice {:.1} µs; median ratio {:.3} (framework adds {:+.1}%)",
+        median(&mut ours_ns) / 1e3,
+        median(&mut raw_ns) / 1e3,
+        median(&mut ratios.clone()),
+        (median(&mut ratios) - 1.0) * 100.0
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = redis_hits
+}
+criterion_main!(benches);
