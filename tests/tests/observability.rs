@@ -1,8 +1,8 @@
 //! Observability: exact counters for a known sequence, latency summaries, the `metrics` facade,
 //! tracing spans, alert windows, warming.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cache_core::{AlertKind, AlertRules, CacheManager, Clock, Policy, Warmer, cached};
