@@ -78,4 +78,3 @@ fn each_call_is_traced_with_its_cache_and_outcome() {
         "{lines:#?}"
     );
 }
-
