@@ -5,4 +5,4 @@
 
 pub mod redis_server;
 
-pub use redis_server::{BlackHole, RedisCluster, RedisServer};
+pub use redis_server::{BlackHole, NO_BULK_COMMANDS, RedisCluster, RedisServer};

@@ -235,6 +235,20 @@ fn log_tail(dir: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// Server arguments that disable `KEYS`, `FLUSHDB` and `FLUSHALL`: the tests run against servers
+/// without them, so any use of those commands by the library fails loudly.
+pub const NO_BULK_COMMANDS: &[&str] = &[
+    "--rename-command",
+    "KEYS",
+    "",
+    "--rename-command",
+    "FLUSHDB",
+    "",
+    "--rename-command",
+    "FLUSHALL",
+    "",
+];
+
 /// One `redis-server` on a free loopback port, killed on drop.
 ///
 /// ```no_run

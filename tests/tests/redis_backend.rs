@@ -15,17 +15,7 @@ use tests::redis_server::{BlackHole, RedisServer, free_port};
 /// The most any single operation may take in these tests, even against a dead server.
 const BOUND: Duration = Duration::from_secs(2);
 
-const NO_BULK_COMMANDS: &[&str] = &[
-    "--rename-command",
-    "KEYS",
-    "",
-    "--rename-command",
-    "FLUSHDB",
-    "",
-    "--rename-command",
-    "FLUSHALL",
-    "",
-];
+use tests::NO_BULK_COMMANDS;
 
 fn server() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();

@@ -15,19 +15,7 @@ use tests::RedisCluster;
 
 fn cluster() -> &'static RedisCluster {
     static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        RedisCluster::start_with_args(&[
-            "--rename-command",
-            "KEYS",
-            "",
-            "--rename-command",
-            "FLUSHDB",
-            "",
-            "--rename-command",
-            "FLUSHALL",
-            "",
-        ])
-    })
+    CLUSTER.get_or_init(|| RedisCluster::start_with_args(tests::NO_BULK_COMMANDS))
 }
 
 fn config(namespace: &str) -> RedisConfig {

@@ -20,19 +20,7 @@ use tests::RedisServer;
 
 fn server() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        RedisServer::start_with_args(&[
-            "--rename-command",
-            "KEYS",
-            "",
-            "--rename-command",
-            "FLUSHDB",
-            "",
-            "--rename-command",
-            "FLUSHALL",
-            "",
-        ])
-    })
+    SERVER.get_or_init(|| RedisServer::start_with_args(tests::NO_BULK_COMMANDS))
 }
 
 fn config(namespace: &str) -> RedisConfig {
