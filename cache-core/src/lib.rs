@@ -50,6 +50,8 @@ mod policy;
 pub mod remote;
 mod stats;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod warming;
 
 #[doc(hidden)]

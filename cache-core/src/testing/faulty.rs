@@ -1,0 +1,302 @@
+//! [`FaultyBackend`]: any remote backend with faults switched on and off while a test runs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::remote::backplane::Backplane;
+use crate::remote::{BoxFuture, RemoteBackend, RemoteError, RemoteTier};
+
+/// The fault a [`FaultyBackend`] injects into every remote operation until told otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Operations reach the wrapped backend unchanged.
+    #[default]
+    None,
+    /// Every operation fails at once with [`RemoteError::Backend`], as with a refused connection.
+    FailAlways,
+    /// Each operation fails with this probability (0.0 to 1.0), drawn from the backend's seeded
+    /// generator, so a failing run can be replayed with the same seed.
+    FailSometimes(f64),
+    /// Each operation waits this long, then reaches the wrapped backend: a slow network.
+    Delay(Duration),
+    /// Each operation never finishes, as with a paused server or a dropped packet: only the
+    /// core's timeout ends it.
+    Hang,
+}
+
+/// What a [`FaultyBackend`] did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultCounts {
+    /// Operations that reached the wrapped backend (delayed ones included).
+    pub passed: u64,
+    /// Operations failed by [`Fault::FailAlways`] or [`Fault::FailSometimes`].
+    pub failed: u64,
+    /// Operations slowed by [`Fault::Delay`].
+    pub delayed: u64,
+    /// Operations held forever by [`Fault::Hang`] (each ended by the caller's timeout).
+    pub hung: u64,
+}
+
+/// The switch of a [`FaultyBackend`], kept by the test after the backend moved into a manager.
+/// Clones control the same backend.
+#[derive(Clone)]
+pub struct Faults {
+    state: Arc<State>,
+}
+
+struct State {
+    fault: Mutex<Fault>,
+    /// xorshift64* state; never zero.
+    rng: AtomicU64,
+    passed: AtomicU64,
+    failed: AtomicU64,
+    delayed: AtomicU64,
+    hung: AtomicU64,
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faults")
+            .field("fault", &self.get())
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+impl Faults {
+    /// Injects `fault` from the next operation on.
+    pub fn set(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Back to [`Fault::None`].
+    pub fn clear(&self) {
+        self.set(Fault::None);
+    }
+
+    /// The fault in force.
+    pub fn get(&self) -> Fault {
+        *self.state.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        FaultCounts {
+            passed: self.state.passed.load(Ordering::Relaxed),
+            failed: self.state.failed.load(Ordering::Relaxed),
+            delayed: self.state.delayed.load(Ordering::Relaxed),
+            hung: self.state.hung.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A uniform draw in [0, 1) from the seeded generator.
+    fn draw(&self) -> f64 {
+        // xorshift64*: tiny, deterministic for a seed, good enough to pick failures.
+        let mut x = self.state.rng.load(Ordering::Relaxed);
+        loop {
+            let mut next = x;
+            next ^= next >> 12;
+            next ^= next << 25;
+            next ^= next >> 27;
+            match self.state.rng.compare_exchange_weak(
+                x,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let out = next.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                    return (out >> 11) as f64 / (1u64 << 53) as f64;
+                }
+                Err(seen) => x = seen,
+            }
+        }
+    }
+
+    /// Applies the fault in force to one operation.
+    async fn apply<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let fail = || Err(RemoteError::Backend("injected fault (FaultyBackend)".to_owned()));
+        match self.get() {
+            Fault::None => {}
+            Fault::FailAlways => {
+                self.state.failed.fetch_add(1, Ordering::Relaxed);
+                return fail();
+            }
+            Fault::FailSometimes(p) => {
+                if self.draw() < p {
+                    self.state.failed.fetch_add(1, Ordering::Relaxed);
+                    return fail();
+                }
+            }
+            Fault::Delay(d) => {
+                self.state.delayed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(d).await;
+            }
+            Fault::Hang => {
+                self.state.hung.fetch_add(1, Ordering::Relaxed);
+                std::future::pending::<()>().await;
+            }
+        }
+        self.state.passed.fetch_add(1, Ordering::Relaxed);
+        op.await
+    }
+}
+
+/// Wraps a [`RemoteBackend`] (a `cache_redis::RedisBackend`, a [`MemoryBackend`](super::MemoryBackend))
+/// and injects a [`Fault`] into every operation of it and of its tiers, switched at run time
+/// through [`Faults`]. Use it to check what your code does when the cache's remote tier fails,
+/// slows down or hangs: with the core's fail-open design, a cached function should still answer,
+/// within the configured timeout.
+///
+/// The backplane (instance-to-instance messages) is passed through unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+/// use cache_core::{CacheManager, Policy, Resilience, Tier, cached};
+/// use std::time::Duration;
+///
+/// #[cached(cache = "users", key = "user:{id}")]
+/// async fn user_name(id: u64) -> String {
+///     format!("user {id}") // a database query in real life
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = FaultyBackend::new(MemoryBackend::new()).seed(7);
+/// let faults = backend.faults();
+/// let manager = CacheManager::builder()
+///     .remote(backend)
+///     .resilience(Resilience::new().timeout(Duration::from_millis(50)))
+///     .cache("users", Policy::new().tier(Tier::Remote))
+///     .build();
+///
+/// faults.set(Fault::Hang);
+/// let started = std::time::Instant::now();
+/// assert_eq!(manager.scope(user_name(1)).await, "user 1"); // answered by the body
+/// assert!(started.elapsed() < Duration::from_secs(1));     // cut at the timeout
+/// assert!(faults.counts().hung >= 1);
+///
+/// faults.clear();
+/// # });
+/// ```
+pub struct FaultyBackend {
+    inner: Arc<dyn RemoteBackend>,
+    faults: Faults,
+}
+
+impl fmt::Debug for FaultyBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyBackend")
+            .field("inner", &self.inner.describe())
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl FaultyBackend {
+    /// Wraps `inner`, with no fault in force and the generator seeded with 1.
+    pub fn new(inner: impl RemoteBackend) -> Self {
+        FaultyBackend {
+            inner: Arc::new(inner),
+            faults: Faults {
+                state: Arc::new(State {
+                    fault: Mutex::new(Fault::None),
+                    rng: AtomicU64::new(1),
+                    passed: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    delayed: AtomicU64::new(0),
+                    hung: AtomicU64::new(0),
+                }),
+            },
+        }
+    }
+
+    /// Seeds the generator behind [`Fault::FailSometimes`] (0 is taken as 1).
+    #[must_use]
+    pub fn seed(self, seed: u64) -> Self {
+        self.faults.state.rng.store(seed.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// Starts with `fault` in force.
+    #[must_use]
+    pub fn with_fault(self, fault: Fault) -> Self {
+        self.faults.set(fault);
+        self
+    }
+
+    /// The switch: keep it to change the fault after the backend moved into a manager.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+}
+
+impl RemoteBackend for FaultyBackend {
+    fn tier(&self, cache: &str) -> Arc<dyn RemoteTier> {
+        Arc::new(FaultyTier {
+            inner: self.inner.tier(cache),
+            faults: self.faults.clone(),
+        })
+    }
+
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.delete_tag(tag)))
+    }
+
+    fn clear_all(&self) -> BoxFuture<'_, Result<u64, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.clear_all()))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<Duration, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.ping()))
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (with injected faults)", self.inner.describe())
+    }
+
+    fn backplane(&self) -> Option<Arc<dyn Backplane>> {
+        self.inner.backplane()
+    }
+}
+
+struct FaultyTier {
+    inner: Arc<dyn RemoteTier>,
+    faults: Faults,
+}
+
+impl RemoteTier for FaultyTier {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.get(key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &'a [Arc<str>],
+    ) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.set(key, value, ttl, tags)))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.delete(key)))
+    }
+
+    fn delete_pattern<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.delete_pattern(pattern)))
+    }
+
+    fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.clear()))
+    }
+}

@@ -1,0 +1,290 @@
+//! [`MemoryBackend`]: a remote backend that lives in this process, for unit tests that need a
+//! second tier and a backplane without a Redis server.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::Glob;
+use crate::remote::backplane::{Backplane, BackplaneSink};
+use crate::remote::{BoxFuture, RemoteBackend, RemoteError, RemoteTier};
+
+/// A [`RemoteBackend`] kept in this process's memory: values with their TTLs, tag sets, pattern
+/// deletes and a backplane, behind one mutex.
+///
+/// **It is not Redis.** It stores and answers like the Redis tier does, so the core's code paths
+/// (envelopes, promotion, write-through, the backplane between instances) run for real, but it
+/// has no network, no connection to lose and no latency. Put it inside a
+/// [`FaultyBackend`](super::FaultyBackend) to add those, and test against a real Redis too before
+/// trusting a deployment. Clones share the same data, so several managers built on clones (see
+/// [`instances`](super::instances)) behave like processes sharing one Redis.
+///
+/// TTLs follow `tokio::time::Instant`, so they move with a paused tokio clock.
+///
+/// # Examples
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{CacheManager, Policy, Tier};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// let manager = CacheManager::builder()
+///     .remote(backend.clone())
+///     .cache("users", Policy::new().tier(Tier::Remote))
+///     .build();
+/// manager.cache("users").set("user:1", "Ada".to_string()).await;
+/// assert_eq!(backend.len(), 1, "the value went to the remote tier");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    data: Mutex<Data>,
+    bus: broadcast::Sender<Arc<[u8]>>,
+}
+
+#[derive(Default)]
+struct Data {
+    /// `(cache, key)` → value.
+    values: HashMap<(String, String), Stored>,
+    /// tag → the `(cache, key)`s recorded under it.
+    tags: HashMap<String, HashSet<(String, String)>>,
+}
+
+struct Stored {
+    bytes: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Stored {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("values", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        // Backplane messages are small and read at once; a lagging subscriber loses the oldest
+        // and is told so, like a Redis subscriber that reconnects.
+        let (bus, _) = broadcast::channel(1024);
+        MemoryBackend {
+            shared: Arc::new(Shared {
+                data: Mutex::new(Data::default()),
+                bus,
+            }),
+        }
+    }
+
+    /// How many live values it holds, across all caches.
+    pub fn len(&self) -> usize {
+        let now = Instant::now();
+        self.data().values.values().filter(|v| v.live(now)).count()
+    }
+
+    /// True when it holds no live value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw bytes (the core's value envelope) stored under `key` of `cache`.
+    pub fn raw(&self, cache: &str, key: &str) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        self.data()
+            .values
+            .get(&(cache.to_owned(), key.to_owned()))
+            .filter(|v| v.live(now))
+            .map(|v| v.bytes.clone())
+    }
+
+    /// Stores raw bytes under `key` of `cache`, as another client could (for tests of what the
+    /// core does with bytes it did not write).
+    pub fn put_raw(&self, cache: &str, key: &str, bytes: Vec<u8>) {
+        self.data().values.insert(
+            (cache.to_owned(), key.to_owned()),
+            Stored {
+                bytes,
+                expires: None,
+            },
+        );
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        // A panic while holding the lock leaves the maps consistent (every update is one
+        // insert or remove), so a poisoned lock is still usable.
+        self.shared.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RemoteBackend for MemoryBackend {
+    fn tier(&self, cache: &str) -> Arc<dyn RemoteTier> {
+        Arc::new(MemoryTier {
+            backend: self.clone(),
+            cache: cache.to_owned(),
+        })
+    }
+
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let mut data = self.data();
+            let keys = data.tags.remove(tag).unwrap_or_default();
+            let mut removed = 0;
+            for k in keys {
+                removed += u64::from(data.values.remove(&k).is_some());
+            }
+            Ok(removed)
+        })
+    }
+
+    fn clear_all(&self) -> BoxFuture<'_, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let mut data = self.data();
+            let n = data.values.len() as u64;
+            *data = Data::default();
+            Ok(n)
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<Duration, RemoteError>> {
+        Box::pin(async { Ok(Duration::ZERO) })
+    }
+
+    fn describe(&self) -> String {
+        "in-process memory backend (testing; not Redis)".to_owned()
+    }
+
+    fn backplane(&self) -> Option<Arc<dyn Backplane>> {
+        Some(Arc::new(MemoryBackplane {
+            shared: Arc::clone(&self.shared),
+        }))
+    }
+}
+
+struct MemoryTier {
+    backend: MemoryBackend,
+    cache: String,
+}
+
+impl MemoryTier {
+    fn id(&self, key: &str) -> (String, String) {
+        (self.cache.clone(), key.to_owned())
+    }
+}
+
+impl RemoteTier for MemoryTier {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
+        Box::pin(async move { Ok(self.backend.raw(&self.cache, key)) })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        tags: &'a [Arc<str>],
+    ) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let id = self.id(key);
+            let mut data = self.backend.data();
+            for tag in tags {
+                data.tags
+                    .entry(tag.to_string())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            let expires = ttl.map(|t| Instant::now() + t);
+            data.values.insert(
+                id,
+                Stored {
+                    bytes: value,
+                    expires,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let removed = self.backend.data().values.remove(&self.id(key));
+            Ok(removed.is_some_and(|v| v.live(now)))
+        })
+    }
+
+    fn delete_pattern<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let glob = Glob::new(pattern);
+            let mut data = self.backend.data();
+            let before = data.values.len();
+            data.values
+                .retain(|(cache, key), _| !(cache == &self.cache && glob.matches(key)));
+            Ok((before - data.values.len()) as u64)
+        })
+    }
+
+    fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
+        Box::pin(async move {
+            let mut data = self.backend.data();
+            let before = data.values.len();
+            data.values.retain(|(cache, _), _| cache != &self.cache);
+            Ok((before - data.values.len()) as u64)
+        })
+    }
+}
+
+struct MemoryBackplane {
+    shared: Arc<Shared>,
+}
+
+impl Backplane for MemoryBackplane {
+    fn publish<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<(), RemoteError>> {
+        // No subscriber is not an error: Redis's PUBLISH to nobody succeeds too.
+        let _ = self.shared.bus.send(Arc::from(message));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe(&self, sink: Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()> {
+        let mut rx = self.shared.bus.subscribe();
+        Box::pin(async move {
+            match sink.upgrade() {
+                Some(s) => s.on_resubscribed(),
+                None => return,
+            }
+            loop {
+                // Wake up now and then to notice a manager that went away while all was quiet.
+                let next = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+                let Some(sink) = sink.upgrade() else { return };
+                match next {
+                    Ok(Ok(message)) => sink.on_message(&message),
+                    // Messages were dropped: the same gap a lost Redis subscription leaves.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => sink.on_resubscribed(),
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                    Err(_quiet) => {}
+                }
+            }
+        })
+    }
+}

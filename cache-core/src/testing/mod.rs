@@ -1,0 +1,32 @@
+//! Test your own code against cache faults (feature `testing`).
+//!
+//! A cache must never be why a service answers wrongly or not at all; this module lets an
+//! application's tests check that of their own code, with the same tools the project's
+//! reliability suite uses (see `docs/reliability.md`):
+//!
+//! - [`FaultyBackend`]: wraps any remote backend (Redis, or [`MemoryBackend`]) and makes its
+//!   operations fail always, fail with a seeded probability, slow down, or hang, switched at run
+//!   time through [`Faults`], with [`FaultCounts`] of what it injected.
+//! - [`MemoryBackend`]: an in-process remote backend with a backplane, for unit tests that need
+//!   a second tier without a server. Not Redis: test against Redis too.
+//! - [`instances`]: several managers sharing one backend in one process, as several processes
+//!   of an application share one Redis ([`SharedBackend`] hands one backend to many managers).
+//! - [`TestClock`]: a manual or paused tokio clock, moved together with the managers' expiry
+//!   sweeps, so TTL tests neither sleep nor race.
+//! - [`fuzz`]: the fuzz targets' entry points (the value envelope decoder, key templates).
+//!
+//! ```toml
+//! [dev-dependencies]
+//! cache-core = { version = "0.1", features = ["testing"] }
+//! ```
+
+mod clock;
+mod faulty;
+pub mod fuzz;
+mod instances;
+mod memory_backend;
+
+pub use clock::TestClock;
+pub use faulty::{Fault, FaultCounts, Faults, FaultyBackend};
+pub use instances::{SharedBackend, instances};
+pub use memory_backend::MemoryBackend;
