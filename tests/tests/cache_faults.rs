@@ -1,0 +1,262 @@
+//! `#[cached]` on a real Redis wrapped in `cache_core::testing::FaultyBackend`: the faults users
+//! can inject in their own tests (fail always, fail with a seeded probability, delay, hang),
+//! exercised here through the whole stack, with body-run counts. Also several instances in one
+//! process sharing one Redis (`testing::instances`), and the manual test clock on a hybrid cache.
+//!
+//! One Redis server serves the binary; each test has its own namespace.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cache_core::testing::{Fault, FaultyBackend, Faults, TestClock, instances};
+use cache_core::{BreakerState, CacheManager, Policy, RemoteStats, Resilience, Tier, cached};
+use cache_redis::{RedisBackend, RedisConfig};
+use tests::RedisServer;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start_with_args(tests::NO_BULK_COMMANDS))
+}
+
+const TIMEOUT: Duration = Duration::from_millis(50);
+/// A read and a write cut at the timeout, plus slack for a loaded machine: a hang bound.
+const CALL_BOUND: Duration = Duration::from_millis(500);
+
+fn redis(namespace: &str) -> RedisBackend {
+    RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+}
+
+fn resilience() -> Resilience {
+    Resilience::new()
+        .timeout(TIMEOUT)
+        .failure_threshold(3)
+        .open_for(Duration::from_millis(100))
+}
+
+/// A Redis-only `users` cache behind a faulty wrapper; the switch is returned.
+fn faulty_manager(namespace: &str, resilience: Resilience) -> (CacheManager, Faults) {
+    let backend = FaultyBackend::new(redis(namespace)).seed(42);
+    let faults = backend.faults();
+    let m = CacheManager::builder()
+        .remote(backend)
+        .resilience(resilience)
+        .cache("users", Policy::new().tier(Tier::Remote).ttl_secs(60))
+        .build();
+    (m, faults)
+}
+
+fn remote(m: &CacheManager) -> RemoteStats {
+    m.cache("users").stats().remote.expect("remote stats")
+}
+
+/// Waits until the manager's backplane is subscribed: the first subscription clears the memory
+/// tier of hybrid caches (it may have missed messages), so a test starts after it.
+async fn subscribed(m: &CacheManager) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.backplane_stats().expect("a hybrid cache has a backplane").subscriptions == 0 {
+        assert!(Instant::now() < deadline, "the backplane never subscribed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Calls under `m` and checks the answer and the time it took.
+async fn bounded<F: Future<Output = String>>(m: &CacheManager, call: F, expected: &str) -> Duration {
+    let started = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), m.scope(call))
+        .await
+        .expect("a call hung");
+    let took = started.elapsed();
+    assert_eq!(got, expected);
+    assert!(took < CALL_BOUND, "a call took {took:?}");
+    took
+}
+
+/// Calls `f(id)` until its value is served from Redis without running the body (the breaker
+/// may still be open for a moment after a fault ends).
+async fn until_served_from_redis<F, Fut>(m: &CacheManager, runs: &AtomicUsize, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = String>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        m.scope(f()).await;
+        let before = runs.load(SeqCst);
+        m.scope(f()).await;
+        if runs.load(SeqCst) == before && remote(m).breaker == Some(BreakerState::Closed) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "caching through Redis did not resume within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "user:{id}")]
+async fn user(id: u64) -> String {
+    RUNS.fetch_add(1, SeqCst);
+    format!("user {id}")
+}
+
+#[tokio::test]
+async fn every_fault_answers_from_the_body_within_the_timeout_and_caching_resumes() {
+    let (m, faults) = faulty_manager("faulty-each", resilience());
+    until_served_from_redis(&m, &RUNS, || user(1)).await;
+
+    // Fail always: the body answers every call; nothing is served from Redis.
+    faults.set(Fault::FailAlways);
+    let runs = RUNS.load(SeqCst);
+    for i in 0..10 {
+        bounded(&m, user(1), "user 1").await;
+        assert_eq!(RUNS.load(SeqCst), runs + 1 + i, "the body answers");
+    }
+    let s = remote(&m);
+    assert_eq!(s.breaker, Some(BreakerState::Open), "{s:?}");
+    assert!(faults.counts().failed >= 3, "{:?}", faults.counts());
+    faults.clear();
+    until_served_from_redis(&m, &RUNS, || user(2)).await;
+
+    // A delay under the timeout: Redis is slower, and still used.
+    faults.set(Fault::Delay(Duration::from_millis(10)));
+    let runs = RUNS.load(SeqCst);
+    bounded(&m, user(3), "user 3").await;
+    let took = bounded(&m, user(3), "user 3").await;
+    assert_eq!(RUNS.load(SeqCst), runs + 1, "the second call was a Redis hit");
+    assert!(took >= Duration::from_millis(10), "the delay applied: {took:?}");
+    assert!(faults.counts().delayed >= 3);
+
+    // A delay over the timeout, and a hang: each call is cut at the timeout and the body answers.
+    for fault in [Fault::Delay(Duration::from_millis(300)), Fault::Hang] {
+        faults.set(fault);
+        let runs = RUNS.load(SeqCst);
+        for i in 0..6 {
+            bounded(&m, user(3), "user 3").await;
+            assert_eq!(RUNS.load(SeqCst), runs + 1 + i, "{fault:?}: the body answers");
+        }
+        let s = remote(&m);
+        assert!(s.timeouts >= 3, "{fault:?}: {s:?}");
+        faults.clear();
+        until_served_from_redis(&m, &RUNS, || user(4)).await;
+    }
+    assert!(faults.counts().hung >= 3, "{:?}", faults.counts());
+}
+
+static SOMETIMES_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "sometimes:{id}")]
+async fn sometimes(id: u64) -> String {
+    SOMETIMES_RUNS.fetch_add(1, SeqCst);
+    format!("value {id}")
+}
+
+#[tokio::test]
+async fn failing_sometimes_never_gives_a_wrong_answer() {
+    // A breaker that never opens, so every call meets the coin.
+    let (m, faults) = faulty_manager(
+        "faulty-sometimes",
+        Resilience::new()
+            .timeout(Duration::from_secs(2))
+            .failure_threshold(u32::MAX),
+    );
+    faults.set(Fault::FailSometimes(0.3));
+    const CALLS: usize = 300;
+    for i in 0..CALLS as u64 {
+        let id = i % 20;
+        assert_eq!(m.scope(sometimes(id)).await, format!("value {id}"));
+    }
+    let s = remote(&m);
+    let runs = SOMETIMES_RUNS.load(SeqCst);
+    let c = faults.counts();
+    println!("fail sometimes (p = 0.3, seed 42): {CALLS} calls, {runs} body runs, {s:?}, {c:?}");
+    // Each call was answered either by a Redis hit or by the body, never by both or neither.
+    assert_eq!(s.hits as usize + runs, CALLS, "{s:?}");
+    assert!(s.hits > 100, "most reads still hit: {s:?}");
+    assert!(runs > 20, "failed reads and writes made the body run: {runs}");
+    assert_eq!(c.failed, s.errors, "every injected failure was counted as a Redis error");
+}
+
+static SHARED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "shared:{id}", tags = ["shared"])]
+async fn shared(id: u64) -> String {
+    SHARED_RUNS.fetch_add(1, SeqCst);
+    format!("shared {id} v{}", SHARED_RUNS.load(SeqCst))
+}
+
+#[tokio::test]
+async fn instances_in_one_process_share_redis_and_survive_its_failure_together() {
+    let backend = FaultyBackend::new(redis("faulty-instances"));
+    let faults = backend.faults();
+    let [a, b]: [CacheManager; 2] = instances(2, backend, |_, builder| {
+        builder
+            // Generous while healthy (a slow first connection must not turn A's write into a
+            // skipped one); injected failures are immediate anyway.
+            .resilience(resilience().timeout(Duration::from_secs(2)))
+            .cache("users", Policy::new().tier(Tier::Hybrid).ttl_secs(60))
+    })
+    .try_into()
+    .expect("two instances");
+    subscribed(&a).await;
+    subscribed(&b).await;
+
+    // A computes, B reads A's value from Redis.
+    let first = a.scope(shared(1)).await;
+    let runs = SHARED_RUNS.load(SeqCst);
+    assert_eq!(b.scope(shared(1)).await, first);
+    assert_eq!(SHARED_RUNS.load(SeqCst), runs, "B read A's value");
+
+    // An invalidation on A reaches B's memory through the backplane.
+    let applied = b.backplane_stats().expect("a backplane").applied;
+    a.invalidate_tag("shared").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.backplane_stats().expect("a backplane").applied == applied {
+        assert!(Instant::now() < deadline, "B never heard of A's invalidation");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fresh = b.scope(shared(1)).await;
+    assert_ne!(fresh, first, "B recomputed after the invalidation");
+
+    // Redis failing for both: each answers from its own body and memory.
+    faults.set(Fault::FailAlways);
+    let runs = SHARED_RUNS.load(SeqCst);
+    bounded(&a, shared(2), &format!("shared 2 v{}", runs + 1)).await;
+    bounded(&b, shared(2), &format!("shared 2 v{}", runs + 2)).await;
+    assert_eq!(SHARED_RUNS.load(SeqCst), runs + 2, "no shared tier: each ran the body");
+    faults.clear();
+}
+
+static CLOCK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "clock:{id}")]
+async fn clocked(id: u64) -> String {
+    CLOCK_RUNS.fetch_add(1, SeqCst);
+    format!("clocked {id}")
+}
+
+#[tokio::test]
+async fn a_manual_clock_expires_memory_and_the_value_comes_back_from_redis() {
+    let clock = TestClock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clock())
+        .remote(redis("faulty-clock"))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache(
+            "users",
+            Policy::new()
+                .tier(Tier::Hybrid)
+                .ttl_secs(60)
+                .l1_ttl(Duration::from_secs(1)),
+        )
+        .build();
+    subscribed(&m).await;
+    m.scope(clocked(1)).await;
+    assert_eq!(m.cache("users").stats().entries, 1);
+    clock.advance(Duration::from_secs(2), [&m]).await;
+    assert_eq!(m.cache("users").stats().entries, 0, "the memory copy expired and was swept");
+    let hits = remote(&m).hits;
+    assert_eq!(m.scope(clocked(1)).await, "clocked 1");
+    assert_eq!(CLOCK_RUNS.load(SeqCst), 1, "served from Redis, not recomputed");
+    assert_eq!(remote(&m).hits, hits + 1);
+}
