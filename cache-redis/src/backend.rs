@@ -265,8 +265,25 @@ impl RedisTier {
 impl RemoteTier for RedisTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
         Box::pin(async move {
-            let get = self.layout.key_command("GET", key);
-            self.shared.conn.query(&get).await
+            // `GETRANGE 0 limit` rather than `GET`: a value someone else stored under our key
+            // may be of any size (up to 512 MiB), and reading it whole would hold all of it in
+            // memory; this reads at most one byte past the limit, enough to know it is too
+            // large. A missing key reads as empty, which no envelope is.
+            let limit = self.shared.config.max_value_bytes;
+            let mut get = self.layout.key_command("GETRANGE", key);
+            get.arg(0).arg(limit);
+            match self.shared.conn.query::<Vec<u8>>(&get).await {
+                Ok(bytes) if bytes.is_empty() => Ok(None),
+                Ok(bytes) if bytes.len() > limit => Err(RemoteError::TooLarge {
+                    size: bytes.len(),
+                    limit,
+                }),
+                Ok(bytes) => Ok(Some(bytes)),
+                // A list, hash or set under our key (another client's) holds no value of ours:
+                // a miss, not a failure of the connection, so it cannot open the breaker.
+                Err(RemoteError::Backend(msg)) if msg.contains("WRONGTYPE") => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 
