@@ -134,7 +134,10 @@ pub fn decode<T: DeserializeOwned>(
             .get(..4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .ok_or(DecodeError::Truncated)?;
-        if claimed > MAX_DECOMPRESSED {
+        // LZ4 expands at most about 255 times (a match length costs one byte per 255), so a
+        // claim beyond that cannot be honest; refusing it bounds the allocation by the bytes
+        // actually read, not by a number in them.
+        if claimed > MAX_DECOMPRESSED || claimed > payload.len().saturating_mul(MAX_LZ4_RATIO) {
             return Err(DecodeError::Corrupt(format!(
                 "claims {claimed} bytes uncompressed"
             )));
@@ -151,6 +154,9 @@ pub fn decode<T: DeserializeOwned>(
 
 /// The largest uncompressed payload accepted on read.
 const MAX_DECOMPRESSED: usize = 512 << 20;
+
+/// An upper bound of LZ4's expansion: no block decompresses to more than this many times its size.
+const MAX_LZ4_RATIO: usize = 256;
 
 /// Checks the header of bytes read under `key` without knowing the value's type (for preloading
 /// values whose type is only known later): magic, version, key and expiry.
@@ -300,6 +306,33 @@ mod tests {
         assert_eq!(bytes[3] & FLAG_LZ4, FLAG_LZ4);
         assert!(bytes.len() < rmp_serde::to_vec_named(&big).unwrap().len());
         assert_eq!(decode::<Vec<String>>("big", &bytes, 0).unwrap().0, big);
+    }
+
+    #[test]
+    fn the_most_compressible_value_still_decodes_and_a_larger_claim_is_refused() {
+        let zeros = vec![0u8; 4 << 20];
+        // As MessagePack, zeros are one byte each: about as compressible as a value gets.
+        let bytes = encode("z", &zeros, META, 16).unwrap();
+        assert_eq!(bytes[3], FLAG_LZ4);
+        let payload = &bytes[HEADER_LEN..];
+        let claimed = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        assert!(
+            (claimed as usize) <= payload.len() * MAX_LZ4_RATIO,
+            "{claimed} from {} bytes",
+            payload.len()
+        );
+        assert_eq!(
+            decode::<Vec<u8>>("z", &bytes, 0).unwrap().0.len(),
+            zeros.len()
+        );
+        // The same payload claiming one byte more than the bound allows.
+        let mut hostile = bytes.clone();
+        let too_much = (payload.len() * MAX_LZ4_RATIO + 1) as u32;
+        hostile[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&too_much.to_le_bytes());
+        assert!(matches!(
+            decode::<Vec<u8>>("z", &hostile, 0),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]
