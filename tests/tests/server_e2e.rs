@@ -1,220 +1,20 @@
 //! End-to-end tests of the demo server (`examples/server`): the real binary, started on a free
 //! port, spoken to over real HTTP/1.1 on loopback.
 //!
-//! The binary is `target/<profile>/examples/server`, which `cargo test --workspace --all-targets`
-//! builds; run `cargo build --example server` first when testing this crate alone.
-//!
-//! The client is a few lines of HTTP/1.1 over `TcpStream` (`Connection: close`), so the tests add
-//! no dependency and measure the server, not a client's pool.
+//! The binary is `target/<profile>/examples/server`, which `scripts/test` builds first
+//! (`cargo build --example server`). The server process and the client (a few lines of HTTP/1.1
+//! over `TcpStream`, `Connection: close`, so the tests measure the server, not a client's pool)
+//! are `tests::demo_server`, shared with the fault and soak tests.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tests::RedisServer;
-
-/// The server binary next to this test binary (`target/<profile>/deps/server_e2e-*`).
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary is in target/<profile>/deps");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "the demo server binary is missing at {}: build it with `cargo build --example server` \
-         (same profile as the tests), or run `cargo test --workspace --all-targets`",
-        bin.display()
-    );
-    bin
-}
-
-/// One running server process, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(server_binary());
-        cmd.env("PORT", "0")
-            .env("DB_LATENCY_MS", "5")
-            .env_remove("REDIS_URL")
-            .env_remove("DB_PATH")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn the demo server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(rest) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(rest.trim().to_owned());
-                    sent = true;
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the demo server did not print `listening on http://ADDR` within 20 s");
-            }
-        };
-        Server {
-            child,
-            addr: addr
-                .parse()
-                .expect("a socket address after `listening on http://`"),
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        request(self.addr, "GET", path, &[], None)
-    }
-
-    fn put_json(&self, path: &str, body: &str) -> Response {
-        request(
-            self.addr,
-            "PUT",
-            path,
-            &[("content-type", "application/json")],
-            Some(body),
-        )
-    }
-
-    fn stats(&self) -> Value {
-        self.get("/stats").json()
-    }
-
-    fn db_queries(&self) -> u64 {
-        self.stats()["db_queries"]
-            .as_u64()
-            .expect("/stats has db_queries")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the demo server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let _ = stream.set_nodelay(true);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "PUT" || method == "POST" {
-        req.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).expect("send the request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response");
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
+use tests::demo_server::{DemoServer as Server, Response, request};
 
 #[test]
 fn a_miss_then_a_hit_runs_one_query() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let before = server.db_queries();
     let first = server.get("/users/7");
     assert_eq!(first.status, 200, "{first:?}");
@@ -241,7 +41,7 @@ fn a_miss_then_a_hit_runs_one_query() {
 
 #[test]
 fn the_cache_layer_marks_a_miss_then_a_hit() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let miss = server.get("/videos/43");
     assert_eq!(miss.status, 200);
     let hit = server.get("/videos/43");
@@ -275,7 +75,7 @@ fn the_cache_layer_marks_a_miss_then_a_hit() {
 
 #[test]
 fn an_update_is_read_back_fresh() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let old = server.get("/users/11").json();
     let page = server.get("/users/11/videos").json();
     assert_eq!(page["user_id"], 11);
@@ -293,8 +93,8 @@ fn an_update_is_read_back_fresh() {
 
 #[test]
 fn two_hundred_concurrent_cold_requests_run_one_query() {
-    let server = Server::start();
-    let addr = server.addr;
+    let server = Server::start(&[]);
+    let addr = server.addr();
     let before = server.db_queries();
     let barrier = Arc::new(Barrier::new(200));
     let threads: Vec<_> = (0..200)
@@ -302,7 +102,7 @@ fn two_hundred_concurrent_cold_requests_run_one_query() {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                request(addr, "GET", "/videos/777", &[], None)
+                request(addr, "GET", "/videos/777", None)
             })
         })
         .collect();
@@ -318,7 +118,7 @@ fn two_hundred_concurrent_cold_requests_run_one_query() {
 
 #[test]
 fn bad_inputs_are_json_errors_and_are_not_cached() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     for (path, status) in [
         ("/users/abc", 400),
         ("/users/0", 400),
@@ -353,7 +153,7 @@ fn bad_inputs_are_json_errors_and_are_not_cached() {
 
 #[test]
 fn metrics_are_prometheus_text_and_health_is_json() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     server.get("/users/1");
     server.get("/users/1");
     let m = server.get("/metrics");
@@ -404,8 +204,8 @@ fn two_servers_sharing_redis_see_each_others_updates_within_100ms() {
     let url = redis.url();
     let env = [("REDIS_URL", url.as_str()), ("DB_PATH", db_path.as_str())];
     // One after the other: the first creates and seeds the file.
-    let a = Server::start_with(&env);
-    let b = Server::start_with(&env);
+    let a = Server::start(&env);
+    let b = Server::start(&env);
 
     for round in 0..3 {
         assert_eq!(a.get("/users/21").status, 200);
