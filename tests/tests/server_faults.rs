@@ -1,11 +1,12 @@
 //! The demo server (the real binary, real HTTP on loopback) with its Redis behind a TCP proxy the
 //! test owns, through each network fault the proxy makes: added latency below and above the
 //! Redis timeout, connections reset (RST), a black hole (connections half-open, nothing
-//! answered), and the link cut. For each:
+//! answered), and the link cut; then through Redis itself killed (and restarted empty on the same
+//! port) and paused (`SIGSTOP`, then `SIGCONT`). For each:
 //! - every response is 200 with the same body the uncached route gives (correct data);
-//! - no request takes longer than the server's Redis budget (its default 100 ms timeout, for a
-//!   read and a write) plus the database and a margin for a loaded machine: a hang bound, not a
-//!   performance target;
+//! - no request takes longer than the server's Redis budget (its default 100 ms timeout, for each
+//!   of a read, a write and a publish) plus the database and a margin for a loaded machine: a
+//!   hang bound, not a performance target;
 //! - once the proxy passes traffic again, values reach Redis again, without restarting the server.
 //!
 //! The figures (requests, errors, max latency) are printed per scenario; docs/reliability.md
@@ -22,7 +23,8 @@ use tests::fault_proxy::{FaultProxy, ProxyMode};
 
 /// The demo server's Redis timeout (its default `Resilience`).
 const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
-/// What one request may take at most: a Redis read and a write, each cut at the timeout, the
+/// What one request may take at most: a miss makes up to three Redis operations in turn (the
+/// read, the write-through and the backplane publish), each cut at the timeout, then the
 /// database (5 ms), and slack for a loaded two-core machine.
 const REQUEST_BOUND: Duration = Duration::from_millis(800);
 const CLIENTS: u64 = 4;
@@ -116,7 +118,7 @@ fn wait_until_cached_in_redis(server: &DemoServer, redis: &RedisServer, after: &
 
 #[test]
 fn the_demo_server_answers_correctly_through_every_network_fault() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let proxy = FaultProxy::start(redis.port());
     let url = proxy.url();
     let server = DemoServer::start(&[("REDIS_URL", url.as_str()), ("DB_LATENCY_MS", "5")]);
@@ -145,6 +147,28 @@ fn the_demo_server_answers_correctly_through_every_network_fault() {
         );
         worst = worst.max(f.max);
         proxy.set(ProxyMode::Pass);
+        let resumed = wait_until_cached_in_redis(&server, &redis, name);
+        println!(
+            "scenario {name:<28} caching through Redis resumed {} ms after recovery",
+            resumed.as_millis()
+        );
+    }
+
+    // Redis itself: killed (its data gone; restarted on the same port), then paused.
+    for (name, fault, heal) in [
+        (
+            "redis killed, restarted",
+            RedisServer::stop as fn(&mut RedisServer),
+            RedisServer::restart as fn(&mut RedisServer),
+        ),
+        ("redis paused (SIGSTOP)", RedisServer::pause, RedisServer::resume),
+    ] {
+        fault(&mut redis);
+        let f = drive(&server, name);
+        assert_eq!(f.errors, 0, "{name}: every response is 200 with the right body");
+        assert!(f.max < REQUEST_BOUND, "{name}: a request took {:?}", f.max);
+        worst = worst.max(f.max);
+        heal(&mut redis);
         let resumed = wait_until_cached_in_redis(&server, &redis, name);
         println!(
             "scenario {name:<28} caching through Redis resumed {} ms after recovery",
