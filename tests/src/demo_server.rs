@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// The server binary next to the running test binary (`target/<profile>/deps/<test>-*`).
@@ -35,6 +35,7 @@ pub fn server_binary() -> PathBuf {
 pub struct DemoServer {
     child: Child,
     addr: SocketAddr,
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 impl DemoServer {
@@ -55,6 +56,8 @@ impl DemoServer {
         let mut child = cmd.spawn().expect("spawn the demo server");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&output);
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
@@ -63,6 +66,7 @@ impl DemoServer {
                     let _ = tx.send(rest.trim().to_owned());
                     sent = true;
                 }
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
         let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
@@ -74,7 +78,16 @@ impl DemoServer {
             addr: addr
                 .parse()
                 .expect("a socket address after `listening on http://`"),
+            output,
         }
+    }
+
+    /// The lines it printed on stdout so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Where it listens.
