@@ -260,3 +260,102 @@ async fn a_manual_clock_expires_memory_and_the_value_comes_back_from_redis() {
     assert_eq!(CLOCK_RUNS.load(SeqCst), 1, "served from Redis, not recomputed");
     assert_eq!(remote(&m).hits, hits + 1);
 }
+
+// --- cancellation on the remote path ----------------------------------------------------------
+
+/// Polls its future at most `limit` times, then drops it: a caller that gives up at an await
+/// point (axum drops a handler whose client went away). Each poll is a real one: the inner
+/// future's waker wakes this task, nothing re-polls it spuriously.
+struct DropAfter<F> {
+    inner: Option<std::pin::Pin<Box<F>>>,
+    polls: usize,
+    limit: usize,
+}
+
+impl<F: Future> Future for DropAfter<F> {
+    /// The value, or `None` if it was dropped; and the polls used.
+    type Output = (Option<F::Output>, usize);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.polls >= self.limit {
+            self.inner = None;
+            return std::task::Poll::Ready((None, self.polls));
+        }
+        self.polls += 1;
+        let polls = self.polls;
+        let inner = self.inner.as_mut().expect("polled after completion");
+        match inner.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready((Some(v), polls)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+static CANCEL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "cancel:{id}")]
+async fn cancellable(id: u64) -> String {
+    CANCEL_RUNS.fetch_add(1, SeqCst);
+    tokio::task::yield_now().await; // one more await point inside the body
+    format!("cancel {id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_stuck() {
+    // A hybrid cache on Redis, each Redis operation slowed a little so that it spans polls: the
+    // cached path then has await points at the L2 read, the body, the write-through and the
+    // backplane publish, and a caller is dropped at each.
+    let backend = FaultyBackend::new(redis("faulty-cancel"))
+        .with_fault(Fault::Delay(Duration::from_millis(1)));
+    let m = CacheManager::builder()
+        .remote(backend)
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache("users", Policy::new().tier(Tier::Hybrid).ttl_secs(60))
+        .build();
+    subscribed(&m).await;
+
+    // How many polls a whole cold call takes.
+    let (value, full) = m
+        .scope(DropAfter {
+            inner: Some(Box::pin(cancellable(0))),
+            polls: 0,
+            limit: usize::MAX,
+        })
+        .await;
+    assert_eq!(value.as_deref(), Some("cancel 0"));
+    assert!(full >= 3, "a cold call spans several polls: {full}");
+
+    for limit in 0..=full {
+        let id = 1 + limit as u64;
+        // A leader and two followers of the same key, each dropped after `limit` polls.
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    m.scope(DropAfter {
+                        inner: Some(Box::pin(cancellable(id))),
+                        polls: 0,
+                        limit,
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for c in callers {
+            c.await.expect("a caller panicked");
+        }
+        // Nothing is stuck: a new caller of the same key completes, with the right value.
+        let after = tokio::time::timeout(Duration::from_secs(5), m.scope(cancellable(id)))
+            .await
+            .unwrap_or_else(|_| panic!("a call after callers dropped at poll {limit} hung"));
+        assert_eq!(after, format!("cancel {id}"));
+    }
+    println!(
+        "dropped callers after 0..={full} polls of a {full}-poll cold call; {} body runs for {} keys",
+        CANCEL_RUNS.load(SeqCst),
+        full + 2
+    );
+}
