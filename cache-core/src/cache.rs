@@ -211,7 +211,10 @@ impl Cache {
     pub async fn clear(&self) -> usize {
         let n = self.store.memory.clear();
         if let Some(remote) = &self.store.remote {
+            self.store.writes.drain().await;
             let _ = remote.run_bulk(remote.inner.clear()).await;
+            // Again: what a read found remotely before the clear may be back in memory.
+            self.store.memory.clear();
         }
         self.store
             .announce(crate::remote::backplane::Invalidation::Cache {

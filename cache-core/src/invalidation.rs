@@ -22,9 +22,18 @@ impl CacheManager {
 
     /// Removes every entry, in every cache, tagged `tag`. Returns how many left memory.
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
-        let removed = self.stores().iter().map(|s| s.memory.remove_tag(tag)).sum();
+        let stores = self.stores();
+        let removed = stores.iter().map(|s| s.memory.remove_tag(tag)).sum();
         if let Some(backend) = self.remote() {
+            // Writes already under way land before the delete (see `write_gate`).
+            for store in &stores {
+                store.writes.drain().await;
+            }
             let _ = self.run_remote_bulk(backend.delete_tag(tag)).await;
+            // Again: what a read found remotely before the delete may be back in memory.
+            for store in &stores {
+                store.memory.remove_tag(tag);
+            }
         }
         self.announce(Invalidation::Tag {
             tag: tag.to_owned(),
@@ -49,9 +58,16 @@ impl CacheManager {
     /// Empties every cache, and the backend's whole namespace. Returns how many entries left
     /// memory.
     pub async fn invalidate_all(&self) -> usize {
-        let removed = self.stores().iter().map(|s| s.memory.clear()).sum();
+        let stores = self.stores();
+        let removed = stores.iter().map(|s| s.memory.clear()).sum();
         if let Some(backend) = self.remote() {
+            for store in &stores {
+                store.writes.drain().await;
+            }
             let _ = self.run_remote_bulk(backend.clear_all()).await;
+            for store in &stores {
+                store.memory.clear();
+            }
         }
         self.announce(Invalidation::All).await;
         removed
@@ -105,7 +121,9 @@ impl Cache {
         let store = self.store();
         let removed = store.memory.remove_where(|key| glob.matches(key));
         if let Some(remote) = &store.remote {
+            store.writes.drain().await;
             let _ = remote.run_bulk(remote.inner.delete_pattern(pattern)).await;
+            store.memory.remove_where(|key| glob.matches(key));
         }
         store
             .announce(Invalidation::Pattern {

@@ -53,6 +53,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod warming;
+mod write_gate;
 
 #[doc(hidden)]
 pub mod __private;

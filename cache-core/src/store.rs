@@ -10,6 +10,7 @@ use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
 use crate::remote::{RemoteBackend, RemoteError, ResilientTier};
+use crate::write_gate::WriteGate;
 use crate::{CacheStats, Policy, Tier};
 
 pub(crate) struct Store {
@@ -24,6 +25,8 @@ pub(crate) struct Store {
     /// instance's origin id.
     pub(crate) backplane: Option<(Arc<dyn Backplane>, u128)>,
     pub(crate) flights: Flights,
+    /// Orders remote writes before the remote deletes of later invalidations.
+    pub(crate) writes: WriteGate,
 }
 
 impl std::fmt::Debug for Store {
@@ -65,6 +68,7 @@ impl Store {
             policy,
             backplane: None,
             flights: Flights::default(),
+            writes: WriteGate::default(),
         }
     }
 
@@ -215,6 +219,18 @@ impl Store {
         recompute: Duration,
     ) {
         let Some(remote) = &self.remote else { return };
+        // Registered before the epoch check: see `write_gate`.
+        let ticket = self.writes.enter();
+        if let Some(epoch) = opts.epoch
+            && self
+                .memory
+                .epochs
+                .snapshot(crate::key::lookup_hash(key.as_bytes()), &opts.tags)
+                != epoch
+        {
+            // Invalidated since the value was read or computed: writing it would bring it back.
+            return;
+        }
         let ttl = self.remote_ttl(opts);
         let bytes = match codec.encode(key, value, ttl, recompute) {
             Ok(b) => b,
@@ -223,10 +239,11 @@ impl Store {
                 return;
             }
         };
-        match remote
+        let written = remote
             .run(remote.inner.set(key, bytes, ttl, &opts.tags))
-            .await
-        {
+            .await;
+        drop(ticket);
+        match written {
             Ok(()) => {
                 self.announce(Invalidation::Key {
                     cache: self.name.to_string(),
@@ -257,7 +274,15 @@ impl Store {
     pub(crate) async fn remove(&self, key: &str, hash: u64) -> bool {
         let local = self.memory.remove(key.as_bytes(), hash);
         let remote = match &self.remote {
-            Some(r) => r.run(r.inner.delete(key)).await.unwrap_or(false),
+            Some(r) => {
+                self.writes.drain().await;
+                let deleted = r.run(r.inner.delete(key)).await.unwrap_or(false);
+                // Again after the remote delete: a read that began after the first removal may
+                // have found the old value in the remote tier before it was deleted, and put it
+                // back in memory (see `write_gate`).
+                self.memory.remove(key.as_bytes(), hash);
+                deleted
+            }
             None => false,
         };
         self.announce(Invalidation::Key {
@@ -273,7 +298,9 @@ impl Store {
     pub(crate) async fn remove_tag(&self, tag: &str) -> usize {
         let n = self.memory.remove_tag(tag);
         if let (Some(remote), Some(backend)) = (&self.remote, &self.backend) {
+            self.writes.drain().await;
             let _ = remote.run_bulk(backend.delete_tag(tag)).await;
+            self.memory.remove_tag(tag);
         }
         self.announce(Invalidation::Tag {
             tag: tag.to_owned(),
