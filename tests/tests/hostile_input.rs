@@ -127,6 +127,11 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
     let keys = redis_keys(NS);
     assert_eq!(keys.len(), strings.len() + bytes.len(), "{keys:?}");
     let longest = keys.iter().map(String::len).max().unwrap_or(0);
+    println!(
+        "{} hostile arguments, {} Redis keys, the longest {longest} bytes",
+        strings.len() + bytes.len(),
+        keys.len()
+    );
     assert!(longest <= format!("{NS}:hostile:").len() + 512, "a {longest}-byte key");
     assert!(keys.iter().any(|k| k.starts_with(&format!("{NS}:hostile:h:"))));
 }
