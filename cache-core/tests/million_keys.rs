@@ -34,7 +34,9 @@ fn a_million_distinct_keys_stay_within_the_bound() {
             .clock(Clock::manual())
             .cache(
                 "bounded",
-                Policy::new().max_entries(MAX_ENTRIES as usize).eviction(eviction),
+                Policy::new()
+                    .max_entries(MAX_ENTRIES as usize)
+                    .eviction(eviction),
             )
             .build();
         let cache = m.cache("bounded");
@@ -46,7 +48,10 @@ fn a_million_distinct_keys_stay_within_the_bound() {
                 item(id);
                 let len = cache.len() as u64;
                 max_len = max_len.max(len);
-                assert!(len <= MAX_ENTRIES, "{eviction:?}: {len} entries after key {id}");
+                assert!(
+                    len <= MAX_ENTRIES,
+                    "{eviction:?}: {len} entries after key {id}"
+                );
                 if id == 10 * MAX_ENTRIES {
                     // Full for a while: every later insert evicts.
                     rss_full = rss_kib();
@@ -65,7 +70,10 @@ fn a_million_distinct_keys_stay_within_the_bound() {
         );
         assert_eq!(s.entries, MAX_ENTRIES, "{eviction:?}");
         assert_eq!(s.evictions, KEYS - MAX_ENTRIES, "{eviction:?}");
-        assert_eq!(s.inserts, KEYS, "{eviction:?}: every key's body ran and was stored once");
+        assert_eq!(
+            s.inserts, KEYS,
+            "{eviction:?}: every key's body ran and was stored once"
+        );
         // 900,000 more distinct keys after the cache was full may not grow memory by more than
         // a few MiB of allocator slack (unbounded bookkeeping would be tens of MiB).
         assert!(

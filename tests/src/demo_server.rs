@@ -272,7 +272,11 @@ impl KeepAlive {
             }
             let l = line.trim_end();
             if first {
-                status = l.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                status = l
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 first = false;
             } else if l.is_empty() {
                 break;

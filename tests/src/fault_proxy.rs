@@ -177,7 +177,8 @@ async fn accept_loop(
 
 /// Resets a socket: with `SO_LINGER` 0, closing sends RST instead of FIN.
 fn reset(stream: &TcpStream) {
-    #[allow(deprecated)] // tokio deprecates set_linger because a positive linger blocks on drop; 0 never does.
+    #[allow(deprecated)]
+    // tokio deprecates set_linger because a positive linger blocks on drop; 0 never does.
     let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
@@ -208,7 +209,12 @@ async fn connection(
     let _ = server.set_nodelay(true);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, mode.clone(), Arc::clone(&counters));
+    let up = pump(
+        client_read,
+        server_write,
+        mode.clone(),
+        Arc::clone(&counters),
+    );
     let down = pump(server_read, client_write, mode, Arc::clone(&counters));
     // When either direction ends, the whole connection ends (both tasks are dropped here).
     let ended = tokio::select! {

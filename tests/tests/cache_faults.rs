@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cache_core::testing::{Fault, FaultyBackend, Faults, TestClock, instances};
+use cache_core::testing::{Fault, Faults, FaultyBackend, TestClock, instances};
 use cache_core::{BreakerState, CacheManager, Policy, RemoteStats, Resilience, Tier, cached};
 use cache_redis::{RedisBackend, RedisConfig};
 use tests::RedisServer;
@@ -54,14 +54,23 @@ fn remote(m: &CacheManager) -> RemoteStats {
 /// tier of hybrid caches (it may have missed messages), so a test starts after it.
 async fn subscribed(m: &CacheManager) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while m.backplane_stats().expect("a hybrid cache has a backplane").subscriptions == 0 {
+    while m
+        .backplane_stats()
+        .expect("a hybrid cache has a backplane")
+        .subscriptions
+        == 0
+    {
         assert!(Instant::now() < deadline, "the backplane never subscribed");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 /// Calls under `m` and checks the answer and the time it took.
-async fn bounded<F: Future<Output = String>>(m: &CacheManager, call: F, expected: &str) -> Duration {
+async fn bounded<F: Future<Output = String>>(
+    m: &CacheManager,
+    call: F,
+    expected: &str,
+) -> Duration {
     let started = Instant::now();
     let got = tokio::time::timeout(Duration::from_secs(5), m.scope(call))
         .await
@@ -87,7 +96,10 @@ where
         if runs.load(SeqCst) == before && remote(m).breaker == Some(BreakerState::Closed) {
             return;
         }
-        assert!(Instant::now() < deadline, "caching through Redis did not resume within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "caching through Redis did not resume within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -123,8 +135,15 @@ async fn every_fault_answers_from_the_body_within_the_timeout_and_caching_resume
     let runs = RUNS.load(SeqCst);
     bounded(&m, user(3), "user 3").await;
     let took = bounded(&m, user(3), "user 3").await;
-    assert_eq!(RUNS.load(SeqCst), runs + 1, "the second call was a Redis hit");
-    assert!(took >= Duration::from_millis(10), "the delay applied: {took:?}");
+    assert_eq!(
+        RUNS.load(SeqCst),
+        runs + 1,
+        "the second call was a Redis hit"
+    );
+    assert!(
+        took >= Duration::from_millis(10),
+        "the delay applied: {took:?}"
+    );
     assert!(faults.counts().delayed >= 3);
 
     // A delay over the timeout, and a hang: each call is cut at the timeout and the body answers.
@@ -133,7 +152,11 @@ async fn every_fault_answers_from_the_body_within_the_timeout_and_caching_resume
         let runs = RUNS.load(SeqCst);
         for i in 0..6 {
             bounded(&m, user(3), "user 3").await;
-            assert_eq!(RUNS.load(SeqCst), runs + 1 + i, "{fault:?}: the body answers");
+            assert_eq!(
+                RUNS.load(SeqCst),
+                runs + 1 + i,
+                "{fault:?}: the body answers"
+            );
         }
         let s = remote(&m);
         assert!(s.timeouts >= 3, "{fault:?}: {s:?}");
@@ -173,8 +196,14 @@ async fn failing_sometimes_never_gives_a_wrong_answer() {
     // Each call was answered either by a Redis hit or by the body, never by both or neither.
     assert_eq!(s.hits as usize + runs, CALLS, "{s:?}");
     assert!(s.hits > 100, "most reads still hit: {s:?}");
-    assert!(runs > 20, "failed reads and writes made the body run: {runs}");
-    assert_eq!(c.failed, s.errors, "every injected failure was counted as a Redis error");
+    assert!(
+        runs > 20,
+        "failed reads and writes made the body run: {runs}"
+    );
+    assert_eq!(
+        c.failed, s.errors,
+        "every injected failure was counted as a Redis error"
+    );
 }
 
 static SHARED_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -212,7 +241,10 @@ async fn instances_in_one_process_share_redis_and_survive_its_failure_together()
     a.invalidate_tag("shared").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while b.backplane_stats().expect("a backplane").applied == applied {
-        assert!(Instant::now() < deadline, "B never heard of A's invalidation");
+        assert!(
+            Instant::now() < deadline,
+            "B never heard of A's invalidation"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let fresh = b.scope(shared(1)).await;
@@ -223,7 +255,11 @@ async fn instances_in_one_process_share_redis_and_survive_its_failure_together()
     let runs = SHARED_RUNS.load(SeqCst);
     bounded(&a, shared(2), &format!("shared 2 v{}", runs + 1)).await;
     bounded(&b, shared(2), &format!("shared 2 v{}", runs + 2)).await;
-    assert_eq!(SHARED_RUNS.load(SeqCst), runs + 2, "no shared tier: each ran the body");
+    assert_eq!(
+        SHARED_RUNS.load(SeqCst),
+        runs + 2,
+        "no shared tier: each ran the body"
+    );
     faults.clear();
 }
 
@@ -254,10 +290,18 @@ async fn a_manual_clock_expires_memory_and_the_value_comes_back_from_redis() {
     m.scope(clocked(1)).await;
     assert_eq!(m.cache("users").stats().entries, 1);
     clock.advance(Duration::from_secs(2), [&m]).await;
-    assert_eq!(m.cache("users").stats().entries, 0, "the memory copy expired and was swept");
+    assert_eq!(
+        m.cache("users").stats().entries,
+        0,
+        "the memory copy expired and was swept"
+    );
     let hits = remote(&m).hits;
     assert_eq!(m.scope(clocked(1)).await, "clocked 1");
-    assert_eq!(CLOCK_RUNS.load(SeqCst), 1, "served from Redis, not recomputed");
+    assert_eq!(
+        CLOCK_RUNS.load(SeqCst),
+        1,
+        "served from Redis, not recomputed"
+    );
     assert_eq!(remote(&m).hits, hits + 1);
 }
 

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use cache_core::{BreakerState, CacheManager, Policy, RemoteStats, Resilience, Tier, cached, invalidates};
+use cache_core::{
+    BreakerState, CacheManager, Policy, RemoteStats, Resilience, Tier, cached, invalidates,
+};
 use cache_redis::{RedisBackend, RedisConfig};
 use tests::RedisServer;
 
@@ -89,7 +91,11 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
         assert_eq!(a.scope(by_text(s.clone())).await, expected, "{:.40?}", s);
         assert_eq!(a.scope(by_text(s.clone())).await, expected, "a memory hit");
     }
-    assert_eq!(TEXT_RUNS.load(SeqCst), strings.len(), "one body run per distinct argument");
+    assert_eq!(
+        TEXT_RUNS.load(SeqCst),
+        strings.len(),
+        "one body run per distinct argument"
+    );
 
     let bytes: Vec<Vec<u8>> = vec![
         vec![],
@@ -98,7 +104,7 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
         vec![0xfe],
         vec![0xff, 0],
         vec![0xc3],
-        vec![0xc3, 0xa9], // "é" in UTF-8
+        vec![0xc3, 0xa9],       // "é" in UTF-8
         vec![0xef, 0xbf, 0xbd], // U+FFFD, what lossy conversion would turn the others into
         b"*".to_vec(),
         vec![0xff; 1 << 20],
@@ -132,8 +138,14 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
         strings.len() + bytes.len(),
         keys.len()
     );
-    assert!(longest <= format!("{NS}:hostile:").len() + 512, "a {longest}-byte key");
-    assert!(keys.iter().any(|k| k.starts_with(&format!("{NS}:hostile:h:"))));
+    assert!(
+        longest <= format!("{NS}:hostile:").len() + 512,
+        "a {longest}-byte key"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{NS}:hostile:h:")))
+    );
 }
 
 static POST_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -153,14 +165,20 @@ async fn forget_posts(id: String) {
 async fn an_argument_in_a_pattern_matches_only_itself_in_redis() {
     const NS: &str = "hostile-glob";
     let m = manager(NS, Tier::Remote);
-    let ids = ["1", "12", "*", "1*", "?", "[1]", "[^1]", "\\", "\\*", "a:b", "{x}", "\n", "^"];
+    let ids = [
+        "1", "12", "*", "1*", "?", "[1]", "[^1]", "\\", "\\*", "a:b", "{x}", "\n", "^",
+    ];
     for id in ids {
         for page in [1, 2] {
             m.scope(posts(id.to_owned(), page)).await;
         }
     }
     assert_eq!(redis_keys(NS).len(), ids.len() * 2);
-    for (i, id) in ids.iter().enumerate().filter(|(_, id)| !id.chars().all(char::is_alphanumeric)) {
+    for (i, id) in ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !id.chars().all(char::is_alphanumeric))
+    {
         m.scope(forget_posts((*id).to_owned())).await;
         let left = redis_keys(NS).len();
         // Only this id's two entries went; every other id's are still in Redis.
@@ -174,7 +192,11 @@ async fn an_argument_in_a_pattern_matches_only_itself_in_redis() {
     for id in ["1", "12"] {
         assert_eq!(m.scope(posts(id.to_owned(), 1)).await, format!("{id}/1"));
     }
-    assert_eq!(POST_RUNS.load(SeqCst), runs, "users 1 and 12 were never touched");
+    assert_eq!(
+        POST_RUNS.load(SeqCst),
+        runs,
+        "users 1 and 12 were never touched"
+    );
 }
 
 static VALUE_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -232,5 +254,9 @@ async fn values_of_another_redis_type_or_huge_are_misses() {
         assert_eq!(m.scope(value(id)).await, format!("value {id}"));
         assert_eq!(m.scope(value(id)).await, format!("value {id}"));
     }
-    assert_eq!(VALUE_RUNS.load(SeqCst), 6, "the body's values replaced the foreign ones");
+    assert_eq!(
+        VALUE_RUNS.load(SeqCst),
+        6,
+        "the body's values replaced the foreign ones"
+    );
 }

@@ -71,7 +71,10 @@ async fn a_restarted_instance_starts_with_its_hot_keys_in_memory() {
     // preload after it, or it may clear what was preloaded (seen on a loaded machine).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while b.backplane_stats().expect("a hybrid cache").subscriptions == 0 {
-        assert!(std::time::Instant::now() < deadline, "B's backplane never subscribed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's backplane never subscribed"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let loaded = b.preload_hot_keys().await;

@@ -61,7 +61,9 @@ async fn run(tier: Tier, namespace: &str, server: &RedisServer) -> u64 {
                     let seen: u64 = read().await;
                     if seen < written {
                         violations.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("{tier:?} key {k}: read {seen} after invalidating version {written}");
+                        eprintln!(
+                            "{tier:?} key {k}: read {seen} after invalidating version {written}"
+                        );
                     }
                 } else {
                     let _: u64 = read().await;

@@ -879,16 +879,10 @@ async fn bytes_another_client_wrote_are_a_miss_then_overwritten() {
     // A value written as another type (a deploy changed the return type).
     m.scope(item_number(9)).await;
     assert_eq!(m.scope(item_name(9)).await, "item 9");
-    assert_eq!(
-        remote_stats(&m, "users").decode_errors,
-        undecodable + 1
-    );
+    assert_eq!(remote_stats(&m, "users").decode_errors, undecodable + 1);
     // ...and the other way round: the String is not read as a u64.
     assert_eq!(m.scope(item_number(9)).await, 9);
-    assert_eq!(
-        remote_stats(&m, "users").decode_errors,
-        undecodable + 2
-    );
+    assert_eq!(remote_stats(&m, "users").decode_errors, undecodable + 2);
 
     // A value whose logical expiry passed while Redis still holds it (copied without a TTL, or
     // clocks apart): a miss, replaced.

@@ -73,11 +73,17 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
     let recorder = recorder();
     let server = RedisServer::start_with_args(&["--requirepass", "right-pw-1"]);
     let wrong_password = format!("redis://app:{}@127.0.0.1:{}", SECRETS[0], server.port());
-    let nothing_there = format!("redis://:{}@127.0.0.1:{}", SECRETS[0], tests::redis_server::free_port(false));
+    let nothing_there = format!(
+        "redis://:{}@127.0.0.1:{}",
+        SECRETS[0],
+        tests::redis_server::free_port(false)
+    );
 
     for url in [&wrong_password, &nothing_there] {
         let builder = CacheManager::builder()
-            .remote(RedisBackend::new(RedisConfig::standalone(url.clone()).namespace("secrets")))
+            .remote(RedisBackend::new(
+                RedisConfig::standalone(url.clone()).namespace("secrets"),
+            ))
             .resilience(Resilience::new().timeout(Duration::from_millis(500)))
             .cache("users", Policy::new().tier(Tier::Hybrid));
         assert_no_secret("the builder's Debug", &format!("{builder:?}"));
@@ -91,7 +97,10 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
         m.invalidate_pattern("users", "k*").await;
         let health = m.health().await;
         assert_no_secret("health", &format!("{health:?}"));
-        assert_no_secret("health JSON", &serde_json::to_string(&health).expect("health as JSON"));
+        assert_no_secret(
+            "health JSON",
+            &serde_json::to_string(&health).expect("health as JSON"),
+        );
         assert_no_secret("stats", &format!("{:?}", m.stats()));
         assert_no_secret("Prometheus text", &m.prometheus_text());
         let backend = RedisBackend::new(RedisConfig::standalone(url.clone()));
@@ -113,11 +122,17 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
         if warned >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the backplane never logged its failure: {lines:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "the backplane never logged its failure: {lines:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let lines = recorder.0.lock().unwrap().clone();
-    assert!(lines.iter().any(|l| l.contains("***")), "the URL is shown redacted: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("***")),
+        "the URL is shown redacted: {lines:#?}"
+    );
     for line in &lines {
         assert_no_secret("a log line", line);
     }

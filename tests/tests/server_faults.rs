@@ -62,7 +62,10 @@ fn drive(server: &DemoServer, scenario: &str) -> Figures {
                     let truth = request(addr, "GET", &format!("/raw/videos/{id}"), None);
                     if r.status != 200 || r.body != truth.body {
                         figures.errors += 1;
-                        eprintln!("{path}: {} {:?} (expected {:?})", r.status, r.body, truth.body);
+                        eprintln!(
+                            "{path}: {} {:?} (expected {:?})",
+                            r.status, r.body, truth.body
+                        );
                     }
                 }
                 figures
@@ -129,8 +132,14 @@ fn the_demo_server_answers_correctly_through_every_network_fault() {
     wait_until_cached_in_redis(&server, &redis, "start");
 
     let scenarios = [
-        ("latency 30 ms (< timeout)", ProxyMode::Latency(Duration::from_millis(30))),
-        ("latency 300 ms (> timeout)", ProxyMode::Latency(Duration::from_millis(300))),
+        (
+            "latency 30 ms (< timeout)",
+            ProxyMode::Latency(Duration::from_millis(30)),
+        ),
+        (
+            "latency 300 ms (> timeout)",
+            ProxyMode::Latency(Duration::from_millis(300)),
+        ),
         ("reset (RST)", ProxyMode::Reset),
         ("black hole (half-open)", ProxyMode::BlackHole),
         ("cut (FIN, then closed)", ProxyMode::Cut),
@@ -139,7 +148,10 @@ fn the_demo_server_answers_correctly_through_every_network_fault() {
     for (name, mode) in scenarios {
         proxy.set(mode);
         let f = drive(&server, name);
-        assert_eq!(f.errors, 0, "{name}: every response is 200 with the right body");
+        assert_eq!(
+            f.errors, 0,
+            "{name}: every response is 200 with the right body"
+        );
         assert!(
             f.max < REQUEST_BOUND,
             "{name}: a request took {:?} (bound {REQUEST_BOUND:?}, Redis timeout {REDIS_TIMEOUT:?})",
@@ -161,11 +173,18 @@ fn the_demo_server_answers_correctly_through_every_network_fault() {
             RedisServer::stop as fn(&mut RedisServer),
             RedisServer::restart as fn(&mut RedisServer),
         ),
-        ("redis paused (SIGSTOP)", RedisServer::pause, RedisServer::resume),
+        (
+            "redis paused (SIGSTOP)",
+            RedisServer::pause,
+            RedisServer::resume,
+        ),
     ] {
         fault(&mut redis);
         let f = drive(&server, name);
-        assert_eq!(f.errors, 0, "{name}: every response is 200 with the right body");
+        assert_eq!(
+            f.errors, 0,
+            "{name}: every response is 200 with the right body"
+        );
         assert!(f.max < REQUEST_BOUND, "{name}: a request took {:?}", f.max);
         worst = worst.max(f.max);
         heal(&mut redis);

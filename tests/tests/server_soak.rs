@@ -77,7 +77,11 @@ fn a_bounded_soak_has_no_errors_and_flat_memory() {
                     let path = match rng.below(100) {
                         0..50 => format!("/videos/{}", 1 + rng.below(VIDEOS)),
                         50..80 => format!("/users/{}", 1 + rng.below(USERS)),
-                        80..90 => format!("/users/{}/videos?page={}", 1 + rng.below(USERS), 1 + rng.below(3)),
+                        80..90 => format!(
+                            "/users/{}/videos?page={}",
+                            1 + rng.below(USERS),
+                            1 + rng.below(3)
+                        ),
                         90..95 => format!("/search?q=video%20{}", rng.below(50)),
                         _ => "/ping".to_owned(),
                     };
@@ -95,7 +99,8 @@ fn a_bounded_soak_has_no_errors_and_flat_memory() {
                             conn = KeepAlive::connect(addr).await.expect("reconnect");
                         }
                     }
-                    max_latency_us.fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    max_latency_us
+                        .fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     requests.fetch_add(1, Ordering::Relaxed);
                 }
             })

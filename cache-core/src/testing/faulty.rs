@@ -122,7 +122,11 @@ impl Faults {
         &self,
         op: impl std::future::Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
-        let fail = || Err(RemoteError::Backend("injected fault (FaultyBackend)".to_owned()));
+        let fail = || {
+            Err(RemoteError::Backend(
+                "injected fault (FaultyBackend)".to_owned(),
+            ))
+        };
         match self.get() {
             Fault::None => {}
             Fault::FailAlways => {

@@ -133,7 +133,11 @@ pub fn key_template(data: &[u8]) {
     };
     let args = assign(&values);
     let key = render(Render::Key, &args);
-    assert_eq!(key, render(Render::Key, &args), "rendering is deterministic");
+    assert_eq!(
+        key,
+        render(Render::Key, &args),
+        "rendering is deterministic"
+    );
     let pattern = render(Render::Pattern, &args);
     if distinct.is_empty() {
         return;
