@@ -31,6 +31,12 @@ pub fn server_binary() -> PathBuf {
 }
 
 /// One running demo server, killed on drop.
+///
+/// ```no_run
+/// let server = tests::demo_server::DemoServer::start(&[("DB_LATENCY_MS", "1")]);
+/// assert_eq!(server.get("/users/7").status, 200);
+/// println!("{} queries, {} KiB resident", server.db_queries(), server.rss_kib());
+/// ```
 #[derive(Debug)]
 pub struct DemoServer {
     child: Child,

@@ -9,6 +9,23 @@ use crate::remote::backplane::Backplane;
 use crate::remote::{BoxFuture, RemoteBackend, RemoteError, RemoteTier};
 
 /// The fault a [`FaultyBackend`] injects into every remote operation until told otherwise.
+///
+/// ```
+/// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+/// use std::time::Duration;
+///
+/// let faults = FaultyBackend::new(MemoryBackend::new()).faults();
+/// for fault in [
+///     Fault::FailAlways,
+///     Fault::FailSometimes(0.25),
+///     Fault::Delay(Duration::from_millis(30)),
+///     Fault::Hang,
+///     Fault::None,
+/// ] {
+///     faults.set(fault);
+///     assert_eq!(faults.get(), fault);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub enum Fault {
@@ -28,6 +45,21 @@ pub enum Fault {
 }
 
 /// What a [`FaultyBackend`] did so far.
+///
+/// ```
+/// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+/// use cache_core::{RemoteBackend, RemoteError};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = FaultyBackend::new(MemoryBackend::new()).with_fault(Fault::FailAlways);
+/// let tier = backend.tier("users");
+/// assert!(matches!(tier.get("user:1").await, Err(RemoteError::Backend(_))));
+/// backend.faults().clear();
+/// assert_eq!(tier.get("user:1").await, Ok(None));
+/// let counts = backend.faults().counts();
+/// assert_eq!((counts.failed, counts.passed), (1, 1));
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FaultCounts {
@@ -43,6 +75,21 @@ pub struct FaultCounts {
 
 /// The switch of a [`FaultyBackend`], kept by the test after the backend moved into a manager.
 /// Clones control the same backend.
+///
+/// ```
+/// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+/// use cache_core::{CacheManager, Policy, Tier};
+///
+/// let backend = FaultyBackend::new(MemoryBackend::new()).seed(42);
+/// let faults = backend.faults(); // keep the switch...
+/// let manager = CacheManager::builder()
+///     .remote(backend) // ...while the backend moves into the manager
+///     .cache("users", Policy::new().tier(Tier::Hybrid))
+///     .build();
+/// faults.set(Fault::FailSometimes(0.5));
+/// faults.clear();
+/// # drop(manager);
+/// ```
 #[derive(Clone)]
 pub struct Faults {
     state: Arc<State>,

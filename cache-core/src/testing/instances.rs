@@ -10,7 +10,24 @@ use crate::{CacheManager, CacheManagerBuilder};
 
 /// One remote backend handed to several managers: each manager gets a `SharedBackend` pointing at
 /// the same backend (the same Redis connection, the same [`MemoryBackend`](super::MemoryBackend)
-/// data, the same [`FaultyBackend`](super::FaultyBackend) switch).
+/// data, the same [`FaultyBackend`](super::FaultyBackend) switch). [`instances`] uses it; build
+/// managers by hand with it when they need different settings.
+///
+/// ```
+/// use cache_core::testing::{MemoryBackend, SharedBackend};
+/// use cache_core::{CacheManager, Policy, Tier};
+///
+/// let shared = SharedBackend::new(MemoryBackend::new());
+/// let a = CacheManager::builder()
+///     .remote(shared.clone())
+///     .cache("users", Policy::new().tier(Tier::Hybrid))
+///     .build();
+/// let b = CacheManager::builder()
+///     .remote(shared)
+///     .cache("users", Policy::new().tier(Tier::Remote))
+///     .build();
+/// # drop((a, b));
+/// ```
 #[derive(Clone)]
 pub struct SharedBackend(Arc<dyn RemoteBackend>);
 
