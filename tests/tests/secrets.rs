@@ -79,6 +79,9 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
         tests::redis_server::free_port(false)
     );
 
+    // Kept alive until the end: a manager's backplane subscription stops when it is dropped, and
+    // must have tried (and logged) by then.
+    let mut managers = Vec::new();
     for url in [&wrong_password, &nothing_there] {
         let builder = CacheManager::builder()
             .remote(RedisBackend::new(
@@ -109,6 +112,7 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
         assert_no_secret("an error's Debug", &format!("{err:?}"));
         assert_no_secret("the backend's Debug", &format!("{backend:?}"));
         assert_no_secret("describe()", &backend.describe());
+        managers.push(m);
     }
 
     // Let the backplane's subscription fail and log a few times (its first retry is quick).
@@ -137,6 +141,7 @@ async fn passwords_never_show_in_logs_debug_errors_or_health() {
         assert_no_secret("a log line", line);
     }
     println!("{} log lines recorded, none with the password", lines.len());
+    drop(managers);
 }
 
 #[test]
