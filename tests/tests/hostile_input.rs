@@ -35,6 +35,16 @@ fn manager(namespace: &str, tier: Tier) -> CacheManager {
         .build()
 }
 
+/// Waits for a hybrid manager's first backplane subscription, which clears its memory tier (it
+/// may have missed messages); counting body runs starts after it.
+async fn subscribed(m: &CacheManager) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.backplane_stats().expect("a hybrid cache").subscriptions == 0 {
+        assert!(Instant::now() < deadline, "the backplane never subscribed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn remote(m: &CacheManager) -> RemoteStats {
     m.cache("hostile").stats().remote.expect("remote stats")
 }
@@ -85,6 +95,7 @@ fn hostile_strings() -> Vec<String> {
 async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
     const NS: &str = "hostile-args";
     let a = manager(NS, Tier::Hybrid);
+    subscribed(&a).await;
     let strings = hostile_strings();
     for s in &strings {
         let expected = format!("{} bytes ending {:?}", s.len(), s.chars().last());
@@ -117,6 +128,7 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
     // A second instance with an empty memory tier reads every value back from Redis, each under
     // its own key: no two arguments met in Redis either.
     let b = manager(NS, Tier::Hybrid);
+    subscribed(&b).await;
     for s in &strings {
         let expected = format!("{} bytes ending {:?}", s.len(), s.chars().last());
         assert_eq!(b.scope(by_text(s.clone())).await, expected, "{:.40?}", s);
