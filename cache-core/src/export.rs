@@ -104,6 +104,31 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         "counter",
         memory(|s| s.bypassed.to_string()),
     );
+    family(
+        "cache_stale_served_total",
+        "counter",
+        memory(|s| s.stale_served.to_string()),
+    );
+    family(
+        "cache_refreshes_total",
+        "counter",
+        memory(|s| s.refreshes.to_string()),
+    );
+    family(
+        "cache_fail_safe_total",
+        "counter",
+        memory(|s| s.fail_safe.to_string()),
+    );
+    family(
+        "cache_body_failures_total",
+        "counter",
+        memory(|s| s.body_failures.to_string()),
+    );
+    family(
+        "cache_timeouts_total",
+        "counter",
+        memory(|s| s.timeouts.to_string()),
+    );
     family("cache_entries", "gauge", memory(|s| s.entries.to_string()));
     family(
         "cache_weight_bytes",

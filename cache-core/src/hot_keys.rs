@@ -104,6 +104,7 @@ impl CacheManager {
                         ttl,
                         tags: Vec::new(),
                         epoch: None,
+                        ..Default::default()
                     },
                 );
                 loaded += 1;

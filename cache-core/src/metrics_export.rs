@@ -32,6 +32,11 @@ impl CacheManager {
             mem("cache_invalidations_total", s.invalidations);
             mem("cache_coalesced_total", s.coalesced);
             mem("cache_bypassed_total", s.bypassed);
+            mem("cache_stale_served_total", s.stale_served);
+            mem("cache_refreshes_total", s.refreshes);
+            mem("cache_fail_safe_total", s.fail_safe);
+            mem("cache_body_failures_total", s.body_failures);
+            mem("cache_timeouts_total", s.timeouts);
             mem("cache_body_runs_total", s.body_latency.count);
             let g = |metric: &'static str, v: f64| {
                 gauge!(metric, "cache" => name.clone(), "tier" => "memory").set(v);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Tier;
+use crate::{RefreshAhead, Tier};
 
 /// Which entry the memory tier gives up when it is full.
 ///
@@ -54,6 +54,14 @@ pub struct Policy {
     pub(crate) eviction: Eviction,
     pub(crate) tier: Tier,
     pub(crate) l1_ttl: Option<Duration>,
+    // Freshness (see `freshness.rs`).
+    pub(crate) stale: Option<Duration>,
+    pub(crate) fail_safe: Option<Duration>,
+    pub(crate) fail_safe_throttle: Option<Duration>,
+    pub(crate) refresh_ahead: RefreshAhead,
+    pub(crate) jitter_pct: u8,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Policy {
@@ -66,6 +74,13 @@ impl fmt::Debug for Policy {
             .field("eviction", &self.eviction)
             .field("tier", &self.tier)
             .field("l1_ttl", &self.l1_ttl)
+            .field("stale", &self.stale)
+            .field("fail_safe", &self.fail_safe)
+            .field("fail_safe_throttle", &self.fail_safe_throttle)
+            .field("refresh_ahead", &self.refresh_ahead)
+            .field("jitter_pct", &self.jitter_pct)
+            .field("soft_timeout", &self.soft_timeout)
+            .field("hard_timeout", &self.hard_timeout)
             .finish()
     }
 }
@@ -90,6 +105,13 @@ impl Policy {
             eviction: Eviction::default(),
             tier: Tier::default(),
             l1_ttl: None,
+            stale: None,
+            fail_safe: None,
+            fail_safe_throttle: None,
+            refresh_ahead: RefreshAhead::Off,
+            jitter_pct: 0,
+            soft_timeout: None,
+            hard_timeout: None,
         }
     }
 
@@ -162,6 +184,85 @@ impl Policy {
     /// example 24 h in memory, 7 days in Redis). Never longer than the entry's remaining TTL.
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = Some(ttl);
+        self
+    }
+
+    /// Stale-while-revalidate: for `window` past its TTL an entry is served at once while one
+    /// background task refreshes it. Applies to functions whose arguments are owned (the refresh
+    /// outlives the call); see `docs/freshness.md`.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().ttl_secs(60).stale(Duration::from_secs(600));
+    /// # drop(p);
+    /// ```
+    pub fn stale(mut self, window: Duration) -> Self {
+        self.stale = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Fail-safe: for `window` past its TTL an entry is kept, and a call whose body fails
+    /// (`Err`, panic or timeout) returns it instead of the failure; it is then served as fresh for
+    /// the [throttle](Policy::fail_safe_throttle).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new()
+    ///     .ttl_secs(60)
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .fail_safe_throttle(Duration::from_secs(10));
+    /// # drop(p);
+    /// ```
+    pub fn fail_safe(mut self, window: Duration) -> Self {
+        self.fail_safe = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// How long a fail-safe value is served as fresh after a failure before the body is tried
+    /// again (default 30 s, never past the fail-safe window).
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.fail_safe_throttle = Some(throttle);
+        self
+    }
+
+    /// Refreshes entries in the background before they expire; see [`RefreshAhead`].
+    pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
+        self.refresh_ahead = mode;
+        self
+    }
+
+    /// Shortens each entry's TTL by a random 0..`percent`% so entries written together do not
+    /// expire together.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// let p = Policy::new().ttl_secs(600).jitter(10); // 540..=600 s
+    /// # drop(p);
+    /// ```
+    pub fn jitter(mut self, percent: u8) -> Self {
+        self.jitter_pct = percent.min(100);
+        self
+    }
+
+    /// Soft timeout of a cached function's body: past it, a caller that has a stale or fail-safe
+    /// value gets that value and the body finishes in the background (async functions with owned
+    /// arguments).
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// Hard timeout of a cached async function's body: past it, the caller gets its fail-safe
+    /// value or, for a function returning `Result<_, E>` with `E: From<cache_core::TimedOut>`,
+    /// a timeout error. Functions of other return types ignore a policy's hard timeout (their
+    /// `#[cached(timeout = ..)]` is a compile error).
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
         self
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::flight::Flights;
-use crate::memory::{InsertOptions, MemoryStore, Value};
+use crate::memory::{InsertOptions, Lookup, MemoryStore, Value};
 use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
@@ -42,6 +42,8 @@ pub(crate) struct Undecoded(pub(crate) Vec<u8>);
 pub(crate) struct RemoteHit<T> {
     pub(crate) value: T,
     pub(crate) remaining: Option<Duration>,
+    /// How long the value took to compute where it was computed (for XFetch).
+    pub(crate) delta_ms: u32,
 }
 
 impl Store {
@@ -70,11 +72,11 @@ impl Store {
 
     /// L1 lookup, counted. `None` at once for a remote-only cache.
     #[inline(always)]
-    pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+    pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         if self.tier.uses_memory() {
             self.memory.get(key, hash)
         } else {
-            None
+            Lookup::Absent
         }
     }
 
@@ -113,9 +115,9 @@ impl Store {
         key: &[u8],
         hash: u64,
         has_codec: bool,
-    ) -> Option<T> {
+    ) -> Lookup<T> {
         if self.tier.uses_memory() || has_codec {
-            None
+            Lookup::Absent
         } else {
             self.memory.get(key, hash)
         }
@@ -160,7 +162,11 @@ impl Store {
                 let remaining = meta
                     .expires_at_unix_ms
                     .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
-                Some(RemoteHit { value, remaining })
+                Some(RemoteHit {
+                    value,
+                    remaining,
+                    delta_ms: meta.recompute_ms,
+                })
             }
             Err(DecodeError::Expired) => {
                 remote.counters.misses.incr();
@@ -196,7 +202,11 @@ impl Store {
                 let remaining = meta
                     .expires_at_unix_ms
                     .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
-                Some(RemoteHit { value, remaining })
+                Some(RemoteHit {
+                    value,
+                    remaining,
+                    delta_ms: meta.recompute_ms,
+                })
             }
             Err(_) => {
                 self.memory.remove(key.as_bytes(), hash);

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use blocking::{run as run_blocking, run_sync};
+pub(crate) use blocking::{run as run_blocking, run_sync, spawn as spawn_background};
 pub(crate) use resilient::ResilientTier;
 pub use resilient::{BreakerState, RemoteStats, Resilience};
 
