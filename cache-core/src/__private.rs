@@ -165,8 +165,10 @@ pub fn cached_sync<R, J: SyncJob<R>>(
 
 /// The job of a `#[cached]` async function: detachable when the function asked for a mode that
 /// runs its body in the background (the macro checked that its arguments are owned).
+///
+/// No bounds here: a value type that cannot be cached is reported once, by `cached_async`'s.
 #[inline(always)]
-pub fn job<R, S: Strategy<R>, F: Future<Output = R>>(strategy: S, body: F) -> Attached<S, F, R> {
+pub fn job<R, S, F>(strategy: S, body: F) -> Attached<S, F, R> {
     Attached::new(strategy, body)
 }
 
@@ -183,16 +185,14 @@ impl<F: Future + Send + 'static> Background for F {}
 #[inline(always)]
 pub fn detachable_job<R, S, F>(strategy: S, body: F) -> Detachable<S, F, R>
 where
-    S: Strategy<R> + Send + Sync + 'static,
     F: Background<Output = R>,
-    R: Send + 'static,
 {
     Detachable::new(strategy, body)
 }
 
 /// The job of a sync `#[cached]` function.
 #[inline(always)]
-pub fn sync_job<R, S: Strategy<R>, F: FnOnce() -> R>(strategy: S, body: F) -> SyncAttached<S, F> {
+pub fn sync_job<S, F>(strategy: S, body: F) -> SyncAttached<S, F> {
     SyncAttached::new(strategy, body)
 }
 
@@ -209,9 +209,7 @@ impl<R, F: FnOnce() -> R + Send + 'static> BackgroundFn<R> for F {}
 #[inline(always)]
 pub fn sync_detachable_job<R, S, F>(strategy: S, body: F) -> SyncDetachable<S, F>
 where
-    S: Strategy<R> + Send + 'static,
     F: BackgroundFn<R>,
-    R: Send + 'static,
 {
     SyncDetachable::new(strategy, body)
 }

@@ -119,7 +119,11 @@ impl Cache {
         if let crate::memory::Lookup::Hit(v) = self.store.get_local(key.as_bytes(), hash) {
             return Some(v);
         }
-        let hit = self.store.get_remote(key, &Codec::<T>::serde()).await?;
+        let hit = self
+            .store
+            .get_remote(key, &Codec::<T>::serde())
+            .await?
+            .fresh()?;
         let opts = InsertOptions {
             ttl: hit.remaining,
             tags: Vec::new(),

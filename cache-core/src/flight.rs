@@ -661,6 +661,78 @@ fn serve_later<R, W: Work<R>>(
     Later::Compute(work, fallback)
 }
 
+/// A value read from L2 past its TTL but kept there for its stale or fail-safe window: served
+/// with a background refresh (stale-while-revalidate, the refresh continuing this leader's
+/// flight), or kept as the fallback of the computation that follows. A hybrid cache also keeps it
+/// in L1 as a stale entry, so the next local reads need no round trip.
+#[allow(clippy::too_many_arguments)]
+fn remote_stale<R, W: Work<R>>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    fresh: &Freshness,
+    work: W,
+    hit: crate::store::RemoteHit<ValueOf<R, W>>,
+    guard: &mut Option<LeaderGuard>,
+    epoch: u64,
+) -> Later<R, W, ValueOf<R, W>> {
+    let stale_for = hit.stale_for.unwrap_or_default().as_millis() as u64;
+    let now = store.memory.clock.now_ms();
+    let expires_at = now.saturating_sub(stale_for);
+    let times = Times {
+        soft_at: expires_at,
+        expires_at,
+        keep_until: expires_at.saturating_add(fresh.keep_ms(hit.delta_ms)),
+        delta_ms: hit.delta_ms,
+    };
+    if times.keep_until <= now {
+        return Later::Compute(work, None);
+    }
+    let shared: Value = Arc::new(hit.value.clone());
+    if W::DETACHABLE && stale_for < fresh.stale_ms {
+        if store.tier.uses_memory() {
+            let stale_entry = InsertOptions {
+                ttl: Some(Duration::ZERO),
+                tags: opts.tags.clone(),
+                epoch: Some(epoch),
+                keep_ms: times.keep_until - now,
+                refresh: crate::RefreshAhead::Off,
+                delta_ms: hit.delta_ms,
+            };
+            store
+                .memory
+                .insert(key.as_str(), hash, shared.clone(), stale_entry);
+        }
+        store.memory.counters.stale_served.incr();
+        note(Status::Stale);
+        let out = work.strategy().rebuild(hit.value);
+        let ctx = Background {
+            store: store.clone(),
+            key: key.clone(),
+            hash,
+            opts: opts.clone(),
+            fresh: *fresh,
+            guard: guard.take(),
+            fallback: Some((shared, times)),
+            started: None,
+        };
+        let _ = work.refresh_in_background(ctx);
+        return Later::Served(out);
+    }
+    let window = if W::DETACHABLE {
+        fresh.fail_safe_ms
+    } else {
+        fresh.fail_safe_ms.max(fresh.stale_ms)
+    };
+    let fallback = (stale_for < window).then_some(Fallback {
+        value: hit.value,
+        shared,
+        times,
+    });
+    Later::Compute(work, fallback)
+}
+
 /// How a body run ended.
 enum BodyEnd<R> {
     Returned(R),
@@ -844,20 +916,33 @@ async fn lead<R, J: Job<R>>(
     fresh: &Freshness,
     job: J,
     codec: Option<&Codec<ValueOf<R, J>>>,
-    fallback: Option<Fallback<ValueOf<R, J>>>,
+    mut fallback: Option<Fallback<ValueOf<R, J>>>,
     mut guard: Option<LeaderGuard>,
 ) -> R {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let mut job = job;
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
             None => store.get_remote(key.as_str(), codec).await,
         };
-        if let Some(hit) = hit {
-            let strategy = job.strategy();
-            let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-            outcome.settle(guard.as_mut(), strategy);
-            return outcome.out;
+        match hit {
+            Some(hit) if hit.stale_for.is_some() => {
+                match remote_stale(store, key, hash, &opts, fresh, job, hit, &mut guard, epoch) {
+                    Later::Served(out) => return out,
+                    Later::Compute(work, kept) => {
+                        job = work;
+                        fallback = fallback.or(kept);
+                    }
+                }
+            }
+            Some(hit) => {
+                let strategy = job.strategy();
+                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
+                outcome.settle(guard.as_mut(), strategy);
+                return outcome.out;
+            }
+            None => {}
         }
     }
     note(Status::Miss);
@@ -1195,20 +1280,33 @@ fn lead_blocking<R, J: SyncJob<R>>(
     fresh: &Freshness,
     job: J,
     codec: Option<&Codec<ValueOf<R, J>>>,
-    fallback: Option<Fallback<ValueOf<R, J>>>,
+    mut fallback: Option<Fallback<ValueOf<R, J>>>,
     mut guard: Option<LeaderGuard>,
 ) -> R {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let mut job = job;
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
             None => get_remote_blocking(store, key, codec),
         };
-        if let Some(hit) = hit {
-            let strategy = job.strategy();
-            let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-            outcome.settle(guard.as_mut(), strategy);
-            return outcome.out;
+        match hit {
+            Some(hit) if hit.stale_for.is_some() => {
+                match remote_stale(store, key, hash, &opts, fresh, job, hit, &mut guard, epoch) {
+                    Later::Served(out) => return out,
+                    Later::Compute(work, kept) => {
+                        job = work;
+                        fallback = fallback.or(kept);
+                    }
+                }
+            }
+            Some(hit) => {
+                let strategy = job.strategy();
+                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
+                outcome.settle(guard.as_mut(), strategy);
+                return outcome.out;
+            }
+            None => {}
         }
     }
     note(Status::Miss);

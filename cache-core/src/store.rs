@@ -44,6 +44,16 @@ pub(crate) struct RemoteHit<T> {
     pub(crate) remaining: Option<Duration>,
     /// How long the value took to compute where it was computed (for XFetch).
     pub(crate) delta_ms: u32,
+    /// How long ago its TTL ended, for a value kept past it (a stale or fail-safe window); `None`
+    /// while it is fresh.
+    pub(crate) stale_for: Option<Duration>,
+}
+
+impl<T> RemoteHit<T> {
+    /// The hit if it is fresh.
+    pub(crate) fn fresh(self) -> Option<Self> {
+        self.stale_for.is_none().then_some(self)
+    }
 }
 
 impl Store {
@@ -156,16 +166,26 @@ impl Store {
             }
             Err(_) => return None,
         };
-        match codec.decode(key, &bytes) {
+        match codec.decode_kept(key, &bytes) {
             Ok((value, meta)) => {
-                remote.counters.hits.incr();
+                let now = unix_ms_now();
+                let stale_for = meta
+                    .expires_at_unix_ms
+                    .filter(|at| *at <= now)
+                    .map(|at| Duration::from_millis(now - at));
+                if stale_for.is_some() {
+                    remote.counters.misses.incr();
+                } else {
+                    remote.counters.hits.incr();
+                }
                 let remaining = meta
                     .expires_at_unix_ms
-                    .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
+                    .map(|at| Duration::from_millis(at.saturating_sub(now)));
                 Some(RemoteHit {
                     value,
                     remaining,
                     delta_ms: meta.recompute_ms,
+                    stale_for,
                 })
             }
             Err(DecodeError::Expired) => {
@@ -206,6 +226,7 @@ impl Store {
                     value,
                     remaining,
                     delta_ms: meta.recompute_ms,
+                    stale_for: None,
                 })
             }
             Err(_) => {
@@ -226,6 +247,9 @@ impl Store {
     ) {
         let Some(remote) = &self.remote else { return };
         let ttl = self.remote_ttl(opts);
+        // The backend keeps the value through its stale and fail-safe windows; the envelope
+        // carries the TTL itself, so a reader knows when it went stale.
+        let kept = ttl.map(|t| t.saturating_add(Duration::from_millis(opts.keep_ms)));
         let bytes = match codec.encode(key, value, ttl, recompute) {
             Ok(b) => b,
             Err(e) => {
@@ -234,7 +258,7 @@ impl Store {
             }
         };
         match remote
-            .run(remote.inner.set(key, bytes, ttl, &opts.tags))
+            .run(remote.inner.set(key, bytes, kept, &opts.tags))
             .await
         {
             Ok(()) => {

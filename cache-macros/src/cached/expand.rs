@@ -129,11 +129,12 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let is_async = sig.asyncness.is_some();
     let fresh = &plan.fresh;
     let job_fn = match (is_async, fresh.detachable) {
-        (true, false) => quote!(job),
-        (true, true) => quote!(detachable_job),
-        (false, false) => quote!(sync_job),
-        (false, true) => quote!(sync_detachable_job),
+        (true, false) => "job",
+        (true, true) => "detachable_job",
+        (false, false) => "sync_job",
+        (false, true) => "sync_detachable_job",
     };
+    let job_fn = syn::Ident::new(job_fn, ret_last);
     // The error a hard timeout returns, checked against the return type at the `timeout` keyword.
     let on_timeout = fresh.hard_timeout.map(|(span, _)| {
         let c = respan(c, span);
