@@ -22,7 +22,8 @@ use crate::key::KeyBuf;
 use crate::memory::{HashKeyed, InsertOptions, Value};
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
-use crate::remote::run_blocking;
+use crate::remote::lock::FlightLock;
+use crate::remote::{LockWait, run_blocking};
 use crate::store::Store;
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
@@ -245,6 +246,9 @@ struct Outcome<R, T> {
     share: Share,
     /// A computed value still to be written to the remote tier.
     to_remote: Option<(T, InsertOptions, Duration)>,
+    /// The distributed lock this leader computed under, released when the outcome is dropped:
+    /// after the remote write, so waiting instances find the value when the lock goes.
+    lock: Option<FlightLock>,
 }
 
 /// What the leader's followers get.
@@ -309,6 +313,7 @@ fn keep_computed<R, S: Strategy<R>>(
                     out,
                     share: Share::FromOut,
                     to_remote: Some((v, opts, took)),
+                    lock: None,
                 };
             }
             let (value, to_remote): (Value, _) = if to_remote {
@@ -328,12 +333,14 @@ fn keep_computed<R, S: Strategy<R>>(
                 out,
                 share: Share::Value(value),
                 to_remote,
+                lock: None,
             }
         }
         None => Outcome {
             out,
             share: Share::Nothing,
             to_remote: None,
+            lock: None,
         },
     }
 }
@@ -354,6 +361,7 @@ fn keep_promoted<R, S: Strategy<R>>(
             out: strategy.rebuild(hit.value),
             share: Share::FromOut,
             to_remote: None,
+            lock: None,
         };
     }
     let value: Value = Arc::new(hit.value.clone());
@@ -366,6 +374,7 @@ fn keep_promoted<R, S: Strategy<R>>(
         out: strategy.rebuild(hit.value),
         share: Share::Value(value),
         to_remote: None,
+        lock: None,
     }
 }
 
@@ -380,6 +389,7 @@ fn straddled<R, T>(store: &Store, key: &KeyBuf, out: R) -> Outcome<R, T> {
         out,
         share: Share::Retry,
         to_remote: None,
+        lock: None,
     }
 }
 
@@ -408,6 +418,7 @@ where
     Fut: Future<Output = R>,
 {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let mut lock = None;
     if let Some(codec) = codec {
         if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
             return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
@@ -415,11 +426,19 @@ where
         if let Some(hit) = store.get_remote(key.as_str(), codec).await {
             return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
+        // Distributed single flight: one instance computes, the others wait for its value.
+        match store.lock_or_wait(key.as_str(), codec).await {
+            LockWait::Appeared(hit) => {
+                return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
+            }
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed => {}
+        }
     }
     let started = Instant::now();
     let out = tracing::Instrument::instrument(body, miss_span(store, key)).await;
     let has_codec = codec.is_some();
-    keep_computed(
+    let mut outcome = keep_computed(
         store,
         key,
         hash,
@@ -429,7 +448,9 @@ where
         out,
         started.elapsed(),
         epoch,
-    )
+    );
+    outcome.lock = lock;
+    outcome
 }
 
 async fn write_remote<T>(
@@ -542,6 +563,19 @@ fn get_remote_blocking<T: Send + Sync + 'static>(
     run_blocking(async move { store.get_remote(&key, &codec).await }).flatten()
 }
 
+/// [`Store::lock_or_wait`] for a synchronous caller, on cache-core's I/O runtime.
+fn lock_or_wait_blocking<T: Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    codec: &Codec<T>,
+) -> LockWait<T> {
+    let store = store.clone();
+    let key = key.as_str().to_owned();
+    let codec = *codec;
+    run_blocking(async move { store.lock_or_wait(&key, &codec).await })
+        .unwrap_or(LockWait::Proceed)
+}
+
 /// L2 write for a synchronous caller, on cache-core's I/O runtime.
 fn write_remote_blocking<T: Send + Sync + 'static>(
     store: &Arc<Store>,
@@ -572,6 +606,7 @@ where
     F: FnOnce() -> R,
 {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let mut lock = None;
     if let Some(codec) = codec {
         if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
             return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
@@ -579,11 +614,18 @@ where
         if let Some(hit) = get_remote_blocking(store, key, codec) {
             return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
         }
+        match lock_or_wait_blocking(store, key, codec) {
+            LockWait::Appeared(hit) => {
+                return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
+            }
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed => {}
+        }
     }
     let started = Instant::now();
     let out = miss_span(store, key).in_scope(body);
     let has_codec = codec.is_some();
-    keep_computed(
+    let mut outcome = keep_computed(
         store,
         key,
         hash,
@@ -593,7 +635,9 @@ where
         out,
         started.elapsed(),
         epoch,
-    )
+    );
+    outcome.lock = lock;
+    outcome
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.
