@@ -117,7 +117,16 @@ impl RedisBackend {
     }
 
     /// The Redis key of the single-flight lock of a logical key of `cache` (for inspection and
-    /// tests).
+    /// tests). Locks live outside their cache's keys, so pattern invalidation and clearing the
+    /// cache never touch them.
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let b = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop"));
+    /// assert_eq!(b.redis_key("users", "user:42"), "shop:users:user:42");
+    /// assert_eq!(b.lock_key("users", "user:42"), "shop:lock:users:user:42");
+    /// ```
     pub fn lock_key(&self, cache: &str, key: &str) -> String {
         self.shared.layout.cache(cache).lock_key(key)
     }

@@ -163,7 +163,7 @@ impl Store {
             return LockWait::Proceed;
         };
         let ttl = self.policy.lock_ttl;
-        let deadline = Instant::now() + self.policy.lock_wait_or_default();
+        let deadline = deadline_after(self.policy.lock_wait_or_default());
         let mut pause = FIRST_POLL;
         let mut waited = false;
         loop {
@@ -210,5 +210,36 @@ impl Store {
                 Err(()) => return LockWait::Proceed,
             }
         }
+    }
+}
+
+/// `now + wait`, or a century away for a wait too long to add (`Duration::MAX`): an `Instant`
+/// addition that overflows panics, and a policy value must not.
+fn deadline_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_wait_does_not_overflow() {
+        assert!(deadline_after(Duration::MAX) > Instant::now() + Duration::from_secs(86_400));
+        let soon = deadline_after(Duration::from_millis(10));
+        assert!(soon <= Instant::now() + Duration::from_millis(10));
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_print_as_32_hex_digits() {
+        let tokens: std::collections::HashSet<_> = (0..10_000).map(|_| LockToken::random()).collect();
+        assert_eq!(tokens.len(), 10_000);
+        let t = LockToken::from_u128(0xabc);
+        assert_eq!(t.to_string(), "00000000000000000000000000000abc");
+        assert_eq!(t.as_u128(), 0xabc);
+        assert_eq!(format!("{t:?}"), "LockToken(00000000000000000000000000000abc)");
     }
 }
