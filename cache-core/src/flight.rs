@@ -572,8 +572,7 @@ fn lock_or_wait_blocking<T: Send + Sync + 'static>(
     let store = store.clone();
     let key = key.as_str().to_owned();
     let codec = *codec;
-    run_blocking(async move { store.lock_or_wait(&key, &codec).await })
-        .unwrap_or(LockWait::Proceed)
+    run_blocking(async move { store.lock_or_wait(&key, &codec).await }).unwrap_or(LockWait::Proceed)
 }
 
 /// L2 write for a synchronous caller, on cache-core's I/O runtime.

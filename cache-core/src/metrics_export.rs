@@ -65,7 +65,10 @@ impl CacheManager {
                 rem("cache_remote_decode_errors_total", r.decode_errors);
                 rem("cache_remote_lock_acquired_total", r.lock_acquired);
                 rem("cache_remote_lock_waits_total", r.lock_waits);
-                rem("cache_remote_lock_wait_timeouts_total", r.lock_wait_timeouts);
+                rem(
+                    "cache_remote_lock_wait_timeouts_total",
+                    r.lock_wait_timeouts,
+                );
                 let open = r.breaker != Some(crate::BreakerState::Closed);
                 gauge!("cache_remote_breaker_open", "cache" => name.clone(), "tier" => "remote")
                     .set(f64::from(u8::from(open)));

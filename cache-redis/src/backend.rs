@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::remote::{BoxFuture, LockAttempt, LockToken};
 use cache_core::remote::backplane::Backplane;
+use cache_core::remote::{BoxFuture, LockAttempt, LockToken};
 use cache_core::{RemoteBackend, RemoteError, RemoteTier};
 use redis::Cmd;
 

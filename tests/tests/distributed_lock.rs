@@ -213,7 +213,11 @@ fn without_redis_callers_compute_without_waiting_for_a_lock() {
     let r = a.cmd("burst 1 20");
     server.resume();
     assert_eq!(r.str("values"), "v0:20", "{}", r.line);
-    assert_eq!(r.num("ran"), 1, "the body ran (once: in-process single flight)");
+    assert_eq!(
+        r.num("ran"),
+        1,
+        "the body ran (once: in-process single flight)"
+    );
     let took = Duration::from_micros(r.num("us"));
     assert!(took < bound, "frozen Redis: {took:?}");
 
@@ -282,7 +286,10 @@ async fn a_lock_is_not_a_value_to_invalidation() {
     t.set("k", vec![1], None, &[]).await.unwrap();
     let token = LockToken::random();
     let long = Duration::from_secs(60);
-    assert_eq!(t.try_lock("k", token, long).await, Ok(LockAttempt::Acquired));
+    assert_eq!(
+        t.try_lock("k", token, long).await,
+        Ok(LockAttempt::Acquired)
+    );
     let lock_key = backend.lock_key("c", "k");
     assert_eq!(t.delete_pattern("*").await, Ok(1), "the value only");
     assert_eq!(server().cli(&["EXISTS", &lock_key]), "1");

@@ -1226,4 +1226,3 @@ async fn a_miss_under_the_distributed_lock_adds_three_commands() {
     );
     assert_eq!(LOCKED_RUNS.load(SeqCst), 2);
 }
-

@@ -159,7 +159,11 @@ impl Store {
     /// After an L2 miss of `key`: takes the distributed lock, or waits for the instance that holds
     /// it (see the module docs). Never waits when the remote tier fails.
     pub(crate) async fn lock_or_wait<T>(&self, key: &str, codec: &Codec<T>) -> LockWait<T> {
-        let Some(remote) = self.remote.as_ref().filter(|_| self.policy.distributed_lock) else {
+        let Some(remote) = self
+            .remote
+            .as_ref()
+            .filter(|_| self.policy.distributed_lock)
+        else {
             return LockWait::Proceed;
         };
         let ttl = self.policy.lock_ttl;
@@ -235,11 +239,15 @@ mod tests {
 
     #[test]
     fn tokens_are_distinct_and_print_as_32_hex_digits() {
-        let tokens: std::collections::HashSet<_> = (0..10_000).map(|_| LockToken::random()).collect();
+        let tokens: std::collections::HashSet<_> =
+            (0..10_000).map(|_| LockToken::random()).collect();
         assert_eq!(tokens.len(), 10_000);
         let t = LockToken::from_u128(0xabc);
         assert_eq!(t.to_string(), "00000000000000000000000000000abc");
         assert_eq!(t.as_u128(), 0xabc);
-        assert_eq!(format!("{t:?}"), "LockToken(00000000000000000000000000000abc)");
+        assert_eq!(
+            format!("{t:?}"),
+            "LockToken(00000000000000000000000000000abc)"
+        );
     }
 }
