@@ -6,8 +6,10 @@
 //! the body once in total and all get the value (async and sync callers, standalone and
 //! cluster); a lock holder killed with SIGKILL mid-body delays the others only until its lock
 //! expires, and then exactly one survivor computes; with Redis stopped or frozen, callers compute
-//! at once instead of waiting for a lock; only a lock's owner releases it, and the lock is not a
-//! value to pattern invalidation or clearing.
+//! at once instead of waiting for a lock; a holder that is cancelled or panics releases its lock
+//! at once, and one whose result is not cached (`Err`) lets a waiting instance compute without
+//! waiting for the TTL; only a lock's owner releases it, and the lock is not a value to pattern
+//! invalidation or clearing.
 
 mod hybrid_common;
 
@@ -306,4 +308,151 @@ async fn a_lock_is_not_a_value_to_invalidation() {
     );
     assert!(backend.lock_key("c", &long_key).len() < 100);
     assert_eq!(t.unlock(&long_key, token).await, Ok(true));
+}
+
+/// Two managers on one server stand for two instances (each has its own memory and flights).
+fn instance(namespace: &str) -> cache_core::CacheManager {
+    cache_core::CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url()).namespace(namespace),
+        ))
+        .cache(
+            "c",
+            cache_core::Policy::new()
+                .tier(cache_core::Tier::Remote)
+                // Far longer than the test may take: a lock gone early was released, not expired.
+                .lock_ttl(Duration::from_secs(60)),
+        )
+        .build()
+}
+
+fn lock_stats(m: &cache_core::CacheManager) -> (u64, u64, u64) {
+    let r = m.cache("c").stats().remote.expect("a remote tier");
+    (r.lock_acquired, r.lock_waits, r.lock_wait_timeouts)
+}
+
+async fn until_gone(lock_key: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server().cli(&["EXISTS", lock_key]) != "0" {
+        assert!(Instant::now() < deadline, "{what}: the lock is still held");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_panicking_holder_releases_its_lock_at_once() {
+    let namespace = "lockdrop";
+    let m = instance(namespace);
+    let lock_key = RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+        .lock_key("c", "k");
+
+    // Cancelled: the caller's future is dropped while the body runs (a client went away).
+    let (started, running) = tokio::sync::oneshot::channel();
+    let cache = m.cache("c");
+    let call = tokio::spawn(async move {
+        cache
+            .get_or_insert_with("k", || async move {
+                let _ = started.send(());
+                std::future::pending::<u64>().await
+            })
+            .await
+    });
+    running.await.expect("the body started");
+    assert_eq!(
+        server().cli(&["EXISTS", &lock_key]),
+        "1",
+        "held while computing"
+    );
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    until_gone(&lock_key, "after a cancelled holder").await;
+
+    // Panicked.
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let cache = m.cache("c");
+    let call = tokio::spawn(async move {
+        cache
+            .get_or_insert_with("k", || async move {
+                running.await.expect("the test lets it go on");
+                panic!("the body fails");
+                #[allow(unreachable_code)]
+                0u64
+            })
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server().cli(&["EXISTS", &lock_key]) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the second call never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.send(()).unwrap();
+    assert!(call.await.unwrap_err().is_panic());
+    until_gone(&lock_key, "after a panicking holder").await;
+
+    // The key is free again: the next call computes at once, without waiting.
+    assert_eq!(
+        m.cache("c")
+            .get_or_insert_with("k", || async { 7u64 })
+            .await,
+        7
+    );
+    assert_eq!(lock_stats(&m), (3, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_result_is_not_cached_lets_a_waiter_compute_without_waiting_for_the_ttl() {
+    let namespace = "lockerr";
+    let (one, two) = (instance(namespace), instance(namespace));
+    let lock_key = RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+        .lock_key("c", "k");
+
+    // Instance one computes, and will fail (an `Err` is not cached).
+    let (fail, failing) = tokio::sync::oneshot::channel::<()>();
+    let cache = one.cache("c");
+    let holder = tokio::spawn(async move {
+        cache
+            .try_get_or_insert_with("k", || async move {
+                failing.await.expect("the test lets it fail");
+                Err::<u64, String>("database down".to_owned())
+            })
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server().cli(&["EXISTS", &lock_key]) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "instance one never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Instance two misses and waits for one's value.
+    let cache = two.cache("c");
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let v = cache.get_or_insert_with("k", || async { 42u64 }).await;
+        (v, started.elapsed())
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lock_stats(&two).1 == 0 {
+        assert!(Instant::now() < deadline, "instance two never waited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fail.send(()).unwrap();
+    assert_eq!(holder.await.unwrap(), Err("database down".to_owned()));
+    let (value, took) = waiter.await.unwrap();
+    assert_eq!(value, 42, "two computed its own value");
+    assert!(
+        took < Duration::from_secs(10),
+        "two waited {took:?}: for the release, not the 60 s TTL"
+    );
+    assert_eq!(lock_stats(&one), (1, 0, 0));
+    assert_eq!(
+        lock_stats(&two),
+        (1, 1, 0),
+        "two waited, then took the lock"
+    );
 }
