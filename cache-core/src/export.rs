@@ -186,6 +186,21 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         remote(|r| r.too_large.to_string()),
     );
     family(
+        "cache_remote_lock_acquired_total",
+        "counter",
+        remote(|r| r.lock_acquired.to_string()),
+    );
+    family(
+        "cache_remote_lock_waits_total",
+        "counter",
+        remote(|r| r.lock_waits.to_string()),
+    );
+    family(
+        "cache_remote_lock_wait_timeouts_total",
+        "counter",
+        remote(|r| r.lock_wait_timeouts.to_string()),
+    );
+    family(
         "cache_remote_latency_mean_microseconds",
         "gauge",
         remote(|r| r.mean_latency_us.to_string()),

@@ -27,7 +27,8 @@ use crate::key::KeyBuf;
 use crate::memory::{HashKeyed, InsertOptions, Lookup, Times, Value};
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
-use crate::remote::run_blocking;
+use crate::remote::lock::FlightLock;
+use crate::remote::{LockWait, run_blocking};
 use crate::store::Store;
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
@@ -611,6 +612,7 @@ fn serve_later<R, W: Work<R>>(
             guard: None,
             fallback,
             started: None,
+            lock: None,
         };
         let _ = work.refresh_in_background(ctx);
     };
@@ -716,6 +718,7 @@ fn remote_stale<R, W: Work<R>>(
             guard: guard.take(),
             fallback: Some((shared, times)),
             started: None,
+            lock: None,
         };
         let _ = work.refresh_in_background(ctx);
         return Later::Served(out);
@@ -945,6 +948,21 @@ async fn lead<R, J: Job<R>>(
             None => {}
         }
     }
+    // Distributed single flight: one instance computes, the others wait for its value. The lock
+    // is held until the value is written (dropping it releases it).
+    let mut lock: Option<FlightLock> = None;
+    if let Some(codec) = codec {
+        match store.lock_or_wait(key.as_str(), codec).await {
+            LockWait::Appeared(hit) => {
+                let strategy = job.strategy();
+                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
+                outcome.settle(guard.as_mut(), strategy);
+                return outcome.out;
+            }
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed => {}
+        }
+    }
     note(Status::Miss);
     let on_timeout = job.on_timeout();
     let (strategy, mut body) = job.into_parts();
@@ -996,6 +1014,7 @@ async fn lead<R, J: Job<R>>(
             );
             outcome.settle(guard.as_mut(), &strategy);
             write_remote(store, key, codec, outcome.to_remote).await;
+            drop(lock);
             outcome.out
         }
         BodyEnd::Panicked(panic) => {
@@ -1035,6 +1054,7 @@ async fn lead<R, J: Job<R>>(
                 guard,
                 fallback: Some((fallback.shared, fallback.times)),
                 started: Some((started_ms, started, epoch)),
+                lock: lock.take(),
             };
             // Detachable: checked with the soft timeout above.
             let _ = J::finish_in_background(strategy, body, ctx);
@@ -1088,6 +1108,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         guard,
         fallback,
         started,
+        lock,
     } = ctx;
     let codec = strategy.codec();
     let codec = codec.as_ref().filter(|_| store.remote.is_some());
@@ -1136,6 +1157,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
             );
             outcome.settle(Some(&mut guard), &strategy);
             write_remote(&store, &key, codec, outcome.to_remote).await;
+            drop(lock);
             return;
         }
         BodyEnd::Returned(_) => "returned an error",
@@ -1309,6 +1331,19 @@ fn lead_blocking<R, J: SyncJob<R>>(
             None => {}
         }
     }
+    let mut lock: Option<FlightLock> = None;
+    if let Some(codec) = codec {
+        match lock_or_wait_blocking(store, key, codec) {
+            LockWait::Appeared(hit) => {
+                let strategy = job.strategy();
+                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
+                outcome.settle(guard.as_mut(), strategy);
+                return outcome.out;
+            }
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed => {}
+        }
+    }
     note(Status::Miss);
     let (strategy, body) = job.into_parts();
     let started_ms = store.memory.clock.now_ms_precise();
@@ -1372,7 +1407,20 @@ fn lead_blocking<R, J: SyncJob<R>>(
     );
     outcome.settle(guard.as_mut(), &strategy);
     write_remote_blocking(store, key, codec, outcome.to_remote);
+    drop(lock.take());
     outcome.out
+}
+
+/// [`Store::lock_or_wait`] for a synchronous caller, on cache-core's I/O runtime.
+fn lock_or_wait_blocking<T: Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    codec: &Codec<T>,
+) -> LockWait<T> {
+    let store = store.clone();
+    let key = key.as_str().to_owned();
+    let codec = *codec;
+    run_blocking(async move { store.lock_or_wait(&key, &codec).await }).unwrap_or(LockWait::Proceed)
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.

@@ -32,6 +32,8 @@ pub struct Background {
     /// When the body started, in the cache clock's milliseconds (for its recompute time), and
     /// the invalidation epoch then, when the task continues a started body.
     pub(crate) started: Option<(u64, std::time::Instant, u64)>,
+    /// The distributed lock the body runs under, released once its value is written.
+    pub(crate) lock: Option<crate::remote::lock::FlightLock>,
 }
 
 impl std::fmt::Debug for Background {

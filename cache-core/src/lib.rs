@@ -69,7 +69,7 @@ pub use key::template::TemplateError;
 pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};
 pub use outcome::CacheValue;
-pub use policy::{DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
+pub use policy::{DEFAULT_LOCK_TTL, DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
 pub use remote::{
     BreakerState, RemoteBackend, RemoteError, RemoteStats, RemoteTier, Resilience, Tier,
 };

@@ -62,6 +62,10 @@ pub struct Policy {
     pub(crate) jitter_pct: u8,
     pub(crate) soft_timeout: Option<Duration>,
     pub(crate) hard_timeout: Option<Duration>,
+    // Distributed single flight (remote and hybrid caches); see `remote/lock.rs`.
+    pub(crate) distributed_lock: bool,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) lock_wait: Option<Duration>,
 }
 
 impl fmt::Debug for Policy {
@@ -81,6 +85,9 @@ impl fmt::Debug for Policy {
             .field("jitter_pct", &self.jitter_pct)
             .field("soft_timeout", &self.soft_timeout)
             .field("hard_timeout", &self.hard_timeout)
+            .field("distributed_lock", &self.distributed_lock)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("lock_wait", &self.lock_wait_or_default())
             .finish()
     }
 }
@@ -93,6 +100,10 @@ impl Default for Policy {
 
 /// The default bound: enough for a service's hot set, small enough not to surprise anyone.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+
+/// The default TTL of the distributed single-flight lock ([`Policy::lock_ttl`]): longer than
+/// most bodies a cache fronts, short enough that a crashed holder delays the others briefly.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
 
 impl Policy {
     /// The default policy: no TTL, at most [`DEFAULT_MAX_ENTRIES`] entries, S3-FIFO eviction.
@@ -112,6 +123,9 @@ impl Policy {
             jitter_pct: 0,
             soft_timeout: None,
             hard_timeout: None,
+            distributed_lock: true,
+            lock_ttl: DEFAULT_LOCK_TTL,
+            lock_wait: None,
         }
     }
 
@@ -264,6 +278,79 @@ impl Policy {
     pub fn hard_timeout(mut self, timeout: Duration) -> Self {
         self.hard_timeout = Some(timeout);
         self
+    }
+
+    /// Distributed single flight for a [`Tier::Remote`] or [`Tier::Hybrid`] cache (on by
+    /// default; no effect on a memory cache): on a miss, one instance computes the value under a
+    /// short lock in the remote backend while the others wait for it, so a cold key runs its
+    /// body once across all instances instead of once per instance. Turn it off for cheap bodies,
+    /// where the lock's round trips cost more than computing twice.
+    ///
+    /// ```
+    /// use cache_core::{Policy, Tier};
+    ///
+    /// let p = Policy::new().tier(Tier::Hybrid).distributed_lock(false);
+    /// assert!(!p.distributed_lock_value());
+    /// assert!(Policy::new().distributed_lock_value());
+    /// ```
+    pub fn distributed_lock(mut self, on: bool) -> Self {
+        self.distributed_lock = on;
+        self
+    }
+
+    /// How long the distributed lock lives ([`DEFAULT_LOCK_TTL`] by default; at least 1 ms). A
+    /// holder slower than this loses the lock, and another instance may compute the same value
+    /// meanwhile; a crashed holder delays the others at most this long. Make it longer than the
+    /// body usually takes.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().lock_ttl(Duration::from_secs(30));
+    /// assert_eq!(p.lock_ttl_value(), Duration::from_secs(30));
+    /// // The wait follows the TTL unless set (see `lock_wait`).
+    /// assert_eq!(p.lock_wait_value(), Duration::from_secs(60));
+    /// ```
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest a caller waits for another instance's value before computing it itself
+    /// (twice [`lock_ttl`](Self::lock_ttl) by default: enough for a crashed holder's lock to
+    /// expire and one successor to compute, so a crash costs one extra body run, not one per
+    /// instance). `Duration::ZERO` never waits: a held lock means "compute now".
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().lock_wait(Duration::from_millis(500));
+    /// assert_eq!(p.lock_wait_value(), Duration::from_millis(500));
+    /// ```
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = Some(wait);
+        self
+    }
+
+    /// Whether distributed single flight is on.
+    pub fn distributed_lock_value(&self) -> bool {
+        self.distributed_lock
+    }
+
+    /// The distributed lock's TTL.
+    pub fn lock_ttl_value(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    /// The bounded wait for another instance's value.
+    pub fn lock_wait_value(&self) -> Duration {
+        self.lock_wait_or_default()
+    }
+
+    pub(crate) fn lock_wait_or_default(&self) -> Duration {
+        self.lock_wait.unwrap_or(self.lock_ttl.saturating_mul(2))
     }
 
     /// The tier.

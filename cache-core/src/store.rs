@@ -158,15 +158,47 @@ impl Store {
     /// deleted, and a miss.
     pub(crate) async fn get_remote<T>(&self, key: &str, codec: &Codec<T>) -> Option<RemoteHit<T>> {
         let remote = self.remote.as_ref()?;
-        let bytes = match remote.run(remote.inner.get(key)).await {
-            Ok(Some(bytes)) => bytes,
+        match remote.run(remote.inner.get(key)).await {
+            Ok(Some(bytes)) => self.decode_remote(remote, key, &bytes, codec).await,
             Ok(None) => {
                 remote.counters.misses.incr();
-                return None;
+                None
             }
-            Err(_) => return None,
+            Err(_) => None,
+        }
+    }
+
+    /// One look at L2 by a caller waiting for another instance's value (`remote::lock`): like
+    /// [`get_remote`](Self::get_remote), but an absent value is not counted as a miss (a waiter
+    /// looks many times for one miss), and a failure is an `Err`, which ends the wait.
+    pub(crate) async fn poll_remote<T>(
+        &self,
+        key: &str,
+        codec: &Codec<T>,
+    ) -> Result<Option<RemoteHit<T>>, ()> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Err(());
         };
-        match codec.decode_kept(key, &bytes) {
+        match remote.run(remote.inner.get(key)).await {
+            // A value kept past its TTL (stale window) is not the one a waiter waits for.
+            Ok(Some(bytes)) => Ok(self
+                .decode_remote(remote, key, &bytes, codec)
+                .await
+                .and_then(RemoteHit::fresh)),
+            Ok(None) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Decodes bytes read from L2: a hit, or a counted miss (an unusable value is deleted).
+    async fn decode_remote<T>(
+        &self,
+        remote: &ResilientTier,
+        key: &str,
+        bytes: &[u8],
+        codec: &Codec<T>,
+    ) -> Option<RemoteHit<T>> {
+        match codec.decode_kept(key, bytes) {
             Ok((value, meta)) => {
                 let now = unix_ms_now();
                 let stale_for = meta
