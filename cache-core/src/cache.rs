@@ -142,7 +142,10 @@ impl Cache {
 
     /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache.
     pub async fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
-        let opts = options.into_insert();
+        let mut opts = options.into_insert();
+        // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
+        let fresh = Plan::of(&self.store, InsertOptions::default()).fresh;
+        opts.keep_ms = fresh.keep_ms(0);
         if self.store.remote.is_some() {
             self.store
                 .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)

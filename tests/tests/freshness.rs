@@ -456,3 +456,37 @@ fn a_sync_function_serves_stale_and_refreshes_on_a_background_thread() {
         assert_eq!(SYNC_RUNS.load(SeqCst), 2);
     });
 }
+
+// --- policy-level settings -------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_fail_safe_covers_the_programmatic_api_too() {
+    let m = CacheManager::builder()
+        .clock(Clock::tokio())
+        .cache(
+            "rates",
+            cache_core::Policy::new()
+                .ttl_secs(10)
+                .fail_safe(Duration::from_secs(60))
+                .fail_safe_throttle(Duration::from_secs(5)),
+        )
+        .build();
+    let rates = m.cache("rates");
+    let ok = rates
+        .try_get_or_insert_with("eur", || async { Ok::<u64, String>(108) })
+        .await;
+    assert_eq!(ok, Ok(108));
+    advance(Duration::from_secs(11)).await;
+    let runs = AtomicU64::new(0);
+    let failing = || async {
+        runs.fetch_add(1, SeqCst);
+        Err::<u64, String>("rates service down".into())
+    };
+    assert_eq!(rates.try_get_or_insert_with("eur", failing).await, Ok(108));
+    // Within the throttle the fallback answers as a hit.
+    assert_eq!(rates.try_get_or_insert_with("eur", failing).await, Ok(108));
+    assert_eq!(runs.load(SeqCst), 1);
+    advance(Duration::from_secs(61)).await;
+    assert!(rates.try_get_or_insert_with("eur", failing).await.is_err());
+    assert_eq!(rates.stats().fail_safe, 1);
+}
