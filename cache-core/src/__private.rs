@@ -20,7 +20,10 @@ pub use crate::outcome::{
 };
 pub use crate::remote::codec::{CodecProbe, ValueOf, ValueOfPlain, ViaNothing, ViaSerde};
 
-pub use crate::job::{Attached, Detachable, Job, SyncAttached, SyncDetachable, SyncJob, Work};
+pub use crate::job::{
+    AsyncCall, Attached, Detachable, InPlace, Job, MayDetach, SyncAttached, SyncCall,
+    SyncDetachable, SyncJob, Work,
+};
 
 use crate::flight::{self, Plan};
 use crate::freshness::{Freshness, SiteFreshness};

@@ -495,37 +495,129 @@ fn store_fallback(
     store.memory.insert(key.as_str(), hash, shared, opts);
 }
 
-/// Serves a fail-safe value in place of a failed body's outcome, to the caller and its followers.
-#[allow(clippy::too_many_arguments)]
-fn fail_safe<R, S: Strategy<R>>(
-    store: &Store,
-    key: &KeyBuf,
+/// What a leader knows for the whole of its computation: where it stores, its settings, and the
+/// invalidation epoch it started under.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    store: &'a Arc<Store>,
+    key: &'a KeyBuf,
     hash: u64,
-    opts: &InsertOptions,
-    fresh: &Freshness,
-    strategy: &S,
-    fallback: Fallback<S::Value>,
+    fresh: &'a Freshness,
     epoch: u64,
-    guard: Option<&mut LeaderGuard>,
-    why: &str,
-) -> R {
-    store.memory.counters.fail_safe.incr();
-    note(Status::Stale);
-    tracing::warn!(cache = %store.name, key = key.as_str(), why, "cached function failed; serving its fail-safe value");
-    store_fallback(
-        store,
-        key,
-        hash,
-        opts,
-        fresh,
-        fallback.shared.clone(),
-        fallback.times,
-        epoch,
-    );
-    if let Some(guard) = guard {
-        guard.settle(State::Done(fallback.shared));
+}
+
+impl At<'_> {
+    /// Serves a fail-safe value in place of a failed body's outcome, to the caller and its
+    /// followers, and keeps it as fresh for the throttle.
+    fn fail_safe<R, S: Strategy<R>>(
+        &self,
+        opts: &InsertOptions,
+        strategy: &S,
+        fallback: Fallback<S::Value>,
+        guard: &mut Option<LeaderGuard>,
+        why: &str,
+    ) -> R {
+        let store = self.store;
+        store.memory.counters.fail_safe.incr();
+        note(Status::Stale);
+        tracing::warn!(cache = %store.name, key = self.key.as_str(), why, "cached function failed; serving its fail-safe value");
+        store_fallback(
+            store,
+            self.key,
+            self.hash,
+            opts,
+            self.fresh,
+            fallback.shared.clone(),
+            fallback.times,
+            self.epoch,
+        );
+        if let Some(guard) = guard {
+            guard.settle(State::Done(fallback.shared));
+        }
+        strategy.rebuild(fallback.value)
     }
-    strategy.rebuild(fallback.value)
+
+    /// A fresh value from L2: promoted into L1, shared with the followers, returned.
+    fn promote<R, S: Strategy<R>>(
+        &self,
+        opts: &InsertOptions,
+        strategy: &S,
+        hit: crate::store::RemoteHit<S::Value>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> R {
+        let outcome = keep_promoted(
+            self.store,
+            self.key,
+            self.hash,
+            opts.clone(),
+            self.fresh,
+            strategy,
+            hit,
+            self.epoch,
+        );
+        outcome.settle(guard.as_mut(), strategy);
+        outcome.out
+    }
+
+    /// What the leader's L2 read gives: an answer (a fresh value, or a stale one served while it
+    /// refreshes), or a computation still to do, perhaps with a fallback.
+    fn use_remote_read<R, W: Work<R>>(
+        &self,
+        opts: &InsertOptions,
+        work: W,
+        hit: Option<crate::store::RemoteHit<ValueOf<R, W>>>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> Later<R, W, ValueOf<R, W>> {
+        match hit {
+            Some(hit) if hit.stale_for.is_some() => remote_stale(
+                self.store, self.key, self.hash, opts, self.fresh, work, hit, guard, self.epoch,
+            ),
+            Some(hit) => Later::Served(self.promote(opts, work.strategy(), hit, guard)),
+            None => Later::Compute(work, None),
+        }
+    }
+
+    /// A body's return value: a failure with a fallback is answered by the fallback (`Err`);
+    /// anything else is kept, its flight settled, and its remote write still to do (`Ok`).
+    #[allow(clippy::too_many_arguments)]
+    fn take_returned<R, S: Strategy<R>>(
+        &self,
+        opts: InsertOptions,
+        strategy: &S,
+        has_codec: bool,
+        out: R,
+        started: (u64, Instant),
+        fallback: Option<Fallback<S::Value>>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> Result<Outcome<R, S::Value>, R> {
+        if strategy.failed(&out) {
+            self.store.memory.counters.body_failures.incr();
+            if let Some(fallback) = fallback {
+                return Err(self.fail_safe(&opts, strategy, fallback, guard, "returned an error"));
+            }
+        }
+        let took_ms = self
+            .store
+            .memory
+            .clock
+            .now_ms_precise()
+            .saturating_sub(started.0);
+        let outcome = keep_computed(
+            self.store,
+            self.key,
+            self.hash,
+            opts,
+            self.fresh,
+            strategy,
+            has_codec,
+            out,
+            started.1.elapsed(),
+            took_ms,
+            self.epoch,
+        );
+        outcome.settle(guard.as_mut(), strategy);
+        Ok(outcome)
+    }
 }
 
 fn warn_no_codec(store: &Store) {
@@ -923,42 +1015,31 @@ async fn lead<R, J: Job<R>>(
     mut guard: Option<LeaderGuard>,
 ) -> R {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let at = At {
+        store,
+        key,
+        hash,
+        fresh,
+        epoch,
+    };
     let mut job = job;
+    // Distributed single flight: one instance computes, the others wait for its value. The lock
+    // is held until the value is written (dropping it releases it).
+    let mut lock: Option<FlightLock> = None;
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
             None => store.get_remote(key.as_str(), codec).await,
         };
-        match hit {
-            Some(hit) if hit.stale_for.is_some() => {
-                match remote_stale(store, key, hash, &opts, fresh, job, hit, &mut guard, epoch) {
-                    Later::Served(out) => return out,
-                    Later::Compute(work, kept) => {
-                        job = work;
-                        fallback = fallback.or(kept);
-                    }
-                }
+        match at.use_remote_read(&opts, job, hit, &mut guard) {
+            Later::Served(out) => return out,
+            Later::Compute(work, kept) => {
+                job = work;
+                fallback = fallback.or(kept);
             }
-            Some(hit) => {
-                let strategy = job.strategy();
-                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-                outcome.settle(guard.as_mut(), strategy);
-                return outcome.out;
-            }
-            None => {}
         }
-    }
-    // Distributed single flight: one instance computes, the others wait for its value. The lock
-    // is held until the value is written (dropping it releases it).
-    let mut lock: Option<FlightLock> = None;
-    if let Some(codec) = codec {
         match store.lock_or_wait(key.as_str(), codec).await {
-            LockWait::Appeared(hit) => {
-                let strategy = job.strategy();
-                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-                outcome.settle(guard.as_mut(), strategy);
-                return outcome.out;
-            }
+            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
         }
@@ -977,61 +1058,28 @@ async fn lead<R, J: Job<R>>(
     let span = miss_span(store, key);
     match run_body(&mut body, &span, soft, hard).await {
         BodyEnd::Returned(out) => {
-            if strategy.failed(&out) {
-                store.memory.counters.body_failures.incr();
-                if let Some(fallback) = fallback {
-                    return fail_safe(
-                        store,
-                        key,
-                        hash,
-                        &opts,
-                        fresh,
-                        &strategy,
-                        fallback,
-                        epoch,
-                        guard.as_mut(),
-                        "returned an error",
-                    );
-                }
-            }
-            let took_ms = store
-                .memory
-                .clock
-                .now_ms_precise()
-                .saturating_sub(started_ms);
-            let outcome = keep_computed(
-                store,
-                key,
-                hash,
+            let started = (started_ms, started);
+            match at.take_returned(
                 opts,
-                fresh,
                 &strategy,
                 codec.is_some(),
                 out,
-                started.elapsed(),
-                took_ms,
-                epoch,
-            );
-            outcome.settle(guard.as_mut(), &strategy);
-            write_remote(store, key, codec, outcome.to_remote).await;
-            drop(lock);
-            outcome.out
+                started,
+                fallback,
+                &mut guard,
+            ) {
+                Ok(outcome) => {
+                    write_remote(store, key, codec, outcome.to_remote).await;
+                    drop(lock);
+                    outcome.out
+                }
+                Err(answer) => answer,
+            }
         }
         BodyEnd::Panicked(panic) => {
             store.memory.counters.body_failures.incr();
             match fallback {
-                Some(fallback) => fail_safe(
-                    store,
-                    key,
-                    hash,
-                    &opts,
-                    fresh,
-                    &strategy,
-                    fallback,
-                    epoch,
-                    guard.as_mut(),
-                    "panicked",
-                ),
+                Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
                 // The guard abandons the flight as it unwinds; a follower takes over.
                 None => resume_unwind(panic),
             }
@@ -1065,18 +1113,9 @@ async fn lead<R, J: Job<R>>(
             store.memory.counters.timeouts.incr();
             store.memory.counters.body_failures.incr();
             match (fallback, on_timeout) {
-                (Some(fallback), _) => fail_safe(
-                    store,
-                    key,
-                    hash,
-                    &opts,
-                    fresh,
-                    &strategy,
-                    fallback,
-                    epoch,
-                    guard.as_mut(),
-                    "timed out",
-                ),
+                (Some(fallback), _) => {
+                    at.fail_safe(&opts, &strategy, fallback, &mut guard, "timed out")
+                }
                 (None, Some(make)) => {
                     tracing::warn!(cache = %store.name, key = key.as_str(), ?after, "cached function timed out");
                     if let Some(guard) = guard.as_mut() {
@@ -1306,40 +1345,29 @@ fn lead_blocking<R, J: SyncJob<R>>(
     mut guard: Option<LeaderGuard>,
 ) -> R {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let at = At {
+        store,
+        key,
+        hash,
+        fresh,
+        epoch,
+    };
     let mut job = job;
+    let mut lock: Option<FlightLock> = None;
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
             None => get_remote_blocking(store, key, codec),
         };
-        match hit {
-            Some(hit) if hit.stale_for.is_some() => {
-                match remote_stale(store, key, hash, &opts, fresh, job, hit, &mut guard, epoch) {
-                    Later::Served(out) => return out,
-                    Later::Compute(work, kept) => {
-                        job = work;
-                        fallback = fallback.or(kept);
-                    }
-                }
+        match at.use_remote_read(&opts, job, hit, &mut guard) {
+            Later::Served(out) => return out,
+            Later::Compute(work, kept) => {
+                job = work;
+                fallback = fallback.or(kept);
             }
-            Some(hit) => {
-                let strategy = job.strategy();
-                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-                outcome.settle(guard.as_mut(), strategy);
-                return outcome.out;
-            }
-            None => {}
         }
-    }
-    let mut lock: Option<FlightLock> = None;
-    if let Some(codec) = codec {
         match lock_or_wait_blocking(store, key, codec) {
-            LockWait::Appeared(hit) => {
-                let strategy = job.strategy();
-                let outcome = keep_promoted(store, key, hash, opts, fresh, strategy, hit, epoch);
-                outcome.settle(guard.as_mut(), strategy);
-                return outcome.out;
-            }
+            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
         }
@@ -1354,61 +1382,27 @@ fn lead_blocking<R, J: SyncJob<R>>(
         Err(panic) => {
             store.memory.counters.body_failures.incr();
             return match fallback {
-                Some(fallback) => fail_safe(
-                    store,
-                    key,
-                    hash,
-                    &opts,
-                    fresh,
-                    &strategy,
-                    fallback,
-                    epoch,
-                    guard.as_mut(),
-                    "panicked",
-                ),
+                Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
                 None => resume_unwind(panic),
             };
         }
     };
-    if strategy.failed(&out) {
-        store.memory.counters.body_failures.incr();
-        if let Some(fallback) = fallback {
-            return fail_safe(
-                store,
-                key,
-                hash,
-                &opts,
-                fresh,
-                &strategy,
-                fallback,
-                epoch,
-                guard.as_mut(),
-                "returned an error",
-            );
-        }
-    }
-    let took_ms = store
-        .memory
-        .clock
-        .now_ms_precise()
-        .saturating_sub(started_ms);
-    let outcome = keep_computed(
-        store,
-        key,
-        hash,
+    match at.take_returned(
         opts,
-        fresh,
         &strategy,
         codec.is_some(),
         out,
-        started.elapsed(),
-        took_ms,
-        epoch,
-    );
-    outcome.settle(guard.as_mut(), &strategy);
-    write_remote_blocking(store, key, codec, outcome.to_remote);
-    drop(lock.take());
-    outcome.out
+        (started_ms, started),
+        fallback,
+        &mut guard,
+    ) {
+        Ok(outcome) => {
+            write_remote_blocking(store, key, codec, outcome.to_remote);
+            drop(lock);
+            outcome.out
+        }
+        Err(answer) => answer,
+    }
 }
 
 /// [`Store::lock_or_wait`] for a synchronous caller, on cache-core's I/O runtime.

@@ -8,6 +8,7 @@
 //! [`Work::DETACHABLE`] and, for an attached job, computes in the foreground instead.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -76,49 +77,40 @@ pub trait Job<R>: Work<R> {
     ) -> bool;
 }
 
-/// A job whose body borrows from its caller: computed in the foreground only.
+/// Marks a job computed in the foreground only: its body borrows from its caller.
 #[derive(Debug)]
-pub struct Attached<S, F, R> {
+pub enum InPlace {}
+
+/// Marks a job whose body owns everything it uses (`Send + 'static`): it may run in the
+/// background.
+#[derive(Debug)]
+pub enum MayDetach {}
+
+/// An async call's strategy and body; its mode (`InPlace` or `MayDetach`) says whether the body
+/// may outlive the call.
+#[derive(Debug)]
+pub struct AsyncCall<S, F, R, Mode> {
     strategy: S,
     body: F,
     on_timeout: Option<fn(TimedOut) -> R>,
+    mode: PhantomData<Mode>,
 }
 
-/// A job whose body owns everything it uses (`Send + 'static`): it may run in the background.
-#[derive(Debug)]
-pub struct Detachable<S, F, R> {
-    strategy: S,
-    body: F,
-    on_timeout: Option<fn(TimedOut) -> R>,
-}
+/// A foreground-only async job.
+pub type Attached<S, F, R> = AsyncCall<S, F, R, InPlace>;
 
-impl<S, F, R> Attached<S, F, R> {
-    /// A foreground-only job.
+/// An async job that may run in the background.
+pub type Detachable<S, F, R> = AsyncCall<S, F, R, MayDetach>;
+
+impl<S, F, R, Mode> AsyncCall<S, F, R, Mode> {
+    /// A job of `strategy` and `body`.
     #[inline(always)]
     pub fn new(strategy: S, body: F) -> Self {
-        Attached {
+        AsyncCall {
             strategy,
             body,
             on_timeout: None,
-        }
-    }
-
-    /// With the error a hard timeout returns.
-    #[inline(always)]
-    pub fn on_timeout(mut self, make: fn(TimedOut) -> R) -> Self {
-        self.on_timeout = Some(make);
-        self
-    }
-}
-
-impl<S, F, R> Detachable<S, F, R> {
-    /// A job that may run in the background.
-    #[inline(always)]
-    pub fn new(strategy: S, body: F) -> Self {
-        Detachable {
-            strategy,
-            body,
-            on_timeout: None,
+            mode: PhantomData,
         }
     }
 
@@ -214,33 +206,29 @@ pub trait SyncJob<R>: Work<R> {
     fn into_parts(self) -> (Self::Strategy, Self::Body);
 }
 
-/// A sync job whose body borrows from its caller.
+/// A sync call's strategy and body, with its mode as for [`AsyncCall`].
 #[derive(Debug)]
-pub struct SyncAttached<S, F> {
+pub struct SyncCall<S, F, Mode> {
     strategy: S,
     body: F,
+    mode: PhantomData<Mode>,
 }
 
-/// A sync job whose body owns everything it uses: it may run on a background thread.
-#[derive(Debug)]
-pub struct SyncDetachable<S, F> {
-    strategy: S,
-    body: F,
-}
+/// A foreground-only sync job.
+pub type SyncAttached<S, F> = SyncCall<S, F, InPlace>;
 
-impl<S, F> SyncAttached<S, F> {
-    /// A foreground-only job.
+/// A sync job that may run on a background thread.
+pub type SyncDetachable<S, F> = SyncCall<S, F, MayDetach>;
+
+impl<S, F, Mode> SyncCall<S, F, Mode> {
+    /// A job of `strategy` and `body`.
     #[inline(always)]
     pub fn new(strategy: S, body: F) -> Self {
-        SyncAttached { strategy, body }
-    }
-}
-
-impl<S, F> SyncDetachable<S, F> {
-    /// A job that may run on a background thread.
-    #[inline(always)]
-    pub fn new(strategy: S, body: F) -> Self {
-        SyncDetachable { strategy, body }
+        SyncCall {
+            strategy,
+            body,
+            mode: PhantomData,
+        }
     }
 }
 
