@@ -1038,10 +1038,24 @@ async fn lead<R, J: Job<R>>(
                 fallback = fallback.or(kept);
             }
         }
-        match store.lock_or_wait(key.as_str(), codec).await {
+        // A caller with a fallback waits for another instance no longer than its soft timeout,
+        // then answers with the fallback.
+        let limit = fresh.soft_timeout.filter(|_| fallback.is_some());
+        match store.lock_or_wait(key.as_str(), codec, limit).await {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
+            LockWait::GaveUp => {
+                if let Some(fallback) = fallback {
+                    store.memory.counters.timeouts.incr();
+                    store.memory.counters.stale_served.incr();
+                    note(Status::Stale);
+                    if let Some(guard) = guard.as_mut() {
+                        guard.settle(State::Done(fallback.shared));
+                    }
+                    return job.strategy().rebuild(fallback.value);
+                }
+            }
         }
     }
     note(Status::Miss);
@@ -1369,7 +1383,7 @@ fn lead_blocking<R, J: SyncJob<R>>(
         match lock_or_wait_blocking(store, key, codec) {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
-            LockWait::Proceed => {}
+            LockWait::Proceed | LockWait::GaveUp => {}
         }
     }
     note(Status::Miss);
@@ -1414,7 +1428,8 @@ fn lock_or_wait_blocking<T: Send + Sync + 'static>(
     let store = store.clone();
     let key = key.as_str().to_owned();
     let codec = *codec;
-    run_blocking(async move { store.lock_or_wait(&key, &codec).await }).unwrap_or(LockWait::Proceed)
+    run_blocking(async move { store.lock_or_wait(&key, &codec, None).await })
+        .unwrap_or(LockWait::Proceed)
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.

@@ -154,3 +154,73 @@ async fn fail_safe_reaches_the_value_kept_in_redis_from_a_new_instance() {
     assert!(second.scope(price(4)).await.is_err());
     PRICE_FAIL.store(false, SeqCst);
 }
+
+#[derive(Debug, Clone, PartialEq)]
+struct QuoteError;
+
+impl From<cache_core::TimedOut> for QuoteError {
+    fn from(_: cache_core::TimedOut) -> Self {
+        QuoteError
+    }
+}
+
+static QUOTE_RUNS: AtomicU64 = AtomicU64::new(0);
+static QUOTE_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "prices",
+    key = "quote:{id}",
+    ttl = "300ms",
+    fail_safe = "1m",
+    soft_timeout = "100ms",
+    timeout = "10s"
+)]
+async fn quote(id: u64) -> Result<u64, QuoteError> {
+    let run = QUOTE_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(QUOTE_DELAY_MS.load(SeqCst))).await;
+    Ok(id * 1000 + run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_a_fallback_waits_for_another_instances_lock_no_longer_than_its_soft_timeout()
+{
+    let a = instance("fresh-lock-soft", Tier::Remote);
+    assert_eq!(a.scope(quote(1)).await, Ok(1001));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Instance A recomputes slowly under the distributed lock: past its soft timeout it answers
+    // with the value Redis kept, and its body goes on in the background, holding the lock.
+    QUOTE_DELAY_MS.store(2_000, SeqCst);
+    let started = Instant::now();
+    assert_eq!(a.scope(quote(1)).await, Ok(1001));
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+
+    // Instance B finds the lock held: it waits its soft timeout, not the lock's, and answers
+    // with the kept value without running the body.
+    let b = instance("fresh-lock-soft", Tier::Remote);
+    let started = Instant::now();
+    assert_eq!(b.scope(quote(1)).await, Ok(1001));
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        QUOTE_RUNS.load(SeqCst),
+        2,
+        "only A's background body ran again"
+    );
+    assert_eq!(b.cache("prices").stats().stale_served, 1);
+
+    // A's body finishes and writes the new value, which both read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.cache("prices").get::<u64>("quote:1").await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the background value within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.scope(quote(1)).await, Ok(1002));
+    QUOTE_DELAY_MS.store(0, SeqCst);
+}

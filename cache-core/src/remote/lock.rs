@@ -123,6 +123,9 @@ pub(crate) enum LockWait<T> {
     /// Compute without the lock: no remote tier or no locks, the remote tier is failing, or the
     /// bounded wait ran out.
     Proceed,
+    /// The caller's own limit on the wait ran out (a caller with a fallback waits no longer than
+    /// its soft timeout): another instance is still computing.
+    GaveUp,
 }
 
 /// A held lock, released when dropped: after the leader's remote write, or when the leader's
@@ -158,7 +161,12 @@ impl Drop for FlightLock {
 impl Store {
     /// After an L2 miss of `key`: takes the distributed lock, or waits for the instance that holds
     /// it (see the module docs). Never waits when the remote tier fails.
-    pub(crate) async fn lock_or_wait<T>(&self, key: &str, codec: &Codec<T>) -> LockWait<T> {
+    pub(crate) async fn lock_or_wait<T>(
+        &self,
+        key: &str,
+        codec: &Codec<T>,
+        limit: Option<Duration>,
+    ) -> LockWait<T> {
         let Some(remote) = self
             .remote
             .as_ref()
@@ -167,7 +175,9 @@ impl Store {
             return LockWait::Proceed;
         };
         let ttl = self.policy.lock_ttl;
-        let deadline = deadline_after(self.policy.lock_wait_or_default());
+        let policy_wait = self.policy.lock_wait_or_default();
+        let gives_up = limit.is_some_and(|l| l < policy_wait);
+        let deadline = deadline_after(limit.map_or(policy_wait, |l| l.min(policy_wait)));
         let mut pause = FIRST_POLL;
         let mut waited = false;
         loop {
@@ -199,6 +209,9 @@ impl Store {
             }
             let now = Instant::now();
             if now >= deadline {
+                if gives_up {
+                    return LockWait::GaveUp;
+                }
                 remote.counters.lock_wait_timeouts.incr();
                 tracing::debug!(cache = %self.name, key, "waited too long for another instance's value; computing it here");
                 return LockWait::Proceed;
