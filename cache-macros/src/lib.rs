@@ -175,7 +175,7 @@ mod conditions_md {}
 ///     fn from(_: TimedOut) -> Self { DbError::Timeout }
 /// }
 ///
-/// #[cached(ttl = 60, stale = 600, fail_safe = "1h", soft_timeout = "100ms", timeout = "2s", jitter = 10)]
+/// #[cached(key = "product:{id}", ttl = 60, stale = 600, fail_safe = "1h", soft_timeout = "100ms", timeout = "2s", jitter = 10)]
 /// async fn product(id: u64, db: Arc<String>) -> Result<String, DbError> {
 ///     # let _ = DbError::Down;
 ///     Ok(format!("{db}: product {id}"))
