@@ -20,11 +20,17 @@ pub use crate::outcome::{
 };
 pub use crate::remote::codec::{CodecProbe, ValueOf, ValueOfPlain, ViaNothing, ViaSerde};
 
-use crate::flight;
+pub use crate::job::{
+    AsyncCall, Attached, Detachable, InPlace, Job, MayDetach, SyncAttached, SyncCall,
+    SyncDetachable, SyncJob, Work,
+};
+
+use crate::flight::{self, Plan};
+use crate::freshness::{Freshness, SiteFreshness};
 use crate::manager::with_current;
 use crate::memory::InsertOptions;
 use crate::store::Store;
-use crate::{CacheManager, Clock};
+use crate::{CacheManager, Clock, RefreshAhead, TimedOut};
 
 /// The static part of one `#[cached]` function: its cache name and TTL, and its resolved store
 /// in the global manager (so a hit does not look the cache up by name).
@@ -33,6 +39,7 @@ pub struct CallSite {
     cache: &'static str,
     /// TTL in milliseconds; 0 means "the cache policy's".
     ttl_ms: u64,
+    fresh: SiteFreshness,
     global: OnceLock<Arc<Store>>,
 }
 
@@ -42,8 +49,45 @@ impl CallSite {
         CallSite {
             cache,
             ttl_ms,
+            fresh: SiteFreshness::NONE,
             global: OnceLock::new(),
         }
+    }
+
+    /// `stale = ..`: the stale-while-revalidate window in milliseconds.
+    pub const fn stale(mut self, ms: u64) -> Self {
+        self.fresh.stale_ms = ms;
+        self
+    }
+
+    /// `fail_safe = ..`: the fail-safe window in milliseconds.
+    pub const fn fail_safe(mut self, ms: u64) -> Self {
+        self.fresh.fail_safe_ms = ms;
+        self
+    }
+
+    /// `soft_timeout = ..` in milliseconds.
+    pub const fn soft_timeout(mut self, ms: u64) -> Self {
+        self.fresh.soft_timeout_ms = ms;
+        self
+    }
+
+    /// `timeout = ..` (the hard timeout) in milliseconds.
+    pub const fn hard_timeout(mut self, ms: u64) -> Self {
+        self.fresh.hard_timeout_ms = ms;
+        self
+    }
+
+    /// `refresh_ahead` (XFetch with `beta`) or `refresh_ahead = <fraction>`.
+    pub const fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
+        self.fresh.refresh = mode;
+        self
+    }
+
+    /// `jitter = ..` in percent.
+    pub const fn jitter(mut self, percent: u8) -> Self {
+        self.fresh.jitter_pct = percent;
+        self
     }
 
     fn ttl(&self) -> Option<Duration> {
@@ -61,12 +105,14 @@ impl CallSite {
         })
     }
 
-    fn options<'t>(&self, tags: &'t [KeyBuf]) -> impl FnOnce() -> InsertOptions + 't {
-        let ttl = self.ttl();
-        move || InsertOptions {
-            ttl,
-            tags: tags.iter().map(|t| Arc::from(t.as_str())).collect(),
-            epoch: None,
+    fn plan<'t>(&'t self, store: &'t Store, tags: &'t [KeyBuf]) -> impl FnOnce() -> Plan + 't {
+        move || Plan {
+            opts: InsertOptions {
+                ttl: self.ttl(),
+                tags: tags.iter().map(|t| Arc::from(t.as_str())).collect(),
+                ..InsertOptions::default()
+            },
+            fresh: Freshness::resolve(&self.fresh, &store.policy),
         }
     }
 }
@@ -90,59 +136,108 @@ impl Deref for StoreRef {
 
 /// The body of an `async fn` under `#[cached]`.
 #[inline(always)]
-pub async fn cached_async<R, S, Fut>(
+pub async fn cached_async<R, J: Job<R>>(
     site: &'static CallSite,
     key: &KeyBuf,
     tags: &[KeyBuf],
-    strategy: S,
-    body: Fut,
-) -> R
-where
-    S: Strategy<R>,
-    Fut: Future<Output = R>,
-{
+    job: J,
+) -> R {
     let store = site.store();
+    let out = flight::get_or_compute(&store, key, site.plan(&store, tags), job).await;
+    // Under `CacheHeadersLayer`: the miss path noted a body run or a stale value; anything else
+    // was a hit.
     #[cfg(feature = "axum")]
-    if crate::http::recording() {
-        // Under `CacheHeadersLayer`: note whether the body ran, for the response's `x-cache`.
-        let ran = std::sync::atomic::AtomicBool::new(false);
-        let body = async {
-            ran.store(true, std::sync::atomic::Ordering::Relaxed);
-            body.await
-        };
-        let out = flight::get_or_compute(&store, key, site.options(tags), &strategy, body).await;
-        crate::http::record_ran(ran.into_inner());
-        return out;
-    }
-    flight::get_or_compute(&store, key, site.options(tags), &strategy, body).await
+    crate::http::record(crate::http::CacheStatus::Hit);
+    out
 }
 
 /// The body of a sync `fn` under `#[cached]`.
 #[inline(always)]
-pub fn cached_sync<R, S, F>(
+pub fn cached_sync<R, J: SyncJob<R>>(
     site: &'static CallSite,
     key: &KeyBuf,
     tags: &[KeyBuf],
-    strategy: S,
-    body: F,
-) -> R
-where
-    S: Strategy<R>,
-    F: FnOnce() -> R,
-{
+    job: J,
+) -> R {
     let store = site.store();
+    let out = flight::get_or_compute_blocking(&store, key, site.plan(&store, tags), job);
     #[cfg(feature = "axum")]
-    if crate::http::recording() {
-        let ran = std::cell::Cell::new(false);
-        let body = || {
-            ran.set(true);
-            body()
-        };
-        let out = flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body);
-        crate::http::record_ran(ran.get());
-        return out;
+    crate::http::record(crate::http::CacheStatus::Hit);
+    out
+}
+
+/// The job of a `#[cached]` async function: detachable when the function asked for a mode that
+/// runs its body in the background (the macro checked that its arguments are owned).
+///
+/// No bounds here: a value type that cannot be cached is reported once, by `cached_async`'s.
+#[inline(always)]
+pub fn job<R, S, F>(strategy: S, body: F) -> Attached<S, F, R> {
+    Attached::new(strategy, body)
+}
+
+/// A `#[cached]` async function's job whose body may run in the background.
+#[diagnostic::on_unimplemented(
+    message = "this `#[cached]` function's body must be able to run in the background",
+    label = "`stale`, `refresh_ahead` and `soft_timeout` run the body after the call returns",
+    note = "the body must be `Send + 'static`: take arguments by value (`String`, `Arc<T>`) rather than by reference, or remove those options"
+)]
+pub trait Background: Future + Send + 'static {}
+impl<F: Future + Send + 'static> Background for F {}
+
+/// See [`job`]: a detachable job, checking that the body can outlive its caller.
+#[inline(always)]
+pub fn detachable_job<R, S, F>(strategy: S, body: F) -> Detachable<S, F, R>
+where
+    F: Background<Output = R>,
+{
+    Detachable::new(strategy, body)
+}
+
+/// The job of a sync `#[cached]` function.
+#[inline(always)]
+pub fn sync_job<S, F>(strategy: S, body: F) -> SyncAttached<S, F> {
+    SyncAttached::new(strategy, body)
+}
+
+/// A sync body that may run on a background thread.
+#[diagnostic::on_unimplemented(
+    message = "this `#[cached]` function's body must be able to run on a background thread",
+    label = "`stale` and `refresh_ahead` run the body after the call returns",
+    note = "the body must be `Send + 'static`: take arguments by value (`String`, `Arc<T>`) rather than by reference, or remove those options"
+)]
+pub trait BackgroundFn<R>: FnOnce() -> R + Send + 'static {}
+impl<R, F: FnOnce() -> R + Send + 'static> BackgroundFn<R> for F {}
+
+/// See [`sync_job`]: a detachable sync job.
+#[inline(always)]
+pub fn sync_detachable_job<R, S, F>(strategy: S, body: F) -> SyncDetachable<S, F>
+where
+    F: BackgroundFn<R>,
+{
+    SyncDetachable::new(strategy, body)
+}
+
+/// The return types a hard timeout can answer with an error.
+#[diagnostic::on_unimplemented(
+    message = "`timeout` needs a function returning `Result<T, E>` with `E: From<cache_core::TimedOut>`, not `{Self}`",
+    label = "a hard timeout returns an error, which this return type cannot hold",
+    note = "implement `From<cache_core::TimedOut>` for the error type, or give the function a fail-safe window (`fail_safe = ..`) and a `soft_timeout` instead"
+)]
+pub trait TimeoutResult: Sized {
+    /// The error value for a timeout.
+    fn timed_out(t: TimedOut) -> Self;
+}
+
+impl<T, E: From<TimedOut>> TimeoutResult for Result<T, E> {
+    fn timed_out(t: TimedOut) -> Self {
+        Err(E::from(t))
     }
-    flight::get_or_compute_blocking(&store, key, site.options(tags), &strategy, body)
+}
+
+/// `<R as TimeoutResult>::timed_out`, named for the macro.
+#[inline(always)]
+pub fn timeout_error<R: TimeoutResult>() -> fn(TimedOut) -> R {
+    R::timed_out
 }
 
 /// Runs the body of a sync `#[invalidates]` function, wrapped in a closure so that `return` and

@@ -9,7 +9,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::flight;
+use crate::flight::{self, Plan};
+use crate::job::{Attached, SyncAttached};
 use crate::key::{KeyBuf, lookup_hash};
 use crate::memory::InsertOptions;
 use crate::outcome::{PlainStrategy, Probe, WithCodec};
@@ -81,6 +82,7 @@ impl EntryOptions {
             ttl: self.ttl,
             tags: self.tags,
             epoch: None,
+            ..Default::default()
         }
     }
 }
@@ -114,14 +116,19 @@ impl Cache {
     /// remote hit into memory.
     pub async fn get<T: Storable>(&self, key: &str) -> Option<T> {
         let hash = lookup_hash(key.as_bytes());
-        if let Some(v) = self.store.get_local(key.as_bytes(), hash) {
+        if let crate::memory::Lookup::Hit(v) = self.store.get_local(key.as_bytes(), hash) {
             return Some(v);
         }
-        let hit = self.store.get_remote(key, &Codec::<T>::serde()).await?;
+        let hit = self
+            .store
+            .get_remote(key, &Codec::<T>::serde())
+            .await?
+            .fresh()?;
         let opts = InsertOptions {
             ttl: hit.remaining,
             tags: Vec::new(),
             epoch: None,
+            ..Default::default()
         };
         self.store
             .put_local(key, hash, Arc::new(hit.value.clone()), opts);
@@ -135,7 +142,10 @@ impl Cache {
 
     /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache.
     pub async fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
-        let opts = options.into_insert();
+        let mut opts = options.into_insert();
+        // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
+        let fresh = Plan::of(&self.store, InsertOptions::default()).fresh;
+        opts.keep_ms = fresh.keep_ms(0);
         if self.store.remote.is_some() {
             self.store
                 .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)
@@ -168,12 +178,12 @@ impl Cache {
     {
         let key = KeyBuf::from_key(key);
         let strategy = WithCodec::new(PlainStrategy::new(), Some(Codec::serde()));
+        let plan = || Plan::of(&self.store, InsertOptions::default());
         flight::get_or_compute(
             &self.store,
             &key,
-            InsertOptions::default,
-            &strategy,
-            async { init().await },
+            plan,
+            Attached::new(strategy, async { init().await }),
         )
         .await
     }
@@ -191,12 +201,12 @@ impl Cache {
             Probe::<Result<T, E>>::new().strategy(),
             Some(Codec::serde()),
         );
+        let plan = || Plan::of(&self.store, InsertOptions::default());
         flight::get_or_compute(
             &self.store,
             &key,
-            InsertOptions::default,
-            &strategy,
-            async { init().await },
+            plan,
+            Attached::new(strategy, async { init().await }),
         )
         .await
     }
@@ -300,12 +310,12 @@ impl BlockingCache<'_> {
     pub fn get_or_insert_with<T: Storable>(&self, key: &str, init: impl FnOnce() -> T) -> T {
         let key = KeyBuf::from_key(key);
         let strategy = WithCodec::new(PlainStrategy::new(), Some(Codec::serde()));
+        let plan = || Plan::of(&self.cache.store, InsertOptions::default());
         flight::get_or_compute_blocking(
             &self.cache.store,
             &key,
-            InsertOptions::default,
-            &strategy,
-            init,
+            plan,
+            SyncAttached::new(strategy, init),
         )
     }
 }

@@ -104,6 +104,31 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         "counter",
         memory(|s| s.bypassed.to_string()),
     );
+    family(
+        "cache_stale_served_total",
+        "counter",
+        memory(|s| s.stale_served.to_string()),
+    );
+    family(
+        "cache_refreshes_total",
+        "counter",
+        memory(|s| s.refreshes.to_string()),
+    );
+    family(
+        "cache_fail_safe_total",
+        "counter",
+        memory(|s| s.fail_safe.to_string()),
+    );
+    family(
+        "cache_body_failures_total",
+        "counter",
+        memory(|s| s.body_failures.to_string()),
+    );
+    family(
+        "cache_timeouts_total",
+        "counter",
+        memory(|s| s.timeouts.to_string()),
+    );
     family("cache_entries", "gauge", memory(|s| s.entries.to_string()));
     family(
         "cache_weight_bytes",
@@ -159,6 +184,21 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         "cache_remote_refused_too_large_total",
         "counter",
         remote(|r| r.too_large.to_string()),
+    );
+    family(
+        "cache_remote_lock_acquired_total",
+        "counter",
+        remote(|r| r.lock_acquired.to_string()),
+    );
+    family(
+        "cache_remote_lock_waits_total",
+        "counter",
+        remote(|r| r.lock_waits.to_string()),
+    );
+    family(
+        "cache_remote_lock_wait_timeouts_total",
+        "counter",
+        remote(|r| r.lock_wait_timeouts.to_string()),
     );
     family(
         "cache_remote_latency_mean_microseconds",

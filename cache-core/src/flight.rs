@@ -11,18 +11,24 @@
 //! start over and one of them leads; after an uncached outcome each runs the body itself, because
 //! a value that was not cached cannot be shared (an `E` need not be `Clone`).
 
+use std::any::Any;
 use std::future::Future;
-use std::pin::pin;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry as MapEntry;
 
+use crate::freshness::{Freshness, SiteFreshness, TimedOut, should_refresh};
+use crate::job::{Background, Job, SyncJob, Work};
 use crate::key::KeyBuf;
-use crate::memory::{HashKeyed, InsertOptions, Value};
+use crate::memory::{HashKeyed, InsertOptions, Lookup, Times, Value};
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
-use crate::remote::run_blocking;
+use crate::remote::lock::FlightLock;
+use crate::remote::{LockWait, run_blocking};
 use crate::store::Store;
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
@@ -40,6 +46,9 @@ enum State {
     /// The leader was cancelled or panicked, or its value straddles an invalidation: followers
     /// start over.
     Abandoned,
+    /// The body passed its hard timeout: followers answer as their own timeout would (fail-safe
+    /// value or timeout error) instead of each running the body again.
+    TimedOut,
 }
 
 /// A flight's state, and whether anyone waits for it (so that a leader nobody waits for skips
@@ -136,14 +145,15 @@ impl Flight {
 }
 
 /// Held by the leader while it loads or computes; settles the flight however the leader ends.
-struct LeaderGuard<'a> {
-    store: &'a Store,
+/// Owns its store so that a background task can hold it (soft timeout).
+pub(crate) struct LeaderGuard {
+    store: Arc<Store>,
     hash: u64,
     flight: Arc<Flight>,
     settled: bool,
 }
 
-impl LeaderGuard<'_> {
+impl LeaderGuard {
     fn settle(&mut self, state: State) {
         self.settle_with(|_| state);
     }
@@ -170,7 +180,7 @@ impl LeaderGuard<'_> {
     }
 }
 
-impl Drop for LeaderGuard<'_> {
+impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.settled {
             self.settle(State::Abandoned);
@@ -179,21 +189,21 @@ impl Drop for LeaderGuard<'_> {
 }
 
 /// What a caller that missed does next.
-enum Role<'a, T> {
+enum Role<T> {
     /// The value appeared meanwhile.
     Hit(T),
-    Lead(LeaderGuard<'a>),
+    Lead(LeaderGuard),
     Follow(Arc<Flight>),
     /// Another key with the same 64-bit hash is in flight: run without coalescing.
     Alone,
 }
 
-fn join<'a, T: Clone + Send + Sync + 'static>(
-    store: &'a Store,
+fn join<T: Clone + Send + Sync + 'static>(
+    store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,
     local: bool,
-) -> Role<'a, T> {
+) -> Role<T> {
     let generation = store.memory.epochs.flight_generation();
     let flight = match store.flights.entry(hash) {
         // A flight that started before an invalidation of this cache may bring a value older
@@ -215,7 +225,7 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
         }
     };
     let mut guard = LeaderGuard {
-        store,
+        store: store.clone(),
         hash,
         flight,
         settled: false,
@@ -237,6 +247,47 @@ fn join<'a, T: Clone + Send + Sync + 'static>(
 /// it costs one interest check when disabled.
 fn miss_span(store: &Store, key: &KeyBuf) -> tracing::Span {
     tracing::debug_span!("cached", cache = %store.name, key = key.as_str(), outcome = "miss")
+}
+
+/// Tells a `CacheHeadersLayer` (feature `axum`) what this call did.
+#[inline]
+fn note(status: Status) {
+    #[cfg(feature = "axum")]
+    crate::http::record(match status {
+        Status::Miss => crate::http::CacheStatus::Miss,
+        Status::Stale => crate::http::CacheStatus::Stale,
+    });
+    #[cfg(not(feature = "axum"))]
+    let _ = status;
+}
+
+#[derive(Clone, Copy)]
+enum Status {
+    Miss,
+    Stale,
+}
+
+/// How a call is stored and served: its insert options, and its freshness settings.
+pub(crate) struct Plan {
+    pub(crate) opts: InsertOptions,
+    pub(crate) fresh: Freshness,
+}
+
+impl Plan {
+    /// The plan of a call with no settings of its own (the programmatic API).
+    pub(crate) fn of(store: &Store, opts: InsertOptions) -> Plan {
+        Plan {
+            opts,
+            fresh: Freshness::resolve(&SiteFreshness::NONE, &store.policy),
+        }
+    }
+}
+
+/// A value kept past its TTL that may stand in for a failed computation.
+struct Fallback<T> {
+    value: T,
+    shared: Value,
+    times: Times,
 }
 
 /// What the leader found or made, before the remote write.
@@ -279,6 +330,23 @@ impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
             Share::Retry => State::Abandoned,
         }
     }
+
+    fn settle<S: Strategy<R, Value = T>>(&self, guard: Option<&mut LeaderGuard>, strategy: &S) {
+        if let Some(guard) = guard {
+            guard.settle_with(|waiting| self.state(strategy, waiting));
+        }
+    }
+}
+
+/// What a computed value's entry looks like: its TTL (with jitter), its recompute time and how
+/// long it is kept past its TTL.
+fn stamp(store: &Store, opts: &mut InsertOptions, fresh: &Freshness, took_ms: u64) {
+    if fresh.jitter_pct != 0 {
+        opts.ttl = fresh.jittered(opts.ttl.or(store.policy.ttl));
+    }
+    opts.delta_ms = took_ms.min(u64::from(u32::MAX)) as u32;
+    opts.keep_ms = fresh.keep_ms(opts.delta_ms);
+    opts.refresh = fresh.refresh;
 }
 
 /// Stores the cacheable part of a computed `out` in L1 and returns what followers get. A value
@@ -289,15 +357,18 @@ fn keep_computed<R, S: Strategy<R>>(
     key: &KeyBuf,
     hash: u64,
     mut opts: InsertOptions,
+    fresh: &Freshness,
     strategy: &S,
     has_codec: bool,
     out: R,
     took: Duration,
+    took_ms: u64,
     epoch: u64,
 ) -> Outcome<R, S::Value> {
     store.memory.counters.body_latency.record(took);
     match strategy.cacheable(&out) {
         Some(v) => {
+            stamp(store, &mut opts, fresh, took_ms);
             let to_remote = store.remote.is_some() && has_codec;
             opts.epoch = Some(epoch);
             if !store.keeps_local(has_codec) {
@@ -308,11 +379,14 @@ fn keep_computed<R, S: Strategy<R>>(
                 return Outcome {
                     out,
                     share: Share::FromOut,
-                    to_remote: Some((v, opts, took)),
+                    to_remote: Some((v, opts, Duration::from_millis(took_ms))),
                 };
             }
             let (value, to_remote): (Value, _) = if to_remote {
-                (Arc::new(v.clone()), Some((v, opts.clone(), took)))
+                (
+                    Arc::new(v.clone()),
+                    Some((v, opts.clone(), Duration::from_millis(took_ms))),
+                )
             } else {
                 (Arc::new(v), None)
             };
@@ -339,11 +413,13 @@ fn keep_computed<R, S: Strategy<R>>(
 }
 
 /// A value found in L2: promoted into L1 with what is left of its TTL (never longer).
+#[allow(clippy::too_many_arguments)]
 fn keep_promoted<R, S: Strategy<R>>(
     store: &Store,
     key: &KeyBuf,
     hash: u64,
     mut opts: InsertOptions,
+    fresh: &Freshness,
     strategy: &S,
     hit: crate::store::RemoteHit<S::Value>,
     epoch: u64,
@@ -359,6 +435,9 @@ fn keep_promoted<R, S: Strategy<R>>(
     let value: Value = Arc::new(hit.value.clone());
     opts.ttl = hit.remaining;
     opts.epoch = Some(epoch);
+    opts.delta_ms = hit.delta_ms;
+    opts.keep_ms = fresh.keep_ms(hit.delta_ms);
+    opts.refresh = fresh.refresh;
     if !store.put_local(key.as_str(), hash, value.clone(), opts) {
         return straddled(store, key, strategy.rebuild(hit.value));
     }
@@ -383,6 +462,164 @@ fn straddled<R, T>(store: &Store, key: &KeyBuf, out: R) -> Outcome<R, T> {
     }
 }
 
+/// Keeps a fail-safe value in L1 as fresh for the throttle (never past its fail-safe window), so
+/// the failing body is not retried on every call. Epoch-checked like any store.
+#[allow(clippy::too_many_arguments)]
+fn store_fallback(
+    store: &Store,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    fresh: &Freshness,
+    shared: Value,
+    times: Times,
+    epoch: u64,
+) {
+    let now = store.memory.clock.now_ms_precise();
+    let window_end = times
+        .expires_at
+        .saturating_add(fresh.fail_safe_ms.max(fresh.stale_ms))
+        .min(times.keep_until);
+    if window_end <= now || !store.tier.uses_memory() {
+        return;
+    }
+    let ttl = fresh.throttle_ms.min(window_end - now);
+    let opts = InsertOptions {
+        ttl: Some(Duration::from_millis(ttl)),
+        tags: opts.tags.clone(),
+        epoch: Some(epoch),
+        keep_ms: window_end - now - ttl,
+        refresh: crate::RefreshAhead::Off,
+        delta_ms: times.delta_ms,
+    };
+    store.memory.insert(key.as_str(), hash, shared, opts);
+}
+
+/// What a leader knows for the whole of its computation: where it stores, its settings, and the
+/// invalidation epoch it started under.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    store: &'a Arc<Store>,
+    key: &'a KeyBuf,
+    hash: u64,
+    fresh: &'a Freshness,
+    epoch: u64,
+}
+
+impl At<'_> {
+    /// Serves a fail-safe value in place of a failed body's outcome, to the caller and its
+    /// followers, and keeps it as fresh for the throttle.
+    fn fail_safe<R, S: Strategy<R>>(
+        &self,
+        opts: &InsertOptions,
+        strategy: &S,
+        fallback: Fallback<S::Value>,
+        guard: &mut Option<LeaderGuard>,
+        why: &str,
+    ) -> R {
+        let store = self.store;
+        store.memory.counters.fail_safe.incr();
+        note(Status::Stale);
+        tracing::warn!(cache = %store.name, key = self.key.as_str(), why, "cached function failed; serving its fail-safe value");
+        store_fallback(
+            store,
+            self.key,
+            self.hash,
+            opts,
+            self.fresh,
+            fallback.shared.clone(),
+            fallback.times,
+            self.epoch,
+        );
+        if let Some(guard) = guard {
+            guard.settle(State::Done(fallback.shared));
+        }
+        strategy.rebuild(fallback.value)
+    }
+
+    /// A fresh value from L2: promoted into L1, shared with the followers, returned.
+    fn promote<R, S: Strategy<R>>(
+        &self,
+        opts: &InsertOptions,
+        strategy: &S,
+        hit: crate::store::RemoteHit<S::Value>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> R {
+        let outcome = keep_promoted(
+            self.store,
+            self.key,
+            self.hash,
+            opts.clone(),
+            self.fresh,
+            strategy,
+            hit,
+            self.epoch,
+        );
+        outcome.settle(guard.as_mut(), strategy);
+        outcome.out
+    }
+
+    /// What the leader's L2 read gives: an answer (a fresh value, or a stale one served while it
+    /// refreshes), or a computation still to do, perhaps with a fallback.
+    fn use_remote_read<R, W: Work<R>>(
+        &self,
+        opts: &InsertOptions,
+        work: W,
+        hit: Option<crate::store::RemoteHit<ValueOf<R, W>>>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> Later<R, W, ValueOf<R, W>> {
+        match hit {
+            Some(hit) if hit.stale_for.is_some() => remote_stale(
+                self.store, self.key, self.hash, opts, self.fresh, work, hit, guard, self.epoch,
+            ),
+            Some(hit) => Later::Served(self.promote(opts, work.strategy(), hit, guard)),
+            None => Later::Compute(work, None),
+        }
+    }
+
+    /// A body's return value: a failure with a fallback is answered by the fallback (`Err`);
+    /// anything else is kept, its flight settled, and its remote write still to do (`Ok`).
+    #[allow(clippy::too_many_arguments)]
+    fn take_returned<R, S: Strategy<R>>(
+        &self,
+        opts: InsertOptions,
+        strategy: &S,
+        has_codec: bool,
+        out: R,
+        started: (u64, Instant),
+        fallback: Option<Fallback<S::Value>>,
+        guard: &mut Option<LeaderGuard>,
+    ) -> Result<Outcome<R, S::Value>, R> {
+        if strategy.failed(&out) {
+            self.store.memory.counters.body_failures.incr();
+            if let Some(fallback) = fallback {
+                return Err(self.fail_safe(&opts, strategy, fallback, guard, "returned an error"));
+            }
+        }
+        let took_ms = self
+            .store
+            .memory
+            .clock
+            .now_ms_precise()
+            .saturating_sub(started.0);
+        let outcome = keep_computed(
+            self.store,
+            self.key,
+            self.hash,
+            opts,
+            self.fresh,
+            strategy,
+            has_codec,
+            out,
+            started.1.elapsed(),
+            took_ms,
+            self.epoch,
+        );
+        outcome.settle(guard.as_mut(), strategy);
+        Ok(outcome)
+    }
+}
+
 fn warn_no_codec(store: &Store) {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
@@ -391,45 +628,6 @@ fn warn_no_codec(store: &Store) {
             "a cached value type is not serde-serializable, so it is kept in memory only although the cache has a remote tier"
         );
     });
-}
-
-/// Loads from L2 or computes, as the leader (or a lone caller).
-async fn load_or_compute<R, S, Fut>(
-    store: &Store,
-    key: &KeyBuf,
-    hash: u64,
-    opts: InsertOptions,
-    strategy: &S,
-    codec: Option<&Codec<S::Value>>,
-    body: Fut,
-) -> Outcome<R, S::Value>
-where
-    S: Strategy<R>,
-    Fut: Future<Output = R>,
-{
-    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
-    if let Some(codec) = codec {
-        if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
-        }
-        if let Some(hit) = store.get_remote(key.as_str(), codec).await {
-            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
-        }
-    }
-    let started = Instant::now();
-    let out = tracing::Instrument::instrument(body, miss_span(store, key)).await;
-    let has_codec = codec.is_some();
-    keep_computed(
-        store,
-        key,
-        hash,
-        opts,
-        strategy,
-        has_codec,
-        out,
-        started.elapsed(),
-        epoch,
-    )
 }
 
 async fn write_remote<T>(
@@ -445,88 +643,677 @@ async fn write_remote<T>(
     }
 }
 
-/// Reads `key`, or computes it with `body` once across concurrent callers.
+type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
+
+/// Reads `key`, or computes it with the job's body once across concurrent callers.
 #[inline(always)]
-pub(crate) async fn get_or_compute<R, S, Fut>(
-    store: &Store,
+pub(crate) async fn get_or_compute<R, J: Job<R>>(
+    store: &Arc<Store>,
     key: &KeyBuf,
-    opts: impl FnOnce() -> InsertOptions,
-    strategy: &S,
-    body: Fut,
-) -> R
-where
-    S: Strategy<R>,
-    Fut: Future<Output = R>,
-{
+    plan: impl FnOnce() -> Plan,
+    job: J,
+) -> R {
     let hash = key.lookup_hash();
-    if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
-        tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-        return strategy.rebuild(v);
-    }
+    let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
+        Lookup::Hit(v) => {
+            tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
+            return job.strategy().rebuild(v);
+        }
+        Lookup::Later => true,
+        Lookup::Absent => false,
+    };
     // Boxed so the caller's future holds a pointer rather than the whole miss state machine
     // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
-    Box::pin(miss(store, key, hash, opts, strategy, body)).await
+    Box::pin(miss(store, key, hash, plan, job, later)).await
+}
+
+/// What to do with an entry found past its `soft_at`.
+enum Later<R, W, T> {
+    /// Answered from the entry (refresh-ahead window, stale-while-revalidate, refresh grace).
+    Served(R),
+    /// Compute, with the entry as a fail-safe fallback if it is within its window.
+    Compute(W, Option<Fallback<T>>),
+}
+
+/// Decides what an entry past its `soft_at` gives its caller; see `freshness.rs`.
+fn serve_later<R, W: Work<R>>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    fresh: &Freshness,
+    work: W,
+) -> Later<R, W, ValueOf<R, W>> {
+    let Some((shared, times)) = store.memory.peek_kept(key.as_bytes(), hash) else {
+        store.memory.counters.misses.incr();
+        return Later::Compute(work, None);
+    };
+    let Some(value) = shared.downcast_ref::<ValueOf<R, W>>().cloned() else {
+        store.memory.counters.misses.incr();
+        return Later::Compute(work, None);
+    };
+    let now = store.memory.clock.now_ms();
+    let in_flight = store.flights.contains_key(&hash);
+    let refresh = |work: W, fallback: Option<(Value, Times)>| {
+        let ctx = Background {
+            store: store.clone(),
+            key: key.clone(),
+            hash,
+            opts: opts.clone(),
+            fresh: *fresh,
+            guard: None,
+            fallback,
+            started: None,
+            lock: None,
+        };
+        let _ = work.refresh_in_background(ctx);
+    };
+    if now < times.expires_at {
+        // Refresh-ahead window: a hit, which may start a refresh.
+        store.memory.counters.hits.incr();
+        let out = work.strategy().rebuild(value);
+        if !in_flight
+            && should_refresh(
+                fresh.refresh,
+                now,
+                times.soft_at,
+                times.expires_at,
+                times.delta_ms,
+            )
+        {
+            refresh(work, Some((shared, times)));
+        }
+        return Later::Served(out);
+    }
+    if W::DETACHABLE && now < times.expires_at.saturating_add(fresh.stale_ms) {
+        // Stale-while-revalidate: the old value now, one refresh in the background.
+        store.memory.counters.stale_served.incr();
+        note(Status::Stale);
+        let out = work.strategy().rebuild(value);
+        if !in_flight {
+            refresh(work, Some((shared, times)));
+        }
+        return Later::Served(out);
+    }
+    if in_flight && fresh.refresh.is_on() && W::DETACHABLE {
+        // Refresh-ahead grace: the refresh under way will land in a moment.
+        store.memory.counters.hits.incr();
+        return Later::Served(work.strategy().rebuild(value));
+    }
+    store.memory.counters.misses.incr();
+    // A stale window on a body that cannot run in the background still gives a fallback.
+    let window = if W::DETACHABLE {
+        fresh.fail_safe_ms
+    } else {
+        fresh.fail_safe_ms.max(fresh.stale_ms)
+    };
+    let fallback = (now < times.expires_at.saturating_add(window)).then_some(Fallback {
+        value,
+        shared,
+        times,
+    });
+    Later::Compute(work, fallback)
+}
+
+/// A value read from L2 past its TTL but kept there for its stale or fail-safe window: served
+/// with a background refresh (stale-while-revalidate, the refresh continuing this leader's
+/// flight), or kept as the fallback of the computation that follows. A hybrid cache also keeps it
+/// in L1 as a stale entry, so the next local reads need no round trip.
+#[allow(clippy::too_many_arguments)]
+fn remote_stale<R, W: Work<R>>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    fresh: &Freshness,
+    work: W,
+    hit: crate::store::RemoteHit<ValueOf<R, W>>,
+    guard: &mut Option<LeaderGuard>,
+    epoch: u64,
+) -> Later<R, W, ValueOf<R, W>> {
+    let stale_for = hit.stale_for.unwrap_or_default().as_millis() as u64;
+    let now = store.memory.clock.now_ms();
+    let expires_at = now.saturating_sub(stale_for);
+    let times = Times {
+        soft_at: expires_at,
+        expires_at,
+        keep_until: expires_at.saturating_add(fresh.keep_ms(hit.delta_ms)),
+        delta_ms: hit.delta_ms,
+    };
+    if times.keep_until <= now {
+        return Later::Compute(work, None);
+    }
+    let shared: Value = Arc::new(hit.value.clone());
+    if W::DETACHABLE && stale_for < fresh.stale_ms {
+        if store.tier.uses_memory() {
+            let stale_entry = InsertOptions {
+                ttl: Some(Duration::ZERO),
+                tags: opts.tags.clone(),
+                epoch: Some(epoch),
+                keep_ms: times.keep_until - now,
+                refresh: crate::RefreshAhead::Off,
+                delta_ms: hit.delta_ms,
+            };
+            store
+                .memory
+                .insert(key.as_str(), hash, shared.clone(), stale_entry);
+        }
+        store.memory.counters.stale_served.incr();
+        note(Status::Stale);
+        let out = work.strategy().rebuild(hit.value);
+        let ctx = Background {
+            store: store.clone(),
+            key: key.clone(),
+            hash,
+            opts: opts.clone(),
+            fresh: *fresh,
+            guard: guard.take(),
+            fallback: Some((shared, times)),
+            started: None,
+            lock: None,
+        };
+        let _ = work.refresh_in_background(ctx);
+        return Later::Served(out);
+    }
+    let window = if W::DETACHABLE {
+        fresh.fail_safe_ms
+    } else {
+        fresh.fail_safe_ms.max(fresh.stale_ms)
+    };
+    let fallback = (stale_for < window).then_some(Fallback {
+        value: hit.value,
+        shared,
+        times,
+    });
+    Later::Compute(work, fallback)
+}
+
+/// How a body run ended.
+enum BodyEnd<R> {
+    Returned(R),
+    Panicked(Box<dyn Any + Send>),
+    SoftTimedOut,
+    HardTimedOut(Duration),
+}
+
+/// Polls `body` inside its span, catching a panic, until it returns or a timeout passes. Timeouts
+/// need tokio's timer: outside a tokio runtime they are not applied.
+async fn run_body<F: Future + ?Sized>(
+    body: &mut Pin<Box<F>>,
+    span: &tracing::Span,
+    soft: Option<Duration>,
+    hard: Option<Duration>,
+) -> BodyEnd<F::Output> {
+    let timers =
+        (soft.is_some() || hard.is_some()) && tokio::runtime::Handle::try_current().is_ok();
+    let mut soft = soft
+        .filter(|_| timers)
+        .map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut hard = hard
+        .filter(|_| timers)
+        .map(|d| (d, Box::pin(tokio::time::sleep(d))));
+    std::future::poll_fn(|cx| {
+        let polled = {
+            let _entered = span.enter();
+            catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx)))
+        };
+        match polled {
+            Err(panic) => return Poll::Ready(BodyEnd::Panicked(panic)),
+            Ok(Poll::Ready(out)) => return Poll::Ready(BodyEnd::Returned(out)),
+            Ok(Poll::Pending) => {}
+        }
+        if let Some((after, sleep)) = hard.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(BodyEnd::HardTimedOut(*after));
+            }
+        }
+        if let Some(sleep) = soft.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(BodyEnd::SoftTimedOut);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The miss path of [`get_or_compute`], kept out of line so the hit path stays small.
 #[inline(never)]
-async fn miss<R, S, Fut>(
-    store: &Store,
+async fn miss<R, J: Job<R>>(
+    store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,
-    opts: impl FnOnce() -> InsertOptions,
-    strategy: &S,
-    body: Fut,
-) -> R
-where
-    S: Strategy<R>,
-    Fut: Future<Output = R>,
-{
-    let codec = strategy.codec();
+    plan: impl FnOnce() -> Plan,
+    job: J,
+    mut later: bool,
+) -> R {
+    let codec = job.strategy().codec();
     if store.remote.is_some() && codec.is_none() {
         warn_no_codec(store);
     }
     let codec = codec.as_ref().filter(|_| store.remote.is_some());
     let has_codec = codec.is_some();
-    if let Some(v) = store.get_local_only::<S::Value>(key.as_bytes(), hash, has_codec) {
-        return strategy.rebuild(v);
+    match store.get_local_only::<ValueOf<R, J>>(key.as_bytes(), hash, has_codec) {
+        Lookup::Hit(v) => return job.strategy().rebuild(v),
+        Lookup::Later => later = true,
+        Lookup::Absent => {}
     }
+    let Plan { opts, fresh } = plan();
+    let (job, fallback) = if later {
+        match serve_later(store, key, hash, &opts, &fresh, job) {
+            Later::Served(out) => return out,
+            Later::Compute(job, fallback) => (job, fallback),
+        }
+    } else {
+        (job, None)
+    };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<S::Value>(store, key, hash, local) {
-            Role::Hit(v) => return strategy.rebuild(v),
-            Role::Lead(mut guard) => {
-                let outcome =
-                    load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
-                // Followers get the value before the remote write's round trip.
-                guard.settle_with(|waiting| outcome.state(strategy, waiting));
-                write_remote(store, key, codec, outcome.to_remote).await;
-                return outcome.out;
+        match join::<ValueOf<R, J>>(store, key, hash, local) {
+            Role::Hit(v) => return job.strategy().rebuild(v),
+            Role::Lead(guard) => {
+                return lead(
+                    store,
+                    key,
+                    hash,
+                    opts,
+                    &fresh,
+                    job,
+                    codec,
+                    fallback,
+                    Some(guard),
+                )
+                .await;
             }
             Role::Alone => {
-                let outcome =
-                    load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
-                write_remote(store, key, codec, outcome.to_remote).await;
-                return outcome.out;
+                return lead(store, key, hash, opts, &fresh, job, codec, fallback, None).await;
             }
             Role::Follow(flight) => {
                 store.memory.counters.coalesced.incr();
-                match flight.wait().await {
-                    State::Done(value) => match value.downcast_ref::<S::Value>() {
-                        Some(v) => return strategy.rebuild(v.clone()),
-                        // Same key, another type: another function shares this key template.
-                        None => return body.await,
-                    },
-                    State::Uncached | State::Unshared => {
-                        let outcome =
-                            load_or_compute(store, key, hash, opts(), strategy, codec, body).await;
-                        write_remote(store, key, codec, outcome.to_remote).await;
-                        return outcome.out;
+                let on_timeout = job.on_timeout();
+                let limit = match &fallback {
+                    Some(_) => fresh.soft_timeout.or(fresh.hard_timeout),
+                    None => fresh.hard_timeout.filter(|_| on_timeout.is_some()),
+                }
+                .filter(|_| tokio::runtime::Handle::try_current().is_ok());
+                let state = match limit {
+                    Some(limit) => tokio::time::timeout(limit, flight.wait()).await.ok(),
+                    None => Some(flight.wait().await),
+                };
+                match state {
+                    None => {
+                        store.memory.counters.timeouts.incr();
+                        let after = limit.unwrap_or_default();
+                        match follower_timed_out(store, job.strategy(), on_timeout, after, fallback)
+                        {
+                            Ok(out) => return out,
+                            Err(_) => unreachable!(
+                                "a follower waits with a limit only when it can answer at it"
+                            ),
+                        }
                     }
-                    State::Abandoned | State::Running => continue,
+                    Some(State::Done(value)) => match value.downcast_ref::<ValueOf<R, J>>() {
+                        Some(v) => return job.strategy().rebuild(v.clone()),
+                        // Same key, another type: another function shares this key template.
+                        None => return job.into_parts().1.await,
+                    },
+                    Some(State::TimedOut) => {
+                        let after = fresh.hard_timeout.unwrap_or_default();
+                        match follower_timed_out(store, job.strategy(), on_timeout, after, fallback)
+                        {
+                            Ok(out) => return out,
+                            Err(fallback) => {
+                                return lead(
+                                    store, key, hash, opts, &fresh, job, codec, fallback, None,
+                                )
+                                .await;
+                            }
+                        }
+                    }
+                    Some(State::Uncached | State::Unshared) => {
+                        return lead(store, key, hash, opts, &fresh, job, codec, fallback, None)
+                            .await;
+                    }
+                    Some(State::Abandoned | State::Running) => continue,
                 }
             }
         }
+    }
+}
+
+/// A follower's answer when its wait passed its timeout or its leader's body passed the hard
+/// timeout: its fallback, or its timeout error; `Err` with the fallback when it has neither.
+fn follower_timed_out<R, S: Strategy<R>>(
+    store: &Store,
+    strategy: &S,
+    on_timeout: Option<fn(TimedOut) -> R>,
+    after: Duration,
+    fallback: Option<Fallback<S::Value>>,
+) -> Result<R, Option<Fallback<S::Value>>> {
+    match (fallback, on_timeout) {
+        (Some(fallback), _) => {
+            store.memory.counters.stale_served.incr();
+            note(Status::Stale);
+            Ok(strategy.rebuild(fallback.value))
+        }
+        (None, Some(make)) => Ok(make(TimedOut { after })),
+        (None, None) => Err(None),
+    }
+}
+
+/// Loads from L2 or computes, as the leader (or a lone caller), and settles its flight.
+#[allow(clippy::too_many_arguments)]
+async fn lead<R, J: Job<R>>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: InsertOptions,
+    fresh: &Freshness,
+    job: J,
+    codec: Option<&Codec<ValueOf<R, J>>>,
+    mut fallback: Option<Fallback<ValueOf<R, J>>>,
+    mut guard: Option<LeaderGuard>,
+) -> R {
+    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let at = At {
+        store,
+        key,
+        hash,
+        fresh,
+        epoch,
+    };
+    let mut job = job;
+    // Distributed single flight: one instance computes, the others wait for its value. The lock
+    // is held until the value is written (dropping it releases it).
+    let mut lock: Option<FlightLock> = None;
+    if let Some(codec) = codec {
+        let hit = match store.take_preloaded(key.as_str(), hash, codec) {
+            Some(hit) => Some(hit),
+            None => store.get_remote(key.as_str(), codec).await,
+        };
+        match at.use_remote_read(&opts, job, hit, &mut guard) {
+            Later::Served(out) => return out,
+            Later::Compute(work, kept) => {
+                job = work;
+                fallback = fallback.or(kept);
+            }
+        }
+        // A caller with a fallback waits for another instance no longer than its soft timeout,
+        // then answers with the fallback.
+        let limit = fresh.soft_timeout.filter(|_| fallback.is_some());
+        match store.lock_or_wait(key.as_str(), codec, limit).await {
+            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed => {}
+            LockWait::GaveUp => {
+                if let Some(fallback) = fallback {
+                    store.memory.counters.timeouts.incr();
+                    store.memory.counters.stale_served.incr();
+                    note(Status::Stale);
+                    if let Some(guard) = guard.as_mut() {
+                        guard.settle(State::Done(fallback.shared));
+                    }
+                    return job.strategy().rebuild(fallback.value);
+                }
+            }
+        }
+    }
+    note(Status::Miss);
+    let on_timeout = job.on_timeout();
+    let (strategy, mut body) = job.into_parts();
+    let soft = fresh
+        .soft_timeout
+        .filter(|_| fallback.is_some() && J::DETACHABLE);
+    let hard = fresh
+        .hard_timeout
+        .filter(|_| fallback.is_some() || on_timeout.is_some());
+    let started_ms = store.memory.clock.now_ms_precise();
+    let started = Instant::now();
+    let span = miss_span(store, key);
+    match run_body(&mut body, &span, soft, hard).await {
+        BodyEnd::Returned(out) => {
+            let started = (started_ms, started);
+            match at.take_returned(
+                opts,
+                &strategy,
+                codec.is_some(),
+                out,
+                started,
+                fallback,
+                &mut guard,
+            ) {
+                Ok(outcome) => {
+                    write_remote(store, key, codec, outcome.to_remote).await;
+                    drop(lock);
+                    outcome.out
+                }
+                Err(answer) => answer,
+            }
+        }
+        BodyEnd::Panicked(panic) => {
+            store.memory.counters.body_failures.incr();
+            match fallback {
+                Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
+                // The guard abandons the flight as it unwinds; a follower takes over.
+                None => resume_unwind(panic),
+            }
+        }
+        BodyEnd::SoftTimedOut => {
+            store.memory.counters.timeouts.incr();
+            store.memory.counters.stale_served.incr();
+            note(Status::Stale);
+            let Some(fallback) = fallback else {
+                unreachable!("a soft timeout is set only with a fallback")
+            };
+            let out = strategy.rebuild(fallback.value);
+            tracing::debug!(cache = %store.name, key = key.as_str(), "soft timeout: serving the stale value, the body finishes in the background");
+            let ctx = Background {
+                store: store.clone(),
+                key: key.clone(),
+                hash,
+                opts,
+                fresh: *fresh,
+                guard,
+                fallback: Some((fallback.shared, fallback.times)),
+                started: Some((started_ms, started, epoch)),
+                lock: lock.take(),
+            };
+            // Detachable: checked with the soft timeout above.
+            let _ = J::finish_in_background(strategy, body, ctx);
+            out
+        }
+        BodyEnd::HardTimedOut(after) => {
+            drop(body);
+            store.memory.counters.timeouts.incr();
+            store.memory.counters.body_failures.incr();
+            match (fallback, on_timeout) {
+                (Some(fallback), _) => {
+                    at.fail_safe(&opts, &strategy, fallback, &mut guard, "timed out")
+                }
+                (None, Some(make)) => {
+                    tracing::warn!(cache = %store.name, key = key.as_str(), ?after, "cached function timed out");
+                    if let Some(guard) = guard.as_mut() {
+                        guard.settle(State::TimedOut);
+                    }
+                    make(TimedOut { after })
+                }
+                (None, None) => unreachable!("a hard timeout is set only when it can be answered"),
+            }
+        }
+    }
+}
+
+/// A body running in the background: a stale-while-revalidate or refresh-ahead refresh (which
+/// leads its own flight, or does nothing if one is under way), or a leader's body continued past
+/// its soft timeout (which settles that leader's flight). A failure keeps the old value as the
+/// fail-safe value if the cache has a fail-safe window; it is logged, never raised.
+pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
+    ctx: Background,
+    strategy: S,
+    mut body: Pin<Box<F>>,
+) {
+    let Background {
+        store,
+        key,
+        hash,
+        opts,
+        fresh,
+        guard,
+        fallback,
+        started,
+        lock,
+    } = ctx;
+    let codec = strategy.codec();
+    let codec = codec.as_ref().filter(|_| store.remote.is_some());
+    let mut guard = match guard {
+        Some(guard) => guard,
+        // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
+        None => match join::<S::Value>(&store, &key, hash, false) {
+            Role::Lead(guard) => guard,
+            // Someone else computes it, or has.
+            _ => return,
+        },
+    };
+    if started.is_none() {
+        store.memory.counters.refreshes.incr();
+    }
+    let (started_ms, started, epoch) = started.unwrap_or_else(|| {
+        (
+            store.memory.clock.now_ms_precise(),
+            Instant::now(),
+            store.memory.epochs.snapshot(hash, &opts.tags),
+        )
+    });
+    let hard = fresh
+        .hard_timeout
+        .map(|h| h.saturating_sub(started.elapsed()));
+    let span = miss_span(&store, &key);
+    let why = match run_body(&mut body, &span, None, hard).await {
+        BodyEnd::Returned(out) if !strategy.failed(&out) => {
+            let took_ms = store
+                .memory
+                .clock
+                .now_ms_precise()
+                .saturating_sub(started_ms);
+            let outcome = keep_computed(
+                &store,
+                &key,
+                hash,
+                opts,
+                &fresh,
+                &strategy,
+                codec.is_some(),
+                out,
+                started.elapsed(),
+                took_ms,
+                epoch,
+            );
+            outcome.settle(Some(&mut guard), &strategy);
+            write_remote(&store, &key, codec, outcome.to_remote).await;
+            drop(lock);
+            return;
+        }
+        BodyEnd::Returned(_) => "returned an error",
+        BodyEnd::Panicked(_) => "panicked",
+        BodyEnd::HardTimedOut(_) | BodyEnd::SoftTimedOut => {
+            store.memory.counters.timeouts.incr();
+            "timed out"
+        }
+    };
+    store.memory.counters.body_failures.incr();
+    tracing::warn!(cache = %store.name, key = key.as_str(), why, "background refresh failed");
+    match fallback {
+        Some((shared, times)) if fresh.fail_safe_ms > 0 => {
+            store_fallback(
+                &store,
+                &key,
+                hash,
+                &opts,
+                &fresh,
+                shared.clone(),
+                times,
+                epoch,
+            );
+            guard.settle(State::Done(shared));
+        }
+        _ => guard.settle(State::Uncached),
+    }
+}
+
+/// [`background`] for a sync body, on its own thread.
+pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
+    ctx: Background,
+    strategy: &S,
+    body: F,
+) {
+    let Background {
+        store,
+        key,
+        hash,
+        opts,
+        fresh,
+        guard,
+        fallback,
+        ..
+    } = ctx;
+    let codec = strategy.codec();
+    let codec = codec.as_ref().filter(|_| store.remote.is_some());
+    let mut guard = match guard {
+        Some(guard) => guard,
+        // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
+        None => match join::<S::Value>(&store, &key, hash, false) {
+            Role::Lead(guard) => guard,
+            _ => return,
+        },
+    };
+    store.memory.counters.refreshes.incr();
+    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let started_ms = store.memory.clock.now_ms_precise();
+    let started = Instant::now();
+    let why = match catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body))) {
+        Ok(out) if !strategy.failed(&out) => {
+            let took_ms = store
+                .memory
+                .clock
+                .now_ms_precise()
+                .saturating_sub(started_ms);
+            let outcome = keep_computed(
+                &store,
+                &key,
+                hash,
+                opts,
+                &fresh,
+                strategy,
+                codec.is_some(),
+                out,
+                started.elapsed(),
+                took_ms,
+                epoch,
+            );
+            outcome.settle(Some(&mut guard), strategy);
+            write_remote_blocking(&store, &key, codec, outcome.to_remote);
+            return;
+        }
+        Ok(_) => "returned an error",
+        Err(_) => "panicked",
+    };
+    store.memory.counters.body_failures.incr();
+    tracing::warn!(cache = %store.name, key = key.as_str(), why, "background refresh failed");
+    match fallback {
+        Some((shared, times)) if fresh.fail_safe_ms > 0 => {
+            store_fallback(
+                &store,
+                &key,
+                hash,
+                &opts,
+                &fresh,
+                shared.clone(),
+                times,
+                epoch,
+            );
+            guard.settle(State::Done(shared));
+        }
+        _ => guard.settle(State::Uncached),
     }
 }
 
@@ -558,124 +1345,174 @@ fn write_remote_blocking<T: Send + Sync + 'static>(
     run_blocking(async move { store.put_remote(&key, &value, &codec, &opts, took).await });
 }
 
-fn load_or_compute_blocking<R, S, F>(
+/// [`lead`] for synchronous bodies (no timeouts: a sync body cannot be interrupted).
+#[allow(clippy::too_many_arguments)]
+fn lead_blocking<R, J: SyncJob<R>>(
     store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,
     opts: InsertOptions,
-    strategy: &S,
-    codec: Option<&Codec<S::Value>>,
-    body: F,
-) -> Outcome<R, S::Value>
-where
-    S: Strategy<R>,
-    F: FnOnce() -> R,
-{
+    fresh: &Freshness,
+    job: J,
+    codec: Option<&Codec<ValueOf<R, J>>>,
+    mut fallback: Option<Fallback<ValueOf<R, J>>>,
+    mut guard: Option<LeaderGuard>,
+) -> R {
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
-    if let Some(codec) = codec {
-        if let Some(hit) = store.take_preloaded(key.as_str(), hash, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
-        }
-        if let Some(hit) = get_remote_blocking(store, key, codec) {
-            return keep_promoted(store, key, hash, opts, strategy, hit, epoch);
-        }
-    }
-    let started = Instant::now();
-    let out = miss_span(store, key).in_scope(body);
-    let has_codec = codec.is_some();
-    keep_computed(
+    let at = At {
         store,
         key,
         hash,
-        opts,
-        strategy,
-        has_codec,
-        out,
-        started.elapsed(),
+        fresh,
         epoch,
-    )
+    };
+    let mut job = job;
+    let mut lock: Option<FlightLock> = None;
+    if let Some(codec) = codec {
+        let hit = match store.take_preloaded(key.as_str(), hash, codec) {
+            Some(hit) => Some(hit),
+            None => get_remote_blocking(store, key, codec),
+        };
+        match at.use_remote_read(&opts, job, hit, &mut guard) {
+            Later::Served(out) => return out,
+            Later::Compute(work, kept) => {
+                job = work;
+                fallback = fallback.or(kept);
+            }
+        }
+        match lock_or_wait_blocking(store, key, codec) {
+            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
+            LockWait::Acquired(held) => lock = Some(held),
+            LockWait::Proceed | LockWait::GaveUp => {}
+        }
+    }
+    note(Status::Miss);
+    let (strategy, body) = job.into_parts();
+    let started_ms = store.memory.clock.now_ms_precise();
+    let started = Instant::now();
+    let span = miss_span(store, key);
+    let out = match catch_unwind(AssertUnwindSafe(|| span.in_scope(body))) {
+        Ok(out) => out,
+        Err(panic) => {
+            store.memory.counters.body_failures.incr();
+            return match fallback {
+                Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
+                None => resume_unwind(panic),
+            };
+        }
+    };
+    match at.take_returned(
+        opts,
+        &strategy,
+        codec.is_some(),
+        out,
+        (started_ms, started),
+        fallback,
+        &mut guard,
+    ) {
+        Ok(outcome) => {
+            write_remote_blocking(store, key, codec, outcome.to_remote);
+            drop(lock);
+            outcome.out
+        }
+        Err(answer) => answer,
+    }
+}
+
+/// [`Store::lock_or_wait`] for a synchronous caller, on cache-core's I/O runtime.
+fn lock_or_wait_blocking<T: Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    codec: &Codec<T>,
+) -> LockWait<T> {
+    let store = store.clone();
+    let key = key.as_str().to_owned();
+    let codec = *codec;
+    run_blocking(async move { store.lock_or_wait(&key, &codec, None).await })
+        .unwrap_or(LockWait::Proceed)
 }
 
 /// [`get_or_compute`] for synchronous bodies: followers block their thread.
 #[inline(always)]
-pub(crate) fn get_or_compute_blocking<R, S, F>(
+pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     store: &Arc<Store>,
     key: &KeyBuf,
-    opts: impl FnOnce() -> InsertOptions,
-    strategy: &S,
-    body: F,
-) -> R
-where
-    S: Strategy<R>,
-    F: FnOnce() -> R,
-{
+    plan: impl FnOnce() -> Plan,
+    job: J,
+) -> R {
     let hash = key.lookup_hash();
-    if let Some(v) = store.get_local::<S::Value>(key.as_bytes(), hash) {
-        tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-        return strategy.rebuild(v);
-    }
-    miss_blocking(store, key, hash, opts, strategy, body)
+    let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
+        Lookup::Hit(v) => {
+            tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
+            return job.strategy().rebuild(v);
+        }
+        Lookup::Later => true,
+        Lookup::Absent => false,
+    };
+    miss_blocking(store, key, hash, plan, job, later)
 }
 
 /// The miss path of [`get_or_compute_blocking`], out of line.
 #[inline(never)]
-fn miss_blocking<R, S, F>(
+fn miss_blocking<R, J: SyncJob<R>>(
     store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,
-    opts: impl FnOnce() -> InsertOptions,
-    strategy: &S,
-    body: F,
-) -> R
-where
-    S: Strategy<R>,
-    F: FnOnce() -> R,
-{
-    let codec = strategy.codec();
+    plan: impl FnOnce() -> Plan,
+    job: J,
+    mut later: bool,
+) -> R {
+    let codec = job.strategy().codec();
     if store.remote.is_some() && codec.is_none() {
         warn_no_codec(store);
     }
     let codec = codec.as_ref().filter(|_| store.remote.is_some());
     let has_codec = codec.is_some();
-    if let Some(v) = store.get_local_only::<S::Value>(key.as_bytes(), hash, has_codec) {
-        return strategy.rebuild(v);
+    match store.get_local_only::<ValueOf<R, J>>(key.as_bytes(), hash, has_codec) {
+        Lookup::Hit(v) => return job.strategy().rebuild(v),
+        Lookup::Later => later = true,
+        Lookup::Absent => {}
     }
+    let Plan { opts, fresh } = plan();
+    let (job, fallback) = if later {
+        match serve_later(store, key, hash, &opts, &fresh, job) {
+            Later::Served(out) => return out,
+            Later::Compute(job, fallback) => (job, fallback),
+        }
+    } else {
+        (job, None)
+    };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<S::Value>(store, key, hash, local) {
-            Role::Hit(v) => return strategy.rebuild(v),
-            Role::Lead(mut guard) => {
-                let outcome =
-                    load_or_compute_blocking(store, key, hash, opts(), strategy, codec, body);
-                guard.settle_with(|waiting| outcome.state(strategy, waiting));
-                write_remote_blocking(store, key, codec, outcome.to_remote);
-                return outcome.out;
+        match join::<ValueOf<R, J>>(store, key, hash, local) {
+            Role::Hit(v) => return job.strategy().rebuild(v),
+            Role::Lead(guard) => {
+                return lead_blocking(
+                    store,
+                    key,
+                    hash,
+                    opts,
+                    &fresh,
+                    job,
+                    codec,
+                    fallback,
+                    Some(guard),
+                );
             }
             Role::Alone => {
-                let outcome =
-                    load_or_compute_blocking(store, key, hash, opts(), strategy, codec, body);
-                write_remote_blocking(store, key, codec, outcome.to_remote);
-                return outcome.out;
+                return lead_blocking(store, key, hash, opts, &fresh, job, codec, fallback, None);
             }
             Role::Follow(flight) => {
                 store.memory.counters.coalesced.incr();
                 match flight.wait_blocking() {
-                    State::Done(value) => match value.downcast_ref::<S::Value>() {
-                        Some(v) => return strategy.rebuild(v.clone()),
-                        None => return body(),
+                    State::Done(value) => match value.downcast_ref::<ValueOf<R, J>>() {
+                        Some(v) => return job.strategy().rebuild(v.clone()),
+                        None => return (job.into_parts().1)(),
                     },
-                    State::Uncached | State::Unshared => {
-                        let outcome = load_or_compute_blocking(
-                            store,
-                            key,
-                            hash,
-                            opts(),
-                            strategy,
-                            codec,
-                            body,
+                    State::Uncached | State::Unshared | State::TimedOut => {
+                        return lead_blocking(
+                            store, key, hash, opts, &fresh, job, codec, fallback, None,
                         );
-                        write_remote_blocking(store, key, codec, outcome.to_remote);
-                        return outcome.out;
                     }
                     State::Abandoned | State::Running => continue,
                 }

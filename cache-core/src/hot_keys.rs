@@ -69,9 +69,13 @@ impl CacheManager {
 
     /// Loads the entries of the hot keys an earlier instance persisted into the memory tier of
     /// each hybrid cache, with their remaining TTL. Returns how many entries were loaded. Failures
-    /// are skipped: preloading only ever saves work.
+    /// are skipped: preloading only ever saves work. Waits first (at most 5 s) for the backplane's
+    /// first subscription, which clears the memory tiers.
     pub async fn preload_hot_keys(&self) -> usize {
         let mut loaded = 0;
+        // The backplane's first subscription clears the memory tiers; entries loaded before it
+        // would be lost, so the preload comes after (bounded: without Redis it never comes).
+        self.first_subscription(Duration::from_secs(5)).await;
         for store in self.all_stores() {
             let Some(remote) = &store.remote else {
                 continue;
@@ -104,6 +108,7 @@ impl CacheManager {
                         ttl,
                         tags: Vec::new(),
                         epoch: None,
+                        ..Default::default()
                     },
                 );
                 loaded += 1;

@@ -34,12 +34,14 @@ mod clock;
 mod events;
 mod export;
 mod flight;
+mod freshness;
 mod health;
 mod histogram;
 mod hot_keys;
 #[cfg(feature = "axum")]
 pub mod http;
 mod invalidation;
+mod job;
 mod key;
 mod manager;
 mod memory;
@@ -63,13 +65,14 @@ pub use cache::{BlockingCache, Cache, EntryOptions};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use events::{Event, EventArgs, EventError};
 pub use export::prometheus_text;
+pub use freshness::{DEFAULT_FAIL_SAFE_THROTTLE, RefreshAhead, TimedOut};
 pub use health::{CacheFill, Health, MemoryHealth, RemoteHealth};
 pub use histogram::LatencySummary;
 pub use key::template::TemplateError;
 pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};
 pub use outcome::CacheValue;
-pub use policy::{DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
+pub use policy::{DEFAULT_LOCK_TTL, DEFAULT_MAX_ENTRIES, Eviction, Policy, Weigher};
 pub use remote::{
     BreakerState, RemoteBackend, RemoteError, RemoteStats, RemoteTier, Resilience, Tier,
 };

@@ -363,6 +363,27 @@ impl CacheManager {
         backplane::start(backplane, Arc::downgrade(&sink));
     }
 
+    /// Waits, at most `limit`, for the backplane's first subscription, which clears the memory
+    /// tiers (they may have missed invalidations before it). Returns at once without a backplane.
+    pub(crate) async fn first_subscription(&self, limit: std::time::Duration) {
+        let Some(subscriber) = self.inner.subscriber.get() else {
+            return;
+        };
+        let counters = &subscriber.counters;
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = counters.subscribed.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if counters.subscriptions.load(Ordering::Acquire) > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
     /// The backplane's counters, when this manager has one (a hybrid cache and a backend that
     /// offers a backplane).
     pub fn backplane_stats(&self) -> Option<BackplaneStats> {
@@ -505,6 +526,8 @@ struct Subscriber {
 #[derive(Default)]
 struct SubscriberCounters {
     subscriptions: AtomicU64,
+    /// Woken at each subscription (see [`CacheManager::first_subscription`]).
+    subscribed: tokio::sync::Notify,
     applied: AtomicU64,
     own: AtomicU64,
     foreign: AtomicU64,
@@ -590,6 +613,7 @@ impl BackplaneSink for Subscriber {
             }
         }
         self.counters.subscriptions.fetch_add(1, Ordering::Release);
+        self.counters.subscribed.notify_waiters();
     }
 }
 

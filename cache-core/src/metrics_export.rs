@@ -17,7 +17,9 @@ impl CacheManager {
     /// `cache_hit_ratio`, `cache_body_duration_p50_seconds`, `cache_body_duration_p99_seconds`,
     /// `cache_lookup_duration_p99_seconds`, and for remote tiers `cache_remote_errors_total`,
     /// `cache_remote_timeouts_total`, `cache_remote_skipped_total`,
-    /// `cache_remote_decode_errors_total`, `cache_remote_breaker_open`.
+    /// `cache_remote_decode_errors_total`, `cache_remote_lock_acquired_total`,
+    /// `cache_remote_lock_waits_total`, `cache_remote_lock_wait_timeouts_total`,
+    /// `cache_remote_breaker_open`.
     pub fn publish_metrics(&self) {
         for s in self.stats() {
             let name = s.name.clone();
@@ -32,6 +34,11 @@ impl CacheManager {
             mem("cache_invalidations_total", s.invalidations);
             mem("cache_coalesced_total", s.coalesced);
             mem("cache_bypassed_total", s.bypassed);
+            mem("cache_stale_served_total", s.stale_served);
+            mem("cache_refreshes_total", s.refreshes);
+            mem("cache_fail_safe_total", s.fail_safe);
+            mem("cache_body_failures_total", s.body_failures);
+            mem("cache_timeouts_total", s.timeouts);
             mem("cache_body_runs_total", s.body_latency.count);
             let g = |metric: &'static str, v: f64| {
                 gauge!(metric, "cache" => name.clone(), "tier" => "memory").set(v);
@@ -61,6 +68,12 @@ impl CacheManager {
                 rem("cache_remote_timeouts_total", r.timeouts);
                 rem("cache_remote_skipped_total", r.skipped);
                 rem("cache_remote_decode_errors_total", r.decode_errors);
+                rem("cache_remote_lock_acquired_total", r.lock_acquired);
+                rem("cache_remote_lock_waits_total", r.lock_waits);
+                rem(
+                    "cache_remote_lock_wait_timeouts_total",
+                    r.lock_wait_timeouts,
+                );
                 let open = r.breaker != Some(crate::BreakerState::Closed);
                 gauge!("cache_remote_breaker_open", "cache" => name.clone(), "tier" => "remote")
                     .set(f64::from(u8::from(open)));

@@ -33,6 +33,11 @@ pub trait Strategy<R> {
     fn codec(&self) -> Option<Codec<Self::Value>> {
         None
     }
+    /// Whether `out` is a failure (an `Err`), which a fail-safe value may replace.
+    fn failed(&self, out: &R) -> bool {
+        let _ = out;
+        false
+    }
 }
 
 /// A strategy with the codec that [`CodecProbe`](crate::remote::codec::CodecProbe) found for its
@@ -66,6 +71,10 @@ impl<R, S: Strategy<R>> Strategy<R> for WithCodec<S, S::Value> {
     }
     fn codec(&self) -> Option<Codec<S::Value>> {
         self.codec
+    }
+    #[inline]
+    fn failed(&self, out: &R) -> bool {
+        self.inner.failed(out)
     }
 }
 
@@ -103,6 +112,10 @@ impl<T: CacheValue, E> Strategy<Result<T, E>> for ResultStrategy<T, E> {
     #[inline]
     fn rebuild(&self, value: T) -> Result<T, E> {
         Ok(value)
+    }
+    #[inline]
+    fn failed(&self, out: &Result<T, E>) -> bool {
+        out.is_err()
     }
 }
 
@@ -154,6 +167,10 @@ impl<R, S: Strategy<R>, F: Fn(&R) -> bool> Strategy<R> for Filtered<S, F> {
     }
     fn codec(&self) -> Option<Codec<S::Value>> {
         self.inner.codec()
+    }
+    #[inline]
+    fn failed(&self, out: &R) -> bool {
+        self.inner.failed(out)
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Tier;
+use crate::{RefreshAhead, Tier};
 
 /// Which entry the memory tier gives up when it is full.
 ///
@@ -54,6 +54,18 @@ pub struct Policy {
     pub(crate) eviction: Eviction,
     pub(crate) tier: Tier,
     pub(crate) l1_ttl: Option<Duration>,
+    // Freshness (see `freshness.rs`).
+    pub(crate) stale: Option<Duration>,
+    pub(crate) fail_safe: Option<Duration>,
+    pub(crate) fail_safe_throttle: Option<Duration>,
+    pub(crate) refresh_ahead: RefreshAhead,
+    pub(crate) jitter_pct: u8,
+    pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) hard_timeout: Option<Duration>,
+    // Distributed single flight (remote and hybrid caches); see `remote/lock.rs`.
+    pub(crate) distributed_lock: bool,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) lock_wait: Option<Duration>,
 }
 
 impl fmt::Debug for Policy {
@@ -66,6 +78,16 @@ impl fmt::Debug for Policy {
             .field("eviction", &self.eviction)
             .field("tier", &self.tier)
             .field("l1_ttl", &self.l1_ttl)
+            .field("stale", &self.stale)
+            .field("fail_safe", &self.fail_safe)
+            .field("fail_safe_throttle", &self.fail_safe_throttle)
+            .field("refresh_ahead", &self.refresh_ahead)
+            .field("jitter_pct", &self.jitter_pct)
+            .field("soft_timeout", &self.soft_timeout)
+            .field("hard_timeout", &self.hard_timeout)
+            .field("distributed_lock", &self.distributed_lock)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("lock_wait", &self.lock_wait_or_default())
             .finish()
     }
 }
@@ -79,6 +101,10 @@ impl Default for Policy {
 /// The default bound: enough for a service's hot set, small enough not to surprise anyone.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
+/// The default TTL of the distributed single-flight lock ([`Policy::lock_ttl`]): longer than
+/// most bodies a cache fronts, short enough that a crashed holder delays the others briefly.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
+
 impl Policy {
     /// The default policy: no TTL, at most [`DEFAULT_MAX_ENTRIES`] entries, S3-FIFO eviction.
     pub fn new() -> Self {
@@ -90,6 +116,16 @@ impl Policy {
             eviction: Eviction::default(),
             tier: Tier::default(),
             l1_ttl: None,
+            stale: None,
+            fail_safe: None,
+            fail_safe_throttle: None,
+            refresh_ahead: RefreshAhead::Off,
+            jitter_pct: 0,
+            soft_timeout: None,
+            hard_timeout: None,
+            distributed_lock: true,
+            lock_ttl: DEFAULT_LOCK_TTL,
+            lock_wait: None,
         }
     }
 
@@ -163,6 +199,158 @@ impl Policy {
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = Some(ttl);
         self
+    }
+
+    /// Stale-while-revalidate: for `window` past its TTL an entry is served at once while one
+    /// background task refreshes it. Applies to functions whose arguments are owned (the refresh
+    /// outlives the call); see `docs/freshness.md`.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().ttl_secs(60).stale(Duration::from_secs(600));
+    /// # drop(p);
+    /// ```
+    pub fn stale(mut self, window: Duration) -> Self {
+        self.stale = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Fail-safe: for `window` past its TTL an entry is kept, and a call whose body fails
+    /// (`Err`, panic or timeout) returns it instead of the failure; it is then served as fresh for
+    /// the [throttle](Policy::fail_safe_throttle).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new()
+    ///     .ttl_secs(60)
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .fail_safe_throttle(Duration::from_secs(10));
+    /// # drop(p);
+    /// ```
+    pub fn fail_safe(mut self, window: Duration) -> Self {
+        self.fail_safe = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// How long a fail-safe value is served as fresh after a failure before the body is tried
+    /// again (default 30 s, never past the fail-safe window).
+    pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
+        self.fail_safe_throttle = Some(throttle);
+        self
+    }
+
+    /// Refreshes entries in the background before they expire; see [`RefreshAhead`].
+    pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
+        self.refresh_ahead = mode;
+        self
+    }
+
+    /// Shortens each entry's TTL by a random 0..`percent`% so entries written together do not
+    /// expire together.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// let p = Policy::new().ttl_secs(600).jitter(10); // 540..=600 s
+    /// # drop(p);
+    /// ```
+    pub fn jitter(mut self, percent: u8) -> Self {
+        self.jitter_pct = percent.min(100);
+        self
+    }
+
+    /// Soft timeout of a cached function's body: past it, a caller that has a stale or fail-safe
+    /// value gets that value and the body finishes in the background (async functions with owned
+    /// arguments).
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// Hard timeout of a cached async function's body: past it, the caller gets its fail-safe
+    /// value or, for a function returning `Result<_, E>` with `E: From<cache_core::TimedOut>`,
+    /// a timeout error. Functions of other return types ignore a policy's hard timeout (their
+    /// `#[cached(timeout = ..)]` is a compile error).
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// Distributed single flight for a [`Tier::Remote`] or [`Tier::Hybrid`] cache (on by
+    /// default; no effect on a memory cache): on a miss, one instance computes the value under a
+    /// short lock in the remote backend while the others wait for it, so a cold key runs its
+    /// body once across all instances instead of once per instance. Turn it off for cheap bodies,
+    /// where the lock's round trips cost more than computing twice.
+    ///
+    /// ```
+    /// use cache_core::{Policy, Tier};
+    ///
+    /// let p = Policy::new().tier(Tier::Hybrid).distributed_lock(false);
+    /// assert!(!p.distributed_lock_value());
+    /// assert!(Policy::new().distributed_lock_value());
+    /// ```
+    pub fn distributed_lock(mut self, on: bool) -> Self {
+        self.distributed_lock = on;
+        self
+    }
+
+    /// How long the distributed lock lives ([`DEFAULT_LOCK_TTL`] by default; at least 1 ms). A
+    /// holder slower than this loses the lock, and another instance may compute the same value
+    /// meanwhile; a crashed holder delays the others at most this long. Make it longer than the
+    /// body usually takes.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().lock_ttl(Duration::from_secs(30));
+    /// assert_eq!(p.lock_ttl_value(), Duration::from_secs(30));
+    /// // The wait follows the TTL unless set (see `lock_wait`).
+    /// assert_eq!(p.lock_wait_value(), Duration::from_secs(60));
+    /// ```
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest a caller waits for another instance's value before computing it itself
+    /// (twice [`lock_ttl`](Self::lock_ttl) by default: enough for a crashed holder's lock to
+    /// expire and one successor to compute, so a crash costs one extra body run, not one per
+    /// instance). `Duration::ZERO` never waits: a held lock means "compute now".
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().lock_wait(Duration::from_millis(500));
+    /// assert_eq!(p.lock_wait_value(), Duration::from_millis(500));
+    /// ```
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = Some(wait);
+        self
+    }
+
+    /// Whether distributed single flight is on.
+    pub fn distributed_lock_value(&self) -> bool {
+        self.distributed_lock
+    }
+
+    /// The distributed lock's TTL.
+    pub fn lock_ttl_value(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    /// The bounded wait for another instance's value.
+    pub fn lock_wait_value(&self) -> Duration {
+        self.lock_wait_or_default()
+    }
+
+    pub(crate) fn lock_wait_or_default(&self) -> Duration {
+        self.lock_wait.unwrap_or(self.lock_ttl.saturating_mul(2))
     }
 
     /// The tier.

@@ -96,6 +96,11 @@ pub(crate) struct Counters {
     pub(crate) coalesced: StripedCounter,
     pub(crate) bypassed: StripedCounter,
     pub(crate) preload_hits: StripedCounter,
+    pub(crate) stale_served: StripedCounter,
+    pub(crate) refreshes: StripedCounter,
+    pub(crate) fail_safe: StripedCounter,
+    pub(crate) body_failures: StripedCounter,
+    pub(crate) timeouts: StripedCounter,
     /// Memory-tier lookups, one in 64 timed.
     pub(crate) lookup_latency: Histogram,
     /// The wrapped bodies, every run timed.
@@ -151,6 +156,22 @@ pub struct CacheStats {
     /// Memory-tier hits on entries preloaded from the remote tier as hot keys (decoded on first
     /// use; counted as misses by `hits`/`misses`, which see only typed entries).
     pub preload_hits: u64,
+    /// Calls answered with a value past its TTL: stale-while-revalidate, or a fail-safe value
+    /// after a soft timeout.
+    #[serde(default)]
+    pub stale_served: u64,
+    /// Background refreshes started (stale-while-revalidate and refresh-ahead).
+    #[serde(default)]
+    pub refreshes: u64,
+    /// Calls whose body failed (`Err`, panic, hard timeout) that got a fail-safe value instead.
+    #[serde(default)]
+    pub fail_safe: u64,
+    /// Body runs that failed: returned `Err`, panicked or passed the hard timeout.
+    #[serde(default)]
+    pub body_failures: u64,
+    /// Calls that passed a soft or hard timeout.
+    #[serde(default)]
+    pub timeouts: u64,
     /// Latency of memory-tier lookups (one in 64 sampled).
     pub lookup_latency: LatencySummary,
     /// Latency of the wrapped function bodies (every run).

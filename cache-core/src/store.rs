@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::flight::Flights;
-use crate::memory::{InsertOptions, MemoryStore, Value};
+use crate::memory::{InsertOptions, Lookup, MemoryStore, Value};
 use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
@@ -45,6 +45,18 @@ pub(crate) struct Undecoded(pub(crate) Vec<u8>);
 pub(crate) struct RemoteHit<T> {
     pub(crate) value: T,
     pub(crate) remaining: Option<Duration>,
+    /// How long the value took to compute where it was computed (for XFetch).
+    pub(crate) delta_ms: u32,
+    /// How long ago its TTL ended, for a value kept past it (a stale or fail-safe window); `None`
+    /// while it is fresh.
+    pub(crate) stale_for: Option<Duration>,
+}
+
+impl<T> RemoteHit<T> {
+    /// The hit if it is fresh.
+    pub(crate) fn fresh(self) -> Option<Self> {
+        self.stale_for.is_none().then_some(self)
+    }
 }
 
 impl Store {
@@ -74,11 +86,11 @@ impl Store {
 
     /// L1 lookup, counted. `None` at once for a remote-only cache.
     #[inline(always)]
-    pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+    pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         if self.tier.uses_memory() {
             self.memory.get(key, hash)
         } else {
-            None
+            Lookup::Absent
         }
     }
 
@@ -117,9 +129,9 @@ impl Store {
         key: &[u8],
         hash: u64,
         has_codec: bool,
-    ) -> Option<T> {
+    ) -> Lookup<T> {
         if self.tier.uses_memory() || has_codec {
-            None
+            Lookup::Absent
         } else {
             self.memory.get(key, hash)
         }
@@ -150,21 +162,67 @@ impl Store {
     /// deleted, and a miss.
     pub(crate) async fn get_remote<T>(&self, key: &str, codec: &Codec<T>) -> Option<RemoteHit<T>> {
         let remote = self.remote.as_ref()?;
-        let bytes = match remote.run(remote.inner.get(key)).await {
-            Ok(Some(bytes)) => bytes,
+        match remote.run(remote.inner.get(key)).await {
+            Ok(Some(bytes)) => self.decode_remote(remote, key, &bytes, codec).await,
             Ok(None) => {
                 remote.counters.misses.incr();
-                return None;
+                None
             }
-            Err(_) => return None,
+            Err(_) => None,
+        }
+    }
+
+    /// One look at L2 by a caller waiting for another instance's value (`remote::lock`): like
+    /// [`get_remote`](Self::get_remote), but an absent value is not counted as a miss (a waiter
+    /// looks many times for one miss), and a failure is an `Err`, which ends the wait.
+    pub(crate) async fn poll_remote<T>(
+        &self,
+        key: &str,
+        codec: &Codec<T>,
+    ) -> Result<Option<RemoteHit<T>>, ()> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Err(());
         };
-        match codec.decode(key, &bytes) {
+        match remote.run(remote.inner.get(key)).await {
+            // A value kept past its TTL (stale window) is not the one a waiter waits for.
+            Ok(Some(bytes)) => Ok(self
+                .decode_remote(remote, key, &bytes, codec)
+                .await
+                .and_then(RemoteHit::fresh)),
+            Ok(None) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Decodes bytes read from L2: a hit, or a counted miss (an unusable value is deleted).
+    async fn decode_remote<T>(
+        &self,
+        remote: &ResilientTier,
+        key: &str,
+        bytes: &[u8],
+        codec: &Codec<T>,
+    ) -> Option<RemoteHit<T>> {
+        match codec.decode_kept(key, bytes) {
             Ok((value, meta)) => {
-                remote.counters.hits.incr();
+                let now = unix_ms_now();
+                let stale_for = meta
+                    .expires_at_unix_ms
+                    .filter(|at| *at <= now)
+                    .map(|at| Duration::from_millis(now - at));
+                if stale_for.is_some() {
+                    remote.counters.misses.incr();
+                } else {
+                    remote.counters.hits.incr();
+                }
                 let remaining = meta
                     .expires_at_unix_ms
-                    .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
-                Some(RemoteHit { value, remaining })
+                    .map(|at| Duration::from_millis(at.saturating_sub(now)));
+                Some(RemoteHit {
+                    value,
+                    remaining,
+                    delta_ms: meta.recompute_ms,
+                    stale_for,
+                })
             }
             Err(DecodeError::Expired) => {
                 remote.counters.misses.incr();
@@ -200,7 +258,12 @@ impl Store {
                 let remaining = meta
                     .expires_at_unix_ms
                     .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
-                Some(RemoteHit { value, remaining })
+                Some(RemoteHit {
+                    value,
+                    remaining,
+                    delta_ms: meta.recompute_ms,
+                    stale_for: None,
+                })
             }
             Err(_) => {
                 self.memory.remove(key.as_bytes(), hash);
@@ -232,6 +295,9 @@ impl Store {
             return;
         }
         let ttl = self.remote_ttl(opts);
+        // The backend keeps the value through its stale and fail-safe windows; the envelope
+        // carries the TTL itself, so a reader knows when it went stale.
+        let kept = ttl.map(|t| t.saturating_add(Duration::from_millis(opts.keep_ms)));
         let bytes = match codec.encode(key, value, ttl, recompute) {
             Ok(b) => b,
             Err(e) => {
@@ -240,7 +306,7 @@ impl Store {
             }
         };
         let written = remote
-            .run(remote.inner.set(key, bytes, ttl, &opts.tags))
+            .run(remote.inner.set(key, bytes, kept, &opts.tags))
             .await;
         drop(ticket);
         match written {

@@ -136,6 +136,61 @@ mod conditions_md {}
 /// `cache_none = true` on a function returning `Option<T>` stores `None` too, so "not found" is
 /// remembered for the TTL instead of looked up again. Only for `Option` return types.
 ///
+/// ## Freshness: `stale`, `fail_safe`, `timeout`, `soft_timeout`, `refresh_ahead`, `jitter`
+///
+/// What happens around the TTL (durations as for `ttl`; each overrides the cache policy's
+/// setting; see docs/freshness.md for a timeline of each):
+///
+/// - `stale = 600`: stale-while-revalidate. For 600 s past its TTL an entry is returned at once
+///   while one background task refreshes it.
+/// - `fail_safe = "1h"`: for an hour past its TTL the entry is kept, and when the body fails (an
+///   `Err`, a panic, or the hard timeout) the caller gets that value instead of the failure. It
+///   is then served as fresh for the policy's fail-safe throttle (30 s by default) so a failing
+///   database is not asked on every call. Failures are counted (`CacheStats::fail_safe`,
+///   `body_failures`) and logged.
+/// - `soft_timeout = "100ms"`: past it, a caller that has a stale or fail-safe value gets it and
+///   the body finishes in the background, storing its value. Async functions only.
+/// - `timeout = "2s"`: the hard timeout. Past it the caller gets its fail-safe value or, without
+///   one, `Err(E::from(TimedOut))`: the function must return `Result<T, E>` with
+///   `E: From<cache_core::TimedOut>`. Async functions only; the body is dropped.
+/// - `refresh_ahead`: entries read near the end of their TTL are refreshed in the background
+///   before they expire, by XFetch (probability `exp(-t / (β·δ))` at remaining time `t`, where
+///   `δ` is the measured time the value took to compute: no window to tune), or after a fixed
+///   fraction of the TTL with `refresh_ahead = 0.8`.
+/// - `jitter = 10`: each entry's TTL is shortened by a random 0-10%, so entries written together
+///   do not expire together.
+///
+/// `stale`, `soft_timeout` and `refresh_ahead` run the body after the call returns, so its
+/// arguments must be owned (`String`, `Arc<T>`, `self: Arc<Self>`; a reference is a compile error
+/// at the argument) and it must be `Send`. Every mode keeps single flight: one body run per key
+/// at a time, whoever waits.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_core::{TimedOut, cached};
+///
+/// #[derive(Debug, Clone)]
+/// enum DbError { Timeout, Down }
+/// impl From<TimedOut> for DbError {
+///     fn from(_: TimedOut) -> Self { DbError::Timeout }
+/// }
+///
+/// #[cached(key = "product:{id}", ttl = 60, stale = 600, fail_safe = "1h", soft_timeout = "100ms", timeout = "2s", jitter = 10)]
+/// async fn product(id: u64, db: Arc<String>) -> Result<String, DbError> {
+///     # let _ = DbError::Down;
+///     Ok(format!("{db}: product {id}"))
+/// }
+///
+/// #[cached(ttl = 300, refresh_ahead)]
+/// async fn exchange_rates(base: String) -> Vec<(String, f64)> {
+///     vec![(base, 1.0)]
+/// }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # assert!(product(1, Arc::new("db".into())).await.is_ok());
+/// # assert_eq!(exchange_rates("EUR".into()).await.len(), 1);
+/// # });
+/// ```
+///
 /// ## `crate`
 ///
 /// The path to `cache_core` when it is not reachable as `::cache_core` (re-exported by another
@@ -181,12 +236,15 @@ mod conditions_md {}
 ///     let codec = (&&ValueOf::<Result<User, Error>>::new().probe()).codec();
 ///     // `Result` caches `Ok`, `Option` caches `Some`, anything else the whole value:
 ///     let strategy = WithCodec::new(Probe::<Result<User, Error>>::new().strategy(), codec);
-///     cached_async(&SITE, &k, &tags, strategy, async move { BODY }).await
+///     cached_async(&SITE, &k, &tags, job(strategy, async move { BODY })).await
 /// }
 /// ```
 ///
-/// A sync function passes `move || -> Result<User, Error> { BODY }` to `cached_sync` instead. The
-/// body keeps its meaning: `return` and `?` return from it as before.
+/// A sync function passes `sync_job(strategy, move || -> Result<User, Error> { BODY })` to
+/// `cached_sync` instead. The body keeps its meaning: `return` and `?` return from it as before.
+/// With `stale`, `soft_timeout` or `refresh_ahead` the job is a `detachable_job`, which checks
+/// that the body is `Send + 'static`; freshness options chain onto the call site
+/// (`CallSite::new(..).stale(600_000)`).
 ///
 /// # Errors
 ///

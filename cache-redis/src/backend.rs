@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::remote::BoxFuture;
 use cache_core::remote::backplane::Backplane;
+use cache_core::remote::{BoxFuture, LockAttempt, LockToken};
 use cache_core::{RemoteBackend, RemoteError, RemoteTier};
 use redis::Cmd;
 
@@ -40,6 +40,17 @@ else
   end
 end
 return 1
+";
+
+/// Releases a single-flight lock only if it still holds the caller's token: `KEYS[1]` is the
+/// lock, `ARGV[1]` the token. A script because `GET` then `DEL` from the client could delete a
+/// lock that expired in between and was taken by another instance. It touches only `KEYS[1]`,
+/// so it is cluster-safe.
+const UNLOCK_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 ";
 
 /// The longest TTL sent to Redis (about 2,230 years); longer ones are clamped so that
@@ -103,6 +114,21 @@ impl RedisBackend {
     /// The Redis key a logical key of `cache` is stored under (for inspection and tests).
     pub fn redis_key(&self, cache: &str, key: &str) -> String {
         self.shared.layout.cache(cache).value_key(key)
+    }
+
+    /// The Redis key of the single-flight lock of a logical key of `cache` (for inspection and
+    /// tests). Locks live outside their cache's keys, so pattern invalidation and clearing the
+    /// cache never touch them.
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let b = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop"));
+    /// assert_eq!(b.redis_key("users", "user:42"), "shop:users:user:42");
+    /// assert_eq!(b.lock_key("users", "user:42"), "shop:lock:users:user:42");
+    /// ```
+    pub fn lock_key(&self, cache: &str, key: &str) -> String {
+        self.shared.layout.cache(cache).lock_key(key)
     }
 
     /// The Redis key of a tag's set.
@@ -332,6 +358,45 @@ impl RemoteTier for RedisTier {
         Box::pin(detached(
             async move { shared.conn.scan_unlink(&glob).await },
         ))
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LockAttempt, RemoteError>> {
+        Box::pin(async move {
+            let mut set = redis::cmd("SET");
+            set.arg(self.layout.lock_key(key))
+                .arg(token.to_string())
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms(ttl));
+            // `OK` when set, nil when the key exists.
+            let reply: Option<String> = self.shared.conn.query(&set).await?;
+            Ok(if reply.is_some() {
+                LockAttempt::Acquired
+            } else {
+                LockAttempt::Held
+            })
+        })
+    }
+
+    fn unlock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+    ) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(async move {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(UNLOCK_SCRIPT)
+                .arg(1)
+                .arg(self.layout.lock_key(key))
+                .arg(token.to_string());
+            let deleted: u64 = self.shared.conn.query(&eval).await?;
+            Ok(deleted > 0)
+        })
     }
 }
 

@@ -3,11 +3,16 @@
 //! ```text
 //! {namespace}:{cache}:{key}     a value (a string holding the core's envelope)
 //! {namespace}:tag:{tag}         a set of the full value keys carrying the tag
+//! {namespace}:lock:{cache}:{key} the distributed single-flight lock of a value (its owner's token)
 //! ```
 //!
 //! The namespace and the cache name are *segments*: a `:` or `%` in them is percent-encoded, and
-//! a cache named exactly `tag` is written `%74ag`, so no cache's keys can fall under another
-//! cache's, another namespace's, or the tag sets' prefix. Logical keys (already escaped by the
+//! a cache named exactly `tag` or `lock` is written `%74ag` or `%6Cock`, so no cache's keys can
+//! fall under another cache's, another namespace's, the tag sets' or the locks' prefix. Locks
+//! live outside their cache's prefix so that pattern invalidation and clearing a cache, which scan
+//! that prefix for values, never see them; clearing the whole namespace does delete them, which
+//! is harmless (a holder's compare-and-delete then finds nothing, and a waiter may take a fresh
+//! lock and compute, as after any clear). Logical keys (already escaped by the
 //! core) are written as they are unless they are too long or contain control characters; those
 //! become `h:` + the hex XXH3-128 of the key.
 
@@ -18,11 +23,16 @@ use cache_core::escape_glob;
 
 /// The segment that holds tag sets.
 const TAG_SEGMENT: &str = "tag";
+/// The segment that holds distributed single-flight locks.
+const LOCK_SEGMENT: &str = "lock";
 
 /// A namespace or cache name as written in keys.
 pub(crate) fn segment(name: &str) -> Cow<'_, str> {
     if name == TAG_SEGMENT {
         return Cow::Borrowed("%74ag");
+    }
+    if name == LOCK_SEGMENT {
+        return Cow::Borrowed("%6Cock");
     }
     if !name.bytes().any(|b| b == b':' || b == b'%') {
         return Cow::Borrowed(name);
@@ -87,10 +97,12 @@ impl Layout {
 
     /// The layout of one cache.
     pub(crate) fn cache(&self, cache: &str) -> CacheLayout {
-        let prefix = format!("{}{}:", self.ns_prefix, segment(cache));
+        let cache = segment(cache);
+        let prefix = format!("{}{cache}:", self.ns_prefix);
         CacheLayout {
             glob_prefix: escape_glob(&prefix),
             prefix,
+            lock_prefix: format!("{}{LOCK_SEGMENT}:{cache}:", self.ns_prefix),
             max_key_bytes: self.max_key_bytes,
         }
     }
@@ -103,14 +115,26 @@ pub(crate) struct CacheLayout {
     prefix: String,
     /// The prefix, glob-escaped.
     glob_prefix: String,
+    /// `{namespace}:lock:{cache}:`
+    lock_prefix: String,
     max_key_bytes: usize,
 }
 
 impl CacheLayout {
     /// The Redis key of a logical key.
     pub(crate) fn value_key(&self, key: &str) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + key.len().min(self.max_key_bytes));
-        out.push_str(&self.prefix);
+        self.key_under(&self.prefix, key)
+    }
+
+    /// The Redis key of a logical key's single-flight lock (the key part written exactly as in
+    /// its value key, hashed when that is).
+    pub(crate) fn lock_key(&self, key: &str) -> String {
+        self.key_under(&self.lock_prefix, key)
+    }
+
+    fn key_under(&self, prefix: &str, key: &str) -> String {
+        let mut out = String::with_capacity(prefix.len() + key.len().min(self.max_key_bytes));
+        out.push_str(prefix);
         if needs_hash(key, self.max_key_bytes) {
             out.push_str(&hashed(key));
         } else {
@@ -219,6 +243,8 @@ mod tests {
         assert_eq!(l.tag_key("team:7"), "app:tag:team:7");
         assert_eq!(users.pattern("user:\\*"), "app:users:user:\\*");
         assert_eq!(users.all(), "app:users:*");
+        assert_eq!(users.lock_key("user:42"), "app:lock:users:user:42");
+        assert_eq!(l.cache("a:b").lock_key("k"), "app:lock:a%3Ab:k");
         assert_eq!(l.namespace_glob(), "app:*");
     }
 
@@ -229,9 +255,14 @@ mod tests {
         assert_eq!(segment("%3A"), "%253A");
         assert_eq!(segment("tag"), "%74ag");
         assert_eq!(segment("tags"), "tags");
+        assert_eq!(segment("lock"), "%6Cock");
+        assert_eq!(segment("%6Cock"), "%256Cock");
         let l = Layout::new("app", 512);
-        // A cache named `tag` never writes into the tag sets' space.
+        // A cache named `tag` never writes into the tag sets' space, one named `lock` never
+        // into the locks'.
         assert_eq!(l.cache("tag").value_key("x"), "app:%74ag:x");
+        assert_eq!(l.cache("lock").value_key("c:k"), "app:%6Cock:c:k");
+        assert_ne!(l.cache("lock").value_key("c:k"), l.cache("c").lock_key("k"));
         // A namespace containing `:` is not under another namespace's prefix.
         assert_eq!(
             Layout::new("app:x", 512).cache("c").value_key("k"),
@@ -257,6 +288,10 @@ mod tests {
         assert!(ctl.starts_with("n:c:h:"));
         assert_ne!(ctl, c.value_key("a\rb"));
         assert_eq!(ctl, c.value_key("a\nb"), "stable");
+        assert_eq!(
+            c.lock_key("0123456789abcdefg"),
+            long.replace("n:c:", "n:lock:c:")
+        );
         let l = Layout::new("n", 16);
         assert!(l.tag_key("t\u{0}").starts_with("n:tag:h:"));
     }

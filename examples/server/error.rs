@@ -43,3 +43,11 @@ pub(crate) fn parse_id(raw: &str, what: &str) -> Result<u64, AppError> {
         AppError::BadRequest(format!("{what} id must be a positive integer, got {raw:?}"))
     })
 }
+
+/// A cached read whose query ran past its hard timeout (`#[cached(timeout = ..)]`) and had no
+/// fail-safe value to fall back on.
+impl From<cache_core::TimedOut> for AppError {
+    fn from(t: cache_core::TimedOut) -> Self {
+        AppError::Internal(format!("database query timed out after {:?}", t.after))
+    }
+}

@@ -10,7 +10,16 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::model::{Template, User, Video, VideoPage};
 
-#[cached(cache = "users", ttl = 1800, key = "user:{id}", tags = ["user:{id}"])]
+/// A profile survives a database outage: for an hour past its TTL the last good profile answers
+/// a failing or hanging (over 2 s) query, marked `x-cache: STALE`.
+#[cached(
+    cache = "users",
+    ttl = 1800,
+    key = "user:{id}",
+    tags = ["user:{id}"],
+    fail_safe = "1h",
+    timeout = "2s"
+)]
 pub(crate) async fn user(db: &Arc<Db>, id: u64) -> Result<User, AppError> {
     db.user(id).await
 }

@@ -269,11 +269,14 @@ async fn a_failed_write_never_turns_the_value_into_an_error() {
     }
     assert_eq!(OOM_RUNS.load(SeqCst), runs + 5);
     let s = remote(&m);
+    // Each call's single-flight lock (`SET NX`, a write too) and its value's `SET` are refused;
+    // the refused lock means "compute now", never "wait".
     assert_eq!(
         s.errors,
-        before.errors + 5,
+        before.errors + 10,
         "each refused SET counted: {s:?}"
     );
+    assert_eq!(s.lock_waits, before.lock_waits, "{s:?}");
     assert!(!exists(&server, NS, "oom:1"));
     // The already stored value is still served (reads work).
     assert_eq!(m.scope(oom_value(0)).await, Ok("value 0".to_owned()));

@@ -1137,7 +1137,14 @@ async fn a_hit_is_one_get_and_a_miss_adds_one_pipelined_write() {
             RedisConfig::standalone(server.url()).namespace("commands"),
         ))
         .resilience(Resilience::new().timeout(Duration::from_secs(2)))
-        .cache("users", Policy::new().tier(Tier::Remote).ttl_secs(60))
+        // Without distributed single flight; what it adds is counted in the next test.
+        .cache(
+            "users",
+            Policy::new()
+                .tier(Tier::Remote)
+                .ttl_secs(60)
+                .distributed_lock(false),
+        )
         .build();
     // Connect first, so the handshake is not counted.
     m.scope(counted(0)).await;
@@ -1164,4 +1171,61 @@ async fn a_hit_is_one_get_and_a_miss_adds_one_pipelined_write() {
         owned(&[("getrange", 10)]),
         "ten hits: ten reads and nothing else"
     );
+}
+
+static LOCKED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "locked", key = "locked:{id}")]
+async fn locked(id: u64) -> u64 {
+    LOCKED_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+#[tokio::test]
+async fn a_miss_under_the_distributed_lock_adds_three_commands() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::new(RedisConfig::standalone(server.url()).namespace("locked"));
+    let first_lock_key = backend.lock_key("locked", "locked:0");
+    let lock_key = backend.lock_key("locked", "locked:1");
+    let m = CacheManager::builder()
+        .remote(backend)
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache("locked", Policy::new().tier(Tier::Remote).ttl_secs(60))
+        .build();
+    m.scope(locked(0)).await;
+    // The release of the first call's lock is sent after it returns: let it land before counting.
+    let first_lock = m
+        .cache("locked")
+        .stats()
+        .remote
+        .map_or(0, |r| r.lock_acquired);
+    assert_eq!(first_lock, 1);
+    eventually(Duration::from_secs(5), "the first lock is released", || {
+        server.cli(&["EXISTS", &first_lock_key]) == "0"
+    })
+    .await;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+
+    // GETRANGE (miss), SET NX (the lock), GETRANGE (the value, read again under the lock), SET
+    // (the value), then the compare-and-delete script releasing the lock, sent once the call returned.
+    assert_eq!(m.scope(locked(1)).await, 1);
+    eventually(Duration::from_secs(5), "the lock is released", || {
+        server.cli(&["EXISTS", &lock_key]) == "0"
+    })
+    .await;
+    let owned = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        command_calls(&server),
+        owned(&[
+            ("del", 1),
+            ("eval", 1),
+            ("get", 1),
+            ("getrange", 2),
+            ("set", 2)
+        ]),
+        "`del` and the `get` run inside the release script; values are read with `getrange`"
+    );
+    assert_eq!(LOCKED_RUNS.load(SeqCst), 2);
 }

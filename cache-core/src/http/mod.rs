@@ -42,8 +42,8 @@ pub enum CacheStatus {
     Bypass,
     /// Every cached call was answered from a tier (memory, Redis, or another caller's flight).
     Hit,
-    /// A value past its freshness was served (reserved: the runtime does not serve stale values
-    /// yet).
+    /// A value past its TTL was served: stale-while-revalidate, or a fail-safe value after the
+    /// body failed or passed its soft timeout (and no call ran its body in the foreground).
     Stale,
     /// At least one cached call ran its body.
     Miss,
@@ -65,27 +65,11 @@ tokio::task_local! {
     static REQUEST_STATUS: Cell<Option<CacheStatus>>;
 }
 
-/// Whether the current task is a request under [`CacheHeadersLayer`].
-#[inline]
-pub(crate) fn recording() -> bool {
-    REQUEST_STATUS.try_with(|_| ()).is_ok()
-}
-
 /// Records one cached call's outcome for the current request, if the layer is in use.
 #[inline]
 pub(crate) fn record(status: CacheStatus) {
     let _ = REQUEST_STATUS.try_with(|cell| {
         cell.set(Some(cell.get().map_or(status, |s| s.max(status))));
-    });
-}
-
-/// Records a cached call that ran its body (`MISS`) or did not (`HIT`).
-#[inline]
-pub(crate) fn record_ran(ran: bool) {
-    record(if ran {
-        CacheStatus::Miss
-    } else {
-        CacheStatus::Hit
     });
 }
 

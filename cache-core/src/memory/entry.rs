@@ -16,8 +16,16 @@ pub(crate) struct Entry {
     /// The logical key, compared on every hit so a 64-bit hash collision is only a miss.
     pub(crate) key: Box<str>,
     pub(crate) value: Value,
-    /// Clock milliseconds after which the entry is dead, or [`NEVER`].
+    /// Clock milliseconds before which a read is a plain hit: `expires_at`, or earlier when the
+    /// entry is refreshed ahead (see `freshness.rs`). The only time the hit path reads.
+    pub(crate) soft_at: u64,
+    /// Clock milliseconds after which the entry is no longer fresh, or [`NEVER`].
     pub(crate) expires_at: u64,
+    /// Clock milliseconds after which the entry is removed: `expires_at` plus its stale,
+    /// fail-safe or refresh grace window.
+    pub(crate) keep_until: u64,
+    /// How long the value took to compute, in milliseconds (for XFetch).
+    pub(crate) delta_ms: u32,
     /// Distinguishes this entry from an earlier one under the same hash in the eviction queue,
     /// the expiry heap and the tag index, whose records are never updated in place.
     pub(crate) id: u64,
@@ -29,9 +37,20 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// Fresh: within its TTL.
     #[inline]
     pub(crate) fn is_live(&self, now_ms: u64) -> bool {
         self.expires_at > now_ms
+    }
+
+    /// Its times, for decisions past `soft_at`.
+    pub(crate) fn times(&self) -> Times {
+        Times {
+            soft_at: self.soft_at,
+            expires_at: self.expires_at,
+            keep_until: self.keep_until,
+            delta_ms: self.delta_ms,
+        }
     }
 
     /// Records an access. Reads before writing so that a hot entry's cache line is not written on
@@ -48,4 +67,24 @@ impl Entry {
             self.freq.store(f + 1, Ordering::Relaxed);
         }
     }
+}
+
+/// An entry's times; see [`Entry`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Times {
+    pub(crate) soft_at: u64,
+    pub(crate) expires_at: u64,
+    pub(crate) keep_until: u64,
+    pub(crate) delta_ms: u32,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<T> {
+    /// A value before its `soft_at`: serve it.
+    Hit(T),
+    /// An entry past its `soft_at` but still kept: to refresh ahead, serve stale, or keep as a
+    /// fail-safe fallback (decided off the hit path, by `flight`).
+    Later,
+    /// Nothing usable.
+    Absent,
 }

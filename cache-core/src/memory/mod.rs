@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-pub(crate) use entry::{Entry, NEVER, Value};
+pub(crate) use entry::{Entry, Lookup, NEVER, Times, Value};
 use evictor::{Evictor, Probe, Slot};
 pub(crate) use sweeper::register as register_for_maintenance;
 use tags::TagIndex;
@@ -68,6 +68,12 @@ pub(crate) struct InsertOptions {
     /// was read or computed since); checked under the map's shard lock, so an invalidation either
     /// sees the new entry and removes it, or the entry sees the invalidation and is not stored.
     pub(crate) epoch: Option<u64>,
+    /// How long past its TTL the entry is kept (stale, fail-safe and refresh windows).
+    pub(crate) keep_ms: u64,
+    /// Refresh-ahead mode, which decides `soft_at`.
+    pub(crate) refresh: crate::RefreshAhead,
+    /// Measured recompute time in milliseconds.
+    pub(crate) delta_ms: u32,
 }
 
 pub(crate) struct MemoryStore {
@@ -126,36 +132,59 @@ impl MemoryStore {
         store
     }
 
-    /// Looks a key up without counting. `None` for absent, expired, or stored as another type.
+    /// Looks a key up without counting.
     #[inline(always)]
-    pub(crate) fn peek<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+    pub(crate) fn lookup<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         let now = self.clock.now_ms();
-        let entry = self.map.get(&hash)?;
-        if entry.key.as_bytes() != key || !entry.is_live(now) {
-            return None;
+        let Some(entry) = self.map.get(&hash) else {
+            return Lookup::Absent;
+        };
+        if entry.key.as_bytes() != key {
+            return Lookup::Absent;
         }
-        let value = entry.value.downcast_ref::<T>()?;
+        if entry.soft_at <= now {
+            return if entry.keep_until > now {
+                Lookup::Later
+            } else {
+                Lookup::Absent
+            };
+        }
+        let Some(value) = entry.value.downcast_ref::<T>() else {
+            return Lookup::Absent;
+        };
         entry.touch(self.policy.eviction);
-        Some(value.clone())
+        Lookup::Hit(value.clone())
     }
 
-    /// Looks a key up and counts a hit or a miss.
+    /// The value under `key` with its times, while it is kept (fresh or not); not counted.
+    pub(crate) fn peek_kept(&self, key: &[u8], hash: u64) -> Option<(Value, Times)> {
+        let now = self.clock.now_ms();
+        let entry = self.map.get(&hash)?;
+        if entry.key.as_bytes() != key || entry.keep_until <= now {
+            return None;
+        }
+        entry.touch(self.policy.eviction);
+        Some((entry.value.clone(), entry.times()))
+    }
+
+    /// Looks a key up and counts a hit or a miss (an entry past its `soft_at` is counted by
+    /// whoever decides what it is).
     #[inline(always)]
-    pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         // One lookup in 16 feeds the hot-key sketch, one in 64 is timed.
         let dice = crate::stats::sample();
         let timer = (dice & 63 == 0).then(std::time::Instant::now);
-        let found = self.peek(key, hash);
+        let found = self.lookup(key, hash);
         if let Some(started) = timer {
             self.counters.lookup_latency.record(started.elapsed());
         }
         if dice & 15 == 0 {
             self.hot.record(key);
         }
-        if found.is_some() {
-            self.counters.hits.incr();
-        } else {
-            self.counters.misses.incr();
+        match &found {
+            Lookup::Hit(_) => self.counters.hits.incr(),
+            Lookup::Absent => self.counters.misses.incr(),
+            Lookup::Later => {}
         }
         found
     }
@@ -172,9 +201,17 @@ impl MemoryStore {
     pub(crate) fn insert(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) -> bool {
         let now = self.clock.now_ms_precise();
         let ttl = opts.ttl.or(self.policy.ttl);
-        let expires_at = match ttl {
-            Some(t) => now.saturating_add(t.as_millis().min(u128::from(u64::MAX - 1)) as u64),
+        let ttl_ms = ttl.map(|t| t.as_millis().min(u128::from(u64::MAX / 4)) as u64);
+        let expires_at = match ttl_ms {
+            Some(t) => now.saturating_add(t),
             None => NEVER,
+        };
+        let (soft_at, keep_until) = match ttl_ms {
+            Some(t) => (
+                crate::freshness::soft_at(opts.refresh, now, expires_at, t, opts.delta_ms),
+                expires_at.saturating_add(opts.keep_ms),
+            ),
+            None => (NEVER, NEVER),
         };
         let weight = match &self.policy.weigher {
             Some(w) => w(key, &*value),
@@ -185,7 +222,10 @@ impl MemoryStore {
         let entry = Entry {
             key: key.into(),
             value,
+            soft_at,
             expires_at,
+            keep_until,
+            delta_ms: opts.delta_ms,
             id,
             weight,
             freq: Default::default(),
@@ -223,9 +263,9 @@ impl MemoryStore {
             }
         }
         self.counters.inserts.incr();
-        if expires_at != NEVER {
+        if keep_until != NEVER {
             let mut heap = lock(&self.expiry);
-            heap.push(Reverse((expires_at, slot)));
+            heap.push(Reverse((keep_until, slot)));
         }
         let mut evictor = lock(&self.evictor);
         evictor.on_insert(slot);
@@ -384,6 +424,11 @@ impl MemoryStore {
             coalesced: c.coalesced.get(),
             bypassed: c.bypassed.get(),
             preload_hits: c.preload_hits.get(),
+            stale_served: c.stale_served.get(),
+            refreshes: c.refreshes.get(),
+            fail_safe: c.fail_safe.get(),
+            body_failures: c.body_failures.get(),
+            timeouts: c.timeouts.get(),
             lookup_latency: c.lookup_latency.summary(),
             body_latency: c.body_latency.summary(),
             entries: self.len() as u64,
@@ -404,6 +449,11 @@ impl MemoryStore {
             &c.coalesced,
             &c.bypassed,
             &c.preload_hits,
+            &c.stale_served,
+            &c.refreshes,
+            &c.fail_safe,
+            &c.body_failures,
+            &c.timeouts,
         ] {
             counter.reset();
         }

@@ -78,6 +78,12 @@ impl<T> Codec<T> {
     pub(crate) fn decode(&self, key: &str, bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
         (self.decode)(key, bytes, envelope::unix_ms_now())
     }
+
+    /// [`Codec::decode`] that also accepts a value past its logical expiry (kept in the backend
+    /// for a stale or fail-safe window); the caller reads the expiry from the [`Meta`].
+    pub(crate) fn decode_kept(&self, key: &str, bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
+        (self.decode)(key, bytes, 0)
+    }
 }
 
 /// Asks the compiler whether `T` is [`Storable`]; see the module docs.

@@ -10,6 +10,7 @@ pub mod backplane;
 mod blocking;
 pub mod codec;
 pub mod envelope;
+pub(crate) mod lock;
 pub(crate) mod resilient;
 
 use std::fmt;
@@ -18,7 +19,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use blocking::{run as run_blocking, run_sync};
+pub(crate) use blocking::{run as run_blocking, run_sync, spawn as spawn_background};
+pub(crate) use lock::LockWait;
+pub use lock::{LockAttempt, LockToken};
 pub(crate) use resilient::ResilientTier;
 pub use resilient::{BreakerState, RemoteStats, Resilience};
 
@@ -89,6 +92,36 @@ pub trait RemoteTier: Send + Sync + 'static {
 
     /// Removes every key of this cache. Returns how many.
     fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>>;
+
+    /// Takes the lock that elects one instance to compute `key` after a miss (distributed single
+    /// flight): stores `token` as the lock's owner for `ttl` unless another token holds it. The
+    /// lock lives beside the value, never where pattern invalidation or [`clear`](Self::clear)
+    /// looks for values.
+    ///
+    /// The default answers [`LockAttempt::Unsupported`]: callers then compute at once, as
+    /// without a lock.
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LockAttempt, RemoteError>> {
+        let _ = (key, token, ttl);
+        Box::pin(std::future::ready(Ok(LockAttempt::Unsupported)))
+    }
+
+    /// Releases the lock of `key` if `token` still owns it (compare-and-delete, atomically: a
+    /// lock that expired and was taken by another token stays). True if it was released.
+    ///
+    /// The default does nothing and answers `false`.
+    fn unlock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+    ) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        let _ = (key, token);
+        Box::pin(std::future::ready(Ok(false)))
+    }
 }
 
 /// A remote backend: a connection (or cluster) shared by every named cache of a manager.

@@ -107,6 +107,14 @@ pub struct RemoteStats {
     pub decode_errors: u64,
     /// Values refused on write for exceeding the size limit.
     pub too_large: u64,
+    /// Misses on which this instance took the distributed lock and computed the value.
+    pub lock_acquired: u64,
+    /// Misses that found the distributed lock held by another instance and waited for its value
+    /// (each counted once, however long it waited).
+    pub lock_waits: u64,
+    /// Waits that ran out ([`Policy::lock_wait`](crate::Policy::lock_wait)) and computed the
+    /// value without the lock.
+    pub lock_wait_timeouts: u64,
     /// Mean round trip of completed operations, in microseconds.
     pub mean_latency_us: u64,
     /// The breaker's state now.
@@ -126,6 +134,9 @@ pub(crate) struct RemoteCounters {
     pub(crate) skipped: StripedCounter,
     pub(crate) decode_errors: StripedCounter,
     pub(crate) too_large: StripedCounter,
+    pub(crate) lock_acquired: StripedCounter,
+    pub(crate) lock_waits: StripedCounter,
+    pub(crate) lock_wait_timeouts: StripedCounter,
     latency_us_total: StripedCounter,
     latency_samples: StripedCounter,
 }
@@ -324,6 +335,9 @@ impl ResilientTier {
             skipped: c.skipped.get(),
             decode_errors: c.decode_errors.get(),
             too_large: c.too_large.get(),
+            lock_acquired: c.lock_acquired.get(),
+            lock_waits: c.lock_waits.get(),
+            lock_wait_timeouts: c.lock_wait_timeouts.get(),
             mean_latency_us: c.latency_us_total.get().checked_div(samples).unwrap_or(0),
             breaker: Some(self.breaker.state()),
         }

@@ -36,6 +36,23 @@ pub(crate) struct Plan {
     /// Whether to emit the key companion that `#[invalidates(f(args))]` calls (see
     /// [`companion_is_safe`]).
     pub(crate) companion: bool,
+    pub(crate) fresh: FreshPlan,
+}
+
+/// Stale-while-revalidate, fail-safe, timeouts, refresh-ahead and jitter, as written.
+#[derive(Default)]
+pub(crate) struct FreshPlan {
+    pub(crate) stale_ms: u64,
+    pub(crate) fail_safe_ms: u64,
+    pub(crate) soft_timeout_ms: u64,
+    /// The hard timeout, with its keyword's span (where a return type that cannot hold a timeout
+    /// error is reported).
+    pub(crate) hard_timeout: Option<(Span, u64)>,
+    /// `Some(None)`: XFetch; `Some(Some(f))`: refresh after fraction `f` of the TTL.
+    pub(crate) refresh: Option<Option<f64>>,
+    pub(crate) jitter: u8,
+    /// The body may run after the call returns, so the job is detachable.
+    pub(crate) detachable: bool,
 }
 
 pub(crate) enum KeyPlan {
@@ -93,6 +110,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         );
     }
     let ret = check_return(item, errors);
+    let fresh = fresh_plan(&args, sig, errors);
     let inputs = Inputs::of(sig);
     let fn_name = sig.ident.to_string();
 
@@ -139,7 +157,106 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         condition,
         consumed,
         companion: companion_is_safe(item),
+        fresh,
     })
+}
+
+/// Checks the freshness options against the function: timeouts need an `async fn`, and modes
+/// that run the body after the call returns need arguments the body can own.
+fn fresh_plan(args: &Args, sig: &syn::Signature, errors: &Errors) -> FreshPlan {
+    if sig.asyncness.is_none() {
+        for (name, timed) in [
+            ("timeout", &args.timeout),
+            ("soft_timeout", &args.soft_timeout),
+        ] {
+            if let Some(t) = timed {
+                errors.at(
+                    t.span,
+                    format!(
+                        "`{name}` needs an `async fn`: a sync body cannot be interrupted; make `{}` async, or remove `{name}`",
+                        sig.ident
+                    ),
+                );
+            }
+        }
+    }
+    let background = [
+        args.stale.as_ref().map(|t| ("stale", t.span)),
+        args.refresh_ahead
+            .as_ref()
+            .map(|r| ("refresh_ahead", r.span)),
+        args.soft_timeout.as_ref().map(|t| ("soft_timeout", t.span)),
+    ];
+    let detachable = background.iter().any(Option::is_some);
+    if let Some((option, _)) = background.iter().flatten().next() {
+        owned_arguments(sig, option, errors);
+    }
+    let ms = |t: &Option<super::parse::Timed>| t.as_ref().map_or(0, |t| t.ms);
+    FreshPlan {
+        stale_ms: ms(&args.stale),
+        fail_safe_ms: ms(&args.fail_safe),
+        soft_timeout_ms: ms(&args.soft_timeout),
+        hard_timeout: args.timeout.as_ref().map(|t| (t.span, t.ms)),
+        refresh: args.refresh_ahead.as_ref().map(|r| r.fraction),
+        jitter: args.jitter.map_or(0, |(_, p)| p),
+        detachable,
+    }
+}
+
+/// A body that runs after the call returns cannot borrow: every argument must be owned.
+fn owned_arguments(sig: &syn::Signature, option: &str, errors: &Errors) {
+    let advice = format!(
+        "`{option}` runs the body in the background after the call returns, so the body cannot borrow"
+    );
+    for arg in &sig.inputs {
+        match arg {
+            FnArg::Receiver(receiver) if receiver.reference.is_some() => {
+                errors.spanned_by(
+                    receiver,
+                    format!(
+                        "{advice} `self`; take `self` by value (for example `self: Arc<Self>`), or remove `{option}`"
+                    ),
+                );
+            }
+            FnArg::Receiver(_) => {}
+            FnArg::Typed(typed) => {
+                let mut finder = Borrows { found: None };
+                finder.visit_type(&typed.ty);
+                if let Some(what) = finder.found {
+                    errors.spanned_by(
+                        &typed.ty,
+                        format!(
+                            "{advice} this argument ({what}); take it by value (`String` for `&str`, `Arc<T>` for `&T`), or remove `{option}`"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Finds a reference or a non-`'static` lifetime in an argument's type.
+struct Borrows {
+    found: Option<&'static str>,
+}
+
+impl Visit<'_> for Borrows {
+    fn visit_type_reference(&mut self, ty: &syn::TypeReference) {
+        let is_static = ty.lifetime.as_ref().is_some_and(|l| l.ident == "static");
+        if !is_static {
+            self.found.get_or_insert("a reference");
+        }
+        syn::visit::visit_type_reference(self, ty);
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &syn::Lifetime) {
+        if lifetime.ident != "static" {
+            self.found.get_or_insert("a borrowed lifetime");
+        }
+    }
+
+    fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
+    fn visit_type_trait_object(&mut self, _: &syn::TypeTraitObject) {}
 }
 
 /// The one `#[cache_if]` of the function, if any; a second is an error at it.

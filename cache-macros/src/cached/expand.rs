@@ -126,8 +126,21 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let strategy = quote_spanned! {ret_last=>
         #c_at_ret::__private::WithCodec::new(#strategy, __cache_codec)
     };
-    let site_args = quote! { &__CACHE_SITE, &__k, &__cache_tags, #strategy, };
     let is_async = sig.asyncness.is_some();
+    let fresh = &plan.fresh;
+    let job_fn = match (is_async, fresh.detachable) {
+        (true, false) => "job",
+        (true, true) => "detachable_job",
+        (false, false) => "sync_job",
+        (false, true) => "sync_detachable_job",
+    };
+    let job_fn = syn::Ident::new(job_fn, ret_last);
+    // The error a hard timeout returns, checked against the return type at the `timeout` keyword.
+    let on_timeout = fresh.hard_timeout.map(|(span, _)| {
+        let c = respan(c, span);
+        quote_spanned! {span=> .on_timeout(#c::__private::timeout_error::<#ret>()) }
+    });
+    let site = site_expr(c, cache, ttl_ms, fresh);
     let body = if is_async {
         let fake_return = fake_return(ret, ret_first);
         let stmts = &block.stmts;
@@ -141,7 +154,12 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         quote! { move || -> #ret #block }
     };
     let cached_call = |body: TokenStream| {
-        let args = group(quote! { #site_args #body }, ret_last);
+        let job_args = group(quote! { #strategy, #body }, ret_last);
+        let job = quote_spanned! {ret_last=> #c_at_ret::__private::#job_fn #job_args #on_timeout };
+        let args = group(
+            quote! { &__CACHE_SITE, &__k, &__cache_tags, #job },
+            ret_last,
+        );
         if is_async {
             quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args .await }
         } else {
@@ -194,8 +212,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             #(#consumed)*
             #[allow(unused_imports)]
             use #c::__private::PlainFallback as _;
-            static __CACHE_SITE: #c::__private::CallSite =
-                #c::__private::CallSite::new(#cache, #ttl_ms);
+            static __CACHE_SITE: #c::__private::CallSite = #site;
             #checks
             #option_check
             #condition
@@ -208,6 +225,46 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         }
         #companion
     }
+}
+
+/// `CallSite::new(cache, ttl)` with the freshness options chained on.
+fn site_expr(
+    c: &Path,
+    cache: &str,
+    ttl_ms: Literal,
+    fresh: &super::check::FreshPlan,
+) -> TokenStream {
+    let mut site = quote! { #c::__private::CallSite::new(#cache, #ttl_ms) };
+    let ms = Literal::u64_unsuffixed;
+    if fresh.stale_ms != 0 {
+        let v = ms(fresh.stale_ms);
+        site.extend(quote! { .stale(#v) });
+    }
+    if fresh.fail_safe_ms != 0 {
+        let v = ms(fresh.fail_safe_ms);
+        site.extend(quote! { .fail_safe(#v) });
+    }
+    if fresh.soft_timeout_ms != 0 {
+        let v = ms(fresh.soft_timeout_ms);
+        site.extend(quote! { .soft_timeout(#v) });
+    }
+    if let Some((_, hard)) = fresh.hard_timeout {
+        let v = ms(hard);
+        site.extend(quote! { .hard_timeout(#v) });
+    }
+    match fresh.refresh {
+        Some(None) => site.extend(quote! { .refresh_ahead(#c::RefreshAhead::xfetch()) }),
+        Some(Some(fraction)) => {
+            let f = Literal::f64_unsuffixed(fraction);
+            site.extend(quote! { .refresh_ahead(#c::RefreshAhead::After(#f)) });
+        }
+        None => {}
+    }
+    if fresh.jitter != 0 {
+        let v = Literal::u8_unsuffixed(fresh.jitter);
+        site.extend(quote! { .jitter(#v) });
+    }
+    site
 }
 
 /// `__k.lit(..); __k.part(..);`: renders the key into `__k`, reaching the arguments through

@@ -34,10 +34,30 @@ mod kw {
     syn::custom_keyword!(tags);
     syn::custom_keyword!(skip);
     syn::custom_keyword!(cache_none);
+    syn::custom_keyword!(stale);
+    syn::custom_keyword!(fail_safe);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(soft_timeout);
+    syn::custom_keyword!(refresh_ahead);
+    syn::custom_keyword!(jitter);
 }
 
 /// The options users write, as offered in messages.
-const OPTIONS: &[&str] = &["ttl", "key", "cache", "tags", "skip", "cache_none", "crate"];
+const OPTIONS: &[&str] = &[
+    "ttl",
+    "key",
+    "cache",
+    "tags",
+    "skip",
+    "cache_none",
+    "stale",
+    "fail_safe",
+    "timeout",
+    "soft_timeout",
+    "refresh_ahead",
+    "jitter",
+    "crate",
+];
 
 /// `#[cached]`'s options, each set at most once.
 #[derive(Default)]
@@ -49,6 +69,13 @@ pub(crate) struct Args {
     pub(crate) skip: Option<Skip>,
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) krate: Option<Path>,
+    /// `stale = ..`, `fail_safe = ..`, `timeout = ..`, `soft_timeout = ..`: windows and timeouts.
+    pub(crate) stale: Option<Timed>,
+    pub(crate) fail_safe: Option<Timed>,
+    pub(crate) timeout: Option<Timed>,
+    pub(crate) soft_timeout: Option<Timed>,
+    pub(crate) refresh_ahead: Option<Refresh>,
+    pub(crate) jitter: Option<(Span, u8)>,
     /// `__cache_if = (...)`, from a `#[cache_if]` that expanded first (checked in `check.rs`
     /// with the `#[cache_if]` attributes found on the function).
     pub(crate) cache_if: Vec<CacheIfTokens>,
@@ -66,6 +93,18 @@ pub(crate) struct CacheIfTokens {
 /// `ttl = 1800` or `ttl = "30m"`, in milliseconds (never 0).
 pub(crate) struct Ttl {
     pub(crate) ms: u64,
+}
+
+/// A duration option with where it was written (its keyword).
+pub(crate) struct Timed {
+    pub(crate) span: Span,
+    pub(crate) ms: u64,
+}
+
+/// `refresh_ahead` (XFetch) or `refresh_ahead = 0.8` (a fixed fraction of the TTL).
+pub(crate) struct Refresh {
+    pub(crate) span: Span,
+    pub(crate) fraction: Option<f64>,
 }
 
 /// `key = "template"` or `key = <expression>`.
@@ -88,6 +127,9 @@ enum CachedOption {
     Tags(kw::tags, Vec<Template>),
     Skip(Skip),
     CacheNone(kw::cache_none, LitBool),
+    Timed(&'static str, Timed),
+    Refresh(Refresh),
+    Jitter(Span, u8),
     Crate(Token![crate], Path),
     CacheIf(Ident, TokenStream),
 }
@@ -105,6 +147,23 @@ pub(crate) fn parse_args(tokens: TokenStream, errors: &Errors) -> Args {
             CachedOption::Skip(v) => set_once(&mut args.skip, "skip", v.keyword, v, errors),
             CachedOption::CacheNone(k, v) => {
                 set_once(&mut args.cache_none, "cache_none", k.span, v, errors);
+            }
+            CachedOption::Timed(name, v) => {
+                let slot = match name {
+                    "stale" => &mut args.stale,
+                    "fail_safe" => &mut args.fail_safe,
+                    "timeout" => &mut args.timeout,
+                    _ => &mut args.soft_timeout,
+                };
+                let span = v.span;
+                set_once(slot, name, span, v, errors);
+            }
+            CachedOption::Refresh(v) => {
+                let span = v.span;
+                set_once(&mut args.refresh_ahead, "refresh_ahead", span, v, errors);
+            }
+            CachedOption::Jitter(span, v) => {
+                set_once(&mut args.jitter, "jitter", span, (span, v), errors);
             }
             CachedOption::Crate(k, v) => set_once(&mut args.krate, "crate", k.span, v, errors),
             CachedOption::CacheIf(k, tokens) => {
@@ -140,6 +199,57 @@ impl CachedOption {
                 k,
                 expect_bool(value, "cache_none")?,
             ))
+        } else if input.peek(kw::stale) {
+            let k: kw::stale = input.parse()?;
+            Ok(CachedOption::Timed(
+                "stale",
+                timed(
+                    input,
+                    k.span,
+                    "stale",
+                    "`stale = 600` (seconds past the TTL) or `stale = \"10m\"`",
+                )?,
+            ))
+        } else if input.peek(kw::fail_safe) {
+            let k: kw::fail_safe = input.parse()?;
+            Ok(CachedOption::Timed(
+                "fail_safe",
+                timed(
+                    input,
+                    k.span,
+                    "fail_safe",
+                    "`fail_safe = 3600` (seconds past the TTL) or `fail_safe = \"1h\"`",
+                )?,
+            ))
+        } else if input.peek(kw::timeout) {
+            let k: kw::timeout = input.parse()?;
+            Ok(CachedOption::Timed(
+                "timeout",
+                timed(
+                    input,
+                    k.span,
+                    "timeout",
+                    "`timeout = \"2s\"` or `timeout = 2` (seconds)",
+                )?,
+            ))
+        } else if input.peek(kw::soft_timeout) {
+            let k: kw::soft_timeout = input.parse()?;
+            Ok(CachedOption::Timed(
+                "soft_timeout",
+                timed(
+                    input,
+                    k.span,
+                    "soft_timeout",
+                    "`soft_timeout = \"100ms\"` or `soft_timeout = 1` (seconds)",
+                )?,
+            ))
+        } else if input.peek(kw::refresh_ahead) {
+            let k: kw::refresh_ahead = input.parse()?;
+            Ok(CachedOption::Refresh(parse_refresh(input, k.span)?))
+        } else if input.peek(kw::jitter) {
+            let k: kw::jitter = input.parse()?;
+            let value = value_after_eq(input, k.span, "`jitter = 10` (percent)")?;
+            Ok(CachedOption::Jitter(k.span, parse_percent(&value)?))
         } else if input.peek(kw::cache) {
             let k: kw::cache = input.parse()?;
             let value = value_after_eq(input, k.span, "`cache = \"users\"`")?;
@@ -171,6 +281,105 @@ impl CachedOption {
         } else {
             Err(unknown_option(input, OPTIONS, ""))
         }
+    }
+}
+
+/// `name = <seconds or duration string>`, as a TTL is written.
+fn timed(input: ParseStream<'_>, span: Span, name: &str, usage: &str) -> syn::Result<Timed> {
+    let value = value_after_eq(input, span, usage)?;
+    let ms = duration_ms(&value, name, usage)?;
+    Ok(Timed { span, ms })
+}
+
+/// `refresh_ahead` alone, or `= <fraction>` / `= "xfetch"`.
+fn parse_refresh(input: ParseStream<'_>, span: Span) -> syn::Result<Refresh> {
+    if !input.peek(Token![=]) {
+        return Ok(Refresh {
+            span,
+            fraction: None,
+        });
+    }
+    let usage = "`refresh_ahead` (XFetch: no window to tune) or `refresh_ahead = 0.8` (refresh entries read after 80% of their TTL)";
+    let value = value_after_eq(input, span, usage)?;
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => {
+            let fraction: f64 = f.base10_parse()?;
+            if !(fraction > 0.0 && fraction < 1.0 && f.suffix().is_empty()) {
+                return Err(syn::Error::new(
+                    f.span(),
+                    format!(
+                        "`refresh_ahead` takes a fraction of the TTL between 0 and 1, as in {usage}"
+                    ),
+                ));
+            }
+            Ok(Refresh {
+                span,
+                fraction: Some(fraction),
+            })
+        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value() == "xfetch" => Ok(Refresh {
+            span,
+            fraction: None,
+        }),
+        other => Err(syn::Error::new_spanned(other, format!("expected {usage}"))),
+    }
+}
+
+/// `jitter = 10`: a whole percentage, 1..=100.
+fn parse_percent(value: &Expr) -> syn::Result<u8> {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Int(int), ..
+    }) = value
+    {
+        if let Ok(p) = int.base10_parse::<u8>() {
+            if (1..=100).contains(&p) && int.suffix().is_empty() {
+                return Ok(p);
+            }
+        }
+    }
+    Err(syn::Error::new_spanned(
+        value,
+        "`jitter` takes a whole percentage from 1 to 100, as in `jitter = 10` (TTLs shortened by up to 10%)",
+    ))
+}
+
+/// A duration option other than `ttl` in milliseconds (never 0).
+fn duration_ms(value: &Expr, name: &str, usage: &str) -> syn::Result<u64> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.suffix().is_empty() => {
+            let secs: u64 = int.base10_parse()?;
+            if secs == 0 {
+                return Err(syn::Error::new(
+                    int.span(),
+                    format!("`{name}` must be greater than zero; leave the option out instead"),
+                ));
+            }
+            secs.checked_mul(1000)
+                .ok_or_else(|| syn::Error::new(int.span(), format!("`{name}` is too large")))
+        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match parse_duration(&s.value()) {
+            Ok(0) => Err(syn::Error::new(
+                s.span(),
+                format!("`{name}` must be greater than zero; leave the option out instead"),
+            )),
+            Ok(ms) => Ok(ms),
+            Err(message) => Err(syn::Error::new(
+                s.span(),
+                message.replacen("invalid TTL", &format!("invalid `{name}`"), 1),
+            )),
+        },
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("expected a duration for `{name}`: {usage}"),
+        )),
     }
 }
 

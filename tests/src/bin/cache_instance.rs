@@ -5,7 +5,12 @@
 //! ```text
 //! cache_instance --redis URL | --cluster URL,URL,..  --namespace NS  --db DIR
 //!                [--ttl-ms N] [--l1-ttl-ms N] [--timeout-ms N]
+//!                [--body-delay-ms N] [--lock-ttl-ms N] [--lock-wait-ms N] [--no-lock]
 //! ```
+//!
+//! `--body-delay-ms` makes the body sleep that long before reading the database (a slow query);
+//! the `--lock-*` options set the distributed single-flight policy (`Policy::lock_ttl`,
+//! `lock_wait`, `distributed_lock(false)`).
 //!
 //! The "database" is the directory `DIR`: item `id`'s value is the content of `DIR/item-{id}`
 //! (`v0` when there is no such file), so a test changes the data by writing a file, as an
@@ -17,6 +22,8 @@
 //! | command | does | reply |
 //! | --- | --- | --- |
 //! | `get ID [GROUP]` | the cached function | `value=V ran=0/1 us=T` (`ran`: the body ran) |
+//! | `burst ID N` | N concurrent tasks call the cached function (group ID) | `calls=N values=V:COUNT,.. ran=R us=T` |
+//! | `sburst ID N` | N threads call its synchronous twin (same cache and key) | as `burst` |
 //! | `peek ID` | `Cache::get` (memory, then Redis; never the body) | `value=V/- us=T` |
 //! | `set ID VALUE [GROUP]` | `Cache::set_with` (an overwrite) | `ok us=T` |
 //! | `del ID` | `invalidate_key("items", "item:ID")` | `ok removed=true/false us=T` |
@@ -24,13 +31,14 @@
 //! | `pattern GLOB` | `invalidate_pattern("items", GLOB)` | `ok removed=N us=T` |
 //! | `clear` | `invalidate_cache("items")` | `ok removed=N us=T` |
 //! | `all` | `invalidate_all()` | `ok removed=N us=T` |
-//! | `stats` | the cache's counters | `l1_hits=.. l1_misses=.. l2_hits=.. l2_misses=.. l2_errors=.. entries=.. runs=..` |
+//! | `stats` | the cache's counters | `l1_hits=.. l1_misses=.. l2_hits=.. l2_misses=.. l2_errors=.. entries=.. runs=.. lock_acquired=.. lock_waits=.. lock_wait_timeouts=..` |
 //! | `bp` | the backplane's counters | `subscriptions=.. applied=.. own=.. foreign=..` |
 //! | `wait FIELD N MS` | waits until backplane counter `FIELD` ≥ N, for at most MS ms | `ok FIELD=.. us=T` / `timeout FIELD=..` |
 //! | `quit` | exits | `bye` |
 //!
 //! A malformed command gets `error ...`; nothing here panics on input.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -45,13 +53,31 @@ use cache_redis::{RedisBackend, RedisConfig};
 static RUNS: AtomicU64 = AtomicU64::new(0);
 /// The "database" directory.
 static DB: OnceLock<PathBuf> = OnceLock::new();
+/// How long a body takes (`--body-delay-ms`).
+static BODY_DELAY: OnceLock<Duration> = OnceLock::new();
 
 const CACHE: &str = "items";
+
+fn body_delay() -> Duration {
+    BODY_DELAY.get().copied().unwrap_or_default()
+}
 
 #[cached(cache = "items", key = "item:{id}", tags = ["group:{group}"])]
 async fn load(id: u64, group: u64) -> String {
     let _ = group;
     RUNS.fetch_add(1, Ordering::SeqCst);
+    if !body_delay().is_zero() {
+        tokio::time::sleep(body_delay()).await;
+    }
+    read_db(id)
+}
+
+/// `load` for synchronous callers: the same cache and key, so either may compute for the other.
+#[cached(cache = "items", key = "item:{id}", tags = ["group:{group}"])]
+fn load_sync(id: u64, group: u64) -> String {
+    let _ = group;
+    RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(body_delay());
     read_db(id)
 }
 
@@ -70,6 +96,9 @@ struct Args {
     ttl: Duration,
     l1_ttl: Option<Duration>,
     timeout: Duration,
+    lock_ttl: Option<Duration>,
+    lock_wait: Option<Duration>,
+    lock: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -78,6 +107,9 @@ fn parse_args() -> Result<Args, String> {
     let mut ttl = Duration::from_secs(60);
     let mut l1_ttl = None;
     let mut timeout = Duration::from_millis(500);
+    let mut lock_ttl = None;
+    let mut lock_wait = None;
+    let mut lock = true;
     let mut args = std::env::args().skip(1);
     let ms = |v: Option<String>, what: &str| -> Result<Duration, String> {
         v.and_then(|v| v.parse().ok())
@@ -103,6 +135,12 @@ fn parse_args() -> Result<Args, String> {
             "--ttl-ms" => ttl = ms(args.next(), "--ttl-ms")?,
             "--l1-ttl-ms" => l1_ttl = Some(ms(args.next(), "--l1-ttl-ms")?),
             "--timeout-ms" => timeout = ms(args.next(), "--timeout-ms")?,
+            "--body-delay-ms" => {
+                let _ = BODY_DELAY.set(ms(args.next(), "--body-delay-ms")?);
+            }
+            "--lock-ttl-ms" => lock_ttl = Some(ms(args.next(), "--lock-ttl-ms")?),
+            "--lock-wait-ms" => lock_wait = Some(ms(args.next(), "--lock-wait-ms")?),
+            "--no-lock" => lock = false,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -115,6 +153,9 @@ fn parse_args() -> Result<Args, String> {
         ttl,
         l1_ttl,
         timeout,
+        lock_ttl,
+        lock_wait,
+        lock,
     })
 }
 
@@ -141,6 +182,13 @@ fn main() {
     if let Some(l1) = args.l1_ttl {
         policy = policy.l1_ttl(l1);
     }
+    if let Some(ttl) = args.lock_ttl {
+        policy = policy.lock_ttl(ttl);
+    }
+    if let Some(wait) = args.lock_wait {
+        policy = policy.lock_wait(wait);
+    }
+    policy = policy.distributed_lock(args.lock);
     let manager = {
         let _guard = runtime.enter();
         match CacheManager::builder()
@@ -209,6 +257,43 @@ async fn run(manager: &CacheManager, words: &[&str]) -> Result<String, String> {
             let ran = RUNS.load(Ordering::SeqCst) - before;
             format!("value={value} ran={ran} us={}", us())
         }
+        "burst" => {
+            let id = number(words, 1)?;
+            let n = number(words, 2)?;
+            let before = RUNS.load(Ordering::SeqCst);
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                calls.spawn(load(id, id));
+            }
+            let mut values = BTreeMap::new();
+            while let Some(joined) = calls.join_next().await {
+                let value = joined.map_err(|e| format!("a call failed: {e}"))?;
+                *values.entry(value).or_insert(0u64) += 1;
+            }
+            let ran = RUNS.load(Ordering::SeqCst) - before;
+            format!("calls={n} values={} ran={ran} us={}", tally(&values), us())
+        }
+        "sburst" => {
+            let id = number(words, 1)?;
+            let n = number(words, 2)?;
+            let before = RUNS.load(Ordering::SeqCst);
+            // Plain threads, outside the runtime: how a synchronous application calls it.
+            let values = tokio::task::spawn_blocking(move || {
+                let threads: Vec<_> = (0..n)
+                    .map(|_| std::thread::spawn(move || load_sync(id, id)))
+                    .collect();
+                let mut values = BTreeMap::new();
+                for t in threads {
+                    let value = t.join().map_err(|_| "a call panicked".to_owned())?;
+                    *values.entry(value).or_insert(0u64) += 1;
+                }
+                Ok::<_, String>(values)
+            })
+            .await
+            .map_err(|e| format!("the threads failed: {e}"))??;
+            let ran = RUNS.load(Ordering::SeqCst) - before;
+            format!("calls={n} values={} ran={ran} us={}", tally(&values), us())
+        }
         "peek" => {
             let id = number(words, 1)?;
             let value = cache.get::<String>(&format!("item:{id}")).await;
@@ -254,14 +339,17 @@ async fn run(manager: &CacheManager, words: &[&str]) -> Result<String, String> {
             let s = cache.stats();
             let r = s.remote.unwrap_or_default();
             format!(
-                "l1_hits={} l1_misses={} l2_hits={} l2_misses={} l2_errors={} entries={} runs={}",
+                "l1_hits={} l1_misses={} l2_hits={} l2_misses={} l2_errors={} entries={} runs={} lock_acquired={} lock_waits={} lock_wait_timeouts={}",
                 s.hits,
                 s.misses,
                 r.hits,
                 r.misses,
                 r.errors,
                 s.entries,
-                RUNS.load(Ordering::SeqCst)
+                RUNS.load(Ordering::SeqCst),
+                r.lock_acquired,
+                r.lock_waits,
+                r.lock_wait_timeouts,
             )
         }
         "bp" => {
@@ -282,6 +370,12 @@ async fn run(manager: &CacheManager, words: &[&str]) -> Result<String, String> {
         }
         other => return Err(format!("unknown command {other:?}")),
     })
+}
+
+/// `value:count` pairs, comma-separated, in value order.
+fn tally(values: &BTreeMap<String, u64>) -> String {
+    let pairs: Vec<String> = values.iter().map(|(v, n)| format!("{v}:{n}")).collect();
+    pairs.join(",")
 }
 
 fn counter(stats: &BackplaneStats, field: &str) -> Result<u64, String> {

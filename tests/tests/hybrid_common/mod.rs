@@ -66,6 +66,8 @@ pub struct Options {
     pub namespace: String,
     pub ttl: Duration,
     pub l1_ttl: Option<Duration>,
+    /// More command-line arguments (`--body-delay-ms 200`, ...).
+    pub extra: Vec<String>,
 }
 
 impl Options {
@@ -75,7 +77,14 @@ impl Options {
             namespace: namespace.to_owned(),
             ttl: Duration::from_secs(60),
             l1_ttl: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds command-line arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     pub fn l1_ttl(mut self, d: Duration) -> Self {
@@ -149,6 +158,7 @@ impl Instance {
         if let Some(l1) = options.l1_ttl {
             cmd.args(["--l1-ttl-ms", &l1.as_millis().to_string()]);
         }
+        cmd.args(&options.extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -195,9 +205,20 @@ impl Instance {
 
     /// Sends one command and returns its reply; an `error` reply fails the test.
     pub fn cmd(&mut self, command: &str) -> Reply {
+        self.send(command);
+        self.reply(command)
+    }
+
+    /// Sends one command without waiting for its reply (several instances can then work at
+    /// once); [`reply`](Self::reply) reads it.
+    pub fn send(&mut self, command: &str) {
         writeln!(self.stdin, "{command}")
             .and_then(|()| self.stdin.flush())
             .unwrap_or_else(|e| panic!("write to instance {}: {e}", self.name));
+    }
+
+    /// The reply to the command sent last (`command` only labels a failure).
+    pub fn reply(&mut self, command: &str) -> Reply {
         let line = self.read_line();
         assert!(
             !line.starts_with("error"),
@@ -205,6 +226,12 @@ impl Instance {
             self.name
         );
         Reply::parse(line)
+    }
+
+    /// Kills the process with SIGKILL: no destructor, no cleanup, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Reads item `id` through the cached function; its entry is tagged `group:{id}`.

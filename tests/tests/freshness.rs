@@ -1,0 +1,492 @@
+//! Freshness around the TTL, through `#[cached]`: stale-while-revalidate, fail-safe, soft and hard
+//! timeouts, refresh-ahead (fixed window and XFetch) and TTL jitter. Every test runs on tokio's
+//! paused clock (the cache reads it through `Clock::tokio()`), so "immediately" means no virtual
+//! time passed, and counts how often each body ran.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_core::{CacheManager, CacheStats, Clock, TimedOut, cached};
+use tokio::time::{Instant, advance, sleep};
+
+fn manager() -> CacheManager {
+    CacheManager::builder().clock(Clock::tokio()).build()
+}
+
+fn stats(m: &CacheManager, cache: &str) -> CacheStats {
+    m.cache(cache).stats()
+}
+
+/// Lets background work run on the paused clock until `done` holds (virtual time only moves when
+/// every task is idle, so this cannot race the work it waits for).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+// --- stale-while-revalidate ------------------------------------------------------------------
+
+static SWR_RUNS: AtomicU64 = AtomicU64::new(0);
+static SWR_VERSION: AtomicU64 = AtomicU64::new(1);
+
+#[cached(cache = "swr", key = "swr:{id}", ttl = 10, stale = 600)]
+async fn profile(id: u64) -> String {
+    SWR_RUNS.fetch_add(1, SeqCst);
+    sleep(Duration::from_millis(200)).await;
+    format!("{id}:v{}", SWR_VERSION.load(SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_serves_the_old_value_at_once_and_refreshes_once() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(profile(7).await, "7:v1");
+        assert_eq!(SWR_RUNS.load(SeqCst), 1);
+
+        advance(Duration::from_secs(11)).await;
+        SWR_VERSION.store(2, SeqCst);
+
+        // Past the TTL, within the stale window: the old value without waiting for the body,
+        // for every concurrent caller, and one refresh in the background.
+        let started = Instant::now();
+        let calls: Vec<_> = (0..50).map(|_| profile(7)).collect();
+        for value in futures_join(calls).await {
+            assert_eq!(value, "7:v1");
+        }
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no caller waited for the body"
+        );
+        assert_eq!(stats(&m, "swr").stale_served, 50);
+
+        until("the refresh", || stats(&m, "swr").inserts == 2).await;
+        assert_eq!(SWR_RUNS.load(SeqCst), 2, "the refresh ran the body once");
+        assert_eq!(stats(&m, "swr").refreshes, 1);
+
+        let started = Instant::now();
+        assert_eq!(profile(7).await, "7:v2");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(SWR_RUNS.load(SeqCst), 2);
+
+        // Past the stale window too: an ordinary miss that waits for the body.
+        advance(Duration::from_secs(700)).await;
+        SWR_VERSION.store(3, SeqCst);
+        let started = Instant::now();
+        assert_eq!(profile(7).await, "7:v3");
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(SWR_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}
+
+/// Runs futures concurrently on the current task.
+async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("ready")).collect()
+}
+
+// --- fail-safe -------------------------------------------------------------------------------
+
+static FS_RUNS: AtomicU64 = AtomicU64::new(0);
+static FS_FAIL: AtomicBool = AtomicBool::new(false);
+static FS_PANIC: AtomicBool = AtomicBool::new(false);
+
+#[cached(cache = "fail_safe", key = "price:{id}", ttl = 10, fail_safe = 3600)]
+async fn price(id: u64) -> Result<u64, String> {
+    FS_RUNS.fetch_add(1, SeqCst);
+    if FS_PANIC.load(SeqCst) {
+        panic!("the pricing service crashed");
+    }
+    if FS_FAIL.load(SeqCst) {
+        return Err("database unavailable".into());
+    }
+    Ok(id * 100 + FS_RUNS.load(SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_safe_returns_the_last_good_value_until_its_window_ends() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(price(1).await, Ok(101));
+        advance(Duration::from_secs(11)).await;
+
+        // The body fails after the TTL: the caller gets the last good value, the failure counts.
+        FS_FAIL.store(true, SeqCst);
+        assert_eq!(price(1).await, Ok(101));
+        assert_eq!(FS_RUNS.load(SeqCst), 2);
+        let s = stats(&m, "fail_safe");
+        assert_eq!((s.fail_safe, s.body_failures), (1, 1));
+
+        // The value is then served as fresh for the throttle: the failing body is not retried.
+        assert_eq!(price(1).await, Ok(101));
+        assert_eq!(FS_RUNS.load(SeqCst), 2);
+
+        // After the throttle (30 s by default) the body is tried again; a panic is a failure too.
+        advance(Duration::from_secs(31)).await;
+        FS_PANIC.store(true, SeqCst);
+        assert_eq!(price(1).await, Ok(101));
+        assert_eq!(FS_RUNS.load(SeqCst), 3);
+        FS_PANIC.store(false, SeqCst);
+
+        // Past the fail-safe window (an hour after the TTL) the error is returned.
+        advance(Duration::from_secs(3600)).await;
+        assert_eq!(price(1).await, Err("database unavailable".to_owned()));
+        assert_eq!(FS_RUNS.load(SeqCst), 4);
+
+        // A recovered body caches again.
+        FS_FAIL.store(false, SeqCst);
+        assert_eq!(price(1).await, Ok(105));
+        assert_eq!(price(1).await, Ok(105));
+        assert_eq!(FS_RUNS.load(SeqCst), 5);
+        assert_eq!(stats(&m, "fail_safe").fail_safe, 2);
+    })
+    .await;
+}
+
+static STOCK_FAIL: AtomicBool = AtomicBool::new(false);
+static STOCK_PANIC: AtomicBool = AtomicBool::new(false);
+
+#[cached(cache = "stock", key = "stock:{id}", ttl = 10, fail_safe = 3600)]
+async fn stock(id: u64) -> Result<u64, String> {
+    if STOCK_PANIC.load(SeqCst) {
+        panic!("the stock service crashed");
+    }
+    if STOCK_FAIL.load(SeqCst) {
+        return Err("database unavailable".into());
+    }
+    Ok(id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_fallback_an_error_is_returned_and_a_panic_propagates() {
+    let m = manager();
+    // A cold key has nothing to fall back on.
+    STOCK_FAIL.store(true, SeqCst);
+    assert_eq!(
+        m.scope(stock(1)).await,
+        Err("database unavailable".to_owned())
+    );
+    STOCK_FAIL.store(false, SeqCst);
+    STOCK_PANIC.store(true, SeqCst);
+    let m2 = m.clone();
+    let crashed = tokio::spawn(async move { m2.scope(stock(2)).await }).await;
+    assert!(crashed.unwrap_err().is_panic());
+    STOCK_PANIC.store(false, SeqCst);
+    assert_eq!(m.scope(stock(2)).await, Ok(2));
+    assert_eq!(stats(&m, "stock").fail_safe, 0);
+}
+
+// --- timeouts --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum LoadError {
+    TimedOut(Duration),
+}
+
+impl From<TimedOut> for LoadError {
+    fn from(t: TimedOut) -> Self {
+        LoadError::TimedOut(t.after)
+    }
+}
+
+static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);
+static SLOW_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "timeouts",
+    key = "report:{id}",
+    ttl = 10,
+    fail_safe = 600,
+    soft_timeout = "100ms",
+    timeout = "2s"
+)]
+async fn report(id: u64) -> Result<String, LoadError> {
+    let run = SLOW_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(SLOW_DELAY_MS.load(SeqCst))).await;
+    Ok(format!("report {id} run {run}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn soft_timeout_serves_the_stale_value_and_the_body_finishes_in_the_background() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(report(1).await.unwrap(), "report 1 run 1");
+        advance(Duration::from_secs(11)).await;
+
+        // The body now takes 500 ms: past the 100 ms soft timeout the caller gets the stale value.
+        SLOW_DELAY_MS.store(500, SeqCst);
+        let started = Instant::now();
+        assert_eq!(report(1).await.unwrap(), "report 1 run 1");
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(stats(&m, "timeouts").timeouts, 1);
+
+        // The body finishes in the background and stores its value; nobody ran it again.
+        until("the background body", || stats(&m, "timeouts").inserts == 2).await;
+        let started = Instant::now();
+        assert_eq!(report(1).await.unwrap(), "report 1 run 2");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(SLOW_RUNS.load(SeqCst), 2);
+
+        // A cold key has no stale value: the caller waits for the body (soft timeout does not
+        // apply) up to the hard timeout, then gets the timeout error.
+        SLOW_DELAY_MS.store(5_000, SeqCst);
+        let started = Instant::now();
+        assert_eq!(
+            report(2).await,
+            Err(LoadError::TimedOut(Duration::from_secs(2)))
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        SLOW_DELAY_MS.store(0, SeqCst);
+    })
+    .await;
+}
+
+static HARD_RUNS: AtomicU64 = AtomicU64::new(0);
+static HARD_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "hard",
+    key = "quote:{id}",
+    ttl = 10,
+    fail_safe = 600,
+    timeout = "1s"
+)]
+async fn quote(id: u64) -> Result<u64, LoadError> {
+    let run = HARD_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(HARD_DELAY_MS.load(SeqCst))).await;
+    Ok(id * 1000 + run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hard_timeout_answers_with_the_fail_safe_value_or_the_error_for_every_waiter() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(quote(1).await, Ok(1001));
+        advance(Duration::from_secs(11)).await;
+
+        HARD_DELAY_MS.store(10_000, SeqCst);
+        let started = Instant::now();
+        // Twenty concurrent callers: one runs the body, all get the fail-safe value at 1 s.
+        let calls: Vec<_> = (0..20).map(|_| quote(1)).collect();
+        for value in futures_join(calls).await {
+            assert_eq!(value, Ok(1001));
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(
+            HARD_RUNS.load(SeqCst),
+            2,
+            "single flight held through the timeout"
+        );
+
+        // Without a fallback every waiter gets the timeout error, and the body still ran once.
+        let started = Instant::now();
+        let calls: Vec<_> = (0..20).map(|_| quote(2)).collect();
+        for value in futures_join(calls).await {
+            assert_eq!(value, Err(LoadError::TimedOut(Duration::from_secs(1))));
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(HARD_RUNS.load(SeqCst), 3);
+        HARD_DELAY_MS.store(0, SeqCst);
+    })
+    .await;
+}
+
+// --- refresh-ahead ---------------------------------------------------------------------------
+
+static XF_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "xfetch", key = "feed:{id}", ttl = 1, refresh_ahead)]
+async fn feed(id: u64) -> (u64, u64) {
+    let run = XF_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(50)).await;
+    (id, run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn xfetch_refreshes_a_steadily_read_key_before_it_expires() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(feed(1).await, (1, 1));
+        // Read every 10 ms for ten TTL periods: after the first call, no read waits for a body.
+        let mut last_run = 1;
+        for _ in 0..1_000 {
+            sleep(Duration::from_millis(10)).await;
+            let started = Instant::now();
+            let (_, run) = feed(1).await;
+            assert_eq!(
+                started.elapsed(),
+                Duration::ZERO,
+                "a read waited for the body"
+            );
+            assert!(run >= last_run);
+            last_run = run;
+        }
+        let s = stats(&m, "xfetch");
+        assert_eq!(s.misses, 1, "only the first call missed");
+        let runs = XF_RUNS.load(SeqCst);
+        // One refresh per TTL period or so: never expired, and not refreshed on every read.
+        assert!((10..=25).contains(&runs), "{runs} body runs over 10 s");
+        assert_eq!(s.refreshes, runs - 1);
+    })
+    .await;
+}
+
+static FIXED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "fixed", key = "menu:{id}", ttl = 10, refresh_ahead = 0.8)]
+async fn menu(id: u64) -> (u64, u64) {
+    let run = FIXED_RUNS.fetch_add(1, SeqCst) + 1;
+    (id, run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_window_refreshes_reads_in_the_last_part_of_the_ttl() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(menu(1).await, (1, 1));
+        advance(Duration::from_secs(7)).await;
+        assert_eq!(menu(1).await, (1, 1));
+        assert_eq!(
+            FIXED_RUNS.load(SeqCst),
+            1,
+            "before 80% of the TTL: a plain hit"
+        );
+        advance(Duration::from_secs(2)).await;
+        // After 80%: the current value, and a refresh in the background.
+        assert_eq!(menu(1).await, (1, 1));
+        until("the refresh", || stats(&m, "fixed").inserts == 2).await;
+        assert_eq!(menu(1).await, (1, 2));
+        assert_eq!(FIXED_RUNS.load(SeqCst), 2);
+        assert_eq!(stats(&m, "fixed").misses, 1);
+    })
+    .await;
+}
+
+// --- jitter ----------------------------------------------------------------------------------
+
+static JITTER_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "jitter", key = "row:{id}", ttl = 100, jitter = 20)]
+async fn row(id: u64) -> u64 {
+    JITTER_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_expiries_over_the_last_part_of_the_ttl() {
+    let m = manager();
+    m.scope(async {
+        for id in 0..200 {
+            row(id).await;
+        }
+        let reread = |at: &str| {
+            let _ = at;
+            async {
+                let before = JITTER_RUNS.load(SeqCst);
+                for id in 0..200 {
+                    row(id).await;
+                }
+                JITTER_RUNS.load(SeqCst) - before
+            }
+        };
+        // TTLs fall in 80..=100 s: none expired at 79 s, some but not all at 90 s, all at 101 s.
+        advance(Duration::from_secs(79)).await;
+        assert_eq!(reread("79 s").await, 0);
+        advance(Duration::from_secs(11)).await;
+        let expired = reread("90 s").await;
+        assert!(
+            (20..=180).contains(&expired),
+            "{expired} of 200 expired at 90 s"
+        );
+        advance(Duration::from_secs(111)).await;
+        assert_eq!(reread("201 s").await, 200);
+    })
+    .await;
+}
+
+// --- sync functions --------------------------------------------------------------------------
+
+static SYNC_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "sync_swr", key = "setting:{name}", ttl = 10, stale = 60)]
+fn setting(name: String) -> String {
+    let run = SYNC_RUNS.fetch_add(1, SeqCst) + 1;
+    format!("{name}={run}")
+}
+
+#[test]
+fn a_sync_function_serves_stale_and_refreshes_on_a_background_thread() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder().clock(clock.clone()).build();
+    m.scope_sync(|| {
+        assert_eq!(setting("theme".into()), "theme=1");
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(setting("theme".into()), "theme=1");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while m.cache("sync_swr").stats().inserts < 2 {
+            assert!(std::time::Instant::now() < deadline, "no refresh");
+            std::thread::yield_now();
+        }
+        assert_eq!(setting("theme".into()), "theme=2");
+        assert_eq!(SYNC_RUNS.load(SeqCst), 2);
+    });
+}
+
+// --- policy-level settings -------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_fail_safe_covers_the_programmatic_api_too() {
+    let m = CacheManager::builder()
+        .clock(Clock::tokio())
+        .cache(
+            "rates",
+            cache_core::Policy::new()
+                .ttl_secs(10)
+                .fail_safe(Duration::from_secs(60))
+                .fail_safe_throttle(Duration::from_secs(5)),
+        )
+        .build();
+    let rates = m.cache("rates");
+    let ok = rates
+        .try_get_or_insert_with("eur", || async { Ok::<u64, String>(108) })
+        .await;
+    assert_eq!(ok, Ok(108));
+    advance(Duration::from_secs(11)).await;
+    let runs = AtomicU64::new(0);
+    let failing = || async {
+        runs.fetch_add(1, SeqCst);
+        Err::<u64, String>("rates service down".into())
+    };
+    assert_eq!(rates.try_get_or_insert_with("eur", failing).await, Ok(108));
+    // Within the throttle the fallback answers as a hit.
+    assert_eq!(rates.try_get_or_insert_with("eur", failing).await, Ok(108));
+    assert_eq!(runs.load(SeqCst), 1);
+    advance(Duration::from_secs(61)).await;
+    assert!(rates.try_get_or_insert_with("eur", failing).await.is_err());
+    assert_eq!(rates.stats().fail_safe, 1);
+}

@@ -1,0 +1,226 @@
+//! Freshness on Redis-backed caches, on a real `redis-server`: a value kept in Redis past its TTL
+//! (for its stale and fail-safe windows) serves stale-while-revalidate and fail-safe for an
+//! instance that has never seen it in memory, as after a restart. Redis keeps time itself, so the
+//! TTLs here are short real durations.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cache_core::{CacheManager, Policy, Resilience, Tier, cached};
+use cache_redis::{RedisBackend, RedisConfig};
+use tests::RedisServer;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start_with_args(tests::NO_BULK_COMMANDS))
+}
+
+/// A fresh "process": its own memory tier, the Redis tier under `namespace`.
+fn instance(namespace: &str, tier: Tier) -> CacheManager {
+    CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url()).namespace(namespace),
+        ))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache("articles", Policy::new().tier(tier))
+        .cache("prices", Policy::new().tier(tier))
+        .build()
+}
+
+/// Polls until `f` holds; background work runs on other tasks meanwhile.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+static ARTICLE_RUNS: AtomicU64 = AtomicU64::new(0);
+static ARTICLE_VERSION: AtomicU64 = AtomicU64::new(1);
+
+#[cached(cache = "articles", key = "article:{id}", ttl = "300ms", stale = "1m")]
+async fn article(id: u64) -> String {
+    ARTICLE_RUNS.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("article {id} v{}", ARTICLE_VERSION.load(SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_only_cache_serves_stale_from_redis_and_refreshes_it() {
+    let writer = instance("fresh-swr", Tier::Remote);
+    assert_eq!(writer.scope(article(1)).await, "article 1 v1");
+    assert_eq!(ARTICLE_RUNS.load(SeqCst), 1);
+
+    // Redis expires nothing at the TTL: the value stays for its stale window.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ARTICLE_VERSION.store(2, SeqCst);
+
+    // Another instance, which never held the value, gets the stale one without waiting for
+    // the 200 ms body, and one background refresh runs.
+    let reader = instance("fresh-swr", Tier::Remote);
+    let started = Instant::now();
+    assert_eq!(reader.scope(article(1)).await, "article 1 v1");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "served without the body"
+    );
+    assert_eq!(reader.cache("articles").stats().stale_served, 1);
+    eventually("the refresh", || ARTICLE_RUNS.load(SeqCst) == 2).await;
+    // The refresh writes to Redis after its body: wait until a plain read sees a fresh value.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reader
+        .cache("articles")
+        .get::<String>("article:1")
+        .await
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the refreshed value in Redis within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(writer.scope(article(1)).await, "article 1 v2");
+    assert_eq!(ARTICLE_RUNS.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hybrid_cache_keeps_the_stale_value_in_memory_after_reading_it_from_redis() {
+    let writer = instance("fresh-hybrid", Tier::Hybrid);
+    subscribed(&writer).await;
+    let first = writer.scope(hybrid_article(5)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let reader = instance("fresh-hybrid", Tier::Hybrid);
+    subscribed(&reader).await;
+    // Stale from Redis, then stale from memory: the second read needs no round trip and starts
+    // no second refresh.
+    assert_eq!(reader.scope(hybrid_article(5)).await, first);
+    assert_eq!(reader.scope(hybrid_article(5)).await, first);
+    let s = reader.cache("articles").stats();
+    assert_eq!(s.stale_served, 2);
+    eventually("the refresh", || {
+        reader.cache("articles").stats().refreshes == 1
+    })
+    .await;
+}
+
+/// Waits for a hybrid instance's first backplane subscription, which clears its memory tier (it
+/// may have missed invalidations before it), so that the test's values are not cleared with it.
+async fn subscribed(m: &CacheManager) {
+    m.cache("articles");
+    eventually("the backplane subscription", || {
+        m.backplane_stats().is_some_and(|s| s.subscriptions >= 1)
+    })
+    .await;
+}
+
+static HYBRID_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "articles", key = "hybrid:{id}", ttl = "300ms", stale = "1m")]
+async fn hybrid_article(id: u64) -> String {
+    let run = HYBRID_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    format!("hybrid {id} run {run}")
+}
+
+static PRICE_FAIL: AtomicBool = AtomicBool::new(false);
+static PRICE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "prices", key = "price:{id}", ttl = "300ms", fail_safe = "1m")]
+async fn price(id: u64) -> Result<u64, String> {
+    PRICE_RUNS.fetch_add(1, SeqCst);
+    if PRICE_FAIL.load(SeqCst) {
+        return Err("pricing database down".into());
+    }
+    Ok(id * 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_safe_reaches_the_value_kept_in_redis_from_a_new_instance() {
+    let first = instance("fresh-failsafe", Tier::Remote);
+    assert_eq!(first.scope(price(3)).await, Ok(30));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    PRICE_FAIL.store(true, SeqCst);
+    let second = instance("fresh-failsafe", Tier::Remote);
+    assert_eq!(second.scope(price(3)).await, Ok(30));
+    assert_eq!(PRICE_RUNS.load(SeqCst), 2, "the body ran and failed");
+    assert_eq!(second.cache("prices").stats().fail_safe, 1);
+
+    // A key Redis never held has no fallback.
+    assert!(second.scope(price(4)).await.is_err());
+    PRICE_FAIL.store(false, SeqCst);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct QuoteError;
+
+impl From<cache_core::TimedOut> for QuoteError {
+    fn from(_: cache_core::TimedOut) -> Self {
+        QuoteError
+    }
+}
+
+static QUOTE_RUNS: AtomicU64 = AtomicU64::new(0);
+static QUOTE_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "prices",
+    key = "quote:{id}",
+    ttl = "300ms",
+    fail_safe = "1m",
+    soft_timeout = "100ms",
+    timeout = "10s"
+)]
+async fn quote(id: u64) -> Result<u64, QuoteError> {
+    let run = QUOTE_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(QUOTE_DELAY_MS.load(SeqCst))).await;
+    Ok(id * 1000 + run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_a_fallback_waits_for_another_instances_lock_no_longer_than_its_soft_timeout()
+{
+    let a = instance("fresh-lock-soft", Tier::Remote);
+    assert_eq!(a.scope(quote(1)).await, Ok(1001));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Instance A recomputes slowly under the distributed lock: past its soft timeout it answers
+    // with the value Redis kept, and its body goes on in the background, holding the lock.
+    QUOTE_DELAY_MS.store(2_000, SeqCst);
+    let started = Instant::now();
+    assert_eq!(a.scope(quote(1)).await, Ok(1001));
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+
+    // Instance B finds the lock held: it waits its soft timeout, not the lock's, and answers
+    // with the kept value without running the body.
+    let b = instance("fresh-lock-soft", Tier::Remote);
+    let started = Instant::now();
+    assert_eq!(b.scope(quote(1)).await, Ok(1001));
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        QUOTE_RUNS.load(SeqCst),
+        2,
+        "only A's background body ran again"
+    );
+    assert_eq!(b.cache("prices").stats().stale_served, 1);
+
+    // A's body finishes and writes the new value, which both read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.cache("prices").get::<u64>("quote:1").await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the background value within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.scope(quote(1)).await, Ok(1002));
+    QUOTE_DELAY_MS.store(0, SeqCst);
+}
