@@ -340,6 +340,10 @@ impl<F: Future> Future for DropAfter<F> {
 
 static CANCEL_RUNS: AtomicUsize = AtomicUsize::new(0);
 
+/// The distributed lock's TTL in the cancellation test: how long a lock leaked by a dropped
+/// caller can hold the next one up.
+const LOCK_TTL: Duration = Duration::from_millis(300);
+
 #[cached(cache = "users", key = "cancel:{id}")]
 async fn cancellable(id: u64) -> String {
     CANCEL_RUNS.fetch_add(1, SeqCst);
@@ -350,14 +354,24 @@ async fn cancellable(id: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_stuck() {
     // A hybrid cache on Redis, each Redis operation slowed a little so that it spans polls: the
-    // cached path then has await points at the L2 read, the body, the write-through and the
-    // backplane publish, and a caller is dropped at each.
+    // cached path then has await points at the L2 read, the distributed lock, the body, the
+    // write-through and the backplane publish, and a caller is dropped at each.
+    //
+    // A caller dropped while its `SET NX` is on the wire leaves the lock taken in Redis with no
+    // one to release it: the next caller of the key waits for the lock's TTL (the bound; then it
+    // takes the lock). With a 300 ms lock TTL here, no call may wait longer than that plus slack.
     let backend = FaultyBackend::new(redis("faulty-cancel"))
         .with_fault(Fault::Delay(Duration::from_millis(1)));
     let m = CacheManager::builder()
         .remote(backend)
         .resilience(Resilience::new().timeout(Duration::from_secs(2)))
-        .cache("users", Policy::new().tier(Tier::Hybrid).ttl_secs(60))
+        .cache(
+            "users",
+            Policy::new()
+                .tier(Tier::Hybrid)
+                .ttl_secs(60)
+                .lock_ttl(LOCK_TTL),
+        )
         .build();
     subscribed(&m).await;
 
@@ -372,6 +386,7 @@ async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_st
     assert_eq!(value.as_deref(), Some("cancel 0"));
     assert!(full >= 3, "a cold call spans several polls: {full}");
 
+    let mut leaked_locks = Vec::new();
     for limit in 0..=full {
         let id = 1 + limit as u64;
         // A leader and two followers of the same key, each dropped after `limit` polls.
@@ -392,11 +407,21 @@ async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_st
             c.await.expect("a caller panicked");
         }
         // Nothing is stuck: a new caller of the same key completes, with the right value.
+        let started = Instant::now();
         let after = tokio::time::timeout(Duration::from_secs(5), m.scope(cancellable(id)))
             .await
             .unwrap_or_else(|_| panic!("a call after callers dropped at poll {limit} hung"));
+        let waited = started.elapsed();
         assert_eq!(after, format!("cancel {id}"));
+        assert!(
+            waited < LOCK_TTL + Duration::from_secs(1),
+            "callers dropped at poll {limit}: the next call waited {waited:?}"
+        );
+        if waited >= LOCK_TTL / 2 {
+            leaked_locks.push(limit);
+        }
     }
+    println!("drop points after which the next call waited out a leaked lock: {leaked_locks:?}");
     println!(
         "dropped callers after 0..={full} polls of a {full}-poll cold call; {} body runs for {} keys",
         CANCEL_RUNS.load(SeqCst),

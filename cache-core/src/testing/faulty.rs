@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::remote::backplane::Backplane;
-use crate::remote::{BoxFuture, RemoteBackend, RemoteError, RemoteTier};
+use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteError, RemoteTier};
 
 /// The fault a [`FaultyBackend`] injects into every remote operation until told otherwise.
 ///
@@ -349,5 +349,22 @@ impl RemoteTier for FaultyTier {
 
     fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
         Box::pin(self.faults.apply(self.inner.clear()))
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LockAttempt, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.try_lock(key, token, ttl)))
+    }
+
+    fn unlock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+    ) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(self.faults.apply(self.inner.unlock(key, token)))
     }
 }

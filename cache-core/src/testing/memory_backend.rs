@@ -11,10 +11,10 @@ use tokio::time::Instant;
 
 use crate::Glob;
 use crate::remote::backplane::{Backplane, BackplaneSink};
-use crate::remote::{BoxFuture, RemoteBackend, RemoteError, RemoteTier};
+use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteError, RemoteTier};
 
 /// A [`RemoteBackend`] kept in this process's memory: values with their TTLs, tag sets, pattern
-/// deletes and a backplane, behind one mutex.
+/// deletes, single-flight locks and a backplane, behind one mutex.
 ///
 /// **It is not Redis.** It stores and answers like the Redis tier does, so the core's code paths
 /// (envelopes, promotion, write-through, the backplane between instances) run for real, but it
@@ -57,6 +57,9 @@ struct Data {
     values: HashMap<(String, String), Stored>,
     /// tag → the `(cache, key)`s recorded under it.
     tags: HashMap<String, HashSet<(String, String)>>,
+    /// `(cache, key)` → the token holding its single-flight lock, until when. Apart from the
+    /// values, as in Redis, so patterns and clears never see them.
+    locks: HashMap<(String, String), (LockToken, Instant)>,
 }
 
 struct Stored {
@@ -162,7 +165,9 @@ impl RemoteBackend for MemoryBackend {
         Box::pin(async move {
             let mut data = self.data();
             let n = data.values.len() as u64;
-            *data = Data::default();
+            // Locks stay, as in Redis, where clears never touch them.
+            data.values.clear();
+            data.tags.clear();
             Ok(n)
         })
     }
@@ -251,6 +256,50 @@ impl RemoteTier for MemoryTier {
             let before = data.values.len();
             data.values.retain(|(cache, _), _| cache != &self.cache);
             Ok((before - data.values.len()) as u64)
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LockAttempt, RemoteError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut data = self.backend.data();
+            let lock = data.locks.entry(self.id(key));
+            match lock {
+                std::collections::hash_map::Entry::Occupied(mut held) => {
+                    if held.get().1 > now && held.get().0 != token {
+                        return Ok(LockAttempt::Held);
+                    }
+                    held.insert((token, now + ttl));
+                }
+                std::collections::hash_map::Entry::Vacant(free) => {
+                    free.insert((token, now + ttl));
+                }
+            }
+            Ok(LockAttempt::Acquired)
+        })
+    }
+
+    fn unlock<'a>(
+        &'a self,
+        key: &'a str,
+        token: LockToken,
+    ) -> BoxFuture<'a, Result<bool, RemoteError>> {
+        Box::pin(async move {
+            let mut data = self.backend.data();
+            let id = self.id(key);
+            let owned = data
+                .locks
+                .get(&id)
+                .is_some_and(|(held, until)| *held == token && *until > Instant::now());
+            if owned {
+                data.locks.remove(&id);
+            }
+            Ok(owned)
         })
     }
 }
