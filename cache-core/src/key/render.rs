@@ -318,9 +318,13 @@ impl KeyBuf {
 
     fn push_hex(&mut self, value: u128, digits: usize) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for i in (0..digits).rev() {
-            self.push_byte(HEX[((value >> (i * 4)) & 0xf) as usize]);
+        // Into a local array, then one append: 32 appends of a byte each checked the capacity.
+        let mut out = [0u8; 32];
+        let digits = digits.min(out.len());
+        for (i, d) in out[..digits].iter_mut().rev().enumerate() {
+            *d = HEX[((value >> (i * 4)) & 0xf) as usize];
         }
+        self.push_bytes(&out[..digits]);
     }
 }
 

@@ -35,16 +35,16 @@ impl Default for HotKeys {
 }
 
 impl HotKeys {
-    fn slots(key: &[u8]) -> [usize; ROWS] {
-        let h = xxhash_rust::xxh3::xxh3_64(key);
+    fn slots(h: u64) -> [usize; ROWS] {
         let (a, b) = (h as u32 as usize, (h >> 32) as usize | 1);
         std::array::from_fn(|row| row * WIDTH + (a.wrapping_add(row.wrapping_mul(b)) % WIDTH))
     }
 
-    /// Counts one (sampled) access of `key`.
-    pub(crate) fn record(&self, key: &[u8]) {
+    /// Counts one (sampled) access of `key`, whose lookup hash (XXH3-64 of the key, already
+    /// computed by the caller) picks the cells.
+    pub(crate) fn record(&self, key: &[u8], hash: u64) {
         let mut estimate = u32::MAX;
-        for slot in Self::slots(key) {
+        for slot in Self::slots(hash) {
             let v = self.cells[slot]
                 .fetch_add(1, Ordering::Relaxed)
                 .saturating_add(1);
@@ -116,14 +116,18 @@ impl HotKeys {
 mod tests {
     use super::*;
 
+    fn record(hot: &HotKeys, key: &str) {
+        hot.record(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()));
+    }
+
     #[test]
     fn finds_the_hot_keys_among_many_cold_ones() {
         let hot = HotKeys::default();
         for round in 0..200 {
             for k in 0..5 {
-                hot.record(format!("hot:{k}").as_bytes());
+                record(&hot, &format!("hot:{k}"));
             }
-            hot.record(format!("cold:{round}").as_bytes());
+            record(&hot, &format!("cold:{round}"));
         }
         let top: Vec<String> = hot.top(5).into_iter().map(|(k, _)| k).collect();
         let mut sorted = top.clone();

@@ -152,22 +152,38 @@ impl MemoryStore {
     /// Looks a key up and counts a hit or a miss.
     #[inline(always)]
     pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
-        // One lookup in 16 feeds the hot-key sketch, one in 64 is timed.
+        // One lookup in 16 feeds the hot-key sketch, one in 64 is timed. Both happen out of line
+        // and before the value exists, so the common path holds no value across a call.
         let dice = crate::stats::sample();
-        let timer = (dice & 63 == 0).then(std::time::Instant::now);
-        let found = self.peek(key, hash);
-        if let Some(started) = timer {
-            self.counters.lookup_latency.record(started.elapsed());
-        }
         if dice & 15 == 0 {
-            self.hot.record(key);
+            if dice & 63 == 0 {
+                return self.get_timed(key, hash);
+            }
+            self.hot.record(key, hash);
         }
-        if found.is_some() {
+        let found = self.peek(key, hash);
+        self.count(found.is_some());
+        found
+    }
+
+    /// [`get`](Self::get) for a sampled lookup: timed, and fed to the hot-key sketch.
+    #[inline(never)]
+    fn get_timed<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Option<T> {
+        self.hot.record(key, hash);
+        let started = std::time::Instant::now();
+        let found = self.peek(key, hash);
+        self.counters.lookup_latency.record(started.elapsed());
+        self.count(found.is_some());
+        found
+    }
+
+    #[inline(always)]
+    fn count(&self, hit: bool) {
+        if hit {
             self.counters.hits.incr();
         } else {
             self.counters.misses.incr();
         }
-        found
     }
 
     /// The type-erased value under `key`, for followers of a single flight.
