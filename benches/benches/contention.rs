@@ -5,6 +5,8 @@
 //! Run: `cargo bench -p benches --bench contention`.
 
 use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::Duration;
 
 use benches::{Profile, zipf_trace};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -23,17 +25,52 @@ fn peer_cached(id: u64) -> Profile {
     Profile::load(id)
 }
 
-/// Runs `op` over each thread's slice of the trace, both threads at once.
-fn run(traces: &[Vec<u64>], op: &(impl Fn(u64) + Sync)) {
-    std::thread::scope(|s| {
-        for t in traces {
-            s.spawn(move || {
-                for &k in t {
-                    op(k);
-                }
-            });
-        }
-    });
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `op` over each thread's slice of the trace, both threads released at once by a barrier,
+/// `iters` times; returns the sum over iterations of the slower thread's *CPU* time.
+///
+/// CPU time rather than wall time: the machine is shared with compiles that take the cores away
+/// for milliseconds at a time, which wall time charged to whichever cache was running. Cache-line
+/// transfers between the cores stall the thread and so still count as its CPU time.
+fn run(traces: &[Vec<u64>], op: &(impl Fn(u64) + Sync), iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Barrier::new(traces.len());
+        let slowest = std::thread::scope(|s| {
+            let threads: Vec<_> = traces
+                .iter()
+                .map(|t| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        let began = thread_cpu_time();
+                        for &k in t {
+                            op(k);
+                        }
+                        thread_cpu_time() - began
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a benchmark thread"))
+                .max()
+                .unwrap_or_default()
+        });
+        total += slowest;
+    }
+    total
 }
 
 fn contention(c: &mut Criterion) {
@@ -60,16 +97,16 @@ fn contention(c: &mut Criterion) {
     g.throughput(Throughput::Elements((THREADS * PER_THREAD) as u64));
     g.sample_size(20);
     g.bench_function("ours", |b| {
-        b.iter(|| run(&traces, &|k| drop(black_box(ours(k)))))
+        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(ours(k))), iters))
     });
     g.bench_function("cached", |b| {
-        b.iter(|| run(&traces, &|k| drop(black_box(peer_cached(k)))))
+        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(peer_cached(k))), iters))
     });
     g.bench_function("moka", |b| {
-        b.iter(|| run(&traces, &|k| drop(black_box(moka.get(&k)))))
+        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(moka.get(&k))), iters))
     });
     g.bench_function("quick_cache", |b| {
-        b.iter(|| run(&traces, &|k| drop(black_box(quick.get(&k)))))
+        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(quick.get(&k))), iters))
     });
     g.finish();
 }

@@ -67,9 +67,13 @@ impl SplitMix64 {
 }
 
 /// Where the benchmarks that are not timings (hit ratios, stampede body runs) leave their
-/// figures for `scripts/bench`: `target/bench-extra/<name>.json`.
+/// figures for `scripts/bench`: `<target dir>/bench-extra/<name>.json`, under `CARGO_TARGET_DIR`
+/// when it is set (where `scripts/bench` looks), else the workspace's `target/`.
 pub fn write_extra(name: &str, json: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-extra");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("bench-extra");
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(format!("{name}.json")), json);
     }

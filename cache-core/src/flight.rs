@@ -656,8 +656,11 @@ pub(crate) async fn get_or_compute<R, J: Job<R>>(
     let hash = key.lookup_hash();
     let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
         Lookup::Hit(v) => {
+            // Rebuilt before the event, so the value is built where it is returned instead of
+            // being moved (150+ bytes for a typical row) across the call into tracing.
+            let out = job.strategy().rebuild(v);
             tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-            return job.strategy().rebuild(v);
+            return out;
         }
         Lookup::Later => true,
         Lookup::Absent => false,
@@ -1443,8 +1446,11 @@ pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     let hash = key.lookup_hash();
     let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
         Lookup::Hit(v) => {
+            // Rebuilt before the event, so the value is built where it is returned instead of
+            // being moved (150+ bytes for a typical row) across the call into tracing.
+            let out = job.strategy().rebuild(v);
             tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-            return job.strategy().rebuild(v);
+            return out;
         }
         Lookup::Later => true,
         Lookup::Absent => false,

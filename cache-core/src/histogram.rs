@@ -51,7 +51,11 @@ impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
         let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
         self.counts[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        // Read first: `fetch_max` is a locked read-modify-write even when the maximum stands,
+        // which would pull the line away from every other core recording at the same time.
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn summary(&self) -> LatencySummary {

@@ -14,7 +14,7 @@ pub(crate) const NEVER: u64 = u64::MAX;
 
 pub(crate) struct Entry {
     /// The logical key, compared on every hit so a 64-bit hash collision is only a miss.
-    pub(crate) key: Box<str>,
+    pub(crate) key: StoredKey,
     pub(crate) value: Value,
     /// Clock milliseconds before which a read is a plain hit: `expires_at`, or earlier when the
     /// entry is refreshed ahead (see `freshness.rs`). The only time the hit path reads.
@@ -34,6 +34,52 @@ pub(crate) struct Entry {
     /// frequency (S3-FIFO). Bumped on hits without a lock.
     pub(crate) freq: AtomicU8,
     pub(crate) tags: Box<[Arc<str>]>,
+}
+
+/// An entry's logical key: inline when short (template keys such as `user:42` are), so a hit
+/// reads the key from the entry itself instead of following a pointer to another cache line.
+pub(crate) enum StoredKey {
+    Inline {
+        len: u8,
+        bytes: [u8; StoredKey::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl StoredKey {
+    /// 30 bytes keep the key at 32 bytes, two more than a `Box<str>` and its tag.
+    const INLINE: usize = 30;
+
+    pub(crate) fn new(key: &str) -> Self {
+        if key.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            StoredKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            StoredKey::Heap(key.into())
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredKey::Heap(b) => b.as_bytes(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Built from a `&str` of exactly these bytes.
+            StoredKey::Inline { .. } => {
+                std::str::from_utf8(self.as_bytes()).expect("an inline key is the bytes of a str")
+            }
+            StoredKey::Heap(b) => b,
+        }
+    }
 }
 
 impl Entry {

@@ -19,6 +19,8 @@ pub(crate) struct HotKeys {
     cells: Box<[AtomicU32]>,
     recorded: AtomicU64,
     top: Mutex<Vec<(Box<str>, u32)>>,
+    /// The smallest count in `top` when it is full, else 0 (read without the lock).
+    floor: AtomicU32,
 }
 
 impl Default for HotKeys {
@@ -27,21 +29,22 @@ impl Default for HotKeys {
             cells: (0..ROWS * WIDTH).map(|_| AtomicU32::new(0)).collect(),
             recorded: AtomicU64::new(0),
             top: Mutex::new(Vec::with_capacity(TOP + 1)),
+            floor: AtomicU32::new(0),
         }
     }
 }
 
 impl HotKeys {
-    fn slots(key: &[u8]) -> [usize; ROWS] {
-        let h = xxhash_rust::xxh3::xxh3_64(key);
+    fn slots(h: u64) -> [usize; ROWS] {
         let (a, b) = (h as u32 as usize, (h >> 32) as usize | 1);
         std::array::from_fn(|row| row * WIDTH + (a.wrapping_add(row.wrapping_mul(b)) % WIDTH))
     }
 
-    /// Counts one (sampled) access of `key`.
-    pub(crate) fn record(&self, key: &[u8]) {
+    /// Counts one (sampled) access of `key`, whose lookup hash (XXH3-64 of the key, already
+    /// computed by the caller) picks the cells.
+    pub(crate) fn record(&self, key: &[u8], hash: u64) {
         let mut estimate = u32::MAX;
-        for slot in Self::slots(key) {
+        for slot in Self::slots(hash) {
             let v = self.cells[slot]
                 .fetch_add(1, Ordering::Relaxed)
                 .saturating_add(1);
@@ -51,10 +54,20 @@ impl HotKeys {
         if n % DECAY_EVERY == 0 {
             self.decay();
         }
+        // Most sampled keys are not hot enough for the list: say so without the lock, which
+        // every core recording at once would otherwise take in turn.
+        if estimate <= self.floor.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        let mut top = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        // A busy list skips this sample rather than making a hit wait; the sketch counts it.
+        let mut top = match self.top.try_lock() {
+            Ok(top) => top,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let full = top.len() >= TOP;
         if full && top.last().is_some_and(|(_, min)| *min >= estimate) {
             return;
@@ -65,6 +78,17 @@ impl HotKeys {
         }
         top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         top.truncate(TOP);
+        self.set_floor(&top);
+    }
+
+    /// The estimate a key must beat to enter the list: the last one's once the list is full.
+    fn set_floor(&self, top: &[(Box<str>, u32)]) {
+        let floor = if top.len() >= TOP {
+            top.last().map_or(0, |(_, c)| *c)
+        } else {
+            0
+        };
+        self.floor.store(floor, Ordering::Relaxed);
     }
 
     fn decay(&self) {
@@ -75,6 +99,7 @@ impl HotKeys {
         for entry in top.iter_mut() {
             entry.1 /= 2;
         }
+        self.set_floor(&top);
     }
 
     /// The hottest keys with their estimated (sampled) counts, hottest first.
@@ -91,14 +116,18 @@ impl HotKeys {
 mod tests {
     use super::*;
 
+    fn record(hot: &HotKeys, key: &str) {
+        hot.record(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()));
+    }
+
     #[test]
     fn finds_the_hot_keys_among_many_cold_ones() {
         let hot = HotKeys::default();
         for round in 0..200 {
             for k in 0..5 {
-                hot.record(format!("hot:{k}").as_bytes());
+                record(&hot, &format!("hot:{k}"));
             }
-            hot.record(format!("cold:{round}").as_bytes());
+            record(&hot, &format!("cold:{round}"));
         }
         let top: Vec<String> = hot.top(5).into_iter().map(|(k, _)| k).collect();
         let mut sorted = top.clone();

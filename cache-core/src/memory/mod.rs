@@ -1,8 +1,10 @@
-//! The memory tier: typed values in a sharded map (dashmap), per-entry expiry, a bound by entry
-//! count and weight, and an eviction policy.
+//! The memory tier: typed values in a read-optimized concurrent map (`scc::HashIndex`), per-entry
+//! expiry, a bound by entry count and weight, and an eviction policy.
 //!
 //! Locks, in the only order they are ever nested: the evictor mutex or the expiry mutex, then a
-//! map shard. A hit takes one shard's read lock and nothing else.
+//! map bucket. A hit takes no lock and writes no shared memory: `HashIndex` reads are lock-free
+//! (epoch-based reclamation keeps a removed entry alive until no reader can still see it), and
+//! writers lock only the key's bucket. See `docs/architecture.md` for why not dashmap here.
 
 mod entry;
 pub(crate) mod epochs;
@@ -20,8 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use scc::hash_index::Entry as IndexEntry;
 
-pub(crate) use entry::{Entry, Lookup, NEVER, Times, Value};
+pub(crate) use entry::{Entry, Lookup, NEVER, StoredKey, Times, Value};
 use evictor::{Evictor, Probe, Slot};
 pub(crate) use sweeper::register as register_for_maintenance;
 use tags::TagIndex;
@@ -49,6 +52,9 @@ impl Hasher for PassThrough {
 }
 
 pub(crate) type HashKeyed<V> = DashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+/// The entries, by the key's lookup hash.
+type Entries = scc::HashIndex<u64, Entry, BuildHasherDefault<PassThrough>>;
 
 /// Why an entry left the memory tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +84,7 @@ pub(crate) struct InsertOptions {
 
 pub(crate) struct MemoryStore {
     pub(crate) name: Arc<str>,
-    map: HashKeyed<Entry>,
+    map: Entries,
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     len: AtomicI64,
@@ -116,7 +122,7 @@ impl MemoryStore {
         let store = Arc::new(MemoryStore {
             evictor: Mutex::new(Evictor::new(policy.eviction, policy.max_entries)),
             name,
-            map: HashKeyed::default(),
+            map: Entries::default(),
             policy,
             clock,
             len: AtomicI64::new(0),
@@ -136,7 +142,11 @@ impl MemoryStore {
     #[inline(always)]
     pub(crate) fn lookup<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         let now = self.clock.now_ms();
-        let Some(entry) = self.map.get(&hash) else {
+        // `peek` with our own guard rather than `peek_with`: the value is cloned here, inlined
+        // into the caller, instead of being returned by value out of scc's (out-of-line)
+        // function, which cost a 150-byte copy per hit.
+        let guard = scc::Guard::new();
+        let Some(entry) = self.map.peek(&hash, &guard) else {
             return Lookup::Absent;
         };
         if entry.key.as_bytes() != key {
@@ -159,7 +169,8 @@ impl MemoryStore {
     /// The value under `key` with its times, while it is kept (fresh or not); not counted.
     pub(crate) fn peek_kept(&self, key: &[u8], hash: u64) -> Option<(Value, Times)> {
         let now = self.clock.now_ms();
-        let entry = self.map.get(&hash)?;
+        let guard = scc::Guard::new();
+        let entry = self.map.peek(&hash, &guard)?;
         if entry.key.as_bytes() != key || entry.keep_until <= now {
             return None;
         }
@@ -171,29 +182,48 @@ impl MemoryStore {
     /// whoever decides what it is).
     #[inline(always)]
     pub(crate) fn get<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
-        // One lookup in 16 feeds the hot-key sketch, one in 64 is timed.
+        // One lookup in 16 feeds the hot-key sketch, one in 64 is timed. Both happen out of line
+        // and before the value exists, so the common path holds no value across a call.
         let dice = crate::stats::sample();
-        let timer = (dice & 63 == 0).then(std::time::Instant::now);
-        let found = self.lookup(key, hash);
-        if let Some(started) = timer {
-            self.counters.lookup_latency.record(started.elapsed());
-        }
         if dice & 15 == 0 {
-            self.hot.record(key);
+            if dice & 63 == 0 {
+                return self.get_timed(key, hash);
+            }
+            self.hot.record(key, hash);
         }
-        match &found {
+        let found = self.lookup(key, hash);
+        self.count(&found);
+        found
+    }
+
+    /// [`get`](Self::get) for a sampled lookup: timed, and fed to the hot-key sketch.
+    #[inline(never)]
+    fn get_timed<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
+        self.hot.record(key, hash);
+        let started = std::time::Instant::now();
+        let found = self.lookup(key, hash);
+        self.counters.lookup_latency.record(started.elapsed());
+        self.count(&found);
+        found
+    }
+
+    #[inline(always)]
+    fn count<T>(&self, found: &Lookup<T>) {
+        match found {
             Lookup::Hit(_) => self.counters.hits.incr(),
             Lookup::Absent => self.counters.misses.incr(),
             Lookup::Later => {}
         }
-        found
     }
 
     /// The type-erased value under `key`, for followers of a single flight.
     pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
         let now = self.clock.now_ms();
-        let entry = self.map.get(&hash)?;
-        (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.clone())
+        self.map
+            .peek_with(&hash, |_, entry| {
+                (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.clone())
+            })
+            .flatten()
     }
 
     /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
@@ -220,7 +250,7 @@ impl MemoryStore {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Slot { hash, id };
         let entry = Entry {
-            key: key.into(),
+            key: StoredKey::new(key),
             value,
             soft_at,
             expires_at,
@@ -235,7 +265,10 @@ impl MemoryStore {
         // after our check below still finds it; a stale index record is harmless.
         self.tags.add(&entry.tags, slot);
         let replaced = {
-            let slot_entry = self.map.entry(hash);
+            // The bucket stays locked until the new entry is in: an invalidation of this key
+            // (epoch bump, then a removal that takes the same lock) is either seen here or finds
+            // the entry.
+            let slot_entry = self.map.entry_sync(hash);
             if let Some(expected) = opts.epoch {
                 if self.epochs.snapshot(hash, &entry.tags) != expected {
                     drop(slot_entry);
@@ -244,18 +277,25 @@ impl MemoryStore {
                 }
             }
             match slot_entry {
-                dashmap::mapref::entry::Entry::Occupied(mut o) => Some(o.insert(entry)),
-                dashmap::mapref::entry::Entry::Vacant(v) => {
-                    v.insert(entry);
+                IndexEntry::Occupied(mut o) => {
+                    // The old entry stays readable to lookups already under way and is dropped
+                    // once none can see it; what the bookkeeping needs is copied out.
+                    let old = o.get();
+                    let old = (old.weight, old.id, old.tags.clone());
+                    o.update(entry);
+                    Some(old)
+                }
+                IndexEntry::Vacant(v) => {
+                    v.insert_entry(entry);
                     None
                 }
             }
         };
         match replaced {
-            Some(old) => {
+            Some((old_weight, old_id, old_tags)) => {
                 self.weight
-                    .fetch_add(weight as i64 - old.weight as i64, Ordering::Relaxed);
-                self.tags.remove(&old.tags, Slot { hash, id: old.id });
+                    .fetch_add(weight as i64 - old_weight as i64, Ordering::Relaxed);
+                self.tags.remove(&old_tags, Slot { hash, id: old_id });
             }
             None => {
                 self.len.fetch_add(1, Ordering::Relaxed);
@@ -295,21 +335,27 @@ impl MemoryStore {
 
     /// Removes the entry a queue record names, if that record is still current.
     fn remove_slot(&self, slot: Slot, cause: RemovalCause) -> bool {
-        let removed = self.map.remove_if(&slot.hash, |_, e| e.id == slot.id);
+        let mut removed = None;
+        self.map.remove_if_sync(&slot.hash, |e| {
+            if e.id != slot.id {
+                return false;
+            }
+            removed = Some((e.weight, e.tags.clone()));
+            true
+        });
         match removed {
-            Some((_, entry)) => {
-                self.account_removal(&entry, slot.hash, cause);
+            Some((weight, tags)) => {
+                self.account_removal(weight, &tags, slot, cause);
                 true
             }
             None => false,
         }
     }
 
-    fn account_removal(&self, entry: &Entry, hash: u64, cause: RemovalCause) {
+    fn account_removal(&self, weight: u64, tags: &[Arc<str>], slot: Slot, cause: RemovalCause) {
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.weight
-            .fetch_sub(entry.weight as i64, Ordering::Relaxed);
-        self.tags.remove(&entry.tags, Slot { hash, id: entry.id });
+        self.weight.fetch_sub(weight as i64, Ordering::Relaxed);
+        self.tags.remove(tags, slot);
         match cause {
             RemovalCause::Expired => self.counters.expirations.incr(),
             RemovalCause::Evicted => self.counters.evictions.incr(),
@@ -321,15 +367,22 @@ impl MemoryStore {
     pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
         self.epochs.bump_key(hash);
         let now = self.clock.now_ms();
-        match self.map.remove_if(&hash, |_, e| e.key.as_bytes() == key) {
-            Some((_, entry)) => {
-                let live = entry.is_live(now);
+        let mut removed = None;
+        self.map.remove_if_sync(&hash, |e| {
+            if e.key.as_bytes() != key {
+                return false;
+            }
+            removed = Some((e.weight, e.tags.clone(), e.id, e.is_live(now)));
+            true
+        });
+        match removed {
+            Some((weight, tags, id, live)) => {
                 let cause = if live {
                     RemovalCause::Invalidated
                 } else {
                     RemovalCause::Expired
                 };
-                self.account_removal(&entry, hash, cause);
+                self.account_removal(weight, &tags, Slot { hash, id }, cause);
                 live
             }
             None => false,
@@ -340,9 +393,9 @@ impl MemoryStore {
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
         self.epochs.bump_all();
         let mut removed = Vec::new();
-        self.map.retain(|hash, e| {
-            if pred(&e.key) {
-                removed.push((*hash, e.id, e.weight, std::mem::take(&mut e.tags)));
+        self.map.retain_sync(|hash, e| {
+            if pred(e.key.as_str()) {
+                removed.push((*hash, e.id, e.weight, e.tags.clone()));
                 false
             } else {
                 true
@@ -470,14 +523,17 @@ impl MemoryStore {
 impl Probe for MemoryStore {
     fn freq(&self, slot: Slot) -> Option<u8> {
         self.map
-            .get(&slot.hash)
-            .filter(|e| e.id == slot.id)
-            .map(|e| e.freq.load(Ordering::Relaxed))
+            .peek_with(&slot.hash, |_, e| {
+                (e.id == slot.id).then(|| e.freq.load(Ordering::Relaxed))
+            })
+            .flatten()
     }
 
     fn set_freq(&self, slot: Slot, freq: u8) {
-        if let Some(e) = self.map.get(&slot.hash).filter(|e| e.id == slot.id) {
-            e.freq.store(freq, Ordering::Relaxed);
-        }
+        self.map.peek_with(&slot.hash, |_, e| {
+            if e.id == slot.id {
+                e.freq.store(freq, Ordering::Relaxed);
+            }
+        });
     }
 }
