@@ -142,13 +142,13 @@ pub async fn cached_async<R, J: Job<R>>(
     tags: &[KeyBuf],
     job: J,
 ) -> R {
-    let store = site.store();
-    let out = flight::get_or_compute(&store, key, site.plan(&store, tags), job).await;
-    // Under `CacheHeadersLayer`: the miss path noted a body run or a stale value; anything else
-    // was a hit.
+    // Under `CacheHeadersLayer`: a hit unless the miss path notes a body run or a stale value
+    // (the request's status is the worst noted). Noted first, so the hit's value is not held
+    // across the call.
     #[cfg(feature = "axum")]
     crate::http::record(crate::http::CacheStatus::Hit);
-    out
+    let store = site.store();
+    flight::get_or_compute(&store, key, site.plan(&store, tags), job).await
 }
 
 /// The body of a sync `fn` under `#[cached]`.
@@ -159,11 +159,10 @@ pub fn cached_sync<R, J: SyncJob<R>>(
     tags: &[KeyBuf],
     job: J,
 ) -> R {
-    let store = site.store();
-    let out = flight::get_or_compute_blocking(&store, key, site.plan(&store, tags), job);
     #[cfg(feature = "axum")]
     crate::http::record(crate::http::CacheStatus::Hit);
-    out
+    let store = site.store();
+    flight::get_or_compute_blocking(&store, key, site.plan(&store, tags), job)
 }
 
 /// The job of a `#[cached]` async function: detachable when the function asked for a mode that

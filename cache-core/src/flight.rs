@@ -24,7 +24,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use crate::freshness::{Freshness, SiteFreshness, TimedOut, should_refresh};
 use crate::job::{Background, Job, SyncJob, Work};
 use crate::key::KeyBuf;
-use crate::memory::{HashKeyed, InsertOptions, Lookup, Times, Value};
+use crate::memory::{HashKeyed, InsertOptions, Lookup, Miss, Times, Value};
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
 use crate::remote::lock::FlightLock;
@@ -654,16 +654,18 @@ pub(crate) async fn get_or_compute<R, J: Job<R>>(
     job: J,
 ) -> R {
     let hash = key.lookup_hash();
-    let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
-        Lookup::Hit(v) => {
-            // Rebuilt before the event, so the value is built where it is returned instead of
-            // being moved (150+ bytes for a typical row) across the call into tracing.
-            let out = job.strategy().rebuild(v);
-            tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-            return out;
+    let later = {
+        let guard = scc::Guard::new();
+        match store.get_local_ref::<ValueOf<R, J>>(key.as_bytes(), hash, &guard) {
+            Ok(v) => {
+                tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
+                // Cloned straight into this function's return value (which is the caller's:
+                // the expansion returns it as it is) while the guard keeps the entry alive.
+                return job.strategy().rebuild_cloned(v);
+            }
+            Err(Miss::Later) => true,
+            Err(Miss::Absent) => false,
         }
-        Lookup::Later => true,
-        Lookup::Absent => false,
     };
     // Boxed so the caller's future holds a pointer rather than the whole miss state machine
     // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
@@ -1444,16 +1446,18 @@ pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     job: J,
 ) -> R {
     let hash = key.lookup_hash();
-    let later = match store.get_local::<ValueOf<R, J>>(key.as_bytes(), hash) {
-        Lookup::Hit(v) => {
-            // Rebuilt before the event, so the value is built where it is returned instead of
-            // being moved (150+ bytes for a typical row) across the call into tracing.
-            let out = job.strategy().rebuild(v);
-            tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-            return out;
+    let later = {
+        let guard = scc::Guard::new();
+        match store.get_local_ref::<ValueOf<R, J>>(key.as_bytes(), hash, &guard) {
+            Ok(v) => {
+                tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
+                // Cloned straight into this function's return value (which is the caller's:
+                // the expansion returns it as it is) while the guard keeps the entry alive.
+                return job.strategy().rebuild_cloned(v);
+            }
+            Err(Miss::Later) => true,
+            Err(Miss::Absent) => false,
         }
-        Lookup::Later => true,
-        Lookup::Absent => false,
     };
     miss_blocking(store, key, hash, plan, job, later)
 }

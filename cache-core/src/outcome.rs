@@ -29,6 +29,12 @@ pub trait Strategy<R> {
     fn cacheable(&self, out: &R) -> Option<Self::Value>;
     /// The return value for a cached `value`.
     fn rebuild(&self, value: Self::Value) -> R;
+    /// The return value for a value borrowed from the cache: the hit path. Where `R` is the
+    /// value itself, the clone is the return value, built where the caller returns it.
+    #[inline(always)]
+    fn rebuild_cloned(&self, value: &Self::Value) -> R {
+        self.rebuild(value.clone())
+    }
     /// How the value travels to a remote tier; `None` keeps it in memory only.
     fn codec(&self) -> Option<Codec<Self::Value>> {
         None
@@ -68,6 +74,10 @@ impl<R, S: Strategy<R>> Strategy<R> for WithCodec<S, S::Value> {
     #[inline]
     fn rebuild(&self, value: S::Value) -> R {
         self.inner.rebuild(value)
+    }
+    #[inline(always)]
+    fn rebuild_cloned(&self, value: &S::Value) -> R {
+        self.inner.rebuild_cloned(value)
     }
     fn codec(&self) -> Option<Codec<S::Value>> {
         self.codec
@@ -141,6 +151,10 @@ impl<R: CacheValue> Strategy<R> for PlainStrategy<R> {
     fn rebuild(&self, value: R) -> R {
         value
     }
+    #[inline(always)]
+    fn rebuild_cloned(&self, value: &R) -> R {
+        value.clone()
+    }
 }
 
 /// A strategy that stores a value only when a predicate over the whole return value agrees
@@ -164,6 +178,10 @@ impl<R, S: Strategy<R>, F: Fn(&R) -> bool> Strategy<R> for Filtered<S, F> {
     #[inline]
     fn rebuild(&self, value: S::Value) -> R {
         self.inner.rebuild(value)
+    }
+    #[inline(always)]
+    fn rebuild_cloned(&self, value: &S::Value) -> R {
+        self.inner.rebuild_cloned(value)
     }
     fn codec(&self) -> Option<Codec<S::Value>> {
         self.inner.codec()

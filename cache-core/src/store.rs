@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::flight::Flights;
-use crate::memory::{InsertOptions, Lookup, MemoryStore, Value};
+use crate::memory::{InsertOptions, Lookup, MemoryStore, Miss, Value};
 use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
@@ -84,13 +84,29 @@ impl Store {
         }
     }
 
-    /// L1 lookup, counted. `None` at once for a remote-only cache.
+    /// L1 lookup, counted. Absent at once for a remote-only cache.
     #[inline(always)]
     pub(crate) fn get_local<T: Clone + 'static>(&self, key: &[u8], hash: u64) -> Lookup<T> {
         if self.tier.uses_memory() {
             self.memory.get(key, hash)
         } else {
             Lookup::Absent
+        }
+    }
+
+    /// [`get_local`](Self::get_local) borrowing the value for as long as `guard` lives (see
+    /// [`MemoryStore::get_ref`]): the hit path of a cached call.
+    #[inline(always)]
+    pub(crate) fn get_local_ref<'g, T: 'static>(
+        &'g self,
+        key: &[u8],
+        hash: u64,
+        guard: &'g scc::Guard,
+    ) -> Result<&'g T, Miss> {
+        if self.tier.uses_memory() {
+            self.memory.get_ref(key, hash, guard)
+        } else {
+            Err(Miss::Absent)
         }
     }
 

@@ -134,3 +134,12 @@ pub(crate) enum Lookup<T> {
     /// Nothing usable.
     Absent,
 }
+
+/// Why [`MemoryStore::get_with`](super::MemoryStore::get_with) found no value to serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// See [`Lookup::Later`].
+    Later,
+    /// See [`Lookup::Absent`].
+    Absent,
+}
