@@ -210,17 +210,25 @@ impl KeyBuf {
 
     #[inline(always)]
     fn push_u64(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
+        let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+        let end = self.len + len;
+        if end > INLINE {
+            let mut digits = [0u8; 20];
+            let mut rest = n;
+            for d in digits[..len].iter_mut().rev() {
+                *d = b'0' + (rest % 10) as u8;
+                rest /= 10;
             }
+            self.push_spilled(&digits[..len]);
+            return;
         }
-        self.push_bytes(&digits[at..]);
+        // Written in place, last digit first: a separate digit buffer copied in afterwards
+        // became a `memcpy` call whose loads stalled on the digits' just-written bytes.
+        for d in self.inline[self.len..end].iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len = end;
     }
 
     /// Appends a placeholder's value lowercased (`{arg:lower}`), escaped.
@@ -402,11 +410,17 @@ mod tests {
 
     #[test]
     fn the_integer_fast_path_writes_what_display_writes() {
-        for n in [0u64, 7, 42, 1_000, u64::MAX] {
-            let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
-            fast.part_or_int(&n, (&&IntProbe(&n)).int());
-            slow.part(&n);
-            assert_eq!(fast.as_str(), slow.as_str());
+        // Prefixes put the digits inline, across the inline buffer's end, and after a spill.
+        for prefix in [0, 1, INLINE - 20, INLINE - 3, INLINE, INLINE + 5] {
+            for n in [0u64, 7, 9, 10, 42, 99, 100, 1_000, 999_999, u64::MAX] {
+                let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
+                fast.lit(&"p".repeat(prefix));
+                slow.lit(&"p".repeat(prefix));
+                fast.part_or_int(&n, (&&IntProbe(&n)).int());
+                slow.part(&n);
+                assert_eq!(fast.as_str(), slow.as_str());
+                assert_eq!(fast.lookup_hash(), slow.lookup_hash());
+            }
         }
         for n in [i64::MIN, -42, 0, 42, i64::MAX] {
             let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
