@@ -32,22 +32,22 @@ thread_local! {
 /// This thread's index (see [`NEXT_THREAD`]).
 #[inline(always)]
 fn thread_index() -> usize {
-    THREAD.with(|t| {
-        let v = t.get();
-        if v != usize::MAX {
-            v
-        } else {
-            assign_thread_index(t)
-        }
-    })
+    // `get` rather than `with` and a closure: the closure's instance was left out of line on
+    // the hit path.
+    let v = THREAD.get();
+    if v != usize::MAX {
+        v
+    } else {
+        assign_thread_index()
+    }
 }
 
 /// Out of line, so the common path of [`thread_index`] is a load and a compare.
 #[cold]
 #[inline(never)]
-fn assign_thread_index(t: &Cell<usize>) -> usize {
+fn assign_thread_index() -> usize {
     let v = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-    t.set(v);
+    THREAD.set(v);
     v
 }
 
