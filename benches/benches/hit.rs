@@ -155,6 +155,40 @@ fn hits(c: &mut Criterion) {
             async move { black_box(cache.get(&id).await) }
         })
     });
+    // The same async hits awaited back to back inside one task, as a handler awaits them:
+    // `to_async` above enters the runtime once per call, a cost about the size of a hit that
+    // every row there pays alike.
+    macro_rules! in_task {
+        ($name:expr, |$id:ident| $call:expr) => {
+            g.bench_function($name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let started = std::time::Instant::now();
+                        for _ in 0..iters {
+                            let $id = black_box(next());
+                            black_box($call);
+                        }
+                        started.elapsed()
+                    })
+                })
+            });
+        };
+    }
+    in_task!("ours/async key=\"user:{id}\", in one task", |id| {
+        ours::async_template(id).await
+    });
+    in_task!("ours/async default key, in one task", |id| {
+        ours::async_default_key(id).await
+    });
+    in_task!("cached/async unbounded, in one task", |id| {
+        peer_cached::async_unbounded(id).await
+    });
+    in_task!("cached/async key=\"user:{id}\", in one task", |id| {
+        peer_cached::async_template(id).await
+    });
+    in_task!("moka/future get, in one task", |id| moka_future
+        .get(&id)
+        .await);
     g.finish();
 }
 

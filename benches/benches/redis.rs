@@ -131,7 +131,7 @@ fn redis_hits(c: &mut Criterion) {
         stored.len()
     );
 
-    allocations(&rt, &raw);
+    let (allocs_ours, allocs_raw) = allocations(&rt, &raw);
 
     let mut g = c.benchmark_group("redis hit");
     let mut id = 0u64;
@@ -173,7 +173,15 @@ fn redis_hits(c: &mut Criterion) {
     });
     g.finish();
 
-    paired(&rt, &raw);
+    let (ours_us, raw_us, ratio) = paired(&rt, &raw);
+    benches::write_extra(
+        "redis",
+        &format!(
+            "{{\"paired_ours_us\": {ours_us:.2}, \"paired_raw_us\": {raw_us:.2}, \"paired_ratio\": {ratio:.4}, \"allocations_ours\": {allocs_ours:.1}, \"allocations_raw\": {allocs_raw:.1}, \"value_bytes\": {}, \"stored_bytes\": {}}}",
+            payload.len(),
+            stored.len()
+        ),
+    );
 
     let remote = manager
         .cache("remote")
@@ -188,8 +196,8 @@ fn redis_hits(c: &mut Criterion) {
     drop(server);
 }
 
-/// Prints the allocations per call of a `#[cached]` Redis hit and of the raw read.
-fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
+/// Prints (and returns) the allocations per call of a `#[cached]` Redis hit and of the raw read.
+fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f64) {
     const CALLS: u64 = 2_000;
     let per_call =
         |before: u64| (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64;
@@ -205,18 +213,20 @@ fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
             let bytes: Vec<u8> = conn.get(raw_key(id % KEYS)).await.expect("GET");
             black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
         }
+        let raw = per_call(before);
         eprintln!(
             "allocations per call: #[cached] remote hit {ours:.1}, redis-rs GET + \
-             rmp_serde::from_slice {:.1}",
-            per_call(before)
+             rmp_serde::from_slice {raw:.1}"
         );
-    });
+        (ours, raw)
+    })
 }
 
 /// The framework's share of a Redis hit, measured robustly on a noisy machine: short batches of
 /// `#[cached]` hits and of raw `GET` + decode alternate (ABBA), so drift and other processes'
-/// load fall on both alike, and the median of the per-round ratios is reported.
-fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
+/// load fall on both alike, and the median of the per-round ratios is reported. Returns the
+/// median times in µs and the median ratio.
+fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f64, f64) {
     const ROUNDS: usize = 60;
     const BATCH: u64 = 300;
     let (mut ours_ns, mut raw_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -252,14 +262,18 @@ fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    eprintln!(
-        "paired ({ROUNDS} rounds of {BATCH} ABBA): #[cached] remote hit {:.1} µs, redis-rs GET + \
-         rmp_serde::from_slice {:.1} µs; median ratio {:.3} (framework adds {:+.1}%)",
+    let (ours_us, raw_us, ratio) = (
         median(&mut ours_ns) / 1e3,
         median(&mut raw_ns) / 1e3,
-        median(&mut ratios.clone()),
-        (median(&mut ratios) - 1.0) * 100.0
+        median(&mut ratios),
     );
+    eprintln!(
+        "paired ({ROUNDS} rounds of {BATCH} ABBA): #[cached] remote hit {ours_us:.1} µs, \
+         redis-rs GET + rmp_serde::from_slice {raw_us:.1} µs; median ratio {ratio:.3} \
+         (framework adds {:+.1}%)",
+        (ratio - 1.0) * 100.0
+    );
+    (ours_us, raw_us, ratio)
 }
 
 criterion_group! {
