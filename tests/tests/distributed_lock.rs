@@ -8,7 +8,8 @@
 //! expires, and then exactly one survivor computes; with Redis stopped or frozen, callers compute
 //! at once instead of waiting for a lock; a holder that is cancelled or panics releases its lock
 //! at once, and one whose result is not cached (`Err`) lets a waiting instance compute without
-//! waiting for the TTL; only a lock's owner releases it, and the lock is not a value to pattern
+//! waiting for the TTL, and so does a caller dropped while its `SET NX` is in flight; only a lock's
+//! owner releases it, and the lock is not a value to pattern
 //! invalidation or clearing.
 
 mod hybrid_common;
@@ -400,6 +401,81 @@ async fn a_cancelled_or_panicking_holder_releases_its_lock_at_once() {
         7
     );
     assert_eq!(lock_stats(&m), (3, 0, 0));
+}
+
+/// A caller dropped while its `SET NX` is in flight (applied by Redis, its reply not yet read)
+/// never held a `FlightLock`, yet the key holds its token: the attempt releases it (a
+/// compare-and-delete, a no-op when the lock is someone else's) instead of leaving it until the
+/// lock's TTL, which here is a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_dropped_while_taking_the_lock_releases_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tests::fault_proxy::{FaultProxy, ProxyMode};
+
+    let namespace = "lockinflight";
+    // The proxy owns a runtime: started and dropped off this one's threads.
+    let port = server().port();
+    let proxy = tokio::task::spawn_blocking(move || FaultProxy::start(port))
+        .await
+        .expect("proxy started");
+    let m = cache_core::CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(proxy.url()).namespace(namespace),
+        ))
+        .cache(
+            "c",
+            cache_core::Policy::new()
+                .tier(cache_core::Tier::Remote)
+                .lock_ttl(Duration::from_secs(60)),
+        )
+        // Slow replies are not failures here: the attempt must still be waiting when dropped.
+        .resilience(cache_core::Resilience::new().timeout(Duration::from_secs(30)))
+        .build();
+    let lock_key = RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+        .lock_key("c", "k");
+    // Connected while the link is fast; then every chunk takes 800 ms each way, so a reply comes
+    // back 800 ms after Redis applied its command.
+    assert_eq!(m.cache("c").get::<u64>("warm-up").await, None);
+    proxy.set(ProxyMode::Latency(Duration::from_millis(800)));
+
+    let runs = Arc::new(AtomicU64::new(0));
+    let cache = m.cache("c");
+    let body_runs = runs.clone();
+    let call = tokio::spawn(async move {
+        cache
+            .get_or_insert_with("k", || async move {
+                body_runs.fetch_add(1, Ordering::SeqCst);
+                7u64
+            })
+            .await
+    });
+    // Watched on the server directly, not through the proxy: the `SET NX` has been applied.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server().cli(&["EXISTS", &lock_key]) != "1" {
+        assert!(Instant::now() < deadline, "the call never took the lock");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Its reply is still on the slow link: the caller has not seen `Acquired`.
+    assert_eq!(lock_stats(&m), (0, 0, 0));
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    proxy.set(ProxyMode::Pass);
+    until_gone(&lock_key, "after a caller dropped during its SET NX").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the body never ran");
+
+    // The key is free again: the next call computes at once, without waiting for the lock.
+    assert_eq!(
+        m.cache("c")
+            .get_or_insert_with("k", || async { 8u64 })
+            .await,
+        8
+    );
+    assert_eq!(lock_stats(&m), (1, 0, 0));
+    drop(m);
+    tokio::task::spawn_blocking(move || drop(proxy))
+        .await
+        .expect("proxy stopped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

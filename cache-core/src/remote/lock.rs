@@ -137,14 +137,42 @@ pub(crate) enum LockWait<T> {
 /// next miss sooner. The task runs on the caller's tokio runtime when there is one (it already
 /// has a connection), else on cache-core's I/O runtime. If neither runs it (a runtime shutting
 /// down), the lock expires after its TTL, which is also what happens when the holder crashes.
+///
+/// A `FlightLock` exists from just before the `SET NX` is sent: if the caller's future is dropped
+/// while the command is in flight, or the attempt times out, Redis may have applied it without
+/// the caller ever seeing `Acquired`, and the drop releases what the token may hold (the release
+/// is a compare-and-delete, a no-op when the key holds another token or nothing). Only an answer
+/// that says the token was not stored (`Held`, `Unsupported`, or the breaker skipping the
+/// command) disarms it.
 pub(crate) struct FlightLock {
     remote: Arc<ResilientTier>,
     key: Box<str>,
     token: LockToken,
+    armed: bool,
+}
+
+impl FlightLock {
+    /// Armed for `token` before the attempt to store it.
+    fn attempt(remote: &Arc<ResilientTier>, key: &str, token: LockToken) -> Self {
+        FlightLock {
+            remote: remote.clone(),
+            key: key.into(),
+            token,
+            armed: true,
+        }
+    }
+
+    /// The backend answered that it did not store the token: nothing to release.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for FlightLock {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let remote = self.remote.clone();
         let key = std::mem::take(&mut self.key);
         let token = self.token;
@@ -182,13 +210,11 @@ impl Store {
         let mut waited = false;
         loop {
             let token = LockToken::random();
+            // Armed before the command is sent (see `FlightLock`): dropping this future while
+            // `SET NX` is in flight must not leave the token in the key until the TTL.
+            let lock = FlightLock::attempt(remote, key, token);
             match remote.run(remote.inner.try_lock(key, token, ttl)).await {
                 Ok(LockAttempt::Acquired) => {
-                    let lock = FlightLock {
-                        remote: remote.clone(),
-                        key: key.into(),
-                        token,
-                    };
                     // A holder may have written the value and released the lock between our
                     // last read and our `SET NX`; read once more under the lock, so that the body
                     // never runs for a value that is already there. (Dropping `lock` releases it.)
@@ -200,8 +226,19 @@ impl Store {
                     remote.counters.lock_acquired.incr();
                     return LockWait::Acquired(lock);
                 }
-                Ok(LockAttempt::Held) => {}
-                Ok(LockAttempt::Unsupported) | Err(_) => return LockWait::Proceed,
+                Ok(LockAttempt::Held) => lock.disarm(),
+                Ok(LockAttempt::Unsupported) => {
+                    lock.disarm();
+                    return LockWait::Proceed;
+                }
+                // The breaker skipped the command: nothing was sent, nothing to release.
+                Err(super::RemoteError::CircuitOpen) => {
+                    lock.disarm();
+                    return LockWait::Proceed;
+                }
+                // A timeout or a broken connection may have come after Redis stored the token:
+                // dropping `lock` releases it.
+                Err(_) => return LockWait::Proceed,
             }
             if !waited {
                 waited = true;
