@@ -8,6 +8,7 @@ use std::cell::Cell;
 
 use crate::LatencySummary;
 use crate::histogram::Histogram;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const STRIPES: usize = 16;
@@ -22,11 +23,39 @@ pub(crate) struct StripedCounter {
     slots: [Slot; STRIPES],
 }
 
-/// Each thread's index, handed out in order on its first count and never reused.
+/// The next never-used thread index. Indexes below [`OWNED`] are handed back when their thread
+/// ends (see [`ReleaseIndex`]) and reused before a new one is drawn.
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+/// Owned-slot indexes whose threads have ended.
+static FREE_INDEXES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// The index of a thread whose index was handed back: it counts through the shared slots.
+const RELEASED: usize = usize::MAX - 1;
 
 thread_local! {
     static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static RELEASE: ReleaseIndex = const { ReleaseIndex };
+}
+
+/// Hands the thread's index back when the thread ends, so that a process that keeps starting
+/// and ending threads (a blocking pool, a benchmark harness) does not run out of owned slots.
+/// The thread's last count happens before this destructor, which happens before the next owner
+/// takes the index from [`FREE_INDEXES`] (a mutex): the slot never has two writers.
+struct ReleaseIndex;
+
+impl Drop for ReleaseIndex {
+    fn drop(&mut self) {
+        // Any count made later in this thread's teardown (another thread-local's destructor
+        // calling a cached function) goes to the shared slots.
+        let index = THREAD.replace(RELEASED);
+        if index < OWNED {
+            FREE_INDEXES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(index);
+        }
+    }
 }
 
 /// This thread's index (see [`NEXT_THREAD`]).
@@ -46,7 +75,14 @@ fn thread_index() -> usize {
 #[cold]
 #[inline(never)]
 fn assign_thread_index() -> usize {
-    let v = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+    // Registering the destructor first: if it cannot be (the thread is already being torn
+    // down), the thread takes no owned index, so none is lost.
+    if RELEASE.try_with(|_| ()).is_err() {
+        THREAD.set(RELEASED);
+        return RELEASED;
+    }
+    let reused = FREE_INDEXES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let v = reused.unwrap_or_else(|| NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
     THREAD.set(v);
     v
 }
@@ -84,12 +120,12 @@ const OWNED: usize = 64;
 /// Slots shared, with locked increments, by the threads after the first [`OWNED`].
 const SHARED: usize = 8;
 
-/// A counter for the hit path: each of the first [`OWNED`] threads to count anything owns a slot
-/// that only it ever writes, so it counts with a plain load and store. A locked increment
-/// (what [`StripedCounter`] does) waits for every earlier load and store of the thread to
-/// complete, and measured as about a sixth of a memory hit. Thread indexes are never reused, so
-/// a process that keeps creating threads ends up counting its later threads' hits in the
-/// shared slots, still exactly, just with the locked increment.
+/// A counter for the hit path: each of up to [`OWNED`] live threads owns a slot that only it
+/// writes, so it counts with a plain load and store. A locked increment (what
+/// [`StripedCounter`] does) waits for every earlier load and store of the thread to complete,
+/// and measured as about a sixth of a memory hit. An ended thread's slot passes to a later
+/// thread with its count in it; threads beyond [`OWNED`] alive at once count in the shared
+/// slots, still exactly, with the locked increment.
 pub(crate) struct OwnedCounter {
     owned: [Slot; OWNED],
     shared: [Slot; SHARED],
@@ -274,14 +310,23 @@ impl CacheStats {
 mod tests {
     use super::*;
 
+    /// The tests below count thread indexes drawn process-wide: one at a time.
+    static INDEXES: Mutex<()> = Mutex::new(());
+
     #[test]
     fn owned_counter_counts_exactly_from_owning_and_sharing_threads() {
+        let _one_at_a_time = INDEXES.lock().unwrap_or_else(|e| e.into_inner());
         let counter = OwnedCounter::default();
-        // More threads than owned slots, so some count through the shared slots, several at once.
+        // More threads alive at once than owned slots (the barrier holds them all), so some
+        // count through the shared slots, several at once.
+        let threads = OWNED + 2 * SHARED;
+        let all_started = std::sync::Barrier::new(threads);
         std::thread::scope(|s| {
-            for _ in 0..OWNED + 2 * SHARED {
+            for _ in 0..threads {
                 s.spawn(|| {
-                    for _ in 0..1_000 {
+                    counter.incr();
+                    all_started.wait();
+                    for _ in 1..1_000 {
                         counter.incr();
                     }
                 });
@@ -293,5 +338,30 @@ mod tests {
         assert_eq!(counter.get(), 0);
         counter.incr();
         assert_eq!(counter.get(), 1);
+    }
+
+    #[test]
+    fn ended_threads_hand_their_slot_to_later_threads() {
+        let _one_at_a_time = INDEXES.lock().unwrap_or_else(|e| e.into_inner());
+        let counter = OwnedCounter::default();
+        let before = NEXT_THREAD.load(Ordering::Relaxed);
+        // One thread after another: each takes the slot (and the count) of one that ended.
+        for _ in 0..200 {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        counter.incr();
+                    }
+                });
+            });
+        }
+        assert_eq!(counter.get(), 200 * 100);
+        // Without reuse every thread would have drawn a new index; other tests' threads running
+        // meanwhile may draw a few.
+        let drawn = NEXT_THREAD.load(Ordering::Relaxed) - before;
+        assert!(
+            drawn < 64,
+            "{drawn} new thread indexes for 200 threads in turn"
+        );
     }
 }
