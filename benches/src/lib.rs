@@ -69,7 +69,13 @@ impl SplitMix64 {
 /// Where the benchmarks that are not timings (hit ratios, stampede body runs) leave their
 /// figures for `scripts/bench`: `<target dir>/bench-extra/<name>.json`, under `CARGO_TARGET_DIR`
 /// when it is set (where `scripts/bench` looks), else the workspace's `target/`.
+///
+/// Only under `cargo bench` (criterion's `--bench` argument): `cargo test --all-targets` also
+/// runs the benchmarks, once each in a debug build, and its figures must not replace a real run's.
 pub fn write_extra(name: &str, json: &str) {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
