@@ -645,6 +645,27 @@ async fn write_remote<T>(
 
 type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 
+/// The memory hit of [`get_or_compute`] and [`get_or_compute_blocking`]: returns the value from
+/// the calling function, else evaluates to whether an entry past its `soft_at` was found.
+///
+/// A macro rather than a function because the `return` is the point: the value is cloned
+/// straight into the caller's return value (which is the expansion's: it returns it as it is)
+/// while the guard, a local of the caller, keeps the entry alive. Returned through a function,
+/// a 168-byte row was copied once per layer (see `docs/benchmarks.md`).
+macro_rules! return_hit_or_later {
+    ($store:expr, $key:expr, $hash:expr, $job:expr) => {{
+        let guard = scc::Guard::new();
+        match $store.get_local_ref::<ValueOf<R, J>>($key.as_bytes(), $hash, &guard) {
+            Ok(v) => {
+                tracing::trace!(cache = %$store.name, outcome = "hit", "cached call");
+                return $job.strategy().rebuild_cloned(v);
+            }
+            Err(Miss::Later) => true,
+            Err(Miss::Absent) => false,
+        }
+    }};
+}
+
 /// Reads `key`, or computes it with the job's body once across concurrent callers.
 #[inline(always)]
 pub(crate) async fn get_or_compute<R, J: Job<R>>(
@@ -654,19 +675,7 @@ pub(crate) async fn get_or_compute<R, J: Job<R>>(
     job: J,
 ) -> R {
     let hash = key.lookup_hash();
-    let later = {
-        let guard = scc::Guard::new();
-        match store.get_local_ref::<ValueOf<R, J>>(key.as_bytes(), hash, &guard) {
-            Ok(v) => {
-                tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-                // Cloned straight into this function's return value (which is the caller's:
-                // the expansion returns it as it is) while the guard keeps the entry alive.
-                return job.strategy().rebuild_cloned(v);
-            }
-            Err(Miss::Later) => true,
-            Err(Miss::Absent) => false,
-        }
-    };
+    let later = return_hit_or_later!(store, key, hash, job);
     // Boxed so the caller's future holds a pointer rather than the whole miss state machine
     // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
     Box::pin(miss(store, key, hash, plan, job, later)).await
@@ -1446,19 +1455,7 @@ pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     job: J,
 ) -> R {
     let hash = key.lookup_hash();
-    let later = {
-        let guard = scc::Guard::new();
-        match store.get_local_ref::<ValueOf<R, J>>(key.as_bytes(), hash, &guard) {
-            Ok(v) => {
-                tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
-                // Cloned straight into this function's return value (which is the caller's:
-                // the expansion returns it as it is) while the guard keeps the entry alive.
-                return job.strategy().rebuild_cloned(v);
-            }
-            Err(Miss::Later) => true,
-            Err(Miss::Absent) => false,
-        }
-    };
+    let later = return_hit_or_later!(store, key, hash, job);
     miss_blocking(store, key, hash, plan, job, later)
 }
 
