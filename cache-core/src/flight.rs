@@ -651,7 +651,8 @@ type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 /// A macro rather than a function because the `return` is the point: the value is cloned
 /// straight into the caller's return value (which is the expansion's: it returns it as it is)
 /// while the guard, a local of the caller, keeps the entry alive. Returned through a function,
-/// a 168-byte row was copied once per layer (see `docs/benchmarks.md`).
+/// a 168-byte row was copied once per layer (see `docs/benchmarks.md`). Expanded inside a
+/// function generic over `R` (the return type) and `J` (its job), as both callers are.
 macro_rules! return_hit_or_later {
     ($store:expr, $key:expr, $hash:expr, $job:expr) => {{
         let guard = scc::Guard::new();

@@ -209,26 +209,19 @@ impl KeyBuf {
     }
 
     #[inline(always)]
-    fn push_u64(&mut self, mut n: u64) {
+    fn push_u64(&mut self, n: u64) {
         let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
         let end = self.len + len;
-        if end > INLINE {
+        if end <= INLINE {
+            // Written in place: a separate digit buffer copied in afterwards became a `memcpy`
+            // call whose loads stalled on the digits' just-written bytes.
+            write_decimal(&mut self.inline[self.len..end], n);
+            self.len = end;
+        } else {
             let mut digits = [0u8; 20];
-            let mut rest = n;
-            for d in digits[..len].iter_mut().rev() {
-                *d = b'0' + (rest % 10) as u8;
-                rest /= 10;
-            }
+            write_decimal(&mut digits[..len], n);
             self.push_spilled(&digits[..len]);
-            return;
         }
-        // Written in place, last digit first: a separate digit buffer copied in afterwards
-        // became a `memcpy` call whose loads stalled on the digits' just-written bytes.
-        for d in self.inline[self.len..end].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        self.len = end;
     }
 
     /// Appends a placeholder's value lowercased (`{arg:lower}`), escaped.
@@ -343,6 +336,15 @@ impl KeyBuf {
                 self.push_spilled(half);
             }
         }
+    }
+}
+
+/// Writes `n` in decimal into `out`, which is exactly as long as its digits, last digit first.
+#[inline(always)]
+fn write_decimal(out: &mut [u8], mut n: u64) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 

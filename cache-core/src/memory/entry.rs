@@ -135,7 +135,7 @@ pub(crate) enum Lookup<T> {
     Absent,
 }
 
-/// Why [`MemoryStore::get_with`](super::MemoryStore::get_with) found no value to serve.
+/// Why [`MemoryStore::get_ref`](super::MemoryStore::get_ref) found no value to serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Miss {
     /// See [`Lookup::Later`].
