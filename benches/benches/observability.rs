@@ -1,6 +1,6 @@
 //! What observability costs a hit: the same `#[cached]` hit with no tracing subscriber, and with a
 //! subscriber installed at INFO and at DEBUG (hits emit a TRACE event, so both levels only pay the
-//! interest check). Stats (striped counters, 1-in-64 timing, 1-in-16 hot-key sampling) are always
+//! interest check). Stats (striped counters, 1-in-64 timing and hot-key sampling) are always
 //! on and are part of every figure; `hit.rs` compares that against the peers.
 //!
 //! Run: `cargo bench -p benches --bench observability`.

@@ -23,7 +23,7 @@ const HOT_KEYS_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 impl Cache {
     /// The hottest keys of this cache, hottest first, with their estimated access counts (from a
-    /// 1-in-16 sample, so counts are in sampled units).
+    /// 1-in-64 sample, so counts are in sampled units).
     pub fn hot_keys(&self, n: usize) -> Vec<(String, u64)> {
         self.store().memory.hot.top(n)
     }
