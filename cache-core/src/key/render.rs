@@ -212,7 +212,14 @@ impl KeyBuf {
     fn push_u64(&mut self, n: u64) {
         let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
         let end = self.len + len;
-        if end <= INLINE {
+        if n < 100_000_000 && self.len + 8 <= INLINE {
+            // Up to eight digits (ids, counts) are computed in one register and written with
+            // one store: digit-by-digit stores were a loop of divisions, and the hash's wide
+            // loads right after them waited for the bytes to reach the cache.
+            let digits = eight_digits(n as u32) >> (8 * (8 - len));
+            self.inline[self.len..self.len + 8].copy_from_slice(&digits.to_le_bytes());
+            self.len = end;
+        } else if end <= INLINE {
             // Written in place: a separate digit buffer copied in afterwards became a `memcpy`
             // call whose loads stalled on the digits' just-written bytes.
             write_decimal(&mut self.inline[self.len..end], n);
@@ -346,6 +353,23 @@ fn write_decimal(out: &mut [u8], mut n: u64) {
         *d = b'0' + (n % 10) as u8;
         n /= 10;
     }
+}
+
+/// The eight decimal digits of `n < 100_000_000`, zero-padded, as ASCII in a `u64` whose
+/// lowest byte is the first digit (so `to_le_bytes` is the text): the number is split into 4-,
+/// 2- and 1-digit lanes with multiplications by reciprocals, each exact below its bound.
+#[inline(always)]
+fn eight_digits(n: u32) -> u64 {
+    debug_assert!(n < 100_000_000);
+    // Two 4-digit halves, the high one in the low lane (it is written first).
+    let x = u64::from(n / 10_000) | (u64::from(n % 10_000) << 32);
+    // Each 32-bit lane (< 10,000) into two 2-digit lanes: x * 10486 >> 20 == x / 100 there.
+    let hundreds = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = hundreds | ((x - hundreds * 100) << 16);
+    // Each 16-bit lane (< 100) into two digits: x * 103 >> 10 == x / 10 there.
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = tens | ((x - tens * 10) << 8);
+    x + 0x3030_3030_3030_3030
 }
 
 /// The 16 lowercase hex digits of `x`, computed in one 128-bit register: each nibble spread to
@@ -502,6 +526,37 @@ mod tests {
 
     /// Hex digits are part of stored keys (Redis keys outlive a release): they must stay exactly
     /// `format!("{:032x}")` / `{:016x}`, lowercase and zero-padded.
+    #[test]
+    fn eight_digits_match_format_across_the_range() {
+        let mut n = 0u32;
+        while n < 100_000_000 {
+            assert_eq!(
+                eight_digits(n).to_le_bytes(),
+                *format!("{n:08}").as_bytes(),
+                "{n}"
+            );
+            // Every number below 100,000, then a stride that visits every digit position.
+            n += if n < 100_000 { 1 } else { 9_973 };
+        }
+        assert_eq!(&eight_digits(99_999_999).to_le_bytes(), b"99999999");
+        for n in [
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            12_345_678,
+            99_999_999,
+            100_000_000,
+            u64::MAX,
+        ] {
+            let mut k = KeyBuf::new();
+            k.lit("user:");
+            k.push_u64(n);
+            assert_eq!(k.as_str(), format!("user:{n}"));
+        }
+    }
+
     #[test]
     fn hex16_matches_format_on_every_nibble_value_and_many_numbers() {
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
