@@ -71,6 +71,38 @@ impl StoredKey {
         }
     }
 
+    /// Whether this is `key`: the hit path's comparison. Keys of up to 32 bytes (every inline
+    /// key) are compared with two overlapping word loads per side instead of a `memcmp` call,
+    /// whose dispatch cost more than the comparison of a short key.
+    #[inline(always)]
+    pub(crate) fn is(&self, key: &[u8]) -> bool {
+        let stored = self.as_bytes();
+        let n = stored.len();
+        if n != key.len() {
+            return false;
+        }
+        // The two loads overlap when `n` is not twice the word size; each byte is compared at
+        // least once, so equal words on both sides mean equal keys.
+        fn word<const W: usize>(b: &[u8], at: usize) -> [u8; W] {
+            b[at..at + W].try_into().expect("W bytes")
+        }
+        match n {
+            16..=32 => {
+                word::<16>(stored, 0) == word::<16>(key, 0)
+                    && word::<16>(stored, n - 16) == word::<16>(key, n - 16)
+            }
+            8..=15 => {
+                word::<8>(stored, 0) == word::<8>(key, 0)
+                    && word::<8>(stored, n - 8) == word::<8>(key, n - 8)
+            }
+            4..=7 => {
+                word::<4>(stored, 0) == word::<4>(key, 0)
+                    && word::<4>(stored, n - 4) == word::<4>(key, n - 4)
+            }
+            _ => stored == key,
+        }
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         match self {
             // Built from a `&str` of exactly these bytes.
@@ -142,4 +174,29 @@ pub(crate) enum Miss {
     Later,
     /// See [`Lookup::Absent`].
     Absent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoredKey;
+
+    #[test]
+    fn a_stored_key_is_exactly_the_key_it_was_made_from() {
+        let keys: Vec<String> = (0..=64)
+            .map(|n| (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect())
+            .collect();
+        for key in &keys {
+            let stored = StoredKey::new(key);
+            assert!(stored.is(key.as_bytes()), "{key:?}");
+            // Every single-byte change, at every position, and every other length.
+            for at in 0..key.len() {
+                let mut other = key.clone().into_bytes();
+                other[at] ^= 1;
+                assert!(!stored.is(&other), "{key:?} vs a change at {at}");
+            }
+            for other in &keys {
+                assert_eq!(stored.is(other.as_bytes()), other == key);
+            }
+        }
+    }
 }

@@ -198,7 +198,7 @@ impl MemoryStore {
     ) -> Result<&'g T, Miss> {
         let now = self.clock.now_ms();
         let found = match self.map.peek(&hash, guard) {
-            Some(entry) if entry.key.as_bytes() == key => {
+            Some(entry) if entry.key.is(key) => {
                 if entry.soft_at <= now {
                     if entry.keep_until > now {
                         // Counted by whoever decides what the entry is.
