@@ -524,8 +524,6 @@ mod tests {
         assert_eq!(h(&(1, "x")).len(), 32);
     }
 
-    /// Hex digits are part of stored keys (Redis keys outlive a release): they must stay exactly
-    /// `format!("{:032x}")` / `{:016x}`, lowercase and zero-padded.
     #[test]
     fn eight_digits_match_format_across_the_range() {
         let mut n = 0u32;
@@ -557,6 +555,8 @@ mod tests {
         }
     }
 
+    /// Hex digits are part of stored keys (Redis keys outlive a release): they must stay exactly
+    /// `format!("{:032x}")` / `{:016x}`, lowercase and zero-padded.
     #[test]
     fn hex16_matches_format_on_every_nibble_value_and_many_numbers() {
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
