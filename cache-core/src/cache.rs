@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::flight::{self, Plan};
 use crate::job::{Attached, SyncAttached};
 use crate::key::{KeyBuf, lookup_hash};
-use crate::memory::InsertOptions;
+use crate::memory::{InsertOptions, Stored};
 use crate::outcome::{PlainStrategy, Probe, WithCodec};
 use crate::remote::codec::{Codec, Storable};
 use crate::store::Store;
@@ -131,7 +131,7 @@ impl Cache {
             ..Default::default()
         };
         self.store
-            .put_local(key, hash, Arc::new(hit.value.clone()), opts);
+            .put_local(key, hash, Stored::new(hit.value.clone()), opts);
         Some(hit.value)
     }
 
@@ -152,7 +152,7 @@ impl Cache {
                 .await;
         }
         self.store
-            .put_local(key, lookup_hash(key.as_bytes()), Arc::new(value), opts);
+            .put_local(key, lookup_hash(key.as_bytes()), Stored::new(value), opts);
     }
 
     /// Removes `key` from every tier. True if an entry was removed.

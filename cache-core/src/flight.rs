@@ -24,7 +24,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use crate::freshness::{Freshness, SiteFreshness, TimedOut, should_refresh};
 use crate::job::{Background, Job, SyncJob, Work};
 use crate::key::KeyBuf;
-use crate::memory::{HashKeyed, InsertOptions, Lookup, Miss, Times, Value};
+use crate::memory::{HashKeyed, InsertOptions, Lookup, Miss, Stored, Times, Value, fits_inline};
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
 use crate::remote::lock::FlightLock;
@@ -302,6 +302,10 @@ struct Outcome<R, T> {
 enum Share {
     /// The shared value that went into L1.
     Value(Value),
+    /// The value went into L1 inline (it is small; see `memory/value.rs`): a copy is made for
+    /// followers only if someone waits, from the value still to be written remotely or from
+    /// `out`; a caller that joined just as the flight settles starts over and finds it in L1.
+    Stored,
     /// The cacheable part of `out`, copied only if someone waits (a remote-only cache keeps no
     /// copy in memory, so a lone caller pays for none).
     FromOut,
@@ -316,7 +320,7 @@ impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
     fn state<S: Strategy<R, Value = T>>(&self, strategy: &S, waiting: bool) -> State {
         match &self.share {
             Share::Value(v) => State::Done(v.clone()),
-            Share::FromOut if waiting => {
+            Share::FromOut | Share::Stored if waiting => {
                 // A computed value is at hand (it is about to be written); a promoted one is
                 // taken from the answer.
                 let value = match &self.to_remote {
@@ -326,6 +330,7 @@ impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
                 value.map_or(State::Uncached, |v| State::Done(Arc::new(v)))
             }
             Share::FromOut => State::Unshared,
+            Share::Stored => State::Abandoned,
             Share::Nothing => State::Uncached,
             Share::Retry => State::Abandoned,
         }
@@ -382,25 +387,26 @@ fn keep_computed<R, S: Strategy<R>>(
                     to_remote: Some((v, opts, Duration::from_millis(took_ms))),
                 };
             }
-            let (value, to_remote): (Value, _) = if to_remote {
+            let (local, to_remote) = if to_remote {
                 (
-                    Arc::new(v.clone()),
+                    v.clone(),
                     Some((v, opts.clone(), Duration::from_millis(took_ms))),
                 )
             } else {
-                (Arc::new(v), None)
+                (v, None)
             };
+            let (value, share) = stored_and_shared(local);
             let stored = if has_codec {
-                store.put_local(key.as_str(), hash, value.clone(), opts)
+                store.put_local(key.as_str(), hash, value, opts)
             } else {
-                store.put_local_only(key.as_str(), hash, value.clone(), opts)
+                store.put_local_only(key.as_str(), hash, value, opts)
             };
             if !stored {
                 return straddled(store, key, out);
             }
             Outcome {
                 out,
-                share: Share::Value(value),
+                share,
                 to_remote,
             }
         }
@@ -432,19 +438,40 @@ fn keep_promoted<R, S: Strategy<R>>(
             to_remote: None,
         };
     }
-    let value: Value = Arc::new(hit.value.clone());
+    let (value, share) = stored_and_shared(hit.value.clone());
     opts.ttl = hit.remaining;
     opts.epoch = Some(epoch);
     opts.delta_ms = hit.delta_ms;
     opts.keep_ms = fresh.keep_ms(hit.delta_ms);
     opts.refresh = fresh.refresh;
-    if !store.put_local(key.as_str(), hash, value.clone(), opts) {
+    if !store.put_local(key.as_str(), hash, value, opts) {
         return straddled(store, key, strategy.rebuild(hit.value));
     }
     Outcome {
         out: strategy.rebuild(hit.value),
-        share: Share::Value(value),
+        share,
         to_remote: None,
+    }
+}
+
+/// What goes into L1 for a value and what its followers get: a small value is moved into the
+/// entry and copied for followers only if they wait ([`Share::Stored`]); a large one is shared by
+/// both through one `Arc`, as before.
+fn stored_and_shared<T: Clone + Send + Sync + 'static>(value: T) -> (Stored, Share) {
+    if fits_inline::<T, { crate::memory::LARGE }>() {
+        (Stored::new(value), Share::Stored)
+    } else {
+        let shared: Value = Arc::new(value);
+        (Stored::shared(shared.clone()), Share::Value(shared))
+    }
+}
+
+/// A shared value back in its type's class, so a typed lookup finds it (a large-class value
+/// stored shared would sit in the small class's map, where lookups of its type never look).
+fn typed<T: Clone + Send + Sync + 'static>(shared: &Value) -> Stored {
+    match shared.downcast_ref::<T>() {
+        Some(v) => Stored::new(v.clone()),
+        None => Stored::shared(shared.clone()),
     }
 }
 
@@ -471,7 +498,7 @@ fn store_fallback(
     hash: u64,
     opts: &InsertOptions,
     fresh: &Freshness,
-    shared: Value,
+    value: Stored,
     times: Times,
     epoch: u64,
 ) {
@@ -492,7 +519,7 @@ fn store_fallback(
         refresh: crate::RefreshAhead::Off,
         delta_ms: times.delta_ms,
     };
-    store.memory.insert(key.as_str(), hash, shared, opts);
+    store.memory.insert(key.as_str(), hash, value, opts);
 }
 
 /// What a leader knows for the whole of its computation: where it stores, its settings, and the
@@ -527,7 +554,7 @@ impl At<'_> {
             self.hash,
             opts,
             self.fresh,
-            fallback.shared.clone(),
+            Stored::new(fallback.value.clone()),
             fallback.times,
             self.epoch,
         );
@@ -809,9 +836,12 @@ fn remote_stale<R, W: Work<R>>(
                 refresh: crate::RefreshAhead::Off,
                 delta_ms: hit.delta_ms,
             };
-            store
-                .memory
-                .insert(key.as_str(), hash, shared.clone(), stale_entry);
+            store.memory.insert(
+                key.as_str(),
+                hash,
+                Stored::new(hit.value.clone()),
+                stale_entry,
+            );
         }
         store.memory.counters.stale_served.incr();
         note(Status::Stale);
@@ -1245,7 +1275,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
                 hash,
                 &opts,
                 &fresh,
-                shared.clone(),
+                typed::<S::Value>(&shared),
                 times,
                 epoch,
             );
@@ -1322,7 +1352,7 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
                 hash,
                 &opts,
                 &fresh,
-                shared.clone(),
+                typed::<S::Value>(&shared),
                 times,
                 epoch,
             );

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::memory::InsertOptions;
+use crate::memory::{InsertOptions, Stored};
 use crate::remote::envelope::{peek_meta, unix_ms_now};
 use crate::store::Undecoded;
 use crate::{Cache, CacheManager};
@@ -103,7 +103,7 @@ impl CacheManager {
                 store.put_local(
                     &key,
                     hash,
-                    Arc::new(Undecoded(bytes)),
+                    Stored::shared(Arc::new(Undecoded(bytes))),
                     InsertOptions {
                         ttl,
                         tags: Vec::new(),

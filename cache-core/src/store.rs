@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::flight::Flights;
-use crate::memory::{InsertOptions, Lookup, MemoryStore, Miss, Value};
+use crate::memory::{InsertOptions, Lookup, MemoryStore, Miss, Stored};
 use crate::remote::backplane::{Backplane, Invalidation, Message};
 use crate::remote::codec::Codec;
 use crate::remote::envelope::{DecodeError, unix_ms_now};
@@ -116,7 +116,7 @@ impl Store {
         &self,
         key: &str,
         hash: u64,
-        value: Value,
+        value: Stored,
         mut opts: InsertOptions,
     ) -> bool {
         if !self.tier.uses_memory() {
@@ -159,7 +159,7 @@ impl Store {
         &self,
         key: &str,
         hash: u64,
-        value: Value,
+        value: Stored,
         opts: InsertOptions,
     ) -> bool {
         if self.tier.uses_memory() {

@@ -1,24 +1,28 @@
 //! One stored value with the metadata the memory tier needs to serve, expire and evict it.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use super::value::StoredValue;
 use crate::Eviction;
-
-/// A type-erased value. Typed on the way in and out, so a memory hit never deserializes.
-pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 
 /// `expires_at` of an entry that never expires.
 pub(crate) const NEVER: u64 = u64::MAX;
 
-pub(crate) struct Entry {
+/// One stored value, inline in `N` bytes when its type fits (see `value.rs`). Laid out for the
+/// hit path: what a hit reads (key, `soft_at`, `freq`, the value's type: the first 64 bytes)
+/// comes first, then the value, then what only writers and the Later path read.
+#[repr(C)]
+pub(crate) struct Entry<const N: usize> {
     /// The logical key, compared on every hit so a 64-bit hash collision is only a miss.
     pub(crate) key: StoredKey,
-    pub(crate) value: Value,
     /// Clock milliseconds before which a read is a plain hit: `expires_at`, or earlier when the
     /// entry is refreshed ahead (see `freshness.rs`). The only time the hit path reads.
     pub(crate) soft_at: u64,
+    /// Eviction metadata: the reference bit (LRU), the access count (LFU) or the 0..=3
+    /// frequency (S3-FIFO). Bumped on hits without a lock.
+    pub(crate) freq: AtomicU8,
+    pub(crate) value: StoredValue<N>,
     /// Clock milliseconds after which the entry is no longer fresh, or [`NEVER`].
     pub(crate) expires_at: u64,
     /// Clock milliseconds after which the entry is removed: `expires_at` plus its stale,
@@ -30,11 +34,19 @@ pub(crate) struct Entry {
     /// the expiry heap and the tag index, whose records are never updated in place.
     pub(crate) id: u64,
     pub(crate) weight: u64,
-    /// Eviction metadata: the reference bit (LRU), the access count (LFU) or the 0..=3
-    /// frequency (S3-FIFO). Bumped on hits without a lock.
-    pub(crate) freq: AtomicU8,
     pub(crate) tags: Box<[Arc<str>]>,
 }
+
+// The layout the comment on `Entry` describes, and the sizes `docs/architecture.md` gives: a
+// small entry is no larger than the entry before size classes (112 bytes) plus the allocation
+// its value then had.
+const _: () = {
+    use super::value::{LARGE, SMALL};
+    assert!(std::mem::offset_of!(Entry<SMALL>, value) + 16 == 64);
+    assert!(std::mem::offset_of!(Entry<LARGE>, value) + 16 == 64);
+    assert!(std::mem::size_of::<Entry<SMALL>>() == 152);
+    assert!(std::mem::size_of::<Entry<LARGE>>() == 312);
+};
 
 /// An entry's logical key: inline when short (template keys such as `user:42` are), so a hit
 /// reads the key from the entry itself instead of following a pointer to another cache line.
@@ -114,7 +126,7 @@ impl StoredKey {
     }
 }
 
-impl Entry {
+impl<const N: usize> Entry<N> {
     /// Fresh: within its TTL.
     #[inline]
     pub(crate) fn is_live(&self, now_ms: u64) -> bool {

@@ -13,6 +13,7 @@ pub(crate) mod hot;
 pub(crate) use hot::TOP as HOT_TOP;
 mod sweeper;
 mod tags;
+mod value;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -24,10 +25,13 @@ use std::time::Duration;
 use dashmap::DashMap;
 use scc::hash_index::Entry as IndexEntry;
 
-pub(crate) use entry::{Entry, Lookup, Miss, NEVER, StoredKey, Times, Value};
+pub(crate) use entry::{Entry, Lookup, Miss, NEVER, StoredKey, Times};
 use evictor::{Evictor, Probe, Slot};
 pub(crate) use sweeper::register as register_for_maintenance;
 use tags::TagIndex;
+pub(crate) use value::LARGE;
+use value::{SMALL, StoredValue, is_large};
+pub(crate) use value::{Stored, Value, fits_inline};
 
 use crate::stats::Counters;
 use crate::{CacheStats, Clock, Eviction, Policy};
@@ -53,8 +57,12 @@ impl Hasher for PassThrough {
 
 pub(crate) type HashKeyed<V> = DashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
-/// The entries, by the key's lookup hash.
-type Entries = scc::HashIndex<u64, Entry, BuildHasherDefault<PassThrough>>;
+/// The entries of one size class (see `value.rs`), by the key's lookup hash.
+type Entries<const N: usize> = scc::HashIndex<u64, Entry<N>, BuildHasherDefault<PassThrough>>;
+
+/// The low bit of an entry's id names its class, so eviction, expiry and tag records (which
+/// carry the id) find the right map.
+const LARGE_CLASS: u64 = 1;
 
 /// Why an entry left the memory tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +70,8 @@ pub(crate) enum RemovalCause {
     Expired,
     Evicted,
     Invalidated,
+    /// Moved to the other size class's map by an insert of the same key (not counted).
+    Replaced,
 }
 
 /// How an entry is to be stored.
@@ -84,7 +94,11 @@ pub(crate) struct InsertOptions {
 
 pub(crate) struct MemoryStore {
     pub(crate) name: Arc<str>,
-    map: Entries,
+    /// Entries whose value is up to `SMALL` bytes, or shared.
+    small: Entries<SMALL>,
+    /// Entries whose value is up to `LARGE` bytes (and more than `SMALL`). A key is in one of the
+    /// two: an insert in one removes it from the other.
+    large: Entries<LARGE>,
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
     len: AtomicI64,
@@ -122,7 +136,8 @@ impl MemoryStore {
         let store = Arc::new(MemoryStore {
             evictor: Mutex::new(Evictor::new(policy.eviction, policy.max_entries)),
             name,
-            map: Entries::default(),
+            small: Entries::default(),
+            large: Entries::default(),
             policy,
             clock,
             len: AtomicI64::new(0),
@@ -196,8 +211,24 @@ impl MemoryStore {
         hash: u64,
         guard: &'g scc::Guard,
     ) -> Result<&'g T, Miss> {
+        // Decided at compile time: a `T` is only ever stored in its own class.
+        if is_large::<T>() {
+            self.lookup_in(&self.large, key, hash, guard)
+        } else {
+            self.lookup_in(&self.small, key, hash, guard)
+        }
+    }
+
+    #[inline(always)]
+    fn lookup_in<'g, T: 'static, const N: usize>(
+        &'g self,
+        map: &'g Entries<N>,
+        key: &[u8],
+        hash: u64,
+        guard: &'g scc::Guard,
+    ) -> Result<&'g T, Miss> {
         let now = self.clock.now_ms();
-        let found = match self.map.peek(&hash, guard) {
+        let found = match map.peek(&hash, guard) {
             Some(entry) if entry.key.is(key) => {
                 if entry.soft_at <= now {
                     if entry.keep_until > now {
@@ -222,29 +253,70 @@ impl MemoryStore {
 
     /// The value under `key` with its times, while it is kept (fresh or not); not counted.
     pub(crate) fn peek_kept(&self, key: &[u8], hash: u64) -> Option<(Value, Times)> {
+        self.peek_kept_in(&self.small, key, hash)
+            .or_else(|| self.peek_kept_in(&self.large, key, hash))
+    }
+
+    fn peek_kept_in<const N: usize>(
+        &self,
+        map: &Entries<N>,
+        key: &[u8],
+        hash: u64,
+    ) -> Option<(Value, Times)> {
         let now = self.clock.now_ms();
         let guard = scc::Guard::new();
-        let entry = self.map.peek(&hash, &guard)?;
+        let entry = map.peek(&hash, &guard)?;
         if entry.key.as_bytes() != key || entry.keep_until <= now {
             return None;
         }
         entry.touch(self.policy.eviction);
-        Some((entry.value.clone(), entry.times()))
+        Some((entry.value.share(), entry.times()))
     }
 
     /// The type-erased value under `key`, for followers of a single flight.
     pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
+        self.peek_value_in(&self.small, key, hash)
+            .or_else(|| self.peek_value_in(&self.large, key, hash))
+    }
+
+    fn peek_value_in<const N: usize>(
+        &self,
+        map: &Entries<N>,
+        key: &[u8],
+        hash: u64,
+    ) -> Option<Value> {
         let now = self.clock.now_ms();
-        self.map
-            .peek_with(&hash, |_, entry| {
-                (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.clone())
-            })
-            .flatten()
+        map.peek_with(&hash, |_, entry| {
+            (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.share())
+        })
+        .flatten()
     }
 
     /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
     /// Returns false when `opts.epoch` says an invalidation overlapped the value (not stored).
-    pub(crate) fn insert(&self, key: &str, hash: u64, value: Value, opts: InsertOptions) -> bool {
+    pub(crate) fn insert(&self, key: &str, hash: u64, value: Stored, opts: InsertOptions) -> bool {
+        match value {
+            Stored::Small(v) => self.insert_in(&self.small, &self.large, 0, key, hash, v, opts),
+            Stored::Large(v) => {
+                self.insert_in(&self.large, &self.small, LARGE_CLASS, key, hash, v, opts)
+            }
+        }
+    }
+
+    /// [`insert`](Self::insert) into the map of the value's class; `other` is the other class's
+    /// map, from which the key is then removed (the same key stored with a value of another
+    /// type, or a preloaded hot key now decoded).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_in<const N: usize, const M: usize>(
+        &self,
+        map: &Entries<N>,
+        other: &Entries<M>,
+        class: u64,
+        key: &str,
+        hash: u64,
+        value: StoredValue<N>,
+        opts: InsertOptions,
+    ) -> bool {
         let now = self.clock.now_ms_precise();
         let ttl = opts.ttl.or(self.policy.ttl);
         let ttl_ms = ttl.map(|t| t.as_millis().min(u128::from(u64::MAX / 4)) as u64);
@@ -260,14 +332,13 @@ impl MemoryStore {
             None => (NEVER, NEVER),
         };
         let weight = match &self.policy.weigher {
-            Some(w) => w(key, &*value),
-            None => (key.len() + std::mem::size_of_val(&*value) + 64) as u64,
+            Some(w) => w(key, value.as_any()),
+            None => (key.len() + value.size() + 64) as u64,
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = (self.next_id.fetch_add(1, Ordering::Relaxed) << 1) | class;
         let slot = Slot { hash, id };
         let entry = Entry {
             key: StoredKey::new(key),
-            value,
             soft_at,
             expires_at,
             keep_until,
@@ -276,6 +347,7 @@ impl MemoryStore {
             weight,
             freq: Default::default(),
             tags: opts.tags.into_boxed_slice(),
+            value,
         };
         // Indexed by tag before it becomes visible, so a tag invalidation that bumps its epoch
         // after our check below still finds it; a stale index record is harmless.
@@ -284,7 +356,7 @@ impl MemoryStore {
             // The bucket stays locked until the new entry is in: an invalidation of this key
             // (epoch bump, then a removal that takes the same lock) is either seen here or finds
             // the entry.
-            let slot_entry = self.map.entry_sync(hash);
+            let slot_entry = map.entry_sync(hash);
             if let Some(expected) = opts.epoch {
                 if self.epochs.snapshot(hash, &entry.tags) != expected {
                     drop(slot_entry);
@@ -316,6 +388,18 @@ impl MemoryStore {
             None => {
                 self.len.fetch_add(1, Ordering::Relaxed);
                 self.weight.fetch_add(weight as i64, Ordering::Relaxed);
+            }
+        }
+        // The key may be in the other class's map (stored before with a value of another type, or
+        // preloaded as bytes): it lives in one map only. Looked for without a lock first, since it
+        // almost never is.
+        if other
+            .peek_with(&hash, |_, e| e.key.as_bytes() == key.as_bytes())
+            .unwrap_or(false)
+        {
+            let now = self.clock.now_ms();
+            if let Some((weight, tags, id, _)) = Self::take_key(other, key.as_bytes(), hash, now) {
+                self.account_removal(weight, &tags, Slot { hash, id }, RemovalCause::Replaced);
             }
         }
         self.counters.inserts.incr();
@@ -351,8 +435,21 @@ impl MemoryStore {
 
     /// Removes the entry a queue record names, if that record is still current.
     fn remove_slot(&self, slot: Slot, cause: RemovalCause) -> bool {
+        if slot.id & LARGE_CLASS != 0 {
+            self.remove_slot_in(&self.large, slot, cause)
+        } else {
+            self.remove_slot_in(&self.small, slot, cause)
+        }
+    }
+
+    fn remove_slot_in<const N: usize>(
+        &self,
+        map: &Entries<N>,
+        slot: Slot,
+        cause: RemovalCause,
+    ) -> bool {
         let mut removed = None;
-        self.map.remove_if_sync(&slot.hash, |e| {
+        map.remove_if_sync(&slot.hash, |e| {
             if e.id != slot.id {
                 return false;
             }
@@ -376,22 +473,23 @@ impl MemoryStore {
             RemovalCause::Expired => self.counters.expirations.incr(),
             RemovalCause::Evicted => self.counters.evictions.incr(),
             RemovalCause::Invalidated => self.counters.invalidations.incr(),
+            RemovalCause::Replaced => {}
         }
     }
 
     /// Removes `key`. True if a live entry was removed.
     pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
         self.epochs.bump_key(hash);
+        let small = self.remove_key_in(&self.small, key, hash);
+        let large = self.remove_key_in(&self.large, key, hash);
+        small || large
+    }
+
+    /// Removes `key` from one class's map, counted as invalidated if it was live, else expired.
+    /// True if a live entry was removed.
+    fn remove_key_in<const N: usize>(&self, map: &Entries<N>, key: &[u8], hash: u64) -> bool {
         let now = self.clock.now_ms();
-        let mut removed = None;
-        self.map.remove_if_sync(&hash, |e| {
-            if e.key.as_bytes() != key {
-                return false;
-            }
-            removed = Some((e.weight, e.tags.clone(), e.id, e.is_live(now)));
-            true
-        });
-        match removed {
+        match Self::take_key(map, key, hash, now) {
             Some((weight, tags, id, live)) => {
                 let cause = if live {
                     RemovalCause::Invalidated
@@ -405,18 +503,31 @@ impl MemoryStore {
         }
     }
 
+    /// Removes `key` from `map`: its weight, tags, id and whether it was live, for the accounts.
+    #[allow(clippy::type_complexity)]
+    fn take_key<const N: usize>(
+        map: &Entries<N>,
+        key: &[u8],
+        hash: u64,
+        now: u64,
+    ) -> Option<(u64, Box<[Arc<str>]>, u64, bool)> {
+        let mut removed = None;
+        map.remove_if_sync(&hash, |e| {
+            if e.key.as_bytes() != key {
+                return false;
+            }
+            removed = Some((e.weight, e.tags.clone(), e.id, e.is_live(now)));
+            true
+        });
+        removed
+    }
+
     /// Removes every entry whose key satisfies `pred`. Returns how many were removed.
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
         self.epochs.bump_all();
         let mut removed = Vec::new();
-        self.map.retain_sync(|hash, e| {
-            if pred(e.key.as_str()) {
-                removed.push((*hash, e.id, e.weight, e.tags.clone()));
-                false
-            } else {
-                true
-            }
-        });
+        Self::take_where(&self.small, &mut pred, &mut removed);
+        Self::take_where(&self.large, &mut pred, &mut removed);
         for (hash, id, weight, tags) in &removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.weight.fetch_sub(*weight as i64, Ordering::Relaxed);
@@ -430,6 +541,23 @@ impl MemoryStore {
             self.counters.invalidations.incr();
         }
         removed.len()
+    }
+
+    /// Removes the entries of `map` whose key satisfies `pred`, noting what the accounts need.
+    #[allow(clippy::type_complexity)]
+    fn take_where<const N: usize>(
+        map: &Entries<N>,
+        pred: &mut impl FnMut(&str) -> bool,
+        removed: &mut Vec<(u64, u64, u64, Box<[Arc<str>]>)>,
+    ) {
+        map.retain_sync(|hash, e| {
+            if pred(e.key.as_str()) {
+                removed.push((*hash, e.id, e.weight, e.tags.clone()));
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Removes every entry carrying `tag`, in time proportional to those entries.
@@ -538,18 +666,31 @@ impl MemoryStore {
 
 impl Probe for MemoryStore {
     fn freq(&self, slot: Slot) -> Option<u8> {
-        self.map
-            .peek_with(&slot.hash, |_, e| {
+        fn freq_in<const N: usize>(map: &Entries<N>, slot: Slot) -> Option<u8> {
+            map.peek_with(&slot.hash, |_, e| {
                 (e.id == slot.id).then(|| e.freq.load(Ordering::Relaxed))
             })
             .flatten()
+        }
+        if slot.id & LARGE_CLASS != 0 {
+            freq_in(&self.large, slot)
+        } else {
+            freq_in(&self.small, slot)
+        }
     }
 
     fn set_freq(&self, slot: Slot, freq: u8) {
-        self.map.peek_with(&slot.hash, |_, e| {
-            if e.id == slot.id {
-                e.freq.store(freq, Ordering::Relaxed);
-            }
-        });
+        fn set_in<const N: usize>(map: &Entries<N>, slot: Slot, freq: u8) {
+            map.peek_with(&slot.hash, |_, e| {
+                if e.id == slot.id {
+                    e.freq.store(freq, Ordering::Relaxed);
+                }
+            });
+        }
+        if slot.id & LARGE_CLASS != 0 {
+            set_in(&self.large, slot, freq)
+        } else {
+            set_in(&self.small, slot, freq)
+        }
     }
 }
