@@ -490,3 +490,74 @@ async fn a_policy_fail_safe_covers_the_programmatic_api_too() {
     assert!(rates.try_get_or_insert_with("eur", failing).await.is_err());
     assert_eq!(rates.stats().fail_safe, 1);
 }
+
+// --- the same windows for a value stored in the memory tier's large size class ---------------
+
+/// 64 bytes: stored inline in the memory tier's large class (more than 24, at most 184 bytes), a
+/// map apart from the one where small and shared values live. The stale and fail-safe entries
+/// must land where a lookup of this type looks.
+type Row = [u64; 8];
+
+static ROW_RUNS: AtomicU64 = AtomicU64::new(0);
+static ROW_FAIL: AtomicBool = AtomicBool::new(false);
+
+#[cached(
+    cache = "rows",
+    key = "row:{id}",
+    ttl = 10,
+    stale = 60,
+    fail_safe = 3600
+)]
+async fn row_of(id: u64) -> Result<Row, String> {
+    let run = ROW_RUNS.fetch_add(1, SeqCst) + 1;
+    if ROW_FAIL.load(SeqCst) {
+        return Err("database unavailable".into());
+    }
+    Ok([id, run, 0, 0, 0, 0, 0, 0])
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_and_fail_safe_values_of_the_large_size_class_are_served_and_throttled() {
+    let m = manager();
+    m.scope(async {
+        let first = row_of(3).await.expect("computed");
+        assert_eq!(first[..2], [3, 1]);
+        assert_eq!(row_of(3).await, Ok(first), "a hit");
+        assert_eq!(ROW_RUNS.load(SeqCst), 1);
+
+        // Within the stale window: the old row at once, one refresh in the background.
+        advance(Duration::from_secs(11)).await;
+        assert_eq!(row_of(3).await, Ok(first));
+        assert_eq!(stats(&m, "rows").stale_served, 1);
+        until("the refresh", || stats(&m, "rows").inserts == 2).await;
+        assert_eq!(ROW_RUNS.load(SeqCst), 2);
+        let second = row_of(3).await.expect("refreshed");
+        assert_eq!(second[..2], [3, 2]);
+        assert_eq!(ROW_RUNS.load(SeqCst), 2, "the refreshed row is a hit");
+
+        // Past the stale window the body fails: the last good row, then served as fresh for the
+        // throttle without running the failing body again.
+        advance(Duration::from_secs(100)).await;
+        ROW_FAIL.store(true, SeqCst);
+        assert_eq!(row_of(3).await, Ok(second));
+        assert_eq!(ROW_RUNS.load(SeqCst), 3);
+        let before = stats(&m, "rows");
+        assert_eq!(row_of(3).await, Ok(second));
+        assert_eq!(row_of(3).await, Ok(second));
+        assert_eq!(
+            ROW_RUNS.load(SeqCst),
+            3,
+            "throttled: the failing body did not run"
+        );
+        let after = stats(&m, "rows");
+        assert_eq!(
+            (after.hits - before.hits, after.misses - before.misses),
+            (2, 0),
+            "the fallback entry is a plain hit, found where a lookup of its type looks"
+        );
+        let s = stats(&m, "rows");
+        assert_eq!((s.fail_safe, s.body_failures), (1, 1));
+        assert_eq!(m.cache("rows").len(), 1, "one entry for the key");
+    })
+    .await;
+}
