@@ -466,8 +466,9 @@ fn stored_and_shared<T: Clone + Send + Sync + 'static>(value: T) -> (Stored, Sha
     }
 }
 
-/// A shared value back in its type's class, so a typed lookup finds it (a large-class value
-/// stored shared would sit in the small class's map, where lookups of its type never look).
+/// A shared value back in its type's class, so a typed lookup finds it (a medium- or
+/// large-class value stored shared would sit in the small class's map, where lookups of its type
+/// never look).
 fn typed<T: Clone + Send + Sync + 'static>(shared: &Value) -> Stored {
     match shared.downcast_ref::<T>() {
         Some(v) => Stored::new(v.clone()),

@@ -215,38 +215,47 @@ fn a_value_read_as_another_type_is_a_miss() {
     assert_eq!(cache.blocking().get::<u32>("k"), Some(1));
 }
 
-/// Values of up to 24 bytes and of up to 184 bytes are kept in two maps (size classes); a key
-/// lives in one of them, whatever the types stored under it over time.
+/// Values of up to 24, 88 and 184 bytes are kept in three maps (size classes); a key lives in one
+/// of them, whatever the types stored under it over time.
 #[test]
 fn a_key_keeps_one_entry_across_value_sizes() {
     let m = manager_with(Policy::new().max_entries(100), Clock::manual());
     let cache = m.cache("classes");
     let b = cache.blocking();
     let row = [7_u64; 16]; // 128 bytes: the large class
+    let pair = (String::from("a"), 5_u64); // 32 bytes: the medium class
     let big = vec![1_u8; 1000]; // a Vec is 24 bytes: the small class
     b.set("k", 1_u64);
     b.set("k", row);
     assert_eq!(cache.len(), 1, "moved to the large class, not copied");
     assert_eq!(b.get::<[u64; 16]>("k"), Some(row));
     assert_eq!(b.get::<u64>("k"), None, "the small value was replaced");
-    b.set("k", big.clone());
+    b.set("k", pair.clone());
     assert_eq!(cache.len(), 1);
-    assert_eq!(b.get::<Vec<u8>>("k"), Some(big));
+    assert_eq!(b.get::<(String, u64)>("k"), Some(pair));
     assert_eq!(
         b.get::<[u64; 16]>("k"),
         None,
         "the large value was replaced"
     );
+    b.set("k", big.clone());
+    assert_eq!(cache.len(), 1);
+    assert_eq!(b.get::<Vec<u8>>("k"), Some(big));
+    assert_eq!(
+        b.get::<(String, u64)>("k"),
+        None,
+        "the medium value was replaced"
+    );
     b.set("other", [9_u64; 16]);
     assert!(b.delete("other"));
     assert_eq!(b.get::<[u64; 16]>("other"), None);
     assert_eq!(cache.len(), 1);
-    // Eviction and tag removal reach both classes.
+    // Eviction reaches every class.
     for i in 0..200_u64 {
-        if i % 2 == 0 {
-            b.set(&format!("s{i}"), i);
-        } else {
-            b.set(&format!("l{i}"), [i; 16]);
+        match i % 3 {
+            0 => b.set(&format!("s{i}"), i),
+            1 => b.set(&format!("m{i}"), (i.to_string(), i)),
+            _ => b.set(&format!("l{i}"), [i; 16]),
         }
     }
     assert!(cache.len() <= 100, "{} entries", cache.len());

@@ -41,10 +41,12 @@ pub(crate) struct Entry<const N: usize> {
 // small entry is no larger than the entry before size classes (112 bytes) plus the allocation
 // its value then had.
 const _: () = {
-    use super::value::{LARGE, SMALL};
+    use super::value::{LARGE, MEDIUM, SMALL};
     assert!(std::mem::offset_of!(Entry<SMALL>, value) + 16 == 64);
+    assert!(std::mem::offset_of!(Entry<MEDIUM>, value) + 16 == 64);
     assert!(std::mem::offset_of!(Entry<LARGE>, value) + 16 == 64);
     assert!(std::mem::size_of::<Entry<SMALL>>() == 152);
+    assert!(std::mem::size_of::<Entry<MEDIUM>>() == 216);
     assert!(std::mem::size_of::<Entry<LARGE>>() == 312);
 };
 

@@ -30,7 +30,7 @@ use evictor::{Evictor, Probe, Slot};
 pub(crate) use sweeper::register as register_for_maintenance;
 use tags::TagIndex;
 pub(crate) use value::LARGE;
-use value::{SMALL, StoredValue, is_large};
+use value::{LARGE_CLASS, MEDIUM, MEDIUM_CLASS, SMALL, SMALL_CLASS, StoredValue, class_of};
 pub(crate) use value::{Stored, Value, fits_inline};
 
 use crate::stats::Counters;
@@ -60,9 +60,33 @@ pub(crate) type HashKeyed<V> = DashMap<u64, V, BuildHasherDefault<PassThrough>>;
 /// The entries of one size class (see `value.rs`), by the key's lookup hash.
 type Entries<const N: usize> = scc::HashIndex<u64, Entry<N>, BuildHasherDefault<PassThrough>>;
 
-/// The low bit of an entry's id names its class, so eviction, expiry and tag records (which
+/// The low two bits of an entry's id name its class, so eviction, expiry and tag records (which
 /// carry the id) find the right map.
-const LARGE_CLASS: u64 = 1;
+const CLASS_BITS: u32 = 2;
+
+/// Evaluates `$body` with `$map` bound to the map of size class `$class` (the maps differ in
+/// type, so each arm is its own instance of the body).
+macro_rules! in_class {
+    ($store:expr, $class:expr, |$map:ident| $body:expr) => {
+        match $class {
+            SMALL_CLASS => {
+                let $map = &$store.small;
+                $body
+            }
+            MEDIUM_CLASS => {
+                let $map = &$store.medium;
+                $body
+            }
+            _ => {
+                let $map = &$store.large;
+                $body
+            }
+        }
+    };
+}
+
+/// The size classes, for what is done in each map in turn.
+const CLASSES: [u64; 3] = [SMALL_CLASS, MEDIUM_CLASS, LARGE_CLASS];
 
 /// Why an entry left the memory tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,8 +120,10 @@ pub(crate) struct MemoryStore {
     pub(crate) name: Arc<str>,
     /// Entries whose value is up to `SMALL` bytes, or shared.
     small: Entries<SMALL>,
-    /// Entries whose value is up to `LARGE` bytes (and more than `SMALL`). A key is in one of the
-    /// two: an insert in one removes it from the other.
+    /// Entries whose value is up to `MEDIUM` bytes (and more than `SMALL`).
+    medium: Entries<MEDIUM>,
+    /// Entries whose value is up to `LARGE` bytes (and more than `MEDIUM`). A key is in one of
+    /// the three maps: an insert in one removes it from the others.
     large: Entries<LARGE>,
     pub(crate) policy: Policy,
     pub(crate) clock: Clock,
@@ -137,6 +163,7 @@ impl MemoryStore {
             evictor: Mutex::new(Evictor::new(policy.eviction, policy.max_entries)),
             name,
             small: Entries::default(),
+            medium: Entries::default(),
             large: Entries::default(),
             policy,
             clock,
@@ -212,11 +239,8 @@ impl MemoryStore {
         guard: &'g scc::Guard,
     ) -> Result<&'g T, Miss> {
         // Decided at compile time: a `T` is only ever stored in its own class.
-        if is_large::<T>() {
-            self.lookup_in(&self.large, key, hash, guard)
-        } else {
-            self.lookup_in(&self.small, key, hash, guard)
-        }
+        in_class!(self, class_of::<T>(), |map| self
+            .lookup_in(map, key, hash, guard))
     }
 
     #[inline(always)]
@@ -253,8 +277,9 @@ impl MemoryStore {
 
     /// The value under `key` with its times, while it is kept (fresh or not); not counted.
     pub(crate) fn peek_kept(&self, key: &[u8], hash: u64) -> Option<(Value, Times)> {
-        self.peek_kept_in(&self.small, key, hash)
-            .or_else(|| self.peek_kept_in(&self.large, key, hash))
+        CLASSES
+            .into_iter()
+            .find_map(|class| in_class!(self, class, |map| self.peek_kept_in(map, key, hash)))
     }
 
     fn peek_kept_in<const N: usize>(
@@ -275,8 +300,9 @@ impl MemoryStore {
 
     /// The type-erased value under `key`, for followers of a single flight.
     pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
-        self.peek_value_in(&self.small, key, hash)
-            .or_else(|| self.peek_value_in(&self.large, key, hash))
+        CLASSES
+            .into_iter()
+            .find_map(|class| in_class!(self, class, |map| self.peek_value_in(map, key, hash)))
     }
 
     fn peek_value_in<const N: usize>(
@@ -296,21 +322,18 @@ impl MemoryStore {
     /// Returns false when `opts.epoch` says an invalidation overlapped the value (not stored).
     pub(crate) fn insert(&self, key: &str, hash: u64, value: Stored, opts: InsertOptions) -> bool {
         match value {
-            Stored::Small(v) => self.insert_in(&self.small, &self.large, 0, key, hash, v, opts),
-            Stored::Large(v) => {
-                self.insert_in(&self.large, &self.small, LARGE_CLASS, key, hash, v, opts)
-            }
+            Stored::Small(v) => self.insert_in(&self.small, SMALL_CLASS, key, hash, v, opts),
+            Stored::Medium(v) => self.insert_in(&self.medium, MEDIUM_CLASS, key, hash, v, opts),
+            Stored::Large(v) => self.insert_in(&self.large, LARGE_CLASS, key, hash, v, opts),
         }
     }
 
-    /// [`insert`](Self::insert) into the map of the value's class; `other` is the other class's
-    /// map, from which the key is then removed (the same key stored with a value of another
-    /// type, or a preloaded hot key now decoded).
-    #[allow(clippy::too_many_arguments)]
-    fn insert_in<const N: usize, const M: usize>(
+    /// [`insert`](Self::insert) into `map`, the map of the value's `class`; the key is then
+    /// removed from the other classes' maps (the same key stored with a value of another type, or
+    /// a preloaded hot key now decoded).
+    fn insert_in<const N: usize>(
         &self,
         map: &Entries<N>,
-        other: &Entries<M>,
         class: u64,
         key: &str,
         hash: u64,
@@ -335,7 +358,7 @@ impl MemoryStore {
             Some(w) => w(key, value.as_any()),
             None => (key.len() + value.size() + 64) as u64,
         };
-        let id = (self.next_id.fetch_add(1, Ordering::Relaxed) << 1) | class;
+        let id = (self.next_id.fetch_add(1, Ordering::Relaxed) << CLASS_BITS) | class;
         let slot = Slot { hash, id };
         let entry = Entry {
             key: StoredKey::new(key),
@@ -390,17 +413,28 @@ impl MemoryStore {
                 self.weight.fetch_add(weight as i64, Ordering::Relaxed);
             }
         }
-        // The key may be in the other class's map (stored before with a value of another type, or
+        // The key may be in another class's map (stored before with a value of another type, or
         // preloaded as bytes): it lives in one map only. Looked for without a lock first, since it
         // almost never is.
-        if other
-            .peek_with(&hash, |_, e| e.key.as_bytes() == key.as_bytes())
-            .unwrap_or(false)
-        {
-            let now = self.clock.now_ms();
-            if let Some((weight, tags, id, _)) = Self::take_key(other, key.as_bytes(), hash, now) {
-                self.account_removal(weight, &tags, Slot { hash, id }, RemovalCause::Replaced);
-            }
+        for other in CLASSES.into_iter().filter(|c| *c != class) {
+            in_class!(self, other, |other| {
+                if other
+                    .peek_with(&hash, |_, e| e.key.as_bytes() == key.as_bytes())
+                    .unwrap_or(false)
+                {
+                    let now = self.clock.now_ms();
+                    if let Some((weight, tags, id, _)) =
+                        Self::take_key(other, key.as_bytes(), hash, now)
+                    {
+                        self.account_removal(
+                            weight,
+                            &tags,
+                            Slot { hash, id },
+                            RemovalCause::Replaced,
+                        );
+                    }
+                }
+            })
         }
         self.counters.inserts.incr();
         if keep_until != NEVER {
@@ -435,11 +469,9 @@ impl MemoryStore {
 
     /// Removes the entry a queue record names, if that record is still current.
     fn remove_slot(&self, slot: Slot, cause: RemovalCause) -> bool {
-        if slot.id & LARGE_CLASS != 0 {
-            self.remove_slot_in(&self.large, slot, cause)
-        } else {
-            self.remove_slot_in(&self.small, slot, cause)
-        }
+        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| {
+            self.remove_slot_in(map, slot, cause)
+        })
     }
 
     fn remove_slot_in<const N: usize>(
@@ -480,9 +512,12 @@ impl MemoryStore {
     /// Removes `key`. True if a live entry was removed.
     pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
         self.epochs.bump_key(hash);
-        let small = self.remove_key_in(&self.small, key, hash);
-        let large = self.remove_key_in(&self.large, key, hash);
-        small || large
+        // Every map, even after a removal: a racing insert of another type may have left a copy.
+        let mut live = false;
+        for class in CLASSES {
+            live |= in_class!(self, class, |map| self.remove_key_in(map, key, hash));
+        }
+        live
     }
 
     /// Removes `key` from one class's map, counted as invalidated if it was live, else expired.
@@ -526,8 +561,13 @@ impl MemoryStore {
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
         self.epochs.bump_all();
         let mut removed = Vec::new();
-        Self::take_where(&self.small, &mut pred, &mut removed);
-        Self::take_where(&self.large, &mut pred, &mut removed);
+        for class in CLASSES {
+            in_class!(self, class, |map| Self::take_where(
+                map,
+                &mut pred,
+                &mut removed
+            ));
+        }
         for (hash, id, weight, tags) in &removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.weight.fetch_sub(*weight as i64, Ordering::Relaxed);
@@ -672,11 +712,9 @@ impl Probe for MemoryStore {
             })
             .flatten()
         }
-        if slot.id & LARGE_CLASS != 0 {
-            freq_in(&self.large, slot)
-        } else {
-            freq_in(&self.small, slot)
-        }
+        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| freq_in(
+            map, slot
+        ))
     }
 
     fn set_freq(&self, slot: Slot, freq: u8) {
@@ -687,10 +725,8 @@ impl Probe for MemoryStore {
                 }
             });
         }
-        if slot.id & LARGE_CLASS != 0 {
-            set_in(&self.large, slot, freq)
-        } else {
-            set_in(&self.small, slot, freq)
-        }
+        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| {
+            set_in(map, slot, freq)
+        })
     }
 }

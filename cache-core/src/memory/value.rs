@@ -5,10 +5,11 @@
 //! heap: the profiles showed it as the most expensive instruction of a hit, and the 2-thread
 //! benchmark ran about 20% faster with values inline. But a map's slots are all one size, so one
 //! inline size for everything made a cache of `u64`s more than twice as large. Values therefore
-//! come in two size classes, each with its own map (see `MemoryStore`): up to [`SMALL`] bytes
-//! (integers, `String`, `Vec`, `Arc<T>`: an entry no larger than the old entry plus its `Arc`) and
-//! up to [`LARGE`] bytes (a row-sized struct). Larger values, and the type-erased bytes of a
-//! preloaded hot key, stay shared behind an `Arc` in the small class.
+//! come in three size classes, each with its own map (see `MemoryStore`): up to [`SMALL`] bytes
+//! (integers, `String`, `Vec`, `Arc<T>`: an entry no larger than the old entry plus its `Arc`), up
+//! to [`MEDIUM`] bytes (a small struct of a few strings and numbers) and up to [`LARGE`] bytes (a
+//! row-sized struct). Larger values, and the type-erased bytes of a preloaded hot key, stay
+//! shared behind an `Arc` in the small class.
 
 use std::any::{Any, TypeId};
 use std::mem::{MaybeUninit, align_of, size_of};
@@ -20,6 +21,8 @@ pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 
 /// The largest value of the small class, stored inline in a small entry.
 pub(crate) const SMALL: usize = 24;
+/// The largest value of the medium class.
+pub(crate) const MEDIUM: usize = 88;
 /// The largest value of the large class, stored inline in a large entry.
 pub(crate) const LARGE: usize = 184;
 /// The largest alignment kept inline; over-aligned types are shared.
@@ -85,11 +88,26 @@ pub(crate) const fn fits_inline<T, const N: usize>() -> bool {
     size_of::<T>() <= N && align_of::<T>() <= INLINE_ALIGN
 }
 
-/// The size class a `T` is stored in, decided at compile time: the large class for what fits
-/// there and not in the small one; the small class for small values and for shared ones.
+/// The class of values of up to [`SMALL`] bytes, and of shared values.
+pub(crate) const SMALL_CLASS: u64 = 0;
+/// The class of values of up to [`MEDIUM`] bytes.
+pub(crate) const MEDIUM_CLASS: u64 = 1;
+/// The class of values of up to [`LARGE`] bytes.
+pub(crate) const LARGE_CLASS: u64 = 2;
+
+/// The size class a `T` is stored in, decided at compile time: the smallest class it fits in
+/// inline; the small class (shared) for what fits in none.
 #[inline(always)]
-pub(crate) const fn is_large<T>() -> bool {
-    fits_inline::<T, LARGE>() && !fits_inline::<T, SMALL>()
+pub(crate) const fn class_of<T>() -> u64 {
+    if fits_inline::<T, SMALL>() {
+        SMALL_CLASS
+    } else if fits_inline::<T, MEDIUM>() {
+        MEDIUM_CLASS
+    } else if fits_inline::<T, LARGE>() {
+        LARGE_CLASS
+    } else {
+        SMALL_CLASS
+    }
 }
 
 impl<const N: usize> StoredValue<N> {
@@ -176,16 +194,17 @@ impl<const N: usize> Drop for StoredValue<N> {
 /// A value on its way into the memory tier, in the class its type belongs to.
 pub(crate) enum Stored {
     Small(StoredValue<SMALL>),
+    Medium(StoredValue<MEDIUM>),
     Large(StoredValue<LARGE>),
 }
 
 impl Stored {
-    /// `value` in its type's class (see [`is_large`]).
+    /// `value` in its type's class (see [`class_of`]).
     pub(crate) fn new<T: Clone + Send + Sync + 'static>(value: T) -> Self {
-        if is_large::<T>() {
-            Stored::Large(StoredValue::new(value))
-        } else {
-            Stored::Small(StoredValue::new(value))
+        match class_of::<T>() {
+            MEDIUM_CLASS => Stored::Medium(StoredValue::new(value)),
+            LARGE_CLASS => Stored::Large(StoredValue::new(value)),
+            _ => Stored::Small(StoredValue::new(value)),
         }
     }
 
@@ -264,11 +283,21 @@ mod tests {
 
     #[test]
     fn each_type_has_one_class() {
-        assert!(!is_large::<u64>() && !is_large::<String>() && !is_large::<Arc<[u8]>>());
-        assert!(is_large::<[u64; 4]>() && is_large::<[u8; LARGE]>());
-        assert!(!is_large::<[u8; LARGE + 1]>(), "shared, in the small class");
+        for class in [
+            class_of::<u64>(),
+            class_of::<String>(),
+            class_of::<Arc<[u8]>>(),
+        ] {
+            assert_eq!(class, SMALL_CLASS);
+        }
+        assert_eq!(class_of::<[u64; 4]>(), MEDIUM_CLASS);
+        assert_eq!(class_of::<[u8; MEDIUM]>(), MEDIUM_CLASS);
+        assert_eq!(class_of::<[u8; MEDIUM + 1]>(), LARGE_CLASS);
+        assert_eq!(class_of::<[u8; LARGE]>(), LARGE_CLASS);
+        assert_eq!(class_of::<[u8; LARGE + 1]>(), SMALL_CLASS, "shared");
         assert!(matches!(Stored::new(1u64), Stored::Small(_)));
-        assert!(matches!(Stored::new([1u64; 4]), Stored::Large(_)));
+        assert!(matches!(Stored::new([1u64; 4]), Stored::Medium(_)));
+        assert!(matches!(Stored::new([1u64; 16]), Stored::Large(_)));
         assert!(matches!(Stored::new([1u8; 400]), Stored::Small(_)));
         let small = StoredValue::<SMALL>::new(String::from("x"));
         assert_eq!(
