@@ -466,13 +466,13 @@ fn stored_and_shared<T: Clone + Send + Sync + 'static>(value: T) -> (Stored, Sha
     }
 }
 
-/// A shared value back in its type's class, so a typed lookup finds it (a medium- or
-/// large-class value stored shared would sit in the small class's map, where lookups of its type
-/// never look).
+/// A shared value stored where a typed lookup finds it: a value that fits inline is copied into
+/// its type's class (stored shared, it would sit in the small class's map, where lookups of a
+/// medium- or large-class type never look); a larger one keeps its `Arc`.
 fn typed<T: Clone + Send + Sync + 'static>(shared: &Value) -> Stored {
     match shared.downcast_ref::<T>() {
-        Some(v) => Stored::new(v.clone()),
-        None => Stored::shared(shared.clone()),
+        Some(v) if fits_inline::<T, { crate::memory::LARGE }>() => Stored::new(v.clone()),
+        _ => Stored::shared(shared.clone()),
     }
 }
 
@@ -555,7 +555,7 @@ impl At<'_> {
             self.hash,
             opts,
             self.fresh,
-            Stored::new(fallback.value.clone()),
+            typed::<S::Value>(&fallback.shared),
             fallback.times,
             self.epoch,
         );
@@ -840,7 +840,7 @@ fn remote_stale<R, W: Work<R>>(
             store.memory.insert(
                 key.as_str(),
                 hash,
-                Stored::new(hit.value.clone()),
+                typed::<ValueOf<R, W>>(&shared),
                 stale_entry,
             );
         }

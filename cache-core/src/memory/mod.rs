@@ -88,13 +88,18 @@ macro_rules! in_class {
 /// The size classes, for what is done in each map in turn.
 const CLASSES: [u64; 3] = [SMALL_CLASS, MEDIUM_CLASS, LARGE_CLASS];
 
+/// The size class of the entry a queue record names.
+fn class_of_slot(slot: Slot) -> u64 {
+    slot.id & ((1 << CLASS_BITS) - 1)
+}
+
 /// Why an entry left the memory tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RemovalCause {
     Expired,
     Evicted,
     Invalidated,
-    /// Moved to the other size class's map by an insert of the same key (not counted).
+    /// Moved to another size class's map by an insert of the same key (not counted).
     Replaced,
 }
 
@@ -298,24 +303,11 @@ impl MemoryStore {
         Some((entry.value.share(), entry.times()))
     }
 
-    /// The type-erased value under `key`, for followers of a single flight.
+    /// The type-erased value under `key` while it is fresh, for followers of a single flight.
     pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
-        CLASSES
-            .into_iter()
-            .find_map(|class| in_class!(self, class, |map| self.peek_value_in(map, key, hash)))
-    }
-
-    fn peek_value_in<const N: usize>(
-        &self,
-        map: &Entries<N>,
-        key: &[u8],
-        hash: u64,
-    ) -> Option<Value> {
         let now = self.clock.now_ms();
-        map.peek_with(&hash, |_, entry| {
-            (entry.key.as_bytes() == key && entry.is_live(now)).then(|| entry.value.share())
-        })
-        .flatten()
+        self.peek_kept(key, hash)
+            .and_then(|(value, times)| (times.expires_at > now).then_some(value))
     }
 
     /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
@@ -469,7 +461,7 @@ impl MemoryStore {
 
     /// Removes the entry a queue record names, if that record is still current.
     fn remove_slot(&self, slot: Slot, cause: RemovalCause) -> bool {
-        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| {
+        in_class!(self, class_of_slot(slot), |map| {
             self.remove_slot_in(map, slot, cause)
         })
     }
@@ -712,9 +704,7 @@ impl Probe for MemoryStore {
             })
             .flatten()
         }
-        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| freq_in(
-            map, slot
-        ))
+        in_class!(self, class_of_slot(slot), |map| freq_in(map, slot))
     }
 
     fn set_freq(&self, slot: Slot, freq: u8) {
@@ -725,8 +715,6 @@ impl Probe for MemoryStore {
                 }
             });
         }
-        in_class!(self, slot.id & ((1 << CLASS_BITS) - 1), |map| {
-            set_in(map, slot, freq)
-        })
+        in_class!(self, class_of_slot(slot), |map| set_in(map, slot, freq))
     }
 }

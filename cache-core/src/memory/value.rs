@@ -147,8 +147,8 @@ impl<const N: usize> StoredValue<N> {
     #[inline(always)]
     pub(crate) fn downcast_ref<T: 'static>(&self) -> Option<&T> {
         if fits_inline::<T, N>() && self.type_id == TypeId::of::<T>() {
-            // SAFETY: `new::<T>` wrote a `T` here (only it records a `TypeId` other than
-            // `Value`'s, and `Value` itself is never stored inline: `shared` is used for it).
+            // SAFETY: a `T` is here: only `new::<T>` records `T`'s `TypeId` (when `T` is
+            // `Value` itself, both `new` and `shared` wrote a `Value`), and it wrote a `T`.
             return Some(unsafe { &*self.bytes.0.as_ptr().cast::<T>() });
         }
         self.shared_ref()?.downcast_ref::<T>()
