@@ -674,7 +674,8 @@ async fn write_remote<T>(
 type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 
 /// The memory hit of [`get_or_compute`] and [`get_or_compute_blocking`]: returns the value from
-/// the calling function, else evaluates to whether an entry past its `soft_at` was found.
+/// the calling function, else evaluates to whether an entry past its `soft_at` was found, and
+/// the key's lookup hash.
 ///
 /// A macro rather than a function because the `return` is the point: the value is cloned
 /// straight into the caller's return value (which is the expansion's: it returns it as it is)
@@ -682,15 +683,19 @@ type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 /// a 168-byte row was copied once per layer (see `docs/benchmarks.md`). Expanded inside a
 /// function generic over `R` (the return type) and `J` (its job), as both callers are.
 macro_rules! return_hit_or_later {
-    ($store:expr, $key:expr, $hash:expr, $job:expr) => {{
+    ($store:expr, $key:expr, $job:expr) => {{
+        // The guard first: its locked instruction waits for the key's just-rendered bytes to
+        // reach the cache, so the hash's loads that follow find them there instead of stalling
+        // on store forwarding across the several stores that wrote them.
         let guard = scc::Guard::new();
-        match $store.get_local_ref::<ValueOf<R, J>>($key.as_bytes(), $hash, &guard) {
+        let hash = $key.lookup_hash();
+        match $store.get_local_ref::<ValueOf<R, J>>($key.as_bytes(), hash, &guard) {
             Ok(v) => {
                 tracing::trace!(cache = %$store.name, outcome = "hit", "cached call");
                 return $job.strategy().rebuild_cloned(v);
             }
-            Err(Miss::Later) => true,
-            Err(Miss::Absent) => false,
+            Err(Miss::Later) => (true, hash),
+            Err(Miss::Absent) => (false, hash),
         }
     }};
 }
@@ -703,8 +708,7 @@ pub(crate) async fn get_or_compute<R, J: Job<R>>(
     plan: impl FnOnce() -> Plan,
     job: J,
 ) -> R {
-    let hash = key.lookup_hash();
-    let later = return_hit_or_later!(store, key, hash, job);
+    let (later, hash) = return_hit_or_later!(store, key, job);
     // Boxed so the caller's future holds a pointer rather than the whole miss state machine
     // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
     Box::pin(miss(store, key, hash, plan, job, later)).await
@@ -1486,8 +1490,7 @@ pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     plan: impl FnOnce() -> Plan,
     job: J,
 ) -> R {
-    let hash = key.lookup_hash();
-    let later = return_hit_or_later!(store, key, hash, job);
+    let (later, hash) = return_hit_or_later!(store, key, job);
     miss_blocking(store, key, hash, plan, job, later)
 }
 
