@@ -199,9 +199,9 @@ fn redis_hits(c: &mut Criterion) {
 
 /// Pins this thread (which runs the benchmark's current-thread runtime: every client, ours and
 /// raw, and their connections' driver tasks) to the first CPU and `redis-server` to the second,
-/// when there are two. Left to the scheduler, the two processes were sometimes on one core and
-/// sometimes on two, and that placement, not the code, moved the paired ratio between +5% and
-/// +14% from one run to the next.
+/// when there are two. Left to the scheduler, the paired ratio moved between +5% and +14% from
+/// one run to the next of the same code; pinned, between +4% and +9% (where each process runs is
+/// the likely cause, not checked directly).
 fn pin_apart(server_pid: u32) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
