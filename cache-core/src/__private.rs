@@ -13,7 +13,9 @@ use std::time::Duration;
 pub use ::core;
 pub use ::std;
 
-pub use crate::key::{Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyBuf, KeyPart};
+pub use crate::key::{
+    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf, KeyPart,
+};
 pub use crate::outcome::{
     CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, WithCodec, check_strategy,
     store_if,

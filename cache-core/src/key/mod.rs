@@ -14,7 +14,9 @@ pub(crate) mod template;
 
 pub use escape::{escape_glob, escape_key_part};
 pub use glob::Glob;
-pub use render::{Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyBuf, KeyPart};
+pub use render::{
+    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf, KeyPart,
+};
 
 /// The memory tier's lookup hash of a logical key.
 ///

@@ -1,6 +1,5 @@
 //! [`KeyBuf`]: the stack buffer a key (or a tag, or a pattern) is rendered into.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use super::escape::{Case, Escaper};
@@ -37,12 +36,141 @@ impl<T: fmt::Display + ?Sized> KeyPart for T {
 )]
 pub trait KeyArgs {
     /// Serializes the value into `out` for hashing.
-    fn serialize_for_key(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error>;
+    fn serialize_for_key(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error>;
 }
 
 impl<T: serde::Serialize + ?Sized> KeyArgs for T {
-    fn serialize_for_key(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
+    #[inline]
+    fn serialize_for_key(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error> {
         self.serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
+    }
+}
+
+/// A default key's argument list: the tuple of references the macro builds, `(&id, &name)`.
+///
+/// Encoded as the MessagePack array of its elements, header first, each element by
+/// [`KeyArgs`]. Written out here rather than through serde's tuple impl, because `rmp_serde`
+/// buffers a tuple's elements (to find tuples of bytes) and then moves that buffer: the move's
+/// wide load of fields just written narrowly stalled every default-key hit for a tenth of its
+/// time. A tuple whose elements are all `u8`s is therefore an array here, where `rmp_serde`
+/// would have written binary.
+pub trait KeyArgsTuple {
+    /// Serializes the argument list into `out` for hashing.
+    fn serialize_args(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error>;
+}
+
+macro_rules! key_args_tuple {
+    ($len:literal: $($name:ident . $index:tt),+) => {
+        impl<$($name: KeyArgs),+> KeyArgsTuple for ($($name,)+) {
+            #[inline]
+            fn serialize_args(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error> {
+                out.array_header($len);
+                $(self.$index.serialize_for_key(out)?;)+
+                Ok(())
+            }
+        }
+    };
+}
+
+key_args_tuple!(1: A.0);
+key_args_tuple!(2: A.0, B.1);
+key_args_tuple!(3: A.0, B.1, C.2);
+key_args_tuple!(4: A.0, B.1, C.2, D.3);
+key_args_tuple!(5: A.0, B.1, C.2, D.3, E.4);
+key_args_tuple!(6: A.0, B.1, C.2, D.3, E.4, F.5);
+key_args_tuple!(7: A.0, B.1, C.2, D.3, E.4, F.5, G.6);
+key_args_tuple!(8: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7);
+key_args_tuple!(9: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8);
+key_args_tuple!(10: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9);
+key_args_tuple!(11: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10);
+key_args_tuple!(12: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11);
+key_args_tuple!(13: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12);
+key_args_tuple!(14: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13);
+key_args_tuple!(15: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14);
+key_args_tuple!(16: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15);
+
+/// The serialized bytes of a default key's arguments: on the stack up to [`ARG_INLINE`] bytes
+/// (ids, short strings), on the heap past that. A thread-local scratch `Vec` served before; its
+/// access and borrow flag cost more than the few bytes a typical argument list needs.
+#[derive(Debug)]
+pub struct ArgBytes {
+    len: usize,
+    inline: [u8; ARG_INLINE],
+    spill: Vec<u8>,
+}
+
+/// [`ArgBytes`]'s inline capacity.
+const ARG_INLINE: usize = 64;
+
+impl ArgBytes {
+    #[inline(always)]
+    fn new() -> Self {
+        ArgBytes {
+            len: 0,
+            inline: [0; ARG_INLINE],
+            spill: Vec::new(),
+        }
+    }
+
+    /// A MessagePack array header for `len` elements (at most 16: tuples are nested past that).
+    #[inline(always)]
+    fn array_header(&mut self, len: u8) {
+        debug_assert!(len <= 16);
+        if len < 16 {
+            self.push(&[0x90 | len]);
+        } else {
+            self.push(&[0xdc, 0, 16]);
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= ARG_INLINE {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.push_spilled(bytes);
+        }
+    }
+
+    #[cold]
+    fn push_spilled(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * (self.len + bytes.len()));
+            self.spill
+                .extend_from_slice(&self.inline[..self.len.min(ARG_INLINE)]);
+        }
+        self.spill.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        if self.len <= ARG_INLINE && self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+impl std::io::Write for ArgBytes {
+    #[inline(always)]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.push(buf);
+        Ok(buf.len())
+    }
+
+    #[inline(always)]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.push(buf);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -124,11 +252,6 @@ impl fmt::Write for KeyBuf {
         self.push_bytes(s.as_bytes());
         Ok(())
     }
-}
-
-thread_local! {
-    /// Scratch space for serializing default-key arguments; reused so a hit does not allocate.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl KeyBuf {
@@ -278,15 +401,9 @@ impl KeyBuf {
     }
 
     /// Appends a stable hash of serialized arguments (32 hex digits), the default key's tail.
-    pub fn args_hash<A: KeyArgs + ?Sized>(&mut self, args: &A) {
-        let hash = SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                hash_args(args, &mut buf)
-            }
-            // Re-entered (an argument's `Serialize` computing a cached key): use a fresh buffer.
-            Err(_) => hash_args(args, &mut Vec::new()),
-        });
+    #[inline]
+    pub fn args_hash<A: KeyArgsTuple + ?Sized>(&mut self, args: &A) {
+        let hash = hash_args(args);
         self.push_hex(hash, 32);
     }
 
@@ -331,16 +448,18 @@ impl KeyBuf {
         let halves = [hex16((value >> 64) as u64), hex16(value as u64)];
         let halves = &halves[2 - (digits / 16).clamp(1, 2)..];
         if self.len + 16 * halves.len() <= INLINE {
-            // In 16-byte pieces of fixed size, stored straight from registers: a copy of a
-            // variable length became a `memcpy` call whose loads stalled on the digits'
-            // just-written bytes.
+            // Eight digits a store, straight from registers: a copy of a variable length became
+            // a `memcpy` call, and a 16-byte copy of an array a wide load, each stalling on the
+            // digits' just-written narrower stores.
             for half in halves {
-                self.inline[self.len..self.len + 16].copy_from_slice(half);
+                let (high, low) = ((half >> 64) as u64, *half as u64);
+                self.inline[self.len..self.len + 8].copy_from_slice(&high.to_be_bytes());
+                self.inline[self.len + 8..self.len + 16].copy_from_slice(&low.to_be_bytes());
                 self.len += 16;
             }
         } else {
             for half in halves {
-                self.push_spilled(half);
+                self.push_spilled(&half.to_be_bytes());
             }
         }
     }
@@ -373,10 +492,10 @@ fn eight_digits(n: u32) -> u64 {
 }
 
 /// The 16 lowercase hex digits of `x`, computed in one 128-bit register: each nibble spread to
-/// a byte, then mapped to ASCII without a table or a branch. A table lookup per byte had made the
-/// 32 digits of a default key a tenth of its hit.
+/// a byte, then mapped to ASCII without a table or a branch; the text is the result's big-endian
+/// bytes. A table lookup per byte had made the 32 digits of a default key a tenth of its hit.
 #[inline(always)]
-fn hex16(x: u64) -> [u8; 16] {
+fn hex16(x: u64) -> u128 {
     const LOW_NIBBLES: u128 = 0x0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f;
     const EACH_BYTE: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
     let mut v = u128::from(x);
@@ -386,17 +505,19 @@ fn hex16(x: u64) -> [u8; 16] {
     v = (v | (v << 4)) & LOW_NIBBLES;
     // Bytes of 10..=15 carry into bit 4 when 6 is added: those get `'a' - '0' - 10` more.
     let letters = ((v + 6 * EACH_BYTE) >> 4) & EACH_BYTE;
-    (v + u128::from(b'0') * EACH_BYTE + letters * u128::from(b'a' - b'0' - 10)).to_be_bytes()
+    v + u128::from(b'0') * EACH_BYTE + letters * u128::from(b'a' - b'0' - 10)
 }
 
-fn hash_args<A: KeyArgs + ?Sized>(args: &A, buf: &mut Vec<u8>) -> u128 {
-    if let Err(e) = args.serialize_for_key(buf) {
+#[inline]
+fn hash_args<A: KeyArgsTuple + ?Sized>(args: &A) -> u128 {
+    let mut bytes = ArgBytes::new();
+    if let Err(e) = args.serialize_args(&mut bytes) {
         // A `Serialize` impl that fails has no stable form; hash what it wrote plus the error so
         // the key is still deterministic for the same input.
         tracing::debug!(error = %e, "cache key arguments failed to serialize");
-        buf.extend_from_slice(e.to_string().as_bytes());
+        bytes.push(e.to_string().as_bytes());
     }
-    super::stable_hash128(buf)
+    super::stable_hash128(bytes.as_bytes())
 }
 
 #[cfg(test)]
@@ -524,6 +645,41 @@ mod tests {
         assert_eq!(h(&(1, "x")).len(), 32);
     }
 
+    /// Default keys outlive a release in Redis: the argument list must keep encoding exactly as
+    /// `rmp_serde` encodes the same tuple (named fields), apart from all-`u8` tuples (see
+    /// [`KeyArgsTuple`]).
+    #[test]
+    fn argument_lists_encode_as_rmp_serde_encodes_the_tuple() {
+        #[derive(serde::Serialize)]
+        struct Filter {
+            name: String,
+            limit: Option<u32>,
+        }
+        fn check<T: KeyArgsTuple + serde::Serialize>(args: T) {
+            let mut ours = ArgBytes::new();
+            args.serialize_args(&mut ours).unwrap();
+            assert_eq!(ours.as_bytes(), rmp_serde::to_vec_named(&args).unwrap());
+        }
+        check((&42u64,));
+        check((&u64::MAX, &-7i32, &"name", &2.5f64, &true));
+        check((
+            &Filter {
+                name: "a:b".repeat(40),
+                limit: Some(3),
+            },
+            &vec![1u16, 2, 300],
+            &None::<u8>,
+        ));
+        check((
+            1u64, 2u64, 3u64, 4u64, 5u64, 6u64, 7u64, 8u64, 9u64, 10u64, 11u64, 12u64, 13u64,
+            14u64, 15u64,
+        ));
+        check((
+            1u64, 2u64, 3u64, 4u64, 5u64, 6u64, 7u64, 8u64, 9u64, 10u64, 11u64, 12u64, 13u64,
+            14u64, 15u64, 16u64,
+        ));
+    }
+
     #[test]
     fn eight_digits_match_format_across_the_range() {
         let mut n = 0u32;
@@ -568,7 +724,10 @@ mod tests {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 x
             };
-            assert_eq!(hex16(value), *format!("{value:016x}").as_bytes());
+            assert_eq!(
+                hex16(value).to_be_bytes(),
+                *format!("{value:016x}").as_bytes()
+            );
         }
     }
 

@@ -330,9 +330,10 @@ fn default_key(
         let args = args_tuple(refs.collect());
         // Each argument's `Serialize` is checked on its own (`assert_key_arg` below, spanned on
         // the argument). The tuple is hashed through "autoref specialization": when it is not
-        // `KeyArgs` the method resolves to the fallback trait instead, so the only error is the
-        // per-argument one. The fallback can only be chosen when some argument is not
-        // `Serialize` (serde implements tuples of up to 16 elements, hence `args_tuple`), and
+        // `KeyArgsTuple` the method resolves to the fallback trait instead, so the only error is
+        // the per-argument one. The fallback can only be chosen when some argument is not
+        // `Serialize` (`KeyArgsTuple` and serde cover tuples of up to 16 elements, hence
+        // `args_tuple`), and
         // then the build has failed already; if it were ever chosen otherwise, its post-
         // monomorphization `const` fails the build rather than hashing nothing.
         out.extend(quote! {
@@ -342,7 +343,7 @@ fn default_key(
                 trait __CacheHashArgs {
                     fn __cache_hash(&self, key: &mut #c::__private::KeyBuf);
                 }
-                impl<A: #c::__private::KeyArgs> __CacheHashArgs for __CacheArgs<A> {
+                impl<A: #c::__private::KeyArgsTuple> __CacheHashArgs for __CacheArgs<A> {
                     #[inline]
                     fn __cache_hash(&self, key: &mut #c::__private::KeyBuf) {
                         key.args_hash(&self.0);
