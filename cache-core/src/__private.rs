@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub use ::core;
 pub use ::std;
+pub use scc::Guard;
 
 pub use crate::key::{
     ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf, KeyPart,
@@ -136,21 +137,143 @@ impl Deref for StoreRef {
     }
 }
 
-/// The body of an `async fn` under `#[cached]`.
+/// The body of an `async fn` under `#[cached]`, in three steps so that a hit returns from the
+/// function itself:
+///
+/// ```ignore
+/// let call = cached_async(&SITE, &k, &tags, job);
+/// let later = {
+///     let guard = Guard::new();
+///     match call.lookup(&guard) {
+///         Ok(value) => return call.rebuild(value),
+///         Err(later) => later,
+///     }
+/// };
+/// call.miss(later).await
+/// ```
+///
+/// The value is cloned straight into the function's return value. Returned through an `async
+/// fn` of ours instead, it was copied once more at the boundary between the two state machines,
+/// and that copy's wide loads stalled on the clone's just-written narrow stores.
 #[inline(always)]
-pub async fn cached_async<R, J: Job<R>>(
+pub fn cached_async<'a, R, J: Job<R>>(
     site: &'static CallSite,
-    key: &KeyBuf,
-    tags: &[KeyBuf],
+    key: &'a KeyBuf,
+    tags: &'a [KeyBuf],
     job: J,
-) -> R {
+) -> AsyncCached<'a, R, J> {
     // Under `CacheHeadersLayer`: a hit unless the miss path notes a body run or a stale value
     // (the request's status is the worst noted). Noted first, so the hit's value is not held
     // across the call.
     #[cfg(feature = "axum")]
     crate::http::record(crate::http::CacheStatus::Hit);
-    let store = site.store();
-    flight::get_or_compute(&store, key, site.plan(&store, tags), job).await
+    AsyncCached {
+        store: site.store(),
+        site,
+        key,
+        tags,
+        job,
+        result: PhantomData,
+    }
+}
+
+/// See [`cached_async`]: one call of a cached `async fn`, between its memory lookup and its miss.
+pub struct AsyncCached<'a, R, J> {
+    store: StoreRef,
+    site: &'static CallSite,
+    key: &'a KeyBuf,
+    tags: &'a [KeyBuf],
+    job: J,
+    result: PhantomData<fn() -> R>,
+}
+
+/// The methods of [`AsyncCached`] for when its job is not a [`Job`], found by "autoref
+/// specialization" (they take `&AsyncCached` by value, a step after the real ones): the bound
+/// has then failed already at [`cached_async`], where it is reported once, underlining the
+/// return type, and these keep the expansion's later steps from each reporting it again.
+/// Never called: a program that reaches them does not compile.
+pub trait AsyncCachedWithoutJob<R> {
+    /// See [`AsyncCached::lookup`].
+    fn lookup(self, guard: &Guard) -> Result<&std::convert::Infallible, Later>;
+    /// See [`AsyncCached::rebuild`].
+    fn rebuild(self, value: &std::convert::Infallible) -> R;
+    /// See [`AsyncCached::miss`].
+    fn miss(self, later: Later) -> std::future::Pending<R>;
+}
+
+impl<R, J> AsyncCachedWithoutJob<R> for &AsyncCached<'_, R, J> {
+    fn lookup(self, _: &Guard) -> Result<&std::convert::Infallible, Later> {
+        unreachable!("`cached_async` requires a `Job`")
+    }
+    fn rebuild(self, value: &std::convert::Infallible) -> R {
+        match *value {}
+    }
+    fn miss(self, _: Later) -> std::future::Pending<R> {
+        unreachable!("`cached_async` requires a `Job`")
+    }
+}
+
+impl<R, J> std::fmt::Debug for AsyncCached<'_, R, J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncCached")
+            .field("site", &self.site)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`AsyncCached::lookup`] that missed hands to [`AsyncCached::miss`]: whether an entry
+/// past its `soft_at` was found, and the key's lookup hash.
+#[derive(Clone, Copy, Debug)]
+pub struct Later {
+    later: bool,
+    hash: u64,
+}
+
+impl<'a, R, J: Job<R>> AsyncCached<'a, R, J> {
+    /// The memory tier's value for the key, borrowed for as long as `guard` lives.
+    #[inline(always)]
+    pub fn lookup<'g>(&'g self, guard: &'g Guard) -> Result<&'g flight::ValueOf<R, J>, Later> {
+        let hash = self.key.lookup_hash();
+        match self.store.get_local_ref(self.key.as_bytes(), hash, guard) {
+            Ok(value) => {
+                tracing::trace!(cache = %self.store.name, outcome = "hit", "cached call");
+                Ok(value)
+            }
+            Err(crate::memory::Miss::Later) => Err(Later { later: true, hash }),
+            Err(crate::memory::Miss::Absent) => Err(Later { later: false, hash }),
+        }
+    }
+
+    /// The function's return value from a value [`lookup`](Self::lookup) found.
+    #[inline(always)]
+    pub fn rebuild(&self, value: &flight::ValueOf<R, J>) -> R {
+        self.job.strategy().rebuild_cloned(value)
+    }
+
+    /// Everything after a memory miss: single flight, the remote tier, the body.
+    #[inline(always)]
+    pub async fn miss(self, later: Later) -> R {
+        let AsyncCached {
+            store,
+            site,
+            key,
+            tags,
+            job,
+            ..
+        } = self;
+        // Boxed so the caller's future holds a pointer rather than the whole miss state machine
+        // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
+        Box::pin(flight::miss(
+            &store,
+            key,
+            later.hash,
+            site.plan(&store, tags),
+            job,
+            later.later,
+        ))
+        .await
+    }
 }
 
 /// The body of a sync `fn` under `#[cached]`.

@@ -671,7 +671,7 @@ async fn write_remote<T>(
     }
 }
 
-type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
+pub(crate) type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 
 /// The memory hit of [`get_or_compute`] and [`get_or_compute_blocking`]: returns the value from
 /// the calling function, else evaluates to whether an entry past its `soft_at` was found, and
@@ -929,7 +929,7 @@ async fn run_body<F: Future + ?Sized>(
 
 /// The miss path of [`get_or_compute`], kept out of line so the hit path stays small.
 #[inline(never)]
-async fn miss<R, J: Job<R>>(
+pub(crate) async fn miss<R, J: Job<R>>(
     store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,

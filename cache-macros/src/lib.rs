@@ -236,7 +236,15 @@ mod conditions_md {}
 ///     let codec = (&&ValueOf::<Result<User, Error>>::new().probe()).codec();
 ///     // `Result` caches `Ok`, `Option` caches `Some`, anything else the whole value:
 ///     let strategy = WithCodec::new(Probe::<Result<User, Error>>::new().strategy(), codec);
-///     cached_async(&SITE, &k, &tags, job(strategy, async move { BODY })).await
+///     let call = cached_async(&SITE, &k, &tags, job(strategy, async move { BODY }));
+///     let later = {
+///         let guard = Guard::new();          // the memory tier's epoch, not held across awaits
+///         match call.lookup(&guard) {
+///             Ok(value) => return call.rebuild(value),  // cloned into the return value
+///             Err(later) => later,
+///         }
+///     };
+///     call.miss(later).await                 // single flight, remote tier, BODY
 /// }
 /// ```
 ///
@@ -402,7 +410,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 ///                                          move |v: &User| keep(|u: &User| u.active, v));
 ///     let body = async move { BODY };      // built once
 ///     if use_cache {
-///         cached_async(&SITE, &k, &[], strategy, body).await
+///         /* as above: cached_async(&SITE, &k, &[], job(strategy, body)), lookup, miss */
 ///     } else {
 ///         bypass(&SITE);                   // counted in the stats
 ///         body.await

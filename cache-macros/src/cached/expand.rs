@@ -161,7 +161,26 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             ret_last,
         );
         if is_async {
-            quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args .await }
+            // The hit returns from the function itself, the value cloned into its return value
+            // (see `cached_async`); the guard is dropped before the miss is awaited.
+            let call = quote_spanned! {ret_last=> #c_at_ret::__private::cached_async #args };
+            quote! {
+                {
+                    #[allow(unused_imports)]
+                    use #c::__private::AsyncCachedWithoutJob as _;
+                    let __cache_call = #call;
+                    let __cache_later = {
+                        let __cache_guard = #c::__private::Guard::new();
+                        match __cache_call.lookup(&__cache_guard) {
+                            ::core::result::Result::Ok(__cache_value) => {
+                                return __cache_call.rebuild(__cache_value);
+                            }
+                            ::core::result::Result::Err(__cache_later) => __cache_later,
+                        }
+                    };
+                    __cache_call.miss(__cache_later).await
+                }
+            }
         } else {
             quote_spanned! {ret_last=> #c_at_ret::__private::cached_sync #args }
         }
