@@ -221,6 +221,77 @@ fn hits(c: &mut Criterion) {
         .get(&id)
         .await);
     g.finish();
+
+    if benches::is_bench_run() {
+        paired_targets(&rt, &quick);
+    }
+}
+
+/// The hit targets' ratios measured in alternating batches (see [`benches::paired`]), which
+/// `scripts/bench` reports beside criterion's medians and judges the targets by.
+fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache<u64, Profile>) {
+    const ROUNDS: usize = 200;
+    const BATCH: u64 = 500;
+    let mut id = 0u64;
+    let mut sync_batch = |f: &dyn Fn(u64)| {
+        let started = std::time::Instant::now();
+        for _ in 0..BATCH {
+            id = (id + 1) % KEYS;
+            f(black_box(id));
+        }
+        started.elapsed()
+    };
+    let sync_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
+        if side == 0 {
+            sync_batch(&|id| drop(black_box(ours::sync_template(id))))
+        } else {
+            sync_batch(&|id| drop(black_box(peer_cached::sync_unbounded(id))))
+        }
+    });
+    let sync_vs_quick = benches::paired(ROUNDS, BATCH, |side| {
+        if side == 0 {
+            sync_batch(&|id| drop(black_box(ours::sync_template(id))))
+        } else {
+            sync_batch(&|id| drop(black_box(quick.get(&id))))
+        }
+    });
+    let mut id = 0u64;
+    let async_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
+        rt.block_on(async {
+            let started = std::time::Instant::now();
+            for _ in 0..BATCH {
+                id = (id + 1) % KEYS;
+                if side == 0 {
+                    black_box(ours::async_template(black_box(id)).await);
+                } else {
+                    black_box(peer_cached::async_unbounded(black_box(id)).await);
+                }
+            }
+            started.elapsed()
+        })
+    });
+    for (name, p) in [
+        ("sync templated ÷ cached unbounded", sync_vs_cached),
+        ("sync templated ÷ quick_cache get", sync_vs_quick),
+        (
+            "async templated ÷ cached unbounded, in one task",
+            async_vs_cached,
+        ),
+    ] {
+        eprintln!(
+            "paired ({ROUNDS} rounds of {BATCH} ABBA): {name}: median ratio {:.3} (middle half {:.3}-{:.3})",
+            p.ratio, p.ratio_q1, p.ratio_q3
+        );
+    }
+    benches::write_extra(
+        "hit_paired",
+        &format!(
+            "{{\"rounds\": {ROUNDS}, \"batch\": {BATCH}, \"sync_vs_cached\": {}, \"sync_vs_quick\": {}, \"async_vs_cached\": {}}}",
+            sync_vs_cached.json(),
+            sync_vs_quick.json(),
+            async_vs_cached.json()
+        ),
+    );
 }
 
 criterion_group! {

@@ -73,7 +73,7 @@ impl SplitMix64 {
 /// Only under `cargo bench` (criterion's `--bench` argument): `cargo test --all-targets` also
 /// runs the benchmarks, once each in a debug build, and its figures must not replace a real run's.
 pub fn write_extra(name: &str, json: &str) {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !is_bench_run() {
         return;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -83,4 +83,80 @@ pub fn write_extra(name: &str, json: &str) {
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join(format!("{name}.json")), json);
     }
+}
+
+/// The result of [`paired`]: median times per call of the two sides, and the median and middle
+/// half of the per-round ratios `a ÷ b`.
+#[derive(Clone, Copy, Debug)]
+pub struct Paired {
+    /// Median time per call of side `a`, in nanoseconds.
+    pub a_ns: f64,
+    /// Median time per call of side `b`, in nanoseconds.
+    pub b_ns: f64,
+    /// Median of the per-round ratios `a ÷ b`.
+    pub ratio: f64,
+    /// First quartile of the per-round ratios.
+    pub ratio_q1: f64,
+    /// Third quartile of the per-round ratios.
+    pub ratio_q3: f64,
+}
+
+impl Paired {
+    /// As JSON for [`write_extra`].
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"a_ns\": {:.3}, \"b_ns\": {:.3}, \"ratio\": {:.4}, \"ratio_q1\": {:.4}, \"ratio_q3\": {:.4}}}",
+            self.a_ns, self.b_ns, self.ratio, self.ratio_q1, self.ratio_q3
+        )
+    }
+}
+
+/// Compares two workloads on a noisy machine: `rounds` rounds, each running a batch of `a`, two
+/// of `b` and one more of `a` (or the mirror order, alternating), so that drift and other
+/// processes' load fall on both sides of a round alike; the per-round ratios' median is robust to
+/// the bursts that move criterion's separate stretches of time against each other.
+///
+/// `batch(side)` runs one batch of side 0 (`a`) or 1 (`b`) and returns its time; `per_batch` is
+/// the number of calls in a batch, to report times per call.
+pub fn paired(
+    rounds: usize,
+    per_batch: u64,
+    mut batch: impl FnMut(usize) -> std::time::Duration,
+) -> Paired {
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // One warm-up round, not counted.
+    for side in [0, 1] {
+        batch(side);
+    }
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [0, 1, 1, 0]
+        } else {
+            [1, 0, 0, 1]
+        };
+        let mut times = [0f64; 2];
+        for side in order {
+            times[side] += batch(side).as_nanos() as f64 / (2 * per_batch) as f64;
+        }
+        a.push(times[0]);
+        b.push(times[1]);
+        ratios.push(times[0] / times[1]);
+    }
+    let quantile = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    Paired {
+        a_ns: quantile(&mut a, 0.5),
+        b_ns: quantile(&mut b, 0.5),
+        ratio: quantile(&mut ratios, 0.5),
+        ratio_q1: quantile(&mut ratios, 0.25),
+        ratio_q3: quantile(&mut ratios, 0.75),
+    }
+}
+
+/// Whether this process runs under `cargo bench` (criterion's `--bench` argument) rather than
+/// `cargo test --all-targets`, which runs each benchmark once in a debug build.
+pub fn is_bench_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
