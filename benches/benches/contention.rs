@@ -8,7 +8,9 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::Duration;
 
-use benches::{Profile, zipf_trace};
+use std::hash::BuildHasherDefault;
+
+use benches::{OneMultiply, Profile, zipf_trace};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: u64 = 10_000;
@@ -83,7 +85,9 @@ fn contention(c: &mut Criterion) {
         .expect("the benchmark installs the global manager first");
     let moka = moka::sync::Cache::<u64, Profile>::new(KEYS);
     let quick = quick_cache::sync::Cache::<u64, Profile>::new(KEYS as usize);
+    let floor = scc::HashIndex::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
     for id in 0..KEYS {
+        let _ = floor.insert_sync(id, Profile::load(id));
         ours(id);
         peer_cached(id);
         moka.insert(id, Profile::load(id));
@@ -107,6 +111,14 @@ fn contention(c: &mut Criterion) {
     });
     g.bench_function("quick_cache", |b| {
         b.iter_custom(|iters| run(&traces, &|k| drop(black_box(quick.get(&k))), iters))
+    });
+    // The bare map under our memory tier, as in the hit benchmark: epoch guard, lookup, clone.
+    let floor_op = |k: u64| {
+        let guard = scc::Guard::new();
+        drop(black_box(floor.peek(&k, &guard).cloned()));
+    };
+    g.bench_function("floor", |b| {
+        b.iter_custom(|iters| run(&traces, &floor_op, iters))
     });
     g.finish();
 

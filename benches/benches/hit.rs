@@ -4,10 +4,10 @@
 //!
 //! Run: `cargo bench -p benches --bench hit`.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::hint::black_box;
 
-use benches::{KEYS, Profile};
+use benches::{KEYS, OneMultiply, Profile};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod ours {
@@ -62,24 +62,6 @@ mod peer_cached {
     #[cached(key = "String", convert = r#"{ format!("user:{}", id) }"#)]
     pub(crate) async fn async_template(id: u64) -> Profile {
         Profile::load(id)
-    }
-}
-
-/// The floor map's hasher: one multiply and a shift of the `u64` key, cheaper than any real key's
-/// hash (ours hashes the rendered key with XXH3), so the floor is a floor.
-#[derive(Default)]
-struct OneMultiply(u64);
-
-impl Hasher for OneMultiply {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("the floor map's keys are u64s, hashed by write_u64")
-    }
-    fn write_u64(&mut self, n: u64) {
-        let m = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = m ^ (m >> 32);
     }
 }
 

@@ -160,3 +160,21 @@ pub fn paired(
 pub fn is_bench_run() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
+
+/// The floor map's hasher: one multiply and a shift of the `u64` key, cheaper than any real key's
+/// hash (ours hashes the rendered key with XXH3), so the floor is a floor.
+#[derive(Debug, Default)]
+pub struct OneMultiply(u64);
+
+impl std::hash::Hasher for OneMultiply {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("the floor map's keys are u64s, hashed by write_u64")
+    }
+    fn write_u64(&mut self, n: u64) {
+        let m = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = m ^ (m >> 32);
+    }
+}
