@@ -25,7 +25,14 @@ async fn lookup(name: String, verbose: bool) -> Option<String> {
     verbose.then_some(name)
 }
 
+/// The hit is answered inside the function under an epoch guard, which is not `Send`: the
+/// guard must be gone before the miss is awaited, so the future stays `Send` (and `'static`
+/// with owned arguments, as `tokio::spawn` needs).
+fn assert_spawnable<F: std::future::Future + Send + 'static>(_: &F) {}
+
 fn main() {
+    assert_spawnable(&get_user(1));
+    assert_spawnable(&lookup("a".to_owned(), true));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
