@@ -249,50 +249,30 @@ fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f
 }
 
 /// The framework's share of a Redis hit, measured robustly on a noisy machine: short batches of
-/// `#[cached]` hits and of raw `GET` + decode alternate (ABBA), so drift and other processes'
-/// load fall on both alike, and the median of the per-round ratios is reported. Returns the
-/// median times in µs and the median ratio.
+/// `#[cached]` hits and of raw `GET` + decode alternate (ABBA, see [`benches::paired`]), so drift
+/// and other processes' load fall on both alike, and the median of the per-round ratios is
+/// reported. Returns the median times in µs and the median ratio.
 fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f64, f64) {
     const ROUNDS: usize = 60;
     const BATCH: u64 = 300;
-    let (mut ours_ns, mut raw_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    rt.block_on(async {
-        let mut conn = raw.clone();
-        let mut id = 0;
-        for round in 0..ROUNDS {
-            let mut times = [0f64; 2];
-            let order = if round % 2 == 0 {
-                [0, 1, 1, 0]
-            } else {
-                [1, 0, 0, 1]
-            };
-            for which in order {
-                let started = std::time::Instant::now();
-                for _ in 0..BATCH {
-                    id = (id + 1) % KEYS;
-                    if which == 0 {
-                        black_box(ours::remote(black_box(id)).await);
-                    } else {
-                        let bytes: Vec<u8> = conn.get(raw_key(black_box(id))).await.expect("GET");
-                        black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
-                    }
+    let mut conn = raw.clone();
+    let mut id = 0;
+    let p = benches::paired(ROUNDS, BATCH, |side| {
+        rt.block_on(async {
+            let started = std::time::Instant::now();
+            for _ in 0..BATCH {
+                id = (id + 1) % KEYS;
+                if side == 0 {
+                    black_box(ours::remote(black_box(id)).await);
+                } else {
+                    let bytes: Vec<u8> = conn.get(raw_key(black_box(id))).await.expect("GET");
+                    black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
                 }
-                times[which] += started.elapsed().as_nanos() as f64 / (2 * BATCH) as f64;
             }
-            ours_ns.push(times[0]);
-            raw_ns.push(times[1]);
-            ratios.push(times[0] / times[1]);
-        }
+            started.elapsed()
+        })
     });
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (ours_us, raw_us, ratio) = (
-        median(&mut ours_ns) / 1e3,
-        median(&mut raw_ns) / 1e3,
-        median(&mut ratios),
-    );
+    let (ours_us, raw_us, ratio) = (p.a_ns / 1e3, p.b_ns / 1e3, p.ratio);
     eprintln!(
         "paired ({ROUNDS} rounds of {BATCH} ABBA): #[cached] remote hit {ours_us:.1} µs, \
          redis-rs GET + rmp_serde::from_slice {raw_us:.1} µs; median ratio {ratio:.3} \

@@ -93,11 +93,7 @@ key_args_tuple!(16: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11
 /// (ids, short strings), on the heap past that. A thread-local scratch `Vec` served before; its
 /// access and borrow flag cost more than the few bytes a typical argument list needs.
 #[derive(Debug)]
-pub struct ArgBytes {
-    len: usize,
-    inline: [u8; ARG_INLINE],
-    spill: Vec<u8>,
-}
+pub struct ArgBytes(StackBytes<ARG_INLINE>);
 
 /// [`ArgBytes`]'s inline capacity.
 const ARG_INLINE: usize = 64;
@@ -105,11 +101,7 @@ const ARG_INLINE: usize = 64;
 impl ArgBytes {
     #[inline(always)]
     fn new() -> Self {
-        ArgBytes {
-            len: 0,
-            inline: [0; ARG_INLINE],
-            spill: Vec::new(),
-        }
+        ArgBytes(StackBytes::new())
     }
 
     /// A MessagePack array header for `len` elements (at most 16: tuples are nested past that).
@@ -125,33 +117,12 @@ impl ArgBytes {
 
     #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        if end <= ARG_INLINE {
-            self.inline[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-        } else {
-            self.push_spilled(bytes);
-        }
-    }
-
-    #[cold]
-    fn push_spilled(&mut self, bytes: &[u8]) {
-        if self.spill.is_empty() {
-            self.spill.reserve(2 * (self.len + bytes.len()));
-            self.spill
-                .extend_from_slice(&self.inline[..self.len.min(ARG_INLINE)]);
-        }
-        self.spill.extend_from_slice(bytes);
-        self.len += bytes.len();
+        self.0.push(bytes);
     }
 
     #[inline(always)]
     fn as_bytes(&self) -> &[u8] {
-        if self.len <= ARG_INLINE && self.spill.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spill
-        }
+        self.0.as_bytes()
     }
 }
 
@@ -227,10 +198,66 @@ const INLINE: usize = 120;
 /// and `SmallVec::extend_from_slice` goes through a general insert (two library calls per append).
 #[derive(Clone)]
 pub struct KeyBuf {
+    bytes: StackBytes<INLINE>,
+}
+
+/// Bytes on the stack up to `N`, then on the heap: the storage of [`KeyBuf`] and [`ArgBytes`].
+#[derive(Clone, Debug)]
+struct StackBytes<const N: usize> {
     len: usize,
-    inline: [u8; INLINE],
-    /// Used instead of `inline` once a key outgrows it.
+    inline: [u8; N],
+    /// Used instead of `inline` once the bytes outgrow it.
     spill: Vec<u8>,
+}
+
+impl<const N: usize> StackBytes<N> {
+    #[inline(always)]
+    fn new() -> Self {
+        StackBytes {
+            len: 0,
+            inline: [0; N],
+            spill: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= N {
+            // Appended in pieces of a few bytes; a plain loop beats a library call.
+            for (dst, src) in self.inline[self.len..end].iter_mut().zip(bytes) {
+                *dst = *src;
+            }
+            self.len = end;
+        } else {
+            self.push_spilled(bytes);
+        }
+    }
+
+    #[cold]
+    fn push_spilled(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * (self.len + bytes.len()));
+            self.spill
+                .extend_from_slice(&self.inline[..self.len.min(N)]);
+        }
+        self.spill.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        if self.len <= N && self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
 }
 
 impl Default for KeyBuf {
@@ -259,9 +286,7 @@ impl KeyBuf {
     #[inline(always)]
     pub fn new() -> Self {
         KeyBuf {
-            len: 0,
-            inline: [0; INLINE],
-            spill: Vec::new(),
+            bytes: StackBytes::new(),
         }
     }
 
@@ -275,27 +300,7 @@ impl KeyBuf {
 
     #[inline(always)]
     fn push_bytes(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        if end <= INLINE {
-            // Keys are appended in pieces of a few bytes; a plain loop beats a library call.
-            for (dst, src) in self.inline[self.len..end].iter_mut().zip(bytes) {
-                *dst = *src;
-            }
-            self.len = end;
-        } else {
-            self.push_spilled(bytes);
-        }
-    }
-
-    #[cold]
-    fn push_spilled(&mut self, bytes: &[u8]) {
-        if self.spill.is_empty() {
-            self.spill.reserve(2 * (self.len + bytes.len()));
-            self.spill
-                .extend_from_slice(&self.inline[..self.len.min(INLINE)]);
-        }
-        self.spill.extend_from_slice(bytes);
-        self.len += bytes.len();
+        self.bytes.push(bytes);
     }
 
     #[inline(always)]
@@ -334,23 +339,24 @@ impl KeyBuf {
     #[inline(always)]
     fn push_u64(&mut self, n: u64) {
         let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
-        let end = self.len + len;
-        if n < 100_000_000 && self.len + 8 <= INLINE {
+        let end = self.bytes.len + len;
+        if n < 100_000_000 && self.bytes.len + 8 <= INLINE {
             // Up to eight digits (ids, counts) are computed in one register and written with
             // one store: digit-by-digit stores were a loop of divisions, and the hash's wide
             // loads right after them waited for the bytes to reach the cache.
             let digits = eight_digits(n as u32) >> (8 * (8 - len));
-            self.inline[self.len..self.len + 8].copy_from_slice(&digits.to_le_bytes());
-            self.len = end;
+            self.bytes.inline[self.bytes.len..self.bytes.len + 8]
+                .copy_from_slice(&digits.to_le_bytes());
+            self.bytes.len = end;
         } else if end <= INLINE {
             // Written in place: a separate digit buffer copied in afterwards became a `memcpy`
             // call whose loads stalled on the digits' just-written bytes.
-            write_decimal(&mut self.inline[self.len..end], n);
-            self.len = end;
+            write_decimal(&mut self.bytes.inline[self.bytes.len..end], n);
+            self.bytes.len = end;
         } else {
             let mut digits = [0u8; 20];
             write_decimal(&mut digits[..len], n);
-            self.push_spilled(&digits[..len]);
+            self.bytes.push_spilled(&digits[..len]);
         }
     }
 
@@ -422,11 +428,7 @@ impl KeyBuf {
     /// The rendered bytes.
     #[inline(always)]
     pub fn as_bytes(&self) -> &[u8] {
-        if self.len <= INLINE && self.spill.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spill
-        }
+        self.bytes.as_bytes()
     }
 
     /// The memory tier's lookup hash of this key.
@@ -437,8 +439,7 @@ impl KeyBuf {
 
     /// Empties the buffer, keeping its allocation.
     pub fn clear(&mut self) {
-        self.len = 0;
-        self.spill.clear();
+        self.bytes.clear();
     }
 
     /// Appends the low `digits` hex digits of `value` (16 or 32).
@@ -447,19 +448,21 @@ impl KeyBuf {
         debug_assert!(digits == 16 || digits == 32);
         let halves = [hex16((value >> 64) as u64), hex16(value as u64)];
         let halves = &halves[2 - (digits / 16).clamp(1, 2)..];
-        if self.len + 16 * halves.len() <= INLINE {
+        if self.bytes.len + 16 * halves.len() <= INLINE {
             // Eight digits a store, straight from registers: a copy of a variable length became
             // a `memcpy` call, and a 16-byte copy of an array a wide load, each stalling on the
             // digits' just-written narrower stores.
             for half in halves {
                 let (high, low) = ((half >> 64) as u64, *half as u64);
-                self.inline[self.len..self.len + 8].copy_from_slice(&high.to_be_bytes());
-                self.inline[self.len + 8..self.len + 16].copy_from_slice(&low.to_be_bytes());
-                self.len += 16;
+                self.bytes.inline[self.bytes.len..self.bytes.len + 8]
+                    .copy_from_slice(&high.to_be_bytes());
+                self.bytes.inline[self.bytes.len + 8..self.bytes.len + 16]
+                    .copy_from_slice(&low.to_be_bytes());
+                self.bytes.len += 16;
             }
         } else {
             for half in halves {
-                self.push_spilled(&half.to_be_bytes());
+                self.bytes.push_spilled(&half.to_be_bytes());
             }
         }
     }
