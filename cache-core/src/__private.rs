@@ -152,9 +152,10 @@ impl Deref for StoreRef {
 /// call.miss(later).await
 /// ```
 ///
-/// The value is cloned straight into the function's return value. Returned through an `async
-/// fn` of ours instead, it was copied once more at the boundary between the two state machines,
-/// and that copy's wide loads stalled on the clone's just-written narrow stores.
+/// The value is cloned straight into the function's return value, and no future of ours stands
+/// between the hit and the caller: when `cached_async` was an `async fn` awaited by the
+/// expansion, its future stored the four arguments and read them back at the first poll with
+/// wider loads, a store-forwarding stall on every hit (see `docs/benchmarks.md`, sixth pass).
 #[inline(always)]
 pub fn cached_async<'a, R, J: Job<R>>(
     site: &'static CallSite,

@@ -352,9 +352,9 @@ fn default_key(
         // `KeyArgsTuple` the method resolves to the fallback trait instead, so the only error is
         // the per-argument one. The fallback can only be chosen when some argument is not
         // `Serialize` (`KeyArgsTuple` and serde cover tuples of up to 16 elements, hence
-        // `args_tuple`), and
-        // then the build has failed already; if it were ever chosen otherwise, its post-
-        // monomorphization `const` fails the build rather than hashing nothing.
+        // `args_tuple`), and then the build has failed already; if it were ever chosen
+        // otherwise, its post-monomorphization `const` fails the build rather than hashing
+        // nothing.
         out.extend(quote! {
             __k.lit(":");
             {
