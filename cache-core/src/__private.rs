@@ -28,6 +28,8 @@ pub use crate::job::{
     SyncDetachable, SyncJob, Work,
 };
 
+pub use crate::flight::LocalMiss;
+
 use crate::flight::{self, Plan};
 use crate::freshness::{Freshness, SiteFreshness};
 use crate::manager::with_current;
@@ -195,21 +197,21 @@ pub struct AsyncCached<'a, R, J> {
 /// Never called: a program that reaches them does not compile.
 pub trait AsyncCachedWithoutJob<R> {
     /// See [`AsyncCached::lookup`].
-    fn lookup(self, guard: &Guard) -> Result<&std::convert::Infallible, Later>;
+    fn lookup(self, guard: &Guard) -> Result<&std::convert::Infallible, LocalMiss>;
     /// See [`AsyncCached::rebuild`].
     fn rebuild(self, value: &std::convert::Infallible) -> R;
     /// See [`AsyncCached::miss`].
-    fn miss(self, later: Later) -> std::future::Pending<R>;
+    fn miss(self, later: LocalMiss) -> std::future::Pending<R>;
 }
 
 impl<R, J> AsyncCachedWithoutJob<R> for &AsyncCached<'_, R, J> {
-    fn lookup(self, _: &Guard) -> Result<&std::convert::Infallible, Later> {
+    fn lookup(self, _: &Guard) -> Result<&std::convert::Infallible, LocalMiss> {
         unreachable!("`cached_async` requires a `Job`")
     }
     fn rebuild(self, value: &std::convert::Infallible) -> R {
         match *value {}
     }
-    fn miss(self, _: Later) -> std::future::Pending<R> {
+    fn miss(self, _: LocalMiss) -> std::future::Pending<R> {
         unreachable!("`cached_async` requires a `Job`")
     }
 }
@@ -223,27 +225,11 @@ impl<R, J> std::fmt::Debug for AsyncCached<'_, R, J> {
     }
 }
 
-/// What a [`AsyncCached::lookup`] that missed hands to [`AsyncCached::miss`]: whether an entry
-/// past its `soft_at` was found, and the key's lookup hash.
-#[derive(Clone, Copy, Debug)]
-pub struct Later {
-    later: bool,
-    hash: u64,
-}
-
 impl<'a, R, J: Job<R>> AsyncCached<'a, R, J> {
     /// The memory tier's value for the key, borrowed for as long as `guard` lives.
     #[inline(always)]
-    pub fn lookup<'g>(&'g self, guard: &'g Guard) -> Result<&'g flight::ValueOf<R, J>, Later> {
-        let hash = self.key.lookup_hash();
-        match self.store.get_local_ref(self.key.as_bytes(), hash, guard) {
-            Ok(value) => {
-                tracing::trace!(cache = %self.store.name, outcome = "hit", "cached call");
-                Ok(value)
-            }
-            Err(crate::memory::Miss::Later) => Err(Later { later: true, hash }),
-            Err(crate::memory::Miss::Absent) => Err(Later { later: false, hash }),
-        }
+    pub fn lookup<'g>(&'g self, guard: &'g Guard) -> Result<&'g flight::ValueOf<R, J>, LocalMiss> {
+        flight::lookup_local(&self.store, self.key, guard)
     }
 
     /// The function's return value from a value [`lookup`](Self::lookup) found.
@@ -254,7 +240,7 @@ impl<'a, R, J: Job<R>> AsyncCached<'a, R, J> {
 
     /// Everything after a memory miss: single flight, the remote tier, the body.
     #[inline(always)]
-    pub async fn miss(self, later: Later) -> R {
+    pub async fn miss(self, later: LocalMiss) -> R {
         let AsyncCached {
             store,
             site,

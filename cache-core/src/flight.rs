@@ -673,29 +673,53 @@ async fn write_remote<T>(
 
 pub(crate) type ValueOf<R, W> = <<W as Work<R>>::Strategy as Strategy<R>>::Value;
 
+/// What a memory lookup that found no value to serve hands to the miss path.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalMiss {
+    /// Whether an entry past its `soft_at` was found (refresh ahead, serve stale, fail-safe).
+    pub(crate) later: bool,
+    /// The key's lookup hash, computed once.
+    pub(crate) hash: u64,
+}
+
+/// The memory-tier step of every cached call's hit path: the value under `key`, borrowed for as
+/// long as `guard` lives, or what the miss path needs.
+///
+/// The caller takes the guard before calling: its locked instruction waits for the key's
+/// just-rendered bytes to reach the cache, so the hash's loads that follow find them there
+/// instead of stalling on store forwarding across the several stores that wrote them.
+#[inline(always)]
+pub(crate) fn lookup_local<'g, T: 'static>(
+    store: &'g Store,
+    key: &KeyBuf,
+    guard: &'g scc::Guard,
+) -> Result<&'g T, LocalMiss> {
+    let hash = key.lookup_hash();
+    match store.get_local_ref::<T>(key.as_bytes(), hash, guard) {
+        Ok(v) => {
+            tracing::trace!(cache = %store.name, outcome = "hit", "cached call");
+            Ok(v)
+        }
+        Err(Miss::Later) => Err(LocalMiss { later: true, hash }),
+        Err(Miss::Absent) => Err(LocalMiss { later: false, hash }),
+    }
+}
+
 /// The memory hit of [`get_or_compute`] and [`get_or_compute_blocking`]: returns the value from
-/// the calling function, else evaluates to whether an entry past its `soft_at` was found, and
-/// the key's lookup hash.
+/// the calling function, else evaluates to the [`LocalMiss`] for the miss path.
 ///
 /// A macro rather than a function because the `return` is the point: the value is cloned
 /// straight into the caller's return value (which is the expansion's: it returns it as it is)
 /// while the guard, a local of the caller, keeps the entry alive. Returned through a function,
 /// a 168-byte row was copied once per layer (see `docs/benchmarks.md`). Expanded inside a
-/// function generic over `R` (the return type) and `J` (its job), as both callers are.
+/// function generic over `R` (the return type) and `J` (its job), as both callers are. The
+/// async expansion does the same steps itself (see `__private::cached_async`).
 macro_rules! return_hit_or_later {
     ($store:expr, $key:expr, $job:expr) => {{
-        // The guard first: its locked instruction waits for the key's just-rendered bytes to
-        // reach the cache, so the hash's loads that follow find them there instead of stalling
-        // on store forwarding across the several stores that wrote them.
         let guard = scc::Guard::new();
-        let hash = $key.lookup_hash();
-        match $store.get_local_ref::<ValueOf<R, J>>($key.as_bytes(), hash, &guard) {
-            Ok(v) => {
-                tracing::trace!(cache = %$store.name, outcome = "hit", "cached call");
-                return $job.strategy().rebuild_cloned(v);
-            }
-            Err(Miss::Later) => (true, hash),
-            Err(Miss::Absent) => (false, hash),
+        match lookup_local::<ValueOf<R, J>>($store, $key, &guard) {
+            Ok(v) => return $job.strategy().rebuild_cloned(v),
+            Err(later) => later,
         }
     }};
 }
@@ -708,10 +732,10 @@ pub(crate) async fn get_or_compute<R, J: Job<R>>(
     plan: impl FnOnce() -> Plan,
     job: J,
 ) -> R {
-    let (later, hash) = return_hit_or_later!(store, key, job);
+    let later = return_hit_or_later!(store, key, job);
     // Boxed so the caller's future holds a pointer rather than the whole miss state machine
     // (single flight, L2 read, body, L2 write): a hit then builds and moves a small future.
-    Box::pin(miss(store, key, hash, plan, job, later)).await
+    Box::pin(miss(store, key, later.hash, plan, job, later.later)).await
 }
 
 /// What to do with an entry found past its `soft_at`.
@@ -1490,8 +1514,8 @@ pub(crate) fn get_or_compute_blocking<R, J: SyncJob<R>>(
     plan: impl FnOnce() -> Plan,
     job: J,
 ) -> R {
-    let (later, hash) = return_hit_or_later!(store, key, job);
-    miss_blocking(store, key, hash, plan, job, later)
+    let later = return_hit_or_later!(store, key, job);
+    miss_blocking(store, key, later.hash, plan, job, later.later)
 }
 
 /// The miss path of [`get_or_compute_blocking`], out of line.
