@@ -681,6 +681,10 @@ mod tests {
             1u64, 2u64, 3u64, 4u64, 5u64, 6u64, 7u64, 8u64, 9u64, 10u64, 11u64, 12u64, 13u64,
             14u64, 15u64, 16u64,
         ));
+        // The documented exception: all-`u8` lists are arrays here (rmp_serde: binary).
+        let mut ours = ArgBytes::new();
+        (&1u8, &200u8).serialize_args(&mut ours).unwrap();
+        assert_eq!(ours.as_bytes(), [0x92, 0x01, 0xcc, 200]);
     }
 
     #[test]
