@@ -207,17 +207,8 @@ fn pin_apart(server_pid: u32) {
     if cpus < 2 {
         return;
     }
-    let pin = |pid: libc::pid_t, cpu: usize| {
-        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it; the call only
-        // reads the set.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-        }
-    };
     // Best effort: a refused pin (a restricted container) leaves the scheduler's placement.
-    if pin(0, 0) != 0 || pin(server_pid as libc::pid_t, 1) != 0 {
+    if !benches::pin_to_cpu(0, 0) || !benches::pin_to_cpu(server_pid as libc::pid_t, 1) {
         eprintln!("could not pin the benchmark and redis-server to separate CPUs");
     }
 }

@@ -155,6 +155,18 @@ pub fn paired(
     }
 }
 
+/// Pins the thread or process `pid` (0: the calling thread) to CPU `cpu`; false if the system
+/// refused (a restricted container), which leaves the scheduler's placement.
+pub fn pin_to_cpu(pid: libc::pid_t, cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it; the call only reads
+    // the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 /// Whether this process runs under `cargo bench` (criterion's `--bench` argument) rather than
 /// `cargo test --all-targets`, which runs each benchmark once in a debug build.
 pub fn is_bench_run() -> bool {
