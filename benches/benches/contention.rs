@@ -57,6 +57,15 @@ struct Timing {
     wall: Duration,
 }
 
+impl Timing {
+    fn cpu(self) -> Duration {
+        self.cpu
+    }
+    fn wall(self) -> Duration {
+        self.wall
+    }
+}
+
 /// Runs `op` over each thread's slice of the trace, `iters` times, counting only the iterations
 /// in which the threads ran side by side (see [`run_once`]); returns the sums over those
 /// iterations of the slower thread's CPU time and of the wall time both threads took.
@@ -216,15 +225,23 @@ fn contention(c: &mut Criterion) {
         let ours_op = |k| drop(black_box(ours(k)));
         let quick_op = |k| drop(black_box(quick.get(&k)));
         let cached_op = |k| drop(black_box(peer_cached(k)));
-        let (cpu, wall): (fn(Timing) -> Duration, fn(Timing) -> Duration) = (|t| t.cpu, |t| t.wall);
         let results = [
-            ("vs_quick_cache", pair(&traces, &ours_op, &quick_op, wall)),
-            ("vs_cached", pair(&traces, &ours_op, &cached_op, wall)),
+            (
+                "vs_quick_cache",
+                pair(&traces, &ours_op, &quick_op, Timing::wall),
+            ),
+            (
+                "vs_cached",
+                pair(&traces, &ours_op, &cached_op, Timing::wall),
+            ),
             (
                 "vs_quick_cache_cpu",
-                pair(&traces, &ours_op, &quick_op, cpu),
+                pair(&traces, &ours_op, &quick_op, Timing::cpu),
             ),
-            ("vs_cached_cpu", pair(&traces, &ours_op, &cached_op, cpu)),
+            (
+                "vs_cached_cpu",
+                pair(&traces, &ours_op, &cached_op, Timing::cpu),
+            ),
         ];
         for (name, p) in &results {
             eprintln!(
