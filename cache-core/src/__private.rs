@@ -101,6 +101,13 @@ impl CallSite {
 
     #[inline(always)]
     fn store(&'static self) -> StoreRef {
+        // The common case in two loads: no scope anywhere, and this site already resolved its
+        // store in the global manager (which `with_current` would fetch out of line first).
+        if crate::manager::no_scopes() {
+            if let Some(store) = self.global.get() {
+                return StoreRef::Static(store);
+            }
+        }
         with_current(|manager: &CacheManager, is_global| {
             if is_global {
                 StoreRef::Static(self.global.get_or_init(|| manager.store(self.cache)))
@@ -142,7 +149,7 @@ impl Deref for StoreRef {
 /// The body of an `async fn` under `#[cached]`, in three steps so that a hit returns from the
 /// function itself:
 ///
-/// ```ignore
+/// ```text
 /// let call = cached_async(&SITE, &k, &tags, job);
 /// let later = {
 ///     let guard = Guard::new();

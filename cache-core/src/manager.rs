@@ -632,6 +632,13 @@ impl Drop for ScopeCount {
     }
 }
 
+/// Whether no [`CacheManager::scope`] is active anywhere, so every cached call uses the global
+/// manager: the hit path's shortcut to a call site's store.
+#[inline(always)]
+pub(crate) fn no_scopes() -> bool {
+    ACTIVE_SCOPES.load(Ordering::Relaxed) == 0
+}
+
 /// Calls `f` with the current manager and whether it is the global one.
 #[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CacheManager, bool) -> R) -> R {

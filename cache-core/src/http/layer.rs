@@ -38,6 +38,7 @@ impl<S> tower_layer::Layer<S> for CacheHeadersLayer {
     type Service = CacheHeaders<S>;
 
     fn layer(&self, inner: S) -> CacheHeaders<S> {
+        super::LAYER_IN_USE.store(true, std::sync::atomic::Ordering::Relaxed);
         CacheHeaders {
             inner,
             config: self.config.clone(),

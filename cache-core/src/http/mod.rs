@@ -26,6 +26,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -65,9 +66,18 @@ tokio::task_local! {
     static REQUEST_STATUS: Cell<Option<CacheStatus>>;
 }
 
+/// Whether a [`CacheHeadersLayer`] was ever applied in this process. Until one is, no request
+/// can be in its scope, and [`record`] skips the task-local lookup (an out-of-line call on every
+/// hit of a program built with the `axum` feature that does not use the layer).
+pub(crate) static LAYER_IN_USE: AtomicBool = AtomicBool::new(false);
+
 /// Records one cached call's outcome for the current request, if the layer is in use.
-#[inline]
+#[inline(always)]
 pub(crate) fn record(status: CacheStatus) {
+    // Relaxed: the layer is applied while the service is built, before it serves a request.
+    if !LAYER_IN_USE.load(Ordering::Relaxed) {
+        return;
+    }
     let _ = REQUEST_STATUS.try_with(|cell| {
         cell.set(Some(cell.get().map_or(status, |s| s.max(status))));
     });
