@@ -19,7 +19,12 @@ static COARSE_NOW_MS: AtomicU64 = AtomicU64::new(0);
 /// Re-reads the real time into the coarse counter. Called by the maintenance thread every tick and
 /// on every miss, so a coarse reading is never older than one tick.
 pub(crate) fn refresh_coarse() -> u64 {
-    let now = EPOCH.elapsed().as_millis() as u64;
+    refresh_coarse_at(Instant::now())
+}
+
+/// [`refresh_coarse`] with a reading of the system clock the caller already took.
+fn refresh_coarse_at(at: Instant) -> u64 {
+    let now = at.saturating_duration_since(*EPOCH).as_millis() as u64;
     // `fetch_max` so that a late writer never moves the clock backwards.
     COARSE_NOW_MS.fetch_max(now, Ordering::Relaxed).max(now)
 }
@@ -81,6 +86,20 @@ impl Clock {
             Clock::Coarse => COARSE_NOW_MS.load(Ordering::Relaxed),
             Clock::Tokio(t) => t.origin.elapsed().as_millis() as u64,
             Clock::Manual(m) => m.ms.load(Ordering::SeqCst),
+        }
+    }
+
+    /// [`now_ms_precise`](Self::now_ms_precise) with the `Instant` it was read at, from one
+    /// read of the system clock on the coarse clock: the miss path times its body with these two
+    /// readings (before and after) and stores the value with the second, where it read the
+    /// system clock five times (each about 25 ns here, together a tenth of a miss).
+    pub(crate) fn reading(&self) -> (u64, Instant) {
+        match self {
+            Clock::Coarse => {
+                let at = Instant::now();
+                (refresh_coarse_at(at), at)
+            }
+            _ => (self.now_ms(), Instant::now()),
         }
     }
 

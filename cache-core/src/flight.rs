@@ -366,11 +366,17 @@ fn keep_computed<R, S: Strategy<R>>(
     strategy: &S,
     has_codec: bool,
     out: R,
-    took: Duration,
-    took_ms: u64,
+    started: (u64, Instant),
+    ended: (u64, Instant),
     epoch: u64,
 ) -> Outcome<R, S::Value> {
-    store.memory.counters.body_latency.record(took);
+    let took_ms = ended.0.saturating_sub(started.0);
+    store
+        .memory
+        .counters
+        .body_latency
+        .record(ended.1.saturating_duration_since(started.1));
+    opts.now_ms = Some(ended.0);
     match strategy.cacheable(&out) {
         Some(v) => {
             stamp(store, &mut opts, fresh, took_ms);
@@ -519,6 +525,7 @@ fn store_fallback(
         keep_ms: window_end - now - ttl,
         refresh: crate::RefreshAhead::Off,
         delta_ms: times.delta_ms,
+        now_ms: Some(now),
     };
     store.memory.insert(key.as_str(), hash, value, opts);
 }
@@ -624,24 +631,10 @@ impl At<'_> {
                 return Err(self.fail_safe(&opts, strategy, fallback, guard, "returned an error"));
             }
         }
-        let took_ms = self
-            .store
-            .memory
-            .clock
-            .now_ms_precise()
-            .saturating_sub(started.0);
+        let ended = self.store.memory.clock.reading();
         let outcome = keep_computed(
-            self.store,
-            self.key,
-            self.hash,
-            opts,
-            self.fresh,
-            strategy,
-            has_codec,
-            out,
-            started.1.elapsed(),
-            took_ms,
-            self.epoch,
+            self.store, self.key, self.hash, opts, self.fresh, strategy, has_codec, out, started,
+            ended, self.epoch,
         );
         outcome.settle(guard.as_mut(), strategy);
         Ok(outcome)
@@ -864,6 +857,7 @@ fn remote_stale<R, W: Work<R>>(
                 keep_ms: times.keep_until - now,
                 refresh: crate::RefreshAhead::Off,
                 delta_ms: hit.delta_ms,
+                now_ms: None,
             };
             store.memory.insert(
                 key.as_str(),
@@ -1141,8 +1135,7 @@ async fn lead<R, J: Job<R>>(
     let hard = fresh
         .hard_timeout
         .filter(|_| fallback.is_some() || on_timeout.is_some());
-    let started_ms = store.memory.clock.now_ms_precise();
-    let started = Instant::now();
+    let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
     match run_body(&mut body, &span, soft, hard).await {
         BodyEnd::Returned(out) => {
@@ -1252,9 +1245,10 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         store.memory.counters.refreshes.incr();
     }
     let (started_ms, started, epoch) = started.unwrap_or_else(|| {
+        let (started_ms, started) = store.memory.clock.reading();
         (
-            store.memory.clock.now_ms_precise(),
-            Instant::now(),
+            started_ms,
+            started,
             store.memory.epochs.snapshot(hash, &opts.tags),
         )
     });
@@ -1264,11 +1258,6 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
     let span = miss_span(&store, &key);
     let why = match run_body(&mut body, &span, None, hard).await {
         BodyEnd::Returned(out) if !strategy.failed(&out) => {
-            let took_ms = store
-                .memory
-                .clock
-                .now_ms_precise()
-                .saturating_sub(started_ms);
             let outcome = keep_computed(
                 &store,
                 &key,
@@ -1278,8 +1267,8 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
                 &strategy,
                 codec.is_some(),
                 out,
-                started.elapsed(),
-                took_ms,
+                (started_ms, started),
+                store.memory.clock.reading(),
                 epoch,
             );
             outcome.settle(Some(&mut guard), &strategy);
@@ -1342,15 +1331,9 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     };
     store.memory.counters.refreshes.incr();
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
-    let started_ms = store.memory.clock.now_ms_precise();
-    let started = Instant::now();
+    let (started_ms, started) = store.memory.clock.reading();
     let why = match catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body))) {
         Ok(out) if !strategy.failed(&out) => {
-            let took_ms = store
-                .memory
-                .clock
-                .now_ms_precise()
-                .saturating_sub(started_ms);
             let outcome = keep_computed(
                 &store,
                 &key,
@@ -1360,8 +1343,8 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
                 strategy,
                 codec.is_some(),
                 out,
-                started.elapsed(),
-                took_ms,
+                (started_ms, started),
+                store.memory.clock.reading(),
                 epoch,
             );
             outcome.settle(Some(&mut guard), strategy);
@@ -1462,8 +1445,7 @@ fn lead_blocking<R, J: SyncJob<R>>(
     }
     note(Status::Miss);
     let (strategy, body) = job.into_parts();
-    let started_ms = store.memory.clock.now_ms_precise();
-    let started = Instant::now();
+    let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
     let out = match catch_unwind(AssertUnwindSafe(|| span.in_scope(body))) {
         Ok(out) => out,

@@ -119,6 +119,9 @@ pub(crate) struct InsertOptions {
     pub(crate) refresh: crate::RefreshAhead,
     /// Measured recompute time in milliseconds.
     pub(crate) delta_ms: u32,
+    /// The clock's precise reading the caller just took (a miss that timed its body), so that
+    /// the insert need not read the clock again; `None`: the insert reads it.
+    pub(crate) now_ms: Option<u64>,
 }
 
 pub(crate) struct MemoryStore {
@@ -332,7 +335,7 @@ impl MemoryStore {
         value: StoredValue<N>,
         opts: InsertOptions,
     ) -> bool {
-        let now = self.clock.now_ms_precise();
+        let now = opts.now_ms.unwrap_or_else(|| self.clock.now_ms_precise());
         let ttl = opts.ttl.or(self.policy.ttl);
         let ttl_ms = ttl.map(|t| t.as_millis().min(u128::from(u64::MAX / 4)) as u64);
         let expires_at = match ttl_ms {
