@@ -1,6 +1,8 @@
 //! Hit ratio on Zipf traces: not a timing. For each skew `s` and capacity `C`, one fixed-seed
 //! trace is replayed through each cache (a miss inserts the key), and the static optimum — the
-//! `C` most frequent keys of the trace, preloaded and never evicted — is the ceiling.
+//! `C` most frequent keys of the trace, preloaded and never evicted — is the ceiling. An ideal
+//! online LFU (exact counts of every key, see [`ideal_lfu`]) shows how close to that ceiling a
+//! policy that has to learn the frequencies can come.
 //!
 //! Prints a table and writes `target/bench-extra/hit_ratio.json` for `scripts/bench`.
 //! Run: `cargo bench -p benches --bench hit_ratio` (`HIT_RATIO_REQUESTS` overrides the length).
@@ -92,6 +94,52 @@ fn cached_lru(trace: &[u64], cap: usize) -> u64 {
     hits
 }
 
+/// The best an online frequency policy can do here, as a second ceiling: exact counts of every
+/// key seen so far (no sketch, no aging, unbounded memory), the `cap` keys with the highest
+/// counts cached, and a missed key admitted only when its count beats the lowest cached one.
+/// Unlike the static optimum it must first see a key to count it, so it pays each cached key's
+/// first miss and learns the frequencies as the trace goes; on a trace whose frequencies never
+/// change (as here) no online policy is expected to do better.
+fn ideal_lfu(trace: &[u64], cap: usize) -> u64 {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashSet};
+    let mut counts: HashMap<u64, u64> = HashMap::new();
+    let mut cached: HashSet<u64> = HashSet::with_capacity(cap);
+    // (count, key) of cached keys; a record whose count is no longer the key's is stale and
+    // skipped (counts only grow, so a key's current record is its latest).
+    let mut by_count: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
+    let mut hits = 0;
+    for &k in trace {
+        let count = counts.entry(k).or_default();
+        *count += 1;
+        let count = *count;
+        if cached.contains(&k) {
+            hits += 1;
+            by_count.push(Reverse((count, k)));
+            continue;
+        }
+        if cached.len() < cap {
+            cached.insert(k);
+            by_count.push(Reverse((count, k)));
+            continue;
+        }
+        let (min_count, min_key) = loop {
+            let Reverse((c, key)) = *by_count.peek().expect("a record per cached key");
+            if cached.contains(&key) && counts[&key] == c {
+                break (c, key);
+            }
+            by_count.pop();
+        };
+        if count > min_count {
+            by_count.pop();
+            cached.remove(&min_key);
+            cached.insert(k);
+            by_count.push(Reverse((count, k)));
+        }
+    }
+    hits
+}
+
 fn optimum(trace: &[u64], cap: usize) -> u64 {
     let mut counts: HashMap<u64, u64> = HashMap::new();
     for &k in trace {
@@ -115,13 +163,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let _ = NonZeroUsize::new(requests).expect("HIT_RATIO_REQUESTS > 0");
-    let contenders: [(&str, Replay); 7] = [
+    let contenders: [(&str, Replay); 8] = [
         ("ours LRU", ours_lru),
         ("ours LFU", ours_lfu),
         ("ours S3-FIFO", ours_s3fifo),
         ("moka (TinyLFU)", moka),
         ("quick_cache (S3-FIFO)", quick),
         ("cached LruCache", cached_lru),
+        ("ideal online LFU", ideal_lfu),
         ("static optimum", optimum),
     ];
     println!("hit ratio: Zipf over {KEYS} keys, {requests} requests per trace, seed {SEED:#x}");
