@@ -25,6 +25,12 @@ pub(crate) fn refresh_coarse() -> u64 {
 /// [`refresh_coarse`] with a reading of the system clock the caller already took.
 fn refresh_coarse_at(at: Instant) -> u64 {
     let now = at.saturating_duration_since(*EPOCH).as_millis() as u64;
+    // Read first: within a millisecond the counter already says `now`, and skipping the write
+    // spares every miss a locked instruction on a line all cores read.
+    let current = COARSE_NOW_MS.load(Ordering::Relaxed);
+    if current >= now {
+        return current;
+    }
     // `fetch_max` so that a late writer never moves the clock backwards.
     COARSE_NOW_MS.fetch_max(now, Ordering::Relaxed).max(now)
 }

@@ -232,7 +232,7 @@ fn join<T: Clone + Send + Sync + 'static>(
     };
     // A leader that finished between our lookup and our registration has stored its value.
     if local {
-        if let Some(value) = store.memory.peek_value(key.as_bytes(), hash) {
+        if let Some(value) = store.memory.peek_value_of::<T>(key.as_bytes(), hash) {
             if let Some(v) = value.downcast_ref::<T>() {
                 let v = v.clone();
                 guard.settle(State::Done(value));

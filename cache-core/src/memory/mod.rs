@@ -313,6 +313,16 @@ impl MemoryStore {
             .and_then(|(value, times)| (times.expires_at > now).then_some(value))
     }
 
+    /// [`peek_value`](Self::peek_value) for a caller that only wants a `T`: looks in `T`'s size
+    /// class alone, the one map a `T` is ever stored in (as the hit path's lookup does), instead
+    /// of all three. The leader's re-check on every miss.
+    pub(crate) fn peek_value_of<T: 'static>(&self, key: &[u8], hash: u64) -> Option<Value> {
+        let now = self.clock.now_ms();
+        in_class!(self, class_of::<T>(), |map| self
+            .peek_kept_in(map, key, hash))
+        .and_then(|(value, times)| (times.expires_at > now).then_some(value))
+    }
+
     /// Stores a value, replacing any entry under the same key, then evicts to respect the bounds.
     /// Returns false when `opts.epoch` says an invalidation overlapped the value (not stored).
     pub(crate) fn insert(&self, key: &str, hash: u64, value: Stored, opts: InsertOptions) -> bool {
