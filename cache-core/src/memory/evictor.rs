@@ -7,7 +7,9 @@
 //! bound.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
 
+use super::PassThrough;
 use crate::Eviction;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +46,9 @@ pub(crate) struct Evictor {
     small: VecDeque<Slot>,
     /// S3-FIFO's ghosts: hashes recently evicted from `small`, whose return goes straight to main.
     ghost: VecDeque<u64>,
-    ghost_set: HashSet<u64>,
+    /// Keyed by the (seeded, well mixed) lookup hash as it is: a SipHash of it cost three hashings
+    /// per miss.
+    ghost_set: HashSet<u64, BuildHasherDefault<PassThrough>>,
     capacity: usize,
     /// The record inserted last: LFU never picks it, or every new entry (count 0) would be evicted
     /// on arrival.
@@ -58,7 +62,7 @@ impl Evictor {
             main: VecDeque::new(),
             small: VecDeque::new(),
             ghost: VecDeque::new(),
-            ghost_set: HashSet::new(),
+            ghost_set: HashSet::default(),
             capacity: capacity.max(1),
             newest: None,
         }

@@ -38,7 +38,7 @@ impl HotKeys {
         std::array::from_fn(|row| row * WIDTH + (a.wrapping_add(row.wrapping_mul(b)) % WIDTH))
     }
 
-    /// Counts one (sampled) access of `key`, whose lookup hash (XXH3-64 of the key, already
+    /// Counts one (sampled) access of `key`, whose lookup hash (seeded XXH3-64 of the key, already
     /// computed by the caller) picks the cells.
     pub(crate) fn record(&self, key: &[u8], hash: u64) {
         let mut estimate = u32::MAX;
