@@ -266,7 +266,10 @@ impl Store {
         if !self.tier.uses_memory() {
             return None;
         }
-        let value = self.memory.peek_value(key.as_bytes(), hash)?;
+        // Preloaded bytes are stored shared (as a `Value`), in the one class shared values use.
+        let value = self
+            .memory
+            .peek_value_of::<crate::memory::Value>(key.as_bytes(), hash)?;
         let undecoded = value.downcast_ref::<Undecoded>()?;
         match codec.decode(key, &undecoded.0) {
             Ok((value, meta)) => {

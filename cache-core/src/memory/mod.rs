@@ -306,16 +306,10 @@ impl MemoryStore {
         Some((entry.value.share(), entry.times()))
     }
 
-    /// The type-erased value under `key` while it is fresh, for followers of a single flight.
-    pub(crate) fn peek_value(&self, key: &[u8], hash: u64) -> Option<Value> {
-        let now = self.clock.now_ms();
-        self.peek_kept(key, hash)
-            .and_then(|(value, times)| (times.expires_at > now).then_some(value))
-    }
-
-    /// [`peek_value`](Self::peek_value) for a caller that only wants a `T`: looks in `T`'s size
-    /// class alone, the one map a `T` is ever stored in (as the hit path's lookup does), instead
-    /// of all three. The leader's re-check on every miss.
+    /// The value under `key` while it is fresh, shared and type-erased, for a caller that only
+    /// wants a `T` (a `Value` for a shared one): looks in `T`'s size class alone, the one map a
+    /// `T` is ever stored in (as the hit path's lookup does), instead of all three. Not counted.
+    /// The leader's re-check on every miss, and the preloaded-bytes check.
     pub(crate) fn peek_value_of<T: 'static>(&self, key: &[u8], hash: u64) -> Option<Value> {
         let now = self.clock.now_ms();
         in_class!(self, class_of::<T>(), |map| self
