@@ -191,8 +191,11 @@ fn contention(c: &mut Criterion) {
     let moka = moka::sync::Cache::<u64, Profile>::new(KEYS);
     let quick = quick_cache::sync::Cache::<u64, Profile>::new(KEYS as usize);
     let floor = scc::HashIndex::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
+    let floor_dashmap =
+        dashmap::DashMap::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
     for id in 0..KEYS {
         let _ = floor.insert_sync(id, Profile::load(id));
+        floor_dashmap.insert(id, Profile::load(id));
         ours(id);
         peer_cached(id);
         moka.insert(id, Profile::load(id));
@@ -224,6 +227,11 @@ fn contention(c: &mut Criterion) {
     };
     g.bench_function("floor", |b| {
         b.iter_custom(|iters| run(&traces, &floor_op, iters).cpu)
+    });
+    // And dashmap, as in the hit benchmark: its shards' read locks are written by every reader.
+    let floor_dashmap_op = |k: u64| drop(black_box(floor_dashmap.get(&k).map(|v| v.clone())));
+    g.bench_function("floor_dashmap", |b| {
+        b.iter_custom(|iters| run(&traces, &floor_dashmap_op, iters).cpu)
     });
     g.finish();
 

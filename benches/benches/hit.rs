@@ -84,6 +84,8 @@ fn hits(c: &mut Criterion) {
     let moka_future = moka::future::Cache::<u64, Profile>::new(10_000);
     let quick = quick_cache::sync::Cache::<u64, Profile>::new(10_000);
     let floor_scc = scc::HashIndex::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
+    let floor_dashmap =
+        dashmap::DashMap::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
     for id in 0..KEYS {
         ours::sync_template(id);
         ours::sync_default_key(id);
@@ -98,6 +100,7 @@ fn hits(c: &mut Criterion) {
         rt.block_on(moka_future.insert(id, Profile::load(id)));
         quick.insert(id, Profile::load(id));
         let _ = floor_scc.insert_sync(id, Profile::load(id));
+        floor_dashmap.insert(id, Profile::load(id));
     }
 
     let mut g = c.benchmark_group("hit");
@@ -135,6 +138,14 @@ fn hits(c: &mut Criterion) {
             let key = black_box(next());
             let guard = scc::Guard::new();
             black_box(floor_scc.peek(&key, &guard).cloned())
+        })
+    });
+    // The same with dashmap (a shard's read lock, hashbrown, the clone): what a memory tier on
+    // the design's first-named map would start from.
+    g.bench_function("floor/dashmap get + clone", |b| {
+        b.iter(|| {
+            let key = black_box(next());
+            black_box(floor_dashmap.get(&key).map(|v| v.clone()))
         })
     });
     g.bench_function("ours/async key=\"user:{id}\"", |b| {
