@@ -599,3 +599,37 @@ async fn different_keys_do_not_wait_for_each_other() {
     release.send(()).unwrap();
     assert_eq!(a.await.unwrap(), 1);
 }
+
+// --- the global manager and scopes ----------------------------------------------------------
+
+static SITE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "site_scopes", key = "site:{id}")]
+fn site_value(id: u64) -> u64 {
+    SITE_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+/// A call site remembers the global manager's store after its first call; a scope opened later
+/// must still win over it (and the global entry must still be there after the scope).
+#[test]
+fn a_call_site_used_globally_follows_a_scope_opened_later() {
+    assert_eq!(site_value(1), 1);
+    assert_eq!(site_value(1), 1);
+    assert_eq!(SITE_RUNS.load(SeqCst), 1, "the global manager's hit");
+
+    let m = manager();
+    assert_eq!(m.scope_sync(|| site_value(1)), 1);
+    assert_eq!(SITE_RUNS.load(SeqCst), 2, "the scope's own cache was empty");
+    assert_eq!(m.scope_sync(|| site_value(1)), 1);
+    assert_eq!(SITE_RUNS.load(SeqCst), 2, "the scope's own hit");
+    assert_eq!(m.cache("site_scopes").len(), 1);
+
+    assert_eq!(site_value(1), 1);
+    assert_eq!(
+        SITE_RUNS.load(SeqCst),
+        2,
+        "the global entry, untouched by the scope"
+    );
+    assert_eq!(CacheManager::global().cache("site_scopes").len(), 1);
+}

@@ -561,3 +561,40 @@ async fn stale_and_fail_safe_values_of_the_large_size_class_are_served_and_throt
     })
     .await;
 }
+
+// --- the TTL's start -------------------------------------------------------------------------
+
+static TTL_START_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "slow_ttl", key = "slow:{id}", ttl = 10)]
+async fn slow_to_compute(id: u64) -> u64 {
+    TTL_START_RUNS.fetch_add(1, SeqCst);
+    sleep(Duration::from_secs(6)).await;
+    id
+}
+
+/// The miss path reads the clock once before the body and once after, and stores the value
+/// with the second reading: a value that took 6 s to compute is fresh for its whole 10 s TTL.
+#[tokio::test(start_paused = true)]
+async fn the_ttl_counts_from_when_the_body_returned() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(slow_to_compute(1).await, 1);
+        assert_eq!(TTL_START_RUNS.load(SeqCst), 1);
+
+        // 15 s after the body started, 9 s after its value was stored.
+        advance(Duration::from_secs(9)).await;
+        assert_eq!(slow_to_compute(1).await, 1);
+        assert_eq!(TTL_START_RUNS.load(SeqCst), 1, "fresh 9 s after it was stored");
+
+        // 11 s after it was stored.
+        advance(Duration::from_secs(2)).await;
+        assert_eq!(slow_to_compute(1).await, 1);
+        assert_eq!(
+            TTL_START_RUNS.load(SeqCst),
+            2,
+            "expired 10 s after it was stored"
+        );
+    })
+    .await;
+}
