@@ -585,7 +585,11 @@ async fn the_ttl_counts_from_when_the_body_returned() {
         // 15 s after the body started, 9 s after its value was stored.
         advance(Duration::from_secs(9)).await;
         assert_eq!(slow_to_compute(1).await, 1);
-        assert_eq!(TTL_START_RUNS.load(SeqCst), 1, "fresh 9 s after it was stored");
+        assert_eq!(
+            TTL_START_RUNS.load(SeqCst),
+            1,
+            "fresh 9 s after it was stored"
+        );
 
         // 11 s after it was stored.
         advance(Duration::from_secs(2)).await;
