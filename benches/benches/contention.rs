@@ -5,6 +5,7 @@
 //! Run: `cargo bench -p benches --bench contention`.
 
 use std::hint::black_box;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,11 +40,15 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The CPUs this process may run on, read once (each read is a few system calls, and every
+/// iteration's threads pin themselves).
+static CPUS: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
 /// Pins the calling thread to CPU `i` (modulo the CPUs there are).
 fn pin(i: usize) {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if !benches::pin_to_cpu(0, i % cpus) {
+    if !benches::pin_to_cpu(0, i % *CPUS) {
         WARNED.call_once(|| eprintln!("could not pin the contention threads to CPUs"));
     }
 }
@@ -79,8 +84,7 @@ fn run(traces: &[Vec<u64>], op: &(impl Fn(u64) + Sync), iters: u64) -> Timing {
     let mut total = Timing::default();
     let mut counted = 0;
     // With fewer CPUs than threads they cannot all run at once: count what there is.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let must_overlap = cpus >= traces.len();
+    let must_overlap = *CPUS >= traces.len();
     for attempt in 0.. {
         RAN.fetch_add(1, Ordering::Relaxed);
         let (timing, together) = run_once(traces, op);
