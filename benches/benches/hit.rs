@@ -101,6 +101,7 @@ fn hits(c: &mut Criterion) {
         quick.insert(id, Profile::load(id));
         let _ = floor_scc.insert_sync(id, Profile::load(id));
         floor_dashmap.insert(id, Profile::load(id));
+        front_floor::fill(id, Profile::load(id));
     }
 
     let mut g = c.benchmark_group("hit");
@@ -139,6 +140,13 @@ fn hits(c: &mut Criterion) {
             let guard = scc::Guard::new();
             black_box(floor_scc.peek(&key, &guard).cloned())
         })
+    });
+    // The floor of a per-thread front cache (an L0 in front of the shared map): a thread-local
+    // slot per key, a generation and an expiry check, a thread-local hit counter and the same
+    // clone; no lock, no guard, no atomic write. What the hit targets would start from if the
+    // memory tier copied hot values into every thread (see `front_floor`).
+    g.bench_function("floor/thread-local front + clone", |b| {
+        b.iter(|| black_box(front_floor::get(black_box(next()))))
     });
     // The same with dashmap (a shard's read lock, hashbrown, the clone): what a memory tier on
     // the design's first-named map would start from.
@@ -252,6 +260,17 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
             sync_batch(&mut id, |id| drop(black_box(quick.get(&id))))
         }
     });
+    // The per-thread front floor (see `front_floor`) against the same peer: how far under
+    // `cached` a hit could get if the tier copied hot values into each thread.
+    let front_floor_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
+        if side == 0 {
+            sync_batch(&mut id, |id| drop(black_box(front_floor::get(id))))
+        } else {
+            sync_batch(&mut id, |id| {
+                drop(black_box(peer_cached::sync_unbounded(id)))
+            })
+        }
+    });
     let mut id = 0u64;
     let async_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
         rt.block_on(async {
@@ -274,6 +293,10 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
             "async templated ÷ cached unbounded, in one task",
             async_vs_cached,
         ),
+        (
+            "floor: thread-local front ÷ cached unbounded",
+            front_floor_vs_cached,
+        ),
     ] {
         eprintln!(
             "paired ({ROUNDS} rounds of {BATCH} ABBA): {name}: median ratio {:.3} (middle half {:.3}-{:.3})",
@@ -283,10 +306,11 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
     benches::write_extra(
         "hit_paired",
         &format!(
-            "{{\"rounds\": {ROUNDS}, \"batch\": {BATCH}, \"sync_vs_cached\": {}, \"sync_vs_quick\": {}, \"async_vs_cached\": {}}}",
+            "{{\"rounds\": {ROUNDS}, \"batch\": {BATCH}, \"sync_vs_cached\": {}, \"sync_vs_quick\": {}, \"async_vs_cached\": {}, \"front_floor_vs_cached\": {}}}",
             sync_vs_cached.json(),
             sync_vs_quick.json(),
-            async_vs_cached.json()
+            async_vs_cached.json(),
+            front_floor_vs_cached.json()
         ),
     );
 }
@@ -299,3 +323,95 @@ criterion_group! {
     targets = hits
 }
 criterion_main!(benches);
+
+/// The cheapest front cache there could be, as a floor: each thread's own array with a slot per
+/// key (no collisions, no eviction), checked against a shared per-slot generation (what an
+/// invalidation from another thread would bump) and an expiry, and counted in a thread-local
+/// counter. Not a cache: it only holds what [`fill`] put into the calling thread's array, which
+/// is the benchmark's main thread, where criterion and the paired runs call it.
+mod front_floor {
+    use super::{KEYS, Profile};
+    use std::cell::{Cell, RefCell};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const SLOTS: usize = 1024;
+    const _: () = assert!(KEYS as usize <= SLOTS);
+
+    struct Slot {
+        generation: u64,
+        soft_at: u64,
+        value: Profile,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicU64 = AtomicU64::new(0);
+    static GENERATIONS: [AtomicU64; SLOTS] = [ZERO; SLOTS];
+    static NOW_MS: AtomicU64 = AtomicU64::new(1);
+
+    thread_local! {
+        // `const` initialisers, so an access is a plain thread-pointer-relative load with no
+        // lazy-initialisation check or out-of-line `LocalKey::with` (which, tried first, copied
+        // the 168-byte row through its return value and made this "floor" slower than scc's).
+        static FRONT: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+        static HITS: Cell<u64> = const { Cell::new(0) };
+        static OWNED: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A key's slot: a bijection of `0..SLOTS` (multiplications by odd numbers and xor-shifts,
+    /// all invertible mod 2^10) that scatters consecutive keys the way a hash would. Slots in
+    /// key order would let the hardware prefetcher stream the benchmark's cycled keys, which no
+    /// real key order allows.
+    #[inline(always)]
+    fn slot_of(key: u64) -> usize {
+        let mut x = key as usize & (SLOTS - 1);
+        x = x.wrapping_mul(0x2C5) & (SLOTS - 1);
+        x ^= x >> 5;
+        x = x.wrapping_mul(0x1F3) & (SLOTS - 1);
+        x ^ (x >> 5)
+    }
+
+    /// Puts `value` in the calling thread's slot for `key` (< `KEYS`).
+    pub(crate) fn fill(key: u64, value: Profile) {
+        assert!(key < KEYS, "one slot per benchmark key");
+        OWNED.with_borrow_mut(|slots| {
+            if slots.is_empty() {
+                // Never current (generation `u64::MAX`) until filled; never reallocated after,
+                // so the published pointer stays valid.
+                slots.extend((0..SLOTS).map(|_| Slot {
+                    generation: u64::MAX,
+                    soft_at: 0,
+                    value: Profile::load(0),
+                }));
+                FRONT.set(slots.as_ptr());
+            }
+            let i = slot_of(key);
+            slots[i] = Slot {
+                generation: GENERATIONS[i].load(Ordering::Acquire),
+                soft_at: u64::MAX,
+                value,
+            };
+        });
+    }
+
+    /// The calling thread's value for `key`, if it filled one and it is still current.
+    #[inline(always)]
+    pub(crate) fn get(key: u64) -> Option<Profile> {
+        let slots = FRONT.get();
+        if slots.is_null() || key >= KEYS {
+            return None;
+        }
+        let i = slot_of(key);
+        // SAFETY: `fill` published the pointer after creating all `SLOTS` slots, and the
+        // thread-local vector that owns them is never resized; `fill` and `get` run on the
+        // same thread, one at a time.
+        let slot = unsafe { &*slots.add(i) };
+        if slot.generation == GENERATIONS[i].load(Ordering::Acquire)
+            && slot.soft_at > NOW_MS.load(Ordering::Relaxed)
+        {
+            HITS.set(HITS.get() + 1);
+            Some(slot.value.clone())
+        } else {
+            None
+        }
+    }
+}
