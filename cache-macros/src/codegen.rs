@@ -49,41 +49,66 @@ impl Access<'_> {
 }
 
 /// `buf.lit("user:"); buf.part(&id);` for each part of a key or tag `template`.
+///
+/// A literal followed by a plain placeholder becomes one `lit_part_or_int` call, so an integer
+/// after a short literal (`user:{id}`) is written with the literal in a single store.
 pub(crate) fn render_template(
     c: &Path,
     template: &Template,
     buf: &TokenStream,
     access: &Access<'_>,
 ) -> TokenStream {
-    template
-        .parts
-        .iter()
-        .map(|part| match part {
-            Part::Lit(text) => quote! { #buf.lit(#text); },
+    let mut out = TokenStream::new();
+    let mut parts = template.parts.iter().peekable();
+    while let Some(part) = parts.next() {
+        match part {
+            Part::Lit(text) => match parts.peek() {
+                Some(Part::Placeholder(p)) if p.format == Format::Display => {
+                    parts.next();
+                    let (value, int) = value_and_int(c, template, p, access);
+                    let span = template.lit.span();
+                    out.extend(quote_spanned! {span=> #buf.lit_part_or_int(#text, #value, #int); });
+                }
+                _ => out.extend(quote! { #buf.lit(#text); }),
+            },
             Part::Placeholder(p) => {
                 let value = placeholder_value(template, p, access);
                 let method = match p.format {
                     Format::Display => {
-                        // Integers skip the formatting machinery: `IntProbe` finds them by autoref
-                        // specialization, with no bound that could add an error of its own.
+                        let (value, int) = value_and_int(c, template, p, access);
                         let span = template.lit.span();
-                        let c = respan(c, span);
-                        return quote_spanned! {span=>
-                            #buf.part_or_int(#value, {
-                                #[allow(unused_imports)]
-                                use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
-                                (&&#c::__private::IntProbe(#value)).int()
-                            });
-                        };
+                        out.extend(quote_spanned! {span=> #buf.part_or_int(#value, #int); });
+                        continue;
                     }
                     Format::Hash => quote!(part_hashed),
                     Format::Lower => quote!(part_lower),
                     Format::Upper => quote!(part_upper),
                 };
-                quote! { #buf.#method(#value); }
+                out.extend(quote! { #buf.#method(#value); });
             }
-        })
-        .collect()
+        }
+    }
+    out
+}
+
+/// A plain placeholder's value, and the expression that asks whether it is a primitive integer:
+/// `IntProbe` finds integers by autoref specialization, with no bound that could add an error
+/// of its own, so they skip the formatting machinery.
+fn value_and_int(
+    c: &Path,
+    template: &Template,
+    p: &Placeholder,
+    access: &Access<'_>,
+) -> (TokenStream, TokenStream) {
+    let value = placeholder_value(template, p, access);
+    let span = template.lit.span();
+    let c = respan(c, span);
+    let int = quote_spanned! {span=> {
+        #[allow(unused_imports)]
+        use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
+        (&&#c::__private::IntProbe(#value)).int()
+    }};
+    (value, int)
 }
 
 /// `buf.lit("search:*"); buf.pattern_part(&q);`: a glob whose literal parts are glob syntax as

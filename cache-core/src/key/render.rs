@@ -336,6 +336,32 @@ impl KeyBuf {
         }
     }
 
+    /// Appends a literal part and the placeholder after it, as [`lit`](Self::lit) then
+    /// [`part_or_int`](Self::part_or_int) would. A literal of up to eight bytes followed by an
+    /// integer below 10^8 (`user:{id}`) is written with one 16-byte store: the lookup hash and
+    /// the hit's key comparison then load words that lie inside that one store, which the CPU
+    /// forwards to them, where a word spanning the literal's store and the digits' waited for
+    /// both to reach the cache (a load at `xxh3`'s last word was 5% of a hit).
+    #[inline(always)]
+    pub fn lit_part_or_int<T: KeyPart + ?Sized>(&mut self, lit: &str, value: &T, int: Option<Int>) {
+        if let Some(Int::Unsigned(n)) = int {
+            let at = self.bytes.len;
+            if lit.len() <= 8 && n < 100_000_000 && at + 16 <= INLINE {
+                let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+                // The literal is a constant of the expansion: this word folds to a constant.
+                let mut lit_word = [0u8; 8];
+                lit_word[..lit.len()].copy_from_slice(lit.as_bytes());
+                let text = u128::from(u64::from_le_bytes(lit_word))
+                    | u128::from(eight_digits(n as u32) >> (8 * (8 - digits))) << (8 * lit.len());
+                self.bytes.inline[at..at + 16].copy_from_slice(&text.to_le_bytes());
+                self.bytes.len = at + lit.len() + digits;
+                return;
+            }
+        }
+        self.lit(lit);
+        self.part_or_int(value, int);
+    }
+
     #[inline(always)]
     fn push_u64(&mut self, n: u64) {
         let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
@@ -606,6 +632,60 @@ mod tests {
         let probe = (&&IntProbe(&text)).int();
         assert_eq!(probe, None);
         assert_eq!((&&IntProbe(&5u8)).int(), Some(Int::Unsigned(5)));
+    }
+
+    #[test]
+    fn a_literal_and_integer_in_one_store_write_what_they_write_apart() {
+        // Before the pair: nothing, a few bytes, the inline buffer nearly full, past it. Literals
+        // from empty to past the one-store limit of eight bytes; integers around every digit
+        // count's bounds, the limit of 10^8, and a signed and a non-integer value.
+        for prefix in [
+            0,
+            3,
+            INLINE - 24,
+            INLINE - 16,
+            INLINE - 15,
+            INLINE,
+            INLINE + 5,
+        ] {
+            for lit in ["", "u", "user:", "account:", "accounts:"] {
+                for n in [
+                    0u64,
+                    9,
+                    10,
+                    42,
+                    999,
+                    12_345_678,
+                    99_999_999,
+                    100_000_000,
+                    u64::MAX,
+                ] {
+                    let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
+                    one.lit(&"p".repeat(prefix));
+                    apart.lit(&"p".repeat(prefix));
+                    one.lit_part_or_int(lit, &n, (&&IntProbe(&n)).int());
+                    // What follows lands right after the pair, over the store's zero padding.
+                    one.lit(":x");
+                    apart.lit(lit);
+                    apart.part(&n);
+                    apart.lit(":x");
+                    assert_eq!(one.as_str(), apart.as_str(), "{prefix} {lit:?} {n}");
+                    assert_eq!(one.lookup_hash(), apart.lookup_hash());
+                }
+                let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
+                one.lit_part_or_int(lit, &-7i32, (&&IntProbe(&-7i32)).int());
+                apart.lit(lit);
+                apart.part(&-7i32);
+                assert_eq!(one.as_str(), apart.as_str());
+                let text = "a b";
+                let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
+                #[allow(clippy::needless_borrow)] // the autoref is the point
+                one.lit_part_or_int(lit, &text, (&&IntProbe(&text)).int());
+                apart.lit(lit);
+                apart.part(&text);
+                assert_eq!(one.as_str(), apart.as_str());
+            }
+        }
     }
 
     #[test]
