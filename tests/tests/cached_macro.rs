@@ -293,6 +293,58 @@ async fn an_expression_key_is_used_whole() {
     assert_eq!(m.cache("default").get::<u32>("sq:3").await, Some(9));
 }
 
+#[cached(cache = "spelled", key = "user:{id}")]
+async fn spelled_short(id: u64) -> u64 {
+    id
+}
+
+#[cached(cache = "spelled", key = "accounts:{id}")]
+fn spelled_long(id: i64) -> i64 {
+    id
+}
+
+#[cached(cache = "spelled", key = "org:{org}:user:{id}:v{version}")]
+async fn spelled_parts(org: u8, id: u64, version: u32) -> String {
+    format!("{org}/{id}/{version}")
+}
+
+#[tokio::test]
+async fn a_template_key_is_the_string_it_spells() {
+    // A short literal and the integer after it are rendered together (one store); a longer
+    // literal, a signed value and several parts take the general path. Either way the key is
+    // what the template spells, so the cache's string API finds the entry.
+    let m = manager();
+    let ids = [0, 7, 42, 999, 12_345_678, 99_999_999, 100_000_000, u64::MAX];
+    m.scope(async {
+        for id in ids {
+            spelled_short(id).await;
+            spelled_parts(3, id, 12).await;
+        }
+        for id in [-5, 0, 42, i64::MAX] {
+            spelled_long(id);
+        }
+    })
+    .await;
+    let spelled = m.cache("spelled");
+    for id in ids {
+        assert_eq!(spelled.get::<u64>(&format!("user:{id}")).await, Some(id));
+        assert_eq!(
+            spelled
+                .get::<String>(&format!("org:3:user:{id}:v12"))
+                .await
+                .as_deref(),
+            Some(format!("3/{id}/12").as_str())
+        );
+    }
+    for id in [-5, 0, 42, i64::MAX] {
+        assert_eq!(
+            spelled.get::<i64>(&format!("accounts:{id}")).await,
+            Some(id)
+        );
+    }
+    assert_eq!(spelled.len(), 2 * ids.len() + 4);
+}
+
 #[cached(cache = "users", key = "user:{id}", tags = ["user:{id}", "org:{org}", "users"])]
 async fn user_name(id: u32, org: u32) -> String {
     format!("user {id} of {org}")
