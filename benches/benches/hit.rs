@@ -7,7 +7,7 @@
 use std::hash::BuildHasherDefault;
 use std::hint::black_box;
 
-use benches::{KEYS, OneMultiply, Profile};
+use benches::{KEYS, OneMultiply, Paired, Profile};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod ours {
@@ -243,34 +243,28 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
         }
         started.elapsed()
     }
+    // Generic over both sides, so each pairing is compiled with its own two calls inlined.
+    fn sync_pair(id: &mut u64, first: impl Fn(u64) + Copy, second: impl Fn(u64) + Copy) -> Paired {
+        benches::paired(ROUNDS, BATCH, |side| {
+            if side == 0 {
+                sync_batch(id, first)
+            } else {
+                sync_batch(id, second)
+            }
+        })
+    }
+    let ours_sync = |id| drop(black_box(ours::sync_template(id)));
+    let cached_sync = |id| drop(black_box(peer_cached::sync_unbounded(id)));
     let mut id = 0u64;
-    let sync_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
-        if side == 0 {
-            sync_batch(&mut id, |id| drop(black_box(ours::sync_template(id))))
-        } else {
-            sync_batch(&mut id, |id| {
-                drop(black_box(peer_cached::sync_unbounded(id)))
-            })
-        }
-    });
-    let sync_vs_quick = benches::paired(ROUNDS, BATCH, |side| {
-        if side == 0 {
-            sync_batch(&mut id, |id| drop(black_box(ours::sync_template(id))))
-        } else {
-            sync_batch(&mut id, |id| drop(black_box(quick.get(&id))))
-        }
-    });
+    let sync_vs_cached = sync_pair(&mut id, ours_sync, cached_sync);
+    let sync_vs_quick = sync_pair(&mut id, ours_sync, |id| drop(black_box(quick.get(&id))));
     // The per-thread front floor (see `front_floor`) against the same peer: how far under
     // `cached` a hit could get if the tier copied hot values into each thread.
-    let front_floor_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
-        if side == 0 {
-            sync_batch(&mut id, |id| drop(black_box(front_floor::get(id))))
-        } else {
-            sync_batch(&mut id, |id| {
-                drop(black_box(peer_cached::sync_unbounded(id)))
-            })
-        }
-    });
+    let front_floor_vs_cached = sync_pair(
+        &mut id,
+        |id| drop(black_box(front_floor::get(id))),
+        cached_sync,
+    );
     let mut id = 0u64;
     let async_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
         rt.block_on(async {
