@@ -60,55 +60,45 @@ pub(crate) fn render_template(
 ) -> TokenStream {
     let mut out = TokenStream::new();
     let mut parts = template.parts.iter().peekable();
+    let span = template.lit.span();
     while let Some(part) = parts.next() {
         match part {
             Part::Lit(text) => match parts.peek() {
                 Some(Part::Placeholder(p)) if p.format == Format::Display => {
                     parts.next();
-                    let (value, int) = value_and_int(c, template, p, access);
-                    let span = template.lit.span();
+                    let value = placeholder_value(template, p, access);
+                    let int = int_probe(c, span, &value);
                     out.extend(quote_spanned! {span=> #buf.lit_part_or_int(#text, #value, #int); });
                 }
                 _ => out.extend(quote! { #buf.lit(#text); }),
             },
             Part::Placeholder(p) => {
                 let value = placeholder_value(template, p, access);
-                let method = match p.format {
+                out.extend(match p.format {
                     Format::Display => {
-                        let (value, int) = value_and_int(c, template, p, access);
-                        let span = template.lit.span();
-                        out.extend(quote_spanned! {span=> #buf.part_or_int(#value, #int); });
-                        continue;
+                        let int = int_probe(c, span, &value);
+                        quote_spanned! {span=> #buf.part_or_int(#value, #int); }
                     }
-                    Format::Hash => quote!(part_hashed),
-                    Format::Lower => quote!(part_lower),
-                    Format::Upper => quote!(part_upper),
-                };
-                out.extend(quote! { #buf.#method(#value); });
+                    Format::Hash => quote! { #buf.part_hashed(#value); },
+                    Format::Lower => quote! { #buf.part_lower(#value); },
+                    Format::Upper => quote! { #buf.part_upper(#value); },
+                });
             }
         }
     }
     out
 }
 
-/// A plain placeholder's value, and the expression that asks whether it is a primitive integer:
+/// Whether a plain placeholder's value is a primitive integer, as an `Option<Int>` expression:
 /// `IntProbe` finds integers by autoref specialization, with no bound that could add an error
 /// of its own, so they skip the formatting machinery.
-fn value_and_int(
-    c: &Path,
-    template: &Template,
-    p: &Placeholder,
-    access: &Access<'_>,
-) -> (TokenStream, TokenStream) {
-    let value = placeholder_value(template, p, access);
-    let span = template.lit.span();
+fn int_probe(c: &Path, span: Span, value: &TokenStream) -> TokenStream {
     let c = respan(c, span);
-    let int = quote_spanned! {span=> {
+    quote_spanned! {span=> {
         #[allow(unused_imports)]
         use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
         (&&#c::__private::IntProbe(#value)).int()
-    }};
-    (value, int)
+    }}
 }
 
 /// `buf.lit("search:*"); buf.pattern_part(&q);`: a glob whose literal parts are glob syntax as
