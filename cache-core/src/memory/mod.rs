@@ -27,7 +27,7 @@ use scc::hash_index::Entry as IndexEntry;
 
 pub(crate) use entry::{Entry, Lookup, Miss, NEVER, StoredKey, Times};
 use evictor::{Evictor, Probe, Slot};
-pub(crate) use sweeper::register as register_for_maintenance;
+pub(crate) use sweeper::{register as register_for_maintenance, wake as wake_maintenance};
 use tags::TagIndex;
 pub(crate) use value::LARGE;
 use value::{LARGE_CLASS, MEDIUM, MEDIUM_CLASS, SMALL, SMALL_CLASS, StoredValue, class_of};

@@ -1,51 +1,92 @@
-//! The maintenance thread: advances the coarse clock every millisecond and sweeps expired entries
-//! from every memory tier a few times a second, so entries that are never read again are still
-//! reclaimed (`cached`'s `TimedCache` leaks exactly those).
+//! The maintenance thread: advances the coarse clock every millisecond while the process reads
+//! it, and sweeps expired entries from every memory tier a few times a second, so entries that
+//! are never read again are still reclaimed (`cached`'s `TimedCache` leaks exactly those).
+//!
+//! When nothing has read the clock for [`PROBE_TICKS`](crate::clock::PROBE_TICKS) ticks, the
+//! thread parks and wakes only once a [`PARKED_WAKE`] to sweep and evaluate alerts, until a
+//! reader wakes it (see `clock/coarse.rs`): a quiet process is not woken a thousand times a
+//! second.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use super::MemoryStore;
+use crate::clock::{self, AfterProbe};
 
 const TICK: Duration = Duration::from_millis(1);
-/// Sweep every this many ticks.
-const SWEEP_EVERY: u32 = 50;
+/// How often expired entries are swept.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
 /// Most entries one store drops per sweep, so one huge expiry wave cannot stall the clock.
 const SWEEP_BUDGET: usize = 10_000;
-/// Evaluate alert rules every this many ticks (about a second).
-const ALERT_EVERY: u32 = 1_000;
+/// How often alert rules are evaluated.
+const ALERT_EVERY: Duration = Duration::from_secs(1);
+/// How long the thread sleeps while parked: sweeps and alerts then run about this often.
+const PARKED_WAKE: Duration = Duration::from_secs(1);
 
 static STORES: Mutex<Vec<Weak<MemoryStore>>> = Mutex::new(Vec::new());
-static THREAD: OnceLock<()> = OnceLock::new();
+/// The maintenance thread, once started (`None` if it could not be).
+static THREAD: OnceLock<Option<Thread>> = OnceLock::new();
 
 /// Adds a store to the sweep list and starts the thread on first use.
 pub(crate) fn register(store: &Arc<MemoryStore>) {
     super::lock(&STORES).push(Arc::downgrade(store));
     THREAD.get_or_init(|| {
-        crate::clock::refresh_coarse();
+        clock::refresh_coarse();
         let spawned = std::thread::Builder::new()
             .name("cache-core-maintenance".into())
             .spawn(run);
-        if let Err(e) = spawned {
-            // Without the thread the coarse clock stands still; misses still refresh it, and
-            // `CacheManager::run_pending_maintenance` sweeps on demand.
-            tracing::error!(error = %e, "cache-core could not start its maintenance thread");
+        match spawned {
+            Ok(handle) => Some(handle.thread().clone()),
+            Err(e) => {
+                // Without the thread the coarse clock stands still; misses still refresh it, and
+                // `CacheManager::run_pending_maintenance` sweeps on demand.
+                tracing::error!(error = %e, "cache-core could not start its maintenance thread");
+                None
+            }
         }
     });
 }
 
+/// Wakes a parked maintenance thread: the coarse clock is being read again.
+pub(crate) fn wake() {
+    if let Some(Some(thread)) = THREAD.get() {
+        thread.unpark();
+    }
+}
+
 fn run() {
-    let mut tick = 0u32;
+    clock::mark_maintenance_thread();
+    let mut ticks_since_probe = 0u32;
+    let mut last_sweep = Instant::now();
+    let mut last_alerts = last_sweep;
     loop {
-        std::thread::sleep(TICK);
-        crate::clock::refresh_coarse();
-        tick = tick.wrapping_add(1);
-        if tick % SWEEP_EVERY == 0 {
+        if clock::coarse_is_idle() {
+            // Woken early by a reader (which cleared the flag), or after `PARKED_WAKE`; spurious
+            // wake-ups only cost a loop.
+            std::thread::park_timeout(PARKED_WAKE);
+        } else {
+            std::thread::sleep(TICK);
+        }
+        let now = Instant::now();
+        clock::refresh_coarse();
+        if !clock::coarse_is_idle() {
+            ticks_since_probe += 1;
+            if ticks_since_probe >= clock::PROBE_TICKS {
+                ticks_since_probe = 0;
+                if clock::probe_coarse() == AfterProbe::Park {
+                    tracing::trace!("cache-core maintenance: no clock reads, parking");
+                }
+            }
+        }
+        if now.duration_since(last_sweep) >= SWEEP_EVERY {
+            last_sweep = now;
             for store in live_stores() {
                 store.sweep_expired(SWEEP_BUDGET);
             }
         }
-        if tick % ALERT_EVERY == 0 {
+        if now.duration_since(last_alerts) >= ALERT_EVERY {
+            last_alerts = now;
             crate::alerts::evaluate_watched();
         }
     }

@@ -2,19 +2,33 @@
 //!
 //! A hit must not pay for a `clock_gettime` call (about 30 ns here, a third of the hit budget), so
 //! the default clock is *coarse*: a process-wide millisecond counter that the maintenance thread
-//! advances every millisecond. Tests swap in tokio's clock (so `tokio::time::pause`/`advance`
-//! drive expiry) or a manual clock they advance themselves.
+//! advances every millisecond while the process reads it (see `coarse.rs` for how it stops when
+//! nothing does). Tests swap in tokio's clock (so `tokio::time::pause`/`advance` drive expiry) or
+//! a manual clock they advance themselves.
+
+mod coarse;
+
+pub(crate) use coarse::{AfterProbe, PROBE_TICKS, mark_maintenance_thread};
 
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use coarse::CoarseCounter;
+
 /// Process-wide origin of the coarse clock.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Milliseconds since [`EPOCH`], advanced by the maintenance thread.
-static COARSE_NOW_MS: AtomicU64 = AtomicU64::new(0);
+static COARSE: CoarseCounter = CoarseCounter::new(
+    || ms_since_epoch(Instant::now()),
+    crate::memory::wake_maintenance,
+);
+
+fn ms_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_millis() as u64
+}
 
 /// Re-reads the real time into the coarse counter. Called by the maintenance thread every tick and
 /// on every miss, so a coarse reading is never older than one tick.
@@ -24,15 +38,17 @@ pub(crate) fn refresh_coarse() -> u64 {
 
 /// [`refresh_coarse`] with a reading of the system clock the caller already took.
 fn refresh_coarse_at(at: Instant) -> u64 {
-    let now = at.saturating_duration_since(*EPOCH).as_millis() as u64;
-    // Read first: within a millisecond the counter already says `now`, and skipping the write
-    // spares every miss a locked instruction on a line all cores read.
-    let current = COARSE_NOW_MS.load(Ordering::Relaxed);
-    if current >= now {
-        return current;
-    }
-    // `fetch_max` so that a late writer never moves the clock backwards.
-    COARSE_NOW_MS.fetch_max(now, Ordering::Relaxed).max(now)
+    COARSE.refresh(ms_since_epoch(at))
+}
+
+/// The maintenance thread's probe of the coarse counter (see `coarse.rs`).
+pub(crate) fn probe_coarse() -> AfterProbe {
+    COARSE.probe()
+}
+
+/// Whether the coarse counter is parked until a reader wakes the maintenance thread.
+pub(crate) fn coarse_is_idle() -> bool {
+    COARSE.is_idle()
 }
 
 /// The source of "now" for expiry decisions.
@@ -89,7 +105,7 @@ impl Clock {
     #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
         match self {
-            Clock::Coarse => COARSE_NOW_MS.load(Ordering::Relaxed),
+            Clock::Coarse => COARSE.read(),
             Clock::Tokio(t) => t.origin.elapsed().as_millis() as u64,
             Clock::Manual(m) => m.ms.load(Ordering::SeqCst),
         }
