@@ -92,7 +92,7 @@ pub(crate) fn render_template(
 /// Whether a plain placeholder's value is a primitive integer, as an `Option<Int>` expression:
 /// `IntProbe` finds integers by autoref specialization, with no bound that could add an error
 /// of its own, so they skip the formatting machinery.
-fn int_probe(c: &Path, span: Span, value: &TokenStream) -> TokenStream {
+pub(crate) fn int_probe(c: &Path, span: Span, value: &TokenStream) -> TokenStream {
     let c = respan(c, span);
     quote_spanned! {span=> {
         #[allow(unused_imports)]

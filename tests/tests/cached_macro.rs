@@ -345,6 +345,90 @@ async fn a_template_key_is_the_string_it_spells() {
     assert_eq!(spelled.len(), 2 * ids.len() + 4);
 }
 
+static BY_ID_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "by-id")]
+async fn by_unsigned_id(id: u64) -> u64 {
+    BY_ID_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+#[cached(cache = "by-id")]
+fn by_signed_id(id: i32) -> i64 {
+    BY_ID_RUNS.fetch_add(1, SeqCst);
+    i64::from(id)
+}
+
+/// `module::fn:` and the arguments' hash as the general (serde) path renders it.
+fn serde_default_key<A: cache_core::__private::KeyArgsTuple>(fn_name: &str, args: &A) -> String {
+    let mut k = cache_core::__private::KeyBuf::new();
+    k.lit(module_path!());
+    k.lit("::");
+    k.lit(fn_name);
+    k.lit(":");
+    k.args_hash(args);
+    k.as_str().to_owned()
+}
+
+#[tokio::test]
+async fn a_default_key_of_one_integer_is_the_serde_form() {
+    // One integer argument is hashed from a form built in a register (no serde); the key must
+    // still be the one the serde path renders, on both sides of MessagePack's size boundaries,
+    // so entries written before, by other processes (Redis) and by the string API agree.
+    let m = manager();
+    let unsigned = [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u64::from(u32::MAX) + 1,
+        u64::MAX,
+    ];
+    let signed = [
+        i32::MIN,
+        -32_769,
+        -129,
+        -33,
+        -32,
+        -1,
+        0,
+        127,
+        128,
+        70_000,
+        i32::MAX,
+    ];
+    m.scope(async {
+        for _ in 0..2 {
+            for id in unsigned {
+                assert_eq!(by_unsigned_id(id).await, id);
+            }
+            for id in signed {
+                assert_eq!(by_signed_id(id), i64::from(id));
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        BY_ID_RUNS.load(SeqCst),
+        unsigned.len() + signed.len(),
+        "the second round is all hits"
+    );
+    let cache = m.cache("by-id");
+    for id in unsigned {
+        let key = serde_default_key("by_unsigned_id", &(&id,));
+        assert_eq!(cache.get::<u64>(&key).await, Some(id), "{key}");
+    }
+    for id in signed {
+        let key = serde_default_key("by_signed_id", &(&id,));
+        assert_eq!(cache.get::<i64>(&key).await, Some(i64::from(id)), "{key}");
+    }
+    assert_eq!(cache.len(), unsigned.len() + signed.len());
+}
+
 #[cached(cache = "users", key = "user:{id}", tags = ["user:{id}", "org:{org}", "users"])]
 async fn user_name(id: u32, org: u32) -> String {
     format!("user {id} of {org}")

@@ -13,7 +13,7 @@ use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan};
 use super::companion;
 use crate::cache_if::CONSUMED_MARKER;
 use crate::codegen::{
-    Access, fake_return, first_last, group, render_template, respan, template_checks,
+    Access, fake_return, first_last, group, int_probe, render_template, respan, template_checks,
 };
 
 pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
@@ -347,6 +347,15 @@ fn default_key(
             .iter()
             .map(|arg| access.reference(&arg.ident, arg.ident.span()));
         let args = args_tuple(refs.collect());
+        // One argument that is a primitive integer (an id) takes the one-store path of
+        // `args_hash_or_int`; anything else (`None`) goes through serde.
+        let int = match key.args.as_slice() {
+            [arg] => {
+                let span = arg.ident.span();
+                int_probe(c, span, &access.reference(&arg.ident, span))
+            }
+            _ => quote! { ::core::option::Option::None },
+        };
         // Each argument's `Serialize` is checked on its own (`assert_key_arg` below, spanned on
         // the argument). The tuple is hashed through "autoref specialization": when it is not
         // `KeyArgsTuple` the method resolves to the fallback trait instead, so the only error is
@@ -360,17 +369,29 @@ fn default_key(
             {
                 struct __CacheArgs<A>(A);
                 trait __CacheHashArgs {
-                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf);
+                    fn __cache_hash(
+                        &self,
+                        key: &mut #c::__private::KeyBuf,
+                        int: ::core::option::Option<#c::__private::Int>,
+                    );
                 }
                 impl<A: #c::__private::KeyArgsTuple> __CacheHashArgs for __CacheArgs<A> {
                     #[inline]
-                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf) {
-                        key.args_hash(&self.0);
+                    fn __cache_hash(
+                        &self,
+                        key: &mut #c::__private::KeyBuf,
+                        int: ::core::option::Option<#c::__private::Int>,
+                    ) {
+                        key.args_hash_or_int(&self.0, int);
                     }
                 }
                 #[allow(dead_code)]
                 trait __CacheArgsNotKeyArgs {
-                    fn __cache_hash(&self, key: &mut #c::__private::KeyBuf);
+                    fn __cache_hash(
+                        &self,
+                        key: &mut #c::__private::KeyBuf,
+                        int: ::core::option::Option<#c::__private::Int>,
+                    );
                 }
                 #[allow(dead_code)]
                 struct __CacheNotKeyArgs<A>(A);
@@ -380,12 +401,16 @@ fn default_key(
                     );
                 }
                 impl<A> __CacheArgsNotKeyArgs for &__CacheArgs<A> {
-                    fn __cache_hash(&self, _: &mut #c::__private::KeyBuf) {
+                    fn __cache_hash(
+                        &self,
+                        _: &mut #c::__private::KeyBuf,
+                        _: ::core::option::Option<#c::__private::Int>,
+                    ) {
                         #[allow(clippy::let_unit_value)]
                         let () = __CacheNotKeyArgs::<A>::FAIL;
                     }
                 }
-                (&__CacheArgs(#args)).__cache_hash(&mut __k);
+                (&__CacheArgs(#args)).__cache_hash(&mut __k, #int);
             }
         });
         for arg in &key.args {
