@@ -15,7 +15,8 @@ pub use ::std;
 pub use scc::Guard;
 
 pub use crate::key::{
-    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf, KeyPart,
+    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf,
+    KeyPart, StrProbe, StrViaDisplay, StrViaStr,
 };
 pub use crate::outcome::{
     CacheValue, Filtered, PlainFallback, PlainStrategy, Probe, Strategy, WithCodec, check_strategy,

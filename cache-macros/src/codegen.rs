@@ -68,7 +68,10 @@ pub(crate) fn render_template(
                     parts.next();
                     let value = placeholder_value(template, p, access);
                     let int = int_probe(c, span, &value);
-                    out.extend(quote_spanned! {span=> #buf.lit_part_or_int(#text, #value, #int); });
+                    let string = str_probe(c, span, &value);
+                    out.extend(
+                        quote_spanned! {span=> #buf.lit_part_or_int(#text, #value, #int, #string); },
+                    );
                 }
                 _ => out.extend(quote! { #buf.lit(#text); }),
             },
@@ -77,7 +80,8 @@ pub(crate) fn render_template(
                 out.extend(match p.format {
                     Format::Display => {
                         let int = int_probe(c, span, &value);
-                        quote_spanned! {span=> #buf.part_or_int(#value, #int); }
+                        let string = str_probe(c, span, &value);
+                        quote_spanned! {span=> #buf.part_or_int(#value, #int, #string); }
                     }
                     Format::Hash => quote! { #buf.part_hashed(#value); },
                     Format::Lower => quote! { #buf.part_lower(#value); },
@@ -98,6 +102,18 @@ pub(crate) fn int_probe(c: &Path, span: Span, value: &TokenStream) -> TokenStrea
         #[allow(unused_imports)]
         use #c::__private::{IntViaDisplay as _, IntViaPrimitive as _};
         (&&#c::__private::IntProbe(#value)).int()
+    }}
+}
+
+/// Whether a plain placeholder's value is a string (`str`, `String`, `&str`, ...), as an
+/// `Option<&str>` expression, found by `StrProbe` the way `int_probe` finds integers: such values
+/// are escaped straight from the string rather than through `Display`.
+fn str_probe(c: &Path, span: Span, value: &TokenStream) -> TokenStream {
+    let c = respan(c, span);
+    quote_spanned! {span=> {
+        #[allow(unused_imports)]
+        use #c::__private::{StrViaDisplay as _, StrViaStr as _};
+        (&&#c::__private::StrProbe(#value)).str()
     }}
 }
 

@@ -303,6 +303,51 @@ fn spelled_long(id: i64) -> i64 {
     id
 }
 
+#[cached(cache = "spelled-text", key = "email:{email}")]
+fn spelled_email(email: &str) -> usize {
+    email.len()
+}
+
+#[cached(cache = "spelled-text", key = "{slug}")]
+async fn spelled_slug(slug: String) -> usize {
+    slug.len()
+}
+
+#[tokio::test]
+async fn a_string_placeholder_is_the_escaped_string() {
+    // `&str` and `String` values are escaped straight from the string (no `Display` call);
+    // the key must be what `escape_key_part` makes of it, specials and all.
+    let m = manager();
+    let values = [
+        "ada@example.com",
+        "",
+        "a:b",
+        "*",
+        "user:*",
+        "[x]?\\",
+        "\n",
+        "日本",
+    ];
+    m.scope(async {
+        for v in values {
+            spelled_email(v);
+            spelled_slug(v.to_owned()).await;
+        }
+    })
+    .await;
+    let cache = m.cache("spelled-text");
+    for v in values {
+        let escaped = cache_core::escape_key_part(v);
+        assert_eq!(
+            cache.get::<usize>(&format!("email:{escaped}")).await,
+            Some(v.len()),
+            "{v:?}"
+        );
+        assert_eq!(cache.get::<usize>(&escaped).await, Some(v.len()), "{v:?}");
+    }
+    assert_eq!(cache.len(), 2 * values.len());
+}
+
 #[cached(cache = "spelled", key = "org:{org}:user:{id}:v{version}")]
 async fn spelled_parts(org: u8, id: u64, version: u32) -> String {
     format!("{org}/{id}/{version}")

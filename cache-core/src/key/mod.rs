@@ -17,7 +17,8 @@ pub(crate) mod template;
 pub use escape::{escape_glob, escape_key_part};
 pub use glob::Glob;
 pub use render::{
-    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf, KeyPart,
+    ArgBytes, Int, IntProbe, IntViaDisplay, IntViaPrimitive, KeyArgs, KeyArgsTuple, KeyBuf,
+    KeyPart, StrProbe, StrViaDisplay, StrViaStr,
 };
 
 /// The memory tier's lookup hash of a logical key.

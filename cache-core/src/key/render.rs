@@ -189,6 +189,53 @@ macro_rules! int_probe {
 int_probe!(Unsigned as u64: u8, u16, u32, u64, usize);
 int_probe!(Signed as i64: i8, i16, i32, i64, isize);
 
+/// Asks the compiler, by autoref specialization, whether a placeholder's value is a string whose
+/// `Display` is the string itself: `(&&StrProbe(&value)).str()` resolves to [`StrViaStr`] for
+/// `str`, `String` and the usual references and pointers to them, and to [`StrViaDisplay`]
+/// (`None`) for everything else, with no bound that could fail.
+///
+/// Only these exact types: a type of the user's own that is `AsRef<str>` may display something
+/// else, and its key is its `Display` output.
+#[derive(Debug)]
+pub struct StrProbe<'a, T: ?Sized>(pub &'a T);
+
+/// The string side of [`StrProbe`].
+pub trait StrViaStr<'a> {
+    /// The value as a `&str`.
+    fn str(&self) -> Option<&'a str>;
+}
+
+/// The fallback side of [`StrProbe`].
+pub trait StrViaDisplay<'a> {
+    /// Not a string: `None`.
+    fn str(&self) -> Option<&'a str> {
+        None
+    }
+}
+
+impl<'a, T: ?Sized> StrViaDisplay<'a> for StrProbe<'a, T> {}
+
+macro_rules! str_probe {
+    ($($t:ty),*) => {$(
+        impl<'a> StrViaStr<'a> for &StrProbe<'a, $t> {
+            #[inline(always)]
+            fn str(&self) -> Option<&'a str> {
+                Some(self.0.as_ref())
+            }
+        }
+    )*};
+}
+str_probe!(
+    str,
+    String,
+    &str,
+    &String,
+    Box<str>,
+    std::rc::Rc<str>,
+    std::sync::Arc<str>,
+    std::borrow::Cow<'_, str>
+);
+
 /// Inline capacity: keys up to this many bytes are rendered without touching the heap.
 const INLINE: usize = 120;
 
@@ -321,18 +368,36 @@ impl KeyBuf {
     }
 
     /// Appends a placeholder's value, taking the integer fast path when the macro's
-    /// [`IntProbe`] found a primitive integer (no formatting machinery, nothing to escape).
+    /// [`IntProbe`] found a primitive integer (no formatting machinery, nothing to escape), and
+    /// the string one when its [`StrProbe`] found a string (escaped as `part` would, without the
+    /// formatting machinery: `Display` of a `str` is the `str`).
     #[inline(always)]
-    pub fn part_or_int<T: KeyPart + ?Sized>(&mut self, value: &T, int: Option<Int>) {
-        match int {
-            Some(Int::Unsigned(n)) => self.push_u64(n),
-            Some(Int::Signed(n)) => {
+    pub fn part_or_int<T: KeyPart + ?Sized>(
+        &mut self,
+        value: &T,
+        int: Option<Int>,
+        text: Option<&str>,
+    ) {
+        match (int, text) {
+            (Some(Int::Unsigned(n)), _) => self.push_u64(n),
+            (Some(Int::Signed(n)), _) => {
                 if n < 0 {
                     self.push_byte(b'-');
                 }
                 self.push_u64(n.unsigned_abs());
             }
-            None => self.part(value),
+            (None, Some(text)) => {
+                // Exactly what `write!(escaper, "{text}")` does for a `str` with no width or
+                // precision: one `write_str` of the whole string.
+                let _ = fmt::Write::write_str(
+                    &mut Escaper {
+                        inner: self,
+                        case: Case::Keep,
+                    },
+                    text,
+                );
+            }
+            (None, None) => self.part(value),
         }
     }
 
@@ -343,7 +408,13 @@ impl KeyBuf {
     /// forwards to them, where a word spanning the literal's store and the digits' waited for
     /// both to reach the cache (a load at `xxh3`'s last word was 5% of a hit).
     #[inline(always)]
-    pub fn lit_part_or_int<T: KeyPart + ?Sized>(&mut self, lit: &str, value: &T, int: Option<Int>) {
+    pub fn lit_part_or_int<T: KeyPart + ?Sized>(
+        &mut self,
+        lit: &str,
+        value: &T,
+        int: Option<Int>,
+        text: Option<&str>,
+    ) {
         if let Some(Int::Unsigned(n)) = int {
             let at = self.bytes.len;
             if lit.len() <= 8 && n < 100_000_000 && at + 16 <= INLINE {
@@ -359,7 +430,7 @@ impl KeyBuf {
             }
         }
         self.lit(lit);
-        self.part_or_int(value, int);
+        self.part_or_int(value, int, text);
     }
 
     #[inline(always)]
@@ -670,7 +741,7 @@ mod tests {
                 let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
                 fast.lit(&"p".repeat(prefix));
                 slow.lit(&"p".repeat(prefix));
-                fast.part_or_int(&n, (&&IntProbe(&n)).int());
+                fast.part_or_int(&n, (&&IntProbe(&n)).int(), None);
                 slow.part(&n);
                 assert_eq!(fast.as_str(), slow.as_str());
                 assert_eq!(fast.lookup_hash(), slow.lookup_hash());
@@ -678,7 +749,7 @@ mod tests {
         }
         for n in [i64::MIN, -42, 0, 42, i64::MAX] {
             let (mut fast, mut slow) = (KeyBuf::new(), KeyBuf::new());
-            fast.part_or_int(&n, (&&IntProbe(&n)).int());
+            fast.part_or_int(&n, (&&IntProbe(&n)).int(), None);
             slow.part(&n);
             assert_eq!(fast.as_str(), slow.as_str());
         }
@@ -718,7 +789,7 @@ mod tests {
                     let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
                     one.lit(&"p".repeat(prefix));
                     apart.lit(&"p".repeat(prefix));
-                    one.lit_part_or_int(lit, &n, (&&IntProbe(&n)).int());
+                    one.lit_part_or_int(lit, &n, (&&IntProbe(&n)).int(), None);
                     // What follows lands right after the pair, over the store's zero padding.
                     one.lit(":x");
                     apart.lit(lit);
@@ -728,14 +799,14 @@ mod tests {
                     assert_eq!(one.lookup_hash(), apart.lookup_hash());
                 }
                 let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
-                one.lit_part_or_int(lit, &-7i32, (&&IntProbe(&-7i32)).int());
+                one.lit_part_or_int(lit, &-7i32, (&&IntProbe(&-7i32)).int(), None);
                 apart.lit(lit);
                 apart.part(&-7i32);
                 assert_eq!(one.as_str(), apart.as_str());
                 let text = "a b";
                 let (mut one, mut apart) = (KeyBuf::new(), KeyBuf::new());
                 #[allow(clippy::needless_borrow)] // the autoref is the point
-                one.lit_part_or_int(lit, &text, (&&IntProbe(&text)).int());
+                one.lit_part_or_int(lit, &text, (&&IntProbe(&text)).int(), None);
                 apart.lit(lit);
                 apart.part(&text);
                 assert_eq!(one.as_str(), apart.as_str());
@@ -984,5 +1055,70 @@ mod tests {
                 probe!(v);
             }
         }
+    }
+
+    /// A string placeholder escaped straight from the string renders exactly what `Display`
+    /// through the escaper renders, for every type the probe takes.
+    #[test]
+    // The probe's autoref is the mechanism under test, needless only where it finds nothing.
+    #[allow(clippy::needless_borrow)]
+    fn a_string_placeholder_renders_as_its_display() {
+        use std::borrow::Cow;
+        use std::rc::Rc;
+        use std::sync::Arc;
+        fn check<T: KeyPart + std::fmt::Debug + ?Sized>(v: &T, text: Option<&str>) {
+            assert!(text.is_some(), "{v:?} is a string");
+            let mut fast = KeyBuf::new();
+            fast.lit_part_or_int("user:", v, None, text);
+            fast.part_or_int(v, None, text);
+            let mut slow = KeyBuf::new();
+            slow.lit("user:");
+            slow.part(v);
+            slow.part(v);
+            assert_eq!(fast.as_str(), slow.as_str(), "{v:?}");
+        }
+        macro_rules! probe {
+            ($v:expr) => {{
+                #[allow(unused_imports)]
+                use crate::key::{StrViaDisplay as _, StrViaStr as _};
+                let v = $v;
+                check(&v, (&&StrProbe(&v)).str());
+            }};
+        }
+        let long = "x".repeat(300);
+        for s in [
+            "",
+            "ada@example.com",
+            "a:b",
+            "*",
+            "user:*",
+            "[a-z]?",
+            "\\",
+            "{x}^",
+            "\n\t\0",
+            "\u{7f}",
+            "é:ü",
+            "日本語",
+            long.as_str(),
+        ] {
+            probe!(s);
+            probe!(s.to_owned());
+            probe!(&s.to_owned());
+            probe!(Box::<str>::from(s));
+            probe!(Rc::<str>::from(s));
+            probe!(Arc::<str>::from(s));
+            probe!(Cow::Borrowed(s));
+            probe!(Cow::<str>::Owned(s.to_owned()));
+            check(s, (&&StrProbe(s)).str());
+        }
+        // Not strings: the probe says so, and `Display` renders them.
+        #[allow(unused_imports)]
+        use crate::key::{StrViaDisplay as _, StrViaStr as _};
+        assert_eq!((&&StrProbe(&'c')).str(), None);
+        assert_eq!((&&StrProbe(&42u8)).str(), None);
+        assert_eq!(
+            (&&StrProbe(&std::path::Path::new("a").display())).str(),
+            None
+        );
     }
 }
