@@ -1097,7 +1097,10 @@ async fn lead<R, J: Job<R>>(
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
-            None => store.get_remote(key.as_str(), codec).await,
+            // The remote tier's futures are boxed here and below: held inline, they made every
+            // cached call's miss future (boxed by the caller, so moved whole) kilobytes larger,
+            // memory-only caches included; one allocation beside a round trip costs nothing.
+            None => Box::pin(store.get_remote(key.as_str(), codec)).await,
         };
         match at.use_remote_read(&opts, job, hit, &mut guard) {
             Later::Served(out) => return out,
@@ -1109,7 +1112,7 @@ async fn lead<R, J: Job<R>>(
         // A caller with a fallback waits for another instance no longer than its soft timeout,
         // then answers with the fallback.
         let limit = fresh.soft_timeout.filter(|_| fallback.is_some());
-        match store.lock_or_wait(key.as_str(), codec, limit).await {
+        match Box::pin(store.lock_or_wait(key.as_str(), codec, limit)).await {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
@@ -1150,7 +1153,9 @@ async fn lead<R, J: Job<R>>(
                 &mut guard,
             ) {
                 Ok(outcome) => {
-                    write_remote(store, key, codec, outcome.to_remote).await;
+                    if codec.is_some() {
+                        Box::pin(write_remote(store, key, codec, outcome.to_remote)).await;
+                    }
                     drop(lock);
                     outcome.out
                 }
