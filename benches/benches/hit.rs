@@ -23,6 +23,11 @@ mod ours {
         Profile::load(id)
     }
 
+    #[cache_core::cached(cache = "bench", key = "user:{email}")]
+    pub(crate) fn sync_email(email: &str) -> Profile {
+        Profile::load(email.len() as u64)
+    }
+
     #[cache_core::cached(cache = "bench", key = "user:{id}")]
     pub(crate) async fn async_template(id: u64) -> Profile {
         Profile::load(id)
@@ -63,6 +68,11 @@ mod peer_cached {
     pub(crate) async fn async_template(id: u64) -> Profile {
         Profile::load(id)
     }
+
+    #[cached(key = "String", convert = r#"{ format!("user:{}", email) }"#)]
+    pub(crate) fn sync_email(email: &str) -> Profile {
+        Profile::load(email.len() as u64)
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -79,6 +89,10 @@ fn hits(c: &mut Criterion) {
         .expect("the benchmark installs the global manager first");
     let rt = runtime();
 
+    // A string key: an email address per id, as a handler would take from a request.
+    let emails: Vec<String> = (0..KEYS)
+        .map(|id| format!("user{id}@example.com"))
+        .collect();
     // Preload every key in every cache.
     let moka_sync = moka::sync::Cache::<u64, Profile>::new(10_000);
     let moka_future = moka::future::Cache::<u64, Profile>::new(10_000);
@@ -89,6 +103,8 @@ fn hits(c: &mut Criterion) {
     for id in 0..KEYS {
         ours::sync_template(id);
         ours::sync_default_key(id);
+        ours::sync_email(&emails[id as usize]);
+        peer_cached::sync_email(&emails[id as usize]);
         rt.block_on(ours::async_template(id));
         rt.block_on(ours::async_default_key(id));
         peer_cached::sync_template(id);
@@ -115,6 +131,12 @@ fn hits(c: &mut Criterion) {
     });
     g.bench_function("ours/sync default key", |b| {
         b.iter(|| black_box(ours::sync_default_key(black_box(next()))))
+    });
+    g.bench_function("ours/sync key=\"user:{email}\"", |b| {
+        b.iter(|| black_box(ours::sync_email(&emails[black_box(next()) as usize])))
+    });
+    g.bench_function("cached/sync key=\"user:{email}\"", |b| {
+        b.iter(|| black_box(peer_cached::sync_email(&emails[black_box(next()) as usize])))
     });
     g.bench_function("cached/sync unbounded", |b| {
         b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next()))))
