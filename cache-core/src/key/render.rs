@@ -1035,25 +1035,16 @@ mod tests {
             wide.push(i128::from(r >> (r % 64)));
             wide.push(i128::from((r >> (r % 64)) as i64));
         }
+        // Each value as every integer type that can hold it.
+        macro_rules! probe_as {
+            ($v:ident: $($t:ty),*) => {$(
+                if let Ok(v) = <$t>::try_from($v) {
+                    probe!(v);
+                }
+            )*};
+        }
         for v in wide {
-            if let Ok(v) = u32::try_from(v) {
-                probe!(v);
-            }
-            if let Ok(v) = i32::try_from(v) {
-                probe!(v);
-            }
-            if let Ok(v) = u64::try_from(v) {
-                probe!(v);
-            }
-            if let Ok(v) = i64::try_from(v) {
-                probe!(v);
-            }
-            if let Ok(v) = usize::try_from(v) {
-                probe!(v);
-            }
-            if let Ok(v) = isize::try_from(v) {
-                probe!(v);
-            }
+            probe_as!(v: u32, i32, u64, i64, usize, isize);
         }
     }
 
