@@ -20,12 +20,12 @@ const PER_THREAD: usize = 20_000;
 
 #[cache_core::cached(cache = "contention", key = "user:{id}")]
 fn ours(id: u64) -> Profile {
-    Profile::load(id)
+    benches::body(id)
 }
 
 #[cached::cached]
 fn peer_cached(id: u64) -> Profile {
-    Profile::load(id)
+    benches::body(id)
 }
 
 /// CPU time of the calling thread.
@@ -193,7 +193,10 @@ fn contention(c: &mut Criterion) {
         .install()
         .expect("the benchmark installs the global manager first");
     let moka = moka::sync::Cache::<u64, Profile>::new(KEYS);
-    let quick = quick_cache::sync::Cache::<u64, Profile>::new(KEYS as usize);
+    // quick_cache sizes its shards from the capacity and evicts before it is reached: at
+    // exactly `KEYS` it kept 9,850 of the 10,000 keys, and its rows then timed misses (`get`
+    // returning `None`, cheaper than a hit). An eighth more room keeps them all (checked below).
+    let quick = quick_cache::sync::Cache::<u64, Profile>::new(KEYS as usize + KEYS as usize / 8);
     let floor = scc::HashIndex::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
     let floor_dashmap =
         dashmap::DashMap::<u64, Profile, BuildHasherDefault<OneMultiply>>::default();
@@ -205,6 +208,21 @@ fn contention(c: &mut Criterion) {
         moka.insert(id, Profile::load(id));
         quick.insert(id, Profile::load(id));
     }
+    // Every timed call must be a hit: no body may run from here on (checked per row and at the
+    // end), and each peer's map must still hold every key (their `get`s return `None` on a miss).
+    let preloaded = benches::body_runs();
+    let all_present = || {
+        for id in 0..KEYS {
+            assert!(moka.contains_key(&id), "moka lost key {id}");
+            assert!(quick.peek(&id).is_some(), "quick_cache lost key {id}");
+            assert!(floor.contains(&id), "the scc floor lost key {id}");
+            assert!(
+                floor_dashmap.contains_key(&id),
+                "the dashmap floor lost key {id}"
+            );
+        }
+    };
+    all_present();
     let traces: Vec<Vec<u64>> = (0..THREADS)
         .map(|t| zipf_trace(1.0, KEYS, PER_THREAD, 0xC0FFEE + t as u64))
         .collect();
@@ -238,6 +256,8 @@ fn contention(c: &mut Criterion) {
         b.iter_custom(|iters| run(&traces, &floor_dashmap_op, iters).cpu)
     });
     g.finish();
+    benches::assert_only_hits_since(preloaded, "the contention group");
+    all_present();
 
     if benches::is_bench_run() {
         // The targets' ratios in alternating runs: judged by wall time (see `run`), with the
@@ -287,6 +307,8 @@ fn contention(c: &mut Criterion) {
                 fields.join(", ")
             ),
         );
+        benches::assert_only_hits_since(preloaded, "the contention pairs");
+        all_present();
     }
 }
 

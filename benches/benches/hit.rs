@@ -15,27 +15,27 @@ mod ours {
 
     #[cache_core::cached(cache = "bench", key = "user:{id}")]
     pub(crate) fn sync_template(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cache_core::cached(cache = "bench")]
     pub(crate) fn sync_default_key(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cache_core::cached(cache = "bench", key = "user:{email}")]
     pub(crate) fn sync_email(email: &str) -> Profile {
-        Profile::load(email.len() as u64)
+        benches::body(email.len() as u64)
     }
 
     #[cache_core::cached(cache = "bench", key = "user:{id}")]
     pub(crate) async fn async_template(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cache_core::cached(cache = "bench")]
     pub(crate) async fn async_default_key(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 }
 
@@ -45,33 +45,33 @@ mod peer_cached {
 
     #[cached]
     pub(crate) fn sync_unbounded(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cached(max_size = 10_000)]
     pub(crate) fn sync_lru(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cached]
     pub(crate) async fn async_unbounded(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     // The same `"user:{id}"` key as ours, built the way `cached` lets a user build one.
     #[cached(key = "String", convert = r#"{ format!("user:{}", id) }"#)]
     pub(crate) fn sync_template(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cached(key = "String", convert = r#"{ format!("user:{}", id) }"#)]
     pub(crate) async fn async_template(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cached(key = "String", convert = r#"{ format!("user:{}", email) }"#)]
     pub(crate) fn sync_email(email: &str) -> Profile {
-        Profile::load(email.len() as u64)
+        benches::body(email.len() as u64)
     }
 }
 
@@ -120,43 +120,45 @@ fn hits(c: &mut Criterion) {
         front_floor::fill(id, Profile::load(id));
     }
 
+    // Every timed call below must be a hit: each row checks that no body ran while it did.
+    let preloaded = benches::body_runs();
     let mut g = c.benchmark_group("hit");
     let mut id = 0u64;
     let mut next = move || {
         id = (id + 1) % KEYS;
         id
     };
-    g.bench_function("ours/sync key=\"user:{id}\"", |b| {
+    hit_row(&mut g, "ours/sync key=\"user:{id}\"", |b| {
         b.iter(|| black_box(ours::sync_template(black_box(next()))))
     });
-    g.bench_function("ours/sync default key", |b| {
+    hit_row(&mut g, "ours/sync default key", |b| {
         b.iter(|| black_box(ours::sync_default_key(black_box(next()))))
     });
-    g.bench_function("ours/sync key=\"user:{email}\"", |b| {
+    hit_row(&mut g, "ours/sync key=\"user:{email}\"", |b| {
         b.iter(|| black_box(ours::sync_email(&emails[black_box(next()) as usize])))
     });
-    g.bench_function("cached/sync key=\"user:{email}\"", |b| {
+    hit_row(&mut g, "cached/sync key=\"user:{email}\"", |b| {
         b.iter(|| black_box(peer_cached::sync_email(&emails[black_box(next()) as usize])))
     });
-    g.bench_function("cached/sync unbounded", |b| {
+    hit_row(&mut g, "cached/sync unbounded", |b| {
         b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next()))))
     });
-    g.bench_function("cached/sync max_size", |b| {
+    hit_row(&mut g, "cached/sync max_size", |b| {
         b.iter(|| black_box(peer_cached::sync_lru(black_box(next()))))
     });
-    g.bench_function("cached/sync key=\"user:{id}\"", |b| {
+    hit_row(&mut g, "cached/sync key=\"user:{id}\"", |b| {
         b.iter(|| black_box(peer_cached::sync_template(black_box(next()))))
     });
-    g.bench_function("moka/sync get", |b| {
+    hit_row(&mut g, "moka/sync get", |b| {
         b.iter(|| black_box(moka_sync.get(&black_box(next()))))
     });
-    g.bench_function("quick_cache/get", |b| {
+    hit_row(&mut g, "quick_cache/get", |b| {
         b.iter(|| black_box(quick.get(&black_box(next()))))
     });
     // The floor: the bare map under our memory tier, with the same keys and the same clone: what
     // any hit on it costs (epoch guard, lookup, clone) before key rendering, expiry, stats or
     // single flight.
-    g.bench_function("floor/scc HashIndex peek + clone", |b| {
+    hit_row(&mut g, "floor/scc HashIndex peek + clone", |b| {
         b.iter(|| {
             let key = black_box(next());
             let guard = scc::Guard::new();
@@ -167,42 +169,42 @@ fn hits(c: &mut Criterion) {
     // slot per key, a generation and an expiry check, a thread-local hit counter and the same
     // clone; no lock, no guard, no atomic write. What the hit targets would start from if the
     // memory tier copied hot values into every thread (see `front_floor`).
-    g.bench_function("floor/thread-local front + clone", |b| {
+    hit_row(&mut g, "floor/thread-local front + clone", |b| {
         b.iter(|| black_box(front_floor::hit(black_box(next()))))
     });
     // The same with dashmap (a shard's read lock, hashbrown, the clone): what a memory tier on
     // the design's first-named map would start from.
-    g.bench_function("floor/dashmap get + clone", |b| {
+    hit_row(&mut g, "floor/dashmap get + clone", |b| {
         b.iter(|| {
             let key = black_box(next());
             black_box(floor_dashmap.get(&key).map(|v| v.clone()))
         })
     });
-    g.bench_function("ours/async key=\"user:{id}\"", |b| {
+    hit_row(&mut g, "ours/async key=\"user:{id}\"", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             async move { black_box(ours::async_template(id).await) }
         })
     });
-    g.bench_function("ours/async default key", |b| {
+    hit_row(&mut g, "ours/async default key", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             async move { black_box(ours::async_default_key(id).await) }
         })
     });
-    g.bench_function("cached/async key=\"user:{id}\"", |b| {
+    hit_row(&mut g, "cached/async key=\"user:{id}\"", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             async move { black_box(peer_cached::async_template(id).await) }
         })
     });
-    g.bench_function("cached/async unbounded", |b| {
+    hit_row(&mut g, "cached/async unbounded", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             async move { black_box(peer_cached::async_unbounded(id).await) }
         })
     });
-    g.bench_function("moka/future get", |b| {
+    hit_row(&mut g, "moka/future get", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             let cache = &moka_future;
@@ -214,7 +216,7 @@ fn hits(c: &mut Criterion) {
     // every row there pays alike.
     macro_rules! in_task {
         ($name:expr, |$id:ident| $call:expr) => {
-            g.bench_function($name, |b| {
+            hit_row(&mut g, $name, |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
                         let started = std::time::Instant::now();
@@ -248,6 +250,31 @@ fn hits(c: &mut Criterion) {
     if benches::is_bench_run() {
         paired_targets(&rt, &quick);
     }
+    benches::assert_only_hits_since(preloaded, "the hit benchmarks");
+    // The peers' rows time `get`s, which return `None` on a miss instead of running a body:
+    // check that each still holds every key, so that none of them was timed finding nothing.
+    for id in 0..KEYS {
+        assert!(moka_sync.contains_key(&id), "moka::sync lost key {id}");
+        assert!(moka_future.contains_key(&id), "moka::future lost key {id}");
+        assert!(quick.peek(&id).is_some(), "quick_cache lost key {id}");
+        assert!(floor_scc.contains(&id), "the scc floor lost key {id}");
+        assert!(
+            floor_dashmap.contains_key(&id),
+            "the dashmap floor lost key {id}"
+        );
+    }
+}
+
+/// Runs one row of the hit group, then checks that none of its calls ran a body: a row that
+/// missed would time a body run and report it as a hit.
+fn hit_row(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    f: impl FnMut(&mut criterion::Bencher<'_>),
+) {
+    let mark = benches::body_runs();
+    g.bench_function(name, f);
+    benches::assert_only_hits_since(mark, name);
 }
 
 /// The hit targets' ratios measured in alternating batches (see [`benches::paired`]), which

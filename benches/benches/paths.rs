@@ -29,12 +29,12 @@ mod ours {
 
     #[cache_core::cached(cache = "miss", key = "user:{id}")]
     pub(crate) fn miss(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cache_core::cached(cache = "miss", key = "user:{id}")]
     pub(crate) async fn miss_async(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cache_core::cached(cache = "stampede", key = "cold:{id}")]
@@ -51,7 +51,7 @@ mod peer {
 
     #[cached(max_size = 10_000)]
     pub(crate) fn miss(id: u64) -> Profile {
-        Profile::load(id)
+        benches::body(id)
     }
 
     #[cached(max_size = 10_000)]
@@ -80,20 +80,33 @@ fn miss(c: &mut Criterion) {
     let next = || fresh.fetch_add(1, Ordering::Relaxed);
 
     let mut g = c.benchmark_group("miss");
-    g.bench_function("ours/sync", |b| {
+    // Runs one row, then checks that every call of it was a miss: one body run per fresh key.
+    let mut miss_row = |name: &str, f: &mut dyn FnMut(&mut criterion::Bencher<'_>)| {
+        let (keys, runs) = (fresh.load(Ordering::Relaxed), benches::body_runs());
+        g.bench_function(name, f);
+        let (keys, runs) = (
+            fresh.load(Ordering::Relaxed) - keys,
+            benches::body_runs() - runs,
+        );
+        assert_eq!(
+            runs, keys,
+            "{name}: {keys} fresh keys ran the body {runs} times"
+        );
+    };
+    miss_row("ours/sync", &mut |b| {
         b.iter(|| black_box(ours::miss(black_box(next()))))
     });
-    g.bench_function("ours/async", |b| {
+    miss_row("ours/async", &mut |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(ours::miss_async(black_box(next())).await) })
     });
-    g.bench_function("cached/sync max_size", |b| {
+    miss_row("cached/sync max_size", &mut |b| {
         b.iter(|| black_box(peer::miss(black_box(next()))))
     });
-    g.bench_function("moka/sync get_with", |b| {
+    miss_row("moka/sync get_with", &mut |b| {
         b.iter(|| {
             let id = black_box(next());
-            black_box(moka.get_with(id, || Profile::load(id)))
+            black_box(moka.get_with(id, || benches::body(id)))
         })
     });
     g.finish();

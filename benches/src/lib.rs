@@ -25,6 +25,33 @@ impl Profile {
     }
 }
 
+/// How many times a cached function's body ran, across every cached function of the benchmark
+/// binary: the bodies call [`body`], and the benchmarks compare counts before and after their
+/// timed loops, so a row that claims to measure hits (or misses) is checked to have measured them.
+static BODY_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A cached function's body: counts the run, then loads the profile. Only misses pay the
+/// increment, so it adds nothing to a hit.
+pub fn body(id: u64) -> Profile {
+    BODY_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Profile::load(id)
+}
+
+/// How many times [`body`] has run in this process.
+pub fn body_runs() -> u64 {
+    BODY_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Panics unless no body ran since `mark` (a [`body_runs`] reading): `what` claimed to time
+/// hits only, and a miss in it would have timed a body run as if it were a hit.
+pub fn assert_only_hits_since(mark: u64, what: &str) {
+    let runs = body_runs() - mark;
+    assert_eq!(
+        runs, 0,
+        "{what}: {runs} calls ran the body; the figures are not hits"
+    );
+}
+
 /// How many distinct keys the hit benchmarks cycle through (all preloaded).
 pub const KEYS: u64 = 1_000;
 
