@@ -363,14 +363,43 @@ impl CacheManager {
         backplane::start(backplane, Arc::downgrade(&sink));
     }
 
-    /// Waits, at most `limit`, for the backplane's first subscription, which clears the memory
-    /// tiers (they may have missed invalidations before it). Returns at once without a backplane.
-    pub(crate) async fn first_subscription(&self, limit: std::time::Duration) {
+    /// Waits, at most `limit`, until the backplane has subscribed for the first time; `true`
+    /// once it has, or at once when this manager has no backplane, `false` if `limit` passed
+    /// first (Redis unreachable: the caches still answer, see `docs/hybrid.md`).
+    ///
+    /// The first subscription clears the memory tier of every cache with a remote tier, since
+    /// what it held could have missed invalidations, and a value computed across that moment is
+    /// returned to its callers but not stored, in memory or in Redis. A process that wants its
+    /// first calls' values kept (a benchmark, a warm-up, a readiness probe that waits for the
+    /// backplane before taking traffic) awaits this first. Calls made before it are still
+    /// correct; only their values may be computed again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::testing::MemoryBackend;
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .remote(MemoryBackend::new())
+    ///     .cache("users", Policy::new().tier(Tier::Hybrid))
+    ///     .build();
+    /// assert!(manager.backplane_subscribed(Duration::from_secs(5)).await);
+    /// assert_eq!(manager.backplane_stats().unwrap().subscriptions, 1);
+    ///
+    /// // Without a remote tier there is no backplane to wait for.
+    /// let local = CacheManager::builder().build();
+    /// assert!(local.backplane_subscribed(Duration::ZERO).await);
+    /// # });
+    /// ```
+    pub async fn backplane_subscribed(&self, limit: std::time::Duration) -> bool {
         let Some(subscriber) = self.inner.subscriber.get() else {
-            return;
+            return true;
         };
         let counters = &subscriber.counters;
-        let _ = tokio::time::timeout(limit, async {
+        tokio::time::timeout(limit, async {
             loop {
                 let notified = counters.subscribed.notified();
                 let mut notified = std::pin::pin!(notified);
@@ -381,7 +410,8 @@ impl CacheManager {
                 notified.await;
             }
         })
-        .await;
+        .await
+        .is_ok()
     }
 
     /// The backplane's counters, when this manager has one (a hybrid cache and a backend that

@@ -338,3 +338,36 @@ async fn the_app_starts_while_redis_is_down_and_serves_through_it() {
     users.set("direct", 2u32).await;
     assert_eq!(users.get::<u32>("direct").await, Some(2));
 }
+
+#[tokio::test]
+async fn backplane_subscribed_says_false_while_redis_is_down_and_true_once_it_is_up() {
+    let port = free_port(false);
+    let m = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(format!("redis://127.0.0.1:{port}")).namespace("readiness"),
+        ))
+        .cache("users", Policy::new().tier(Tier::Hybrid))
+        .build();
+    assert!(
+        m.backplane_stats().is_some(),
+        "a hybrid cache has a backplane"
+    );
+    let asked = Instant::now();
+    assert!(
+        !m.backplane_subscribed(Duration::from_millis(200)).await,
+        "nothing listens on port {port}"
+    );
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < CALL_BOUND,
+        "waited {waited:?} for a 200 ms limit"
+    );
+
+    let _server = RedisServer::start_on_port(port, &[]);
+    // The subscription loop retries with a back-off of at most 2 s.
+    assert!(
+        m.backplane_subscribed(Duration::from_secs(10)).await,
+        "the backplane subscribed once Redis was up"
+    );
+    assert_eq!(m.backplane_stats().map(|s| s.subscriptions), Some(1));
+}
