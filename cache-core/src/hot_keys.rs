@@ -75,7 +75,8 @@ impl CacheManager {
         let mut loaded = 0;
         // The backplane's first subscription clears the memory tiers; entries loaded before it
         // would be lost, so the preload comes after (bounded: without Redis it never comes).
-        self.backplane_subscribed(Duration::from_secs(5)).await;
+        self.backplane_subscribed(Self::FIRST_SUBSCRIPTION_WAIT)
+            .await;
         for store in self.all_stores() {
             let Some(remote) = &store.remote else {
                 continue;

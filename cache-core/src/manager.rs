@@ -363,6 +363,12 @@ impl CacheManager {
         backplane::start(backplane, Arc::downgrade(&sink));
     }
 
+    /// How long the startup helpers that fill memory tiers ([`CacheManager::warm`], warmers,
+    /// [`CacheManager::preload_hot_keys`]) wait for the first subscription before going ahead
+    /// without it (Redis down: they must not hold a start-up longer).
+    pub(crate) const FIRST_SUBSCRIPTION_WAIT: std::time::Duration =
+        std::time::Duration::from_secs(5);
+
     /// Waits, at most `limit`, until the backplane has subscribed for the first time; `true`
     /// once it has, or at once when this manager has no backplane, `false` if `limit` passed
     /// first (Redis unreachable: the caches still answer, see `docs/hybrid.md`).

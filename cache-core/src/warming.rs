@@ -156,7 +156,13 @@ impl CacheManager {
     /// Runs every warmer once, one after another, inside this manager's scope (so cached
     /// functions called by a warmer fill this manager's caches). Failures are reported, logged
     /// and counted, never returned as errors.
+    ///
+    /// With a backplane, waits first (at most 5 s) for its first subscription, which clears the
+    /// memory tiers and keeps values computed across it from being stored (see
+    /// [`CacheManager::backplane_subscribed`]): warmed before it, the entries would be lost.
     pub async fn warm(&self) -> Vec<WarmReport> {
+        self.backplane_subscribed(Self::FIRST_SUBSCRIPTION_WAIT)
+            .await;
         let mut reports = Vec::new();
         for warmer in self.warmers() {
             reports.push(warmer.run_once(self).await);
@@ -164,8 +170,9 @@ impl CacheManager {
         reports
     }
 
-    /// Starts every warmer on the current tokio runtime: once now, then every interval for those
-    /// that have one. The tasks end when the manager is dropped.
+    /// Starts every warmer on the current tokio runtime: once now (after the backplane's first
+    /// subscription, as [`CacheManager::warm`] does), then every interval for those that have
+    /// one. The tasks end when the manager is dropped.
     pub fn spawn_warmers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.warmers()
             .iter()
@@ -173,6 +180,9 @@ impl CacheManager {
             .map(|warmer| {
                 let manager = self.downgrade();
                 tokio::spawn(async move {
+                    if let Some(m) = manager.upgrade() {
+                        m.backplane_subscribed(Self::FIRST_SUBSCRIPTION_WAIT).await;
+                    }
                     loop {
                         let Some(m) = manager.upgrade() else { return };
                         warmer.run_once(&m).await;

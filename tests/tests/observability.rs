@@ -192,6 +192,46 @@ async fn warmers_fill_caches_and_their_failures_are_counted_not_fatal() {
     assert_eq!((stats[1].runs, stats[1].errors), (1, 1));
 }
 
+#[tokio::test]
+async fn warming_a_hybrid_cache_waits_for_the_backplane_so_its_entries_stay() {
+    static LOADED: AtomicUsize = AtomicUsize::new(0);
+    #[cached(cache = "pages", key = "p:{id}")]
+    async fn page(id: u64) -> String {
+        LOADED.fetch_add(1, Ordering::SeqCst);
+        format!("page {id}")
+    }
+    let m = CacheManager::builder()
+        .remote(cache_core::testing::MemoryBackend::new())
+        .cache("pages", Policy::new().tier(cache_core::Tier::Hybrid))
+        .warmer(Warmer::new("pages", || async {
+            for id in 1..=5 {
+                page(id).await;
+            }
+            Ok::<_, String>(5)
+        }))
+        .build();
+    // At once after build: the backplane's first subscription, which clears the memory tier,
+    // has not happened yet. Warmed before it, the entries would be cleared by it.
+    let reports = m.warm().await;
+    assert_eq!(reports[0].loaded, 5);
+    assert_eq!(
+        m.backplane_stats().map(|s| s.subscriptions),
+        Some(1),
+        "warm() ran after the first subscription"
+    );
+    assert_eq!(
+        m.cache("pages").len(),
+        5,
+        "the warmed entries are in memory"
+    );
+    m.scope(async {
+        assert_eq!(page(3).await, "page 3");
+    })
+    .await;
+    assert_eq!(LOADED.load(Ordering::SeqCst), 5, "a hit after warming");
+    assert_eq!(m.cache("pages").stats().hits, 1, "from the memory tier");
+}
+
 #[tokio::test(start_paused = true)]
 async fn interval_warmers_run_again() {
     let runs = Arc::new(AtomicUsize::new(0));
