@@ -78,6 +78,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // With Redis, the backplane's first subscription clears the memory tier (it may have
+    // missed invalidations): templates warmed before it would be lost. Bounded, so a server
+    // whose Redis is down still starts (and serves through it).
+    if redis_url.is_some() && !caches.backplane_subscribed(Duration::from_secs(5)).await {
+        eprintln!("the Redis backplane is not subscribed yet; warming without it");
+    }
     let warmed = service::warm_templates(&db).await;
 
     let listener =

@@ -207,6 +207,19 @@ fn two_servers_sharing_redis_see_each_others_updates_within_100ms() {
     let a = Server::start(&env);
     let b = Server::start(&env);
 
+    // Both warmed every template at start, after their backplane's first subscription (which
+    // clears the memory tier): a template is a hit on each, with no query.
+    for (name, server) in [("A", &a), ("B", &b)] {
+        let q = server.db_queries();
+        let template = server.get("/templates/3");
+        assert_eq!(
+            (template.status, template.header("x-cache")),
+            (200, Some("HIT")),
+            "{name}: {template:?}"
+        );
+        assert_eq!(server.db_queries(), q, "{name} warmed its templates");
+    }
+
     for round in 0..3 {
         assert_eq!(a.get("/users/21").status, 200);
         assert_eq!(b.get("/users/21").status, 200);
