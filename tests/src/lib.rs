@@ -12,3 +12,19 @@ pub mod fault_proxy;
 pub mod redis_server;
 
 pub use redis_server::{BlackHole, NO_BULK_COMMANDS, RedisCluster, RedisServer};
+
+/// Waits (at most 5 s, else fails) for the first backplane subscription of a manager that must
+/// have a backplane. That subscription clears the memory tiers and keeps values computed across
+/// it from being stored, so a test that counts body runs or hits starts after it.
+pub async fn backplane_subscribed(manager: &cache_core::CacheManager) {
+    assert!(
+        manager.backplane_stats().is_some(),
+        "a hybrid cache on a backend with a backplane"
+    );
+    assert!(
+        manager
+            .backplane_subscribed(std::time::Duration::from_secs(5))
+            .await,
+        "the backplane never subscribed"
+    );
+}

@@ -50,19 +50,6 @@ fn remote(m: &CacheManager) -> RemoteStats {
     m.cache("users").stats().remote.expect("remote stats")
 }
 
-/// Waits until the manager's backplane is subscribed: the first subscription clears the memory
-/// tier of hybrid caches (it may have missed messages), so a test starts after it.
-async fn subscribed(m: &CacheManager) {
-    assert!(
-        m.backplane_stats().is_some(),
-        "a hybrid cache has a backplane"
-    );
-    assert!(
-        m.backplane_subscribed(Duration::from_secs(5)).await,
-        "the backplane never subscribed"
-    );
-}
-
 /// Calls under `m` and checks the answer and the time it took.
 async fn bounded<F: Future<Output = String>>(
     m: &CacheManager,
@@ -225,8 +212,8 @@ async fn instances_in_one_process_share_redis_and_survive_its_failure_together()
     })
     .try_into()
     .expect("two instances");
-    subscribed(&a).await;
-    subscribed(&b).await;
+    tests::backplane_subscribed(&a).await;
+    tests::backplane_subscribed(&b).await;
 
     // A computes, B reads A's value from Redis.
     let first = a.scope(shared(1)).await;
@@ -284,7 +271,7 @@ async fn a_manual_clock_expires_memory_and_the_value_comes_back_from_redis() {
                 .l1_ttl(Duration::from_secs(1)),
         )
         .build();
-    subscribed(&m).await;
+    tests::backplane_subscribed(&m).await;
     m.scope(clocked(1)).await;
     assert_eq!(m.cache("users").stats().entries, 1);
     clock.advance(Duration::from_secs(2), [&m]).await;
@@ -371,7 +358,7 @@ async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_st
                 .lock_ttl(LOCK_TTL),
         )
         .build();
-    subscribed(&m).await;
+    tests::backplane_subscribed(&m).await;
 
     // How many polls a whole cold call takes.
     let (value, full) = m

@@ -35,19 +35,6 @@ fn manager(namespace: &str, tier: Tier) -> CacheManager {
         .build()
 }
 
-/// Waits for a hybrid manager's first backplane subscription, which clears its memory tier (it
-/// may have missed messages); counting body runs starts after it.
-async fn subscribed(m: &CacheManager) {
-    assert!(
-        m.backplane_stats().is_some(),
-        "a hybrid cache has a backplane"
-    );
-    assert!(
-        m.backplane_subscribed(Duration::from_secs(5)).await,
-        "the backplane never subscribed"
-    );
-}
-
 fn remote(m: &CacheManager) -> RemoteStats {
     m.cache("hostile").stats().remote.expect("remote stats")
 }
@@ -99,7 +86,7 @@ fn hostile_strings() -> Vec<String> {
 async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
     const NS: &str = "hostile-args";
     let a = manager(NS, Tier::Hybrid);
-    subscribed(&a).await;
+    tests::backplane_subscribed(&a).await;
     let strings = hostile_strings();
     for s in &strings {
         let expected = format!("{} bytes ending {:?}", s.len(), s.chars().last());
@@ -132,7 +119,7 @@ async fn distinct_hostile_arguments_never_share_an_entry_in_memory_or_redis() {
     // A second instance with an empty memory tier reads every value back from Redis, each under
     // its own key: no two arguments met in Redis either.
     let b = manager(NS, Tier::Hybrid);
-    subscribed(&b).await;
+    tests::backplane_subscribed(&b).await;
     for s in &strings {
         let expected = format!("{} bytes ending {:?}", s.len(), s.chars().last());
         assert_eq!(b.scope(by_text(s.clone())).await, expected, "{:.40?}", s);

@@ -69,14 +69,7 @@ async fn a_restarted_instance_starts_with_its_hot_keys_in_memory() {
     let b = instance(&redis.url());
     // The first backplane subscription clears the memory tier (it may have missed messages);
     // preload after it, or it may clear what was preloaded (seen on a loaded machine).
-    assert!(
-        b.backplane_stats().is_some(),
-        "a hybrid cache has a backplane"
-    );
-    assert!(
-        b.backplane_subscribed(Duration::from_secs(5)).await,
-        "B's backplane never subscribed"
-    );
+    tests::backplane_subscribed(&b).await;
     let loaded = b.preload_hot_keys().await;
     assert!(loaded >= 3, "loaded {loaded}");
     let remote_reads_after_preload = b.cache("videos").stats().remote.expect("hybrid").hits;

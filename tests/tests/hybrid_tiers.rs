@@ -28,14 +28,7 @@ async fn instance(namespace: &str, policy: Policy) -> CacheManager {
         // skipped one, which would make the exact counts below wrong.
         .resilience(Resilience::new().timeout(Duration::from_secs(2)))
         .build();
-    assert!(
-        manager.backplane_stats().is_some(),
-        "a hybrid cache has a backplane"
-    );
-    assert!(
-        manager.backplane_subscribed(Duration::from_secs(5)).await,
-        "the backplane never subscribed"
-    );
+    tests::backplane_subscribed(&manager).await;
     manager
 }
 
