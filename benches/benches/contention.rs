@@ -208,8 +208,9 @@ fn contention(c: &mut Criterion) {
         moka.insert(id, Profile::load(id));
         quick.insert(id, Profile::load(id));
     }
-    // Every timed call must be a hit: no body may run from here on (checked per row and at the
-    // end), and each peer's map must still hold every key (their `get`s return `None` on a miss).
+    // Every timed call must be a hit: no body may run from here on (checked after the criterion
+    // group and after the paired runs), and each peer's map must still hold every key (their
+    // `get`s return `None` on a miss).
     let preloaded = benches::body_runs();
     let all_present = || {
         for id in 0..KEYS {
