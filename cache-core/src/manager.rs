@@ -401,23 +401,13 @@ impl CacheManager {
     /// # });
     /// ```
     pub async fn backplane_subscribed(&self, limit: std::time::Duration) -> bool {
-        let Some(subscriber) = self.inner.subscriber.get() else {
-            return true;
-        };
-        let counters = &subscriber.counters;
-        tokio::time::timeout(limit, async {
-            loop {
-                let notified = counters.subscribed.notified();
-                let mut notified = std::pin::pin!(notified);
-                notified.as_mut().enable();
-                if counters.subscriptions.load(Ordering::Acquire) > 0 {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await
-        .is_ok()
+        self.first_subscription().wait(limit).await
+    }
+
+    /// What [`CacheManager::backplane_subscribed`] waits on, without keeping the manager alive
+    /// (for tasks that hold only a weak reference to it).
+    pub(crate) fn first_subscription(&self) -> FirstSubscription {
+        FirstSubscription(self.inner.subscriber.get().cloned())
     }
 
     /// The backplane's counters, when this manager has one (a hybrid cache and a backend that
@@ -550,6 +540,35 @@ fn new_origin() -> u128 {
     let high = h.finish();
     h.write_u64(high);
     (u128::from(high) << 64) | u128::from(h.finish())
+}
+
+/// The first backplane subscription of one manager, to wait for; see
+/// [`CacheManager::backplane_subscribed`]. Holds the subscriber, which refers to its manager only
+/// weakly, so a task waiting on it does not keep the manager alive.
+pub(crate) struct FirstSubscription(Option<Arc<Subscriber>>);
+
+impl FirstSubscription {
+    /// `true` once the first subscription has happened (at once without a backplane), `false`
+    /// if `limit` passes first.
+    pub(crate) async fn wait(&self, limit: std::time::Duration) -> bool {
+        let Some(subscriber) = &self.0 else {
+            return true;
+        };
+        let counters = &subscriber.counters;
+        tokio::time::timeout(limit, async {
+            loop {
+                let notified = counters.subscribed.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if counters.subscriptions.load(Ordering::Acquire) > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
 }
 
 /// Applies other instances' invalidations to this manager's memory tiers.

@@ -179,10 +179,9 @@ impl CacheManager {
             .cloned()
             .map(|warmer| {
                 let manager = self.downgrade();
+                let subscribed = self.first_subscription();
                 tokio::spawn(async move {
-                    if let Some(m) = manager.upgrade() {
-                        m.backplane_subscribed(Self::FIRST_SUBSCRIPTION_WAIT).await;
-                    }
+                    subscribed.wait(Self::FIRST_SUBSCRIPTION_WAIT).await;
                     loop {
                         let Some(m) = manager.upgrade() else { return };
                         warmer.run_once(&m).await;

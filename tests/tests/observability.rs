@@ -232,6 +232,35 @@ async fn warming_a_hybrid_cache_waits_for_the_backplane_so_its_entries_stay() {
     assert_eq!(m.cache("pages").stats().hits, 1, "from the memory tier");
 }
 
+#[tokio::test]
+async fn spawned_warmers_also_wait_for_the_backplane() {
+    #[cached(cache = "spawned", key = "s:{id}")]
+    async fn item(id: u64) -> u64 {
+        id * 10
+    }
+    let m = CacheManager::builder()
+        .remote(cache_core::testing::MemoryBackend::new())
+        .cache("spawned", Policy::new().tier(cache_core::Tier::Hybrid))
+        .warmer(Warmer::new("items", || async {
+            for id in 1..=5 {
+                item(id).await;
+            }
+            Ok::<_, String>(5)
+        }))
+        .build();
+    for handle in m.spawn_warmers() {
+        handle
+            .await
+            .expect("a warmer without an interval runs once and ends");
+    }
+    assert_eq!(m.backplane_stats().map(|s| s.subscriptions), Some(1));
+    assert_eq!(
+        m.cache("spawned").len(),
+        5,
+        "the warmed entries are in memory"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn interval_warmers_run_again() {
     let runs = Arc::new(AtomicUsize::new(0));
