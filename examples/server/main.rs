@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cache_core::{CacheManager, Policy, Tier};
+use cache_core::{CacheManager, Policy, Tier, Warmer};
 use cache_redis::{RedisBackend, RedisConfig, redact};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -34,6 +34,14 @@ async fn main() {
     let latency = Duration::from_millis(env_or("DB_LATENCY_MS", 20));
     let db_path = std::env::var_os("DB_PATH").map(PathBuf::from);
     let redis_url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+
+    let db = match db::Db::open(db_path.as_deref(), latency) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("cannot open the database: {e}");
+            std::process::exit(1);
+        }
+    };
 
     // Per-data-type policies, as in the design guides.
     let tier = if redis_url.is_some() {
@@ -62,6 +70,14 @@ async fn main() {
                 .max_entries(1_000)
                 .tier(tier),
         );
+    // Every template, loaded at start so the first page views are hits. `warm()` runs it after
+    // the Redis backplane's first subscription, which clears the memory tier (waiting at most
+    // 5 s, so a server whose Redis is down still starts, and serves through it).
+    let templates_db = db.clone();
+    builder = builder.warmer(Warmer::new("templates", move || {
+        let db = templates_db.clone();
+        async move { Ok::<_, std::convert::Infallible>(service::warm_templates(&db).await) }
+    }));
     if let Some(url) = &redis_url {
         builder = builder.remote(RedisBackend::new(
             RedisConfig::standalone(url.clone()).namespace("demo"),
@@ -71,20 +87,7 @@ async fn main() {
         .install()
         .expect("the cache manager is installed once, first thing");
 
-    let db = match db::Db::open(db_path.as_deref(), latency) {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("cannot open the database: {e}");
-            std::process::exit(1);
-        }
-    };
-    // With Redis, the backplane's first subscription clears the memory tier (it may have
-    // missed invalidations): templates warmed before it would be lost. Bounded, so a server
-    // whose Redis is down still starts (and serves through it).
-    if redis_url.is_some() && !caches.backplane_subscribed(Duration::from_secs(5)).await {
-        eprintln!("the Redis backplane is not subscribed yet; warming without it");
-    }
-    let warmed = service::warm_templates(&db).await;
+    let warmed: usize = caches.warm().await.iter().map(|r| r.loaded).sum();
 
     let listener =
         match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
