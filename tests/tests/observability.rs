@@ -261,6 +261,94 @@ async fn spawned_warmers_also_wait_for_the_backplane() {
     );
 }
 
+/// A backend whose backplane never subscribes (as with Redis unreachable), and which says when
+/// its manager has dropped it.
+struct NeverSubscribes {
+    inner: cache_core::testing::MemoryBackend,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for NeverSubscribes {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+struct SilentBackplane;
+
+impl cache_core::remote::backplane::Backplane for SilentBackplane {
+    fn publish<'a>(
+        &'a self,
+        _: &'a [u8],
+    ) -> cache_core::remote::BoxFuture<'a, Result<(), cache_core::RemoteError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn subscribe(
+        &self,
+        _: std::sync::Weak<dyn cache_core::remote::backplane::BackplaneSink>,
+    ) -> cache_core::remote::BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+impl cache_core::RemoteBackend for NeverSubscribes {
+    fn tier(&self, cache: &str) -> Arc<dyn cache_core::remote::RemoteTier> {
+        self.inner.tier(cache)
+    }
+    fn delete_tag<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> cache_core::remote::BoxFuture<'a, Result<u64, cache_core::RemoteError>> {
+        self.inner.delete_tag(tag)
+    }
+    fn clear_all(&self) -> cache_core::remote::BoxFuture<'_, Result<u64, cache_core::RemoteError>> {
+        self.inner.clear_all()
+    }
+    fn ping(&self) -> cache_core::remote::BoxFuture<'_, Result<Duration, cache_core::RemoteError>> {
+        self.inner.ping()
+    }
+    fn describe(&self) -> String {
+        "a backend whose backplane never subscribes".to_owned()
+    }
+    fn backplane(&self) -> Option<Arc<dyn cache_core::remote::backplane::Backplane>> {
+        Some(Arc::new(SilentBackplane))
+    }
+}
+
+#[tokio::test]
+async fn a_spawned_warmer_waiting_for_the_backplane_does_not_keep_its_manager_alive() {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let m = CacheManager::builder()
+        .remote(NeverSubscribes {
+            inner: cache_core::testing::MemoryBackend::new(),
+            dropped: dropped.clone(),
+        })
+        .cache("waiting", Policy::new().tier(cache_core::Tier::Hybrid))
+        .warmer(Warmer::new("waiting", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, String>(0) }
+        }))
+        .build();
+    let handles = m.spawn_warmers();
+    // Let the warmer's task start waiting for the subscription that never comes.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    drop(m);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the manager (and its backend) went when dropped, although its warmer was still waiting"
+    );
+    // Paused: the 5 s wait ends at once. The manager is gone, so the warmer never runs.
+    tokio::time::pause();
+    for h in handles {
+        h.await.expect("the warmer's task ends");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn interval_warmers_run_again() {
     let runs = Arc::new(AtomicUsize::new(0));
