@@ -165,7 +165,7 @@ impl Deref for StoreRef {
 /// The value is cloned straight into the function's return value, and no future of ours stands
 /// between the hit and the caller: when `cached_async` was an `async fn` awaited by the
 /// expansion, its future stored the four arguments and read them back at the first poll with
-/// wider loads, a store-forwarding stall on every hit (see `docs/benchmarks.md`, sixth pass).
+/// wider loads, a store-forwarding stall on every hit (see `docs/benchmarks-history.md`, sixth pass).
 #[inline(always)]
 pub fn cached_async<'a, R, J: Job<R>>(
     site: &'static CallSite,

@@ -704,7 +704,7 @@ pub(crate) fn lookup_local<'g, T: 'static>(
 /// A macro rather than a function because the `return` is the point: the value is cloned
 /// straight into the caller's return value (which is the expansion's: it returns it as it is)
 /// while the guard, a local of the caller, keeps the entry alive. Returned through a function,
-/// a 168-byte row was copied once per layer (see `docs/benchmarks.md`). Expanded inside a
+/// a 168-byte row was copied once per layer (see `docs/benchmarks-history.md`, third pass). Expanded inside a
 /// function generic over `R` (the return type) and `J` (its job), as both callers are. The
 /// async expansion does the same steps itself (see `__private::cached_async`).
 macro_rules! return_hit_or_later {
