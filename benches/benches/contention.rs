@@ -4,14 +4,13 @@
 //!
 //! Run: `cargo bench -p benches --bench contention`.
 
-use std::hint::black_box;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use std::hash::BuildHasherDefault;
 
-use benches::{OneMultiply, Profile, zipf_trace};
+use benches::{OneMultiply, Profile, consume, zipf_trace};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: u64 = 10_000;
@@ -232,27 +231,27 @@ fn contention(c: &mut Criterion) {
     g.throughput(Throughput::Elements((THREADS * PER_THREAD) as u64));
     g.sample_size(20);
     g.bench_function("ours", |b| {
-        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(ours(k))), iters).cpu)
+        b.iter_custom(|iters| run(&traces, &|k| consume(ours(k)), iters).cpu)
     });
     g.bench_function("cached", |b| {
-        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(peer_cached(k))), iters).cpu)
+        b.iter_custom(|iters| run(&traces, &|k| consume(peer_cached(k)), iters).cpu)
     });
     g.bench_function("moka", |b| {
-        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(moka.get(&k))), iters).cpu)
+        b.iter_custom(|iters| run(&traces, &|k| consume(moka.get(&k)), iters).cpu)
     });
     g.bench_function("quick_cache", |b| {
-        b.iter_custom(|iters| run(&traces, &|k| drop(black_box(quick.get(&k))), iters).cpu)
+        b.iter_custom(|iters| run(&traces, &|k| consume(quick.get(&k)), iters).cpu)
     });
     // The bare map under our memory tier, as in the hit benchmark: epoch guard, lookup, clone.
     let floor_op = |k: u64| {
         let guard = scc::Guard::new();
-        drop(black_box(floor.peek(&k, &guard).cloned()));
+        consume(floor.peek(&k, &guard).cloned());
     };
     g.bench_function("floor", |b| {
         b.iter_custom(|iters| run(&traces, &floor_op, iters).cpu)
     });
     // And dashmap, as in the hit benchmark: its shards' read locks are written by every reader.
-    let floor_dashmap_op = |k: u64| drop(black_box(floor_dashmap.get(&k).map(|v| v.clone())));
+    let floor_dashmap_op = |k: u64| consume(floor_dashmap.get(&k).map(|v| v.clone()));
     g.bench_function("floor_dashmap", |b| {
         b.iter_custom(|iters| run(&traces, &floor_dashmap_op, iters).cpu)
     });
@@ -263,9 +262,9 @@ fn contention(c: &mut Criterion) {
     if benches::is_bench_run() {
         // The targets' ratios in alternating runs: judged by wall time (see `run`), with the
         // CPU-time ratios beside them.
-        let ours_op = |k| drop(black_box(ours(k)));
-        let quick_op = |k| drop(black_box(quick.get(&k)));
-        let cached_op = |k| drop(black_box(peer_cached(k)));
+        let ours_op = |k| consume(ours(k));
+        let quick_op = |k| consume(quick.get(&k));
+        let cached_op = |k| consume(peer_cached(k));
         let results = [
             (
                 "vs_quick_cache",

@@ -7,7 +7,7 @@
 use std::hash::BuildHasherDefault;
 use std::hint::black_box;
 
-use benches::{KEYS, OneMultiply, Paired, Profile};
+use benches::{KEYS, OneMultiply, Paired, Profile, consume};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod ours {
@@ -129,31 +129,31 @@ fn hits(c: &mut Criterion) {
         id
     };
     hit_row(&mut g, "ours/sync key=\"user:{id}\"", |b| {
-        b.iter(|| black_box(ours::sync_template(black_box(next()))))
+        b.iter(|| consume(ours::sync_template(black_box(next()))))
     });
     hit_row(&mut g, "ours/sync default key", |b| {
-        b.iter(|| black_box(ours::sync_default_key(black_box(next()))))
+        b.iter(|| consume(ours::sync_default_key(black_box(next()))))
     });
     hit_row(&mut g, "ours/sync key=\"user:{email}\"", |b| {
-        b.iter(|| black_box(ours::sync_email(&emails[black_box(next()) as usize])))
+        b.iter(|| consume(ours::sync_email(&emails[black_box(next()) as usize])))
     });
     hit_row(&mut g, "cached/sync key=\"user:{email}\"", |b| {
-        b.iter(|| black_box(peer_cached::sync_email(&emails[black_box(next()) as usize])))
+        b.iter(|| consume(peer_cached::sync_email(&emails[black_box(next()) as usize])))
     });
     hit_row(&mut g, "cached/sync unbounded", |b| {
-        b.iter(|| black_box(peer_cached::sync_unbounded(black_box(next()))))
+        b.iter(|| consume(peer_cached::sync_unbounded(black_box(next()))))
     });
     hit_row(&mut g, "cached/sync max_size", |b| {
-        b.iter(|| black_box(peer_cached::sync_lru(black_box(next()))))
+        b.iter(|| consume(peer_cached::sync_lru(black_box(next()))))
     });
     hit_row(&mut g, "cached/sync key=\"user:{id}\"", |b| {
-        b.iter(|| black_box(peer_cached::sync_template(black_box(next()))))
+        b.iter(|| consume(peer_cached::sync_template(black_box(next()))))
     });
     hit_row(&mut g, "moka/sync get", |b| {
-        b.iter(|| black_box(moka_sync.get(&black_box(next()))))
+        b.iter(|| consume(moka_sync.get(&black_box(next()))))
     });
     hit_row(&mut g, "quick_cache/get", |b| {
-        b.iter(|| black_box(quick.get(&black_box(next()))))
+        b.iter(|| consume(quick.get(&black_box(next()))))
     });
     // The floor: the bare map under our memory tier, with the same keys and the same clone: what
     // any hit on it costs (epoch guard, lookup, clone) before key rendering, expiry, stats or
@@ -162,7 +162,7 @@ fn hits(c: &mut Criterion) {
         b.iter(|| {
             let key = black_box(next());
             let guard = scc::Guard::new();
-            black_box(floor_scc.peek(&key, &guard).cloned())
+            consume(floor_scc.peek(&key, &guard).cloned())
         })
     });
     // The floor of a per-thread front cache (an L0 in front of the shared map): a thread-local
@@ -170,45 +170,45 @@ fn hits(c: &mut Criterion) {
     // clone; no lock, no guard, no atomic write. What the hit targets would start from if the
     // memory tier copied hot values into every thread (see `front_floor`).
     hit_row(&mut g, "floor/thread-local front + clone", |b| {
-        b.iter(|| black_box(front_floor::hit(black_box(next()))))
+        b.iter(|| consume(front_floor::hit(black_box(next()))))
     });
     // The same with dashmap (a shard's read lock, hashbrown, the clone): what a memory tier on
     // the design's first-named map would start from.
     hit_row(&mut g, "floor/dashmap get + clone", |b| {
         b.iter(|| {
             let key = black_box(next());
-            black_box(floor_dashmap.get(&key).map(|v| v.clone()))
+            consume(floor_dashmap.get(&key).map(|v| v.clone()))
         })
     });
     hit_row(&mut g, "ours/async key=\"user:{id}\"", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(ours::async_template(id).await) }
+            async move { consume(ours::async_template(id).await) }
         })
     });
     hit_row(&mut g, "ours/async default key", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(ours::async_default_key(id).await) }
+            async move { consume(ours::async_default_key(id).await) }
         })
     });
     hit_row(&mut g, "cached/async key=\"user:{id}\"", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(peer_cached::async_template(id).await) }
+            async move { consume(peer_cached::async_template(id).await) }
         })
     });
     hit_row(&mut g, "cached/async unbounded", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(peer_cached::async_unbounded(id).await) }
+            async move { consume(peer_cached::async_unbounded(id).await) }
         })
     });
     hit_row(&mut g, "moka/future get", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
             let cache = &moka_future;
-            async move { black_box(cache.get(&id).await) }
+            async move { consume(cache.get(&id).await) }
         })
     });
     // The same async hits awaited back to back inside one task, as a handler awaits them:
@@ -222,7 +222,7 @@ fn hits(c: &mut Criterion) {
                         let started = std::time::Instant::now();
                         for _ in 0..iters {
                             let $id = black_box(next());
-                            black_box($call);
+                            consume($call);
                         }
                         started.elapsed()
                     })
@@ -302,18 +302,14 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
             }
         })
     }
-    let ours_sync = |id| drop(black_box(ours::sync_template(id)));
-    let cached_sync = |id| drop(black_box(peer_cached::sync_unbounded(id)));
+    let ours_sync = |id| consume(ours::sync_template(id));
+    let cached_sync = |id| consume(peer_cached::sync_unbounded(id));
     let mut id = 0u64;
     let sync_vs_cached = sync_pair(&mut id, ours_sync, cached_sync);
-    let sync_vs_quick = sync_pair(&mut id, ours_sync, |id| drop(black_box(quick.get(&id))));
+    let sync_vs_quick = sync_pair(&mut id, ours_sync, |id| consume(quick.get(&id)));
     // The per-thread front floor (see `front_floor`) against the same peer: how far under
     // `cached` a hit could get if the tier copied hot values into each thread.
-    let front_floor_vs_cached = sync_pair(
-        &mut id,
-        |id| drop(black_box(front_floor::hit(id))),
-        cached_sync,
-    );
+    let front_floor_vs_cached = sync_pair(&mut id, |id| consume(front_floor::hit(id)), cached_sync);
     let mut id = 0u64;
     let async_vs_cached = benches::paired(ROUNDS, BATCH, |side| {
         rt.block_on(async {
@@ -321,9 +317,9 @@ fn paired_targets(rt: &tokio::runtime::Runtime, quick: &quick_cache::sync::Cache
             for _ in 0..BATCH {
                 id = (id + 1) % KEYS;
                 if side == 0 {
-                    black_box(ours::async_template(black_box(id)).await);
+                    consume(ours::async_template(black_box(id)).await);
                 } else {
-                    black_box(peer_cached::async_unbounded(black_box(id)).await);
+                    consume(peer_cached::async_unbounded(black_box(id)).await);
                 }
             }
             started.elapsed()

@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 
-use benches::{KEYS, Profile};
+use benches::{KEYS, Profile, consume};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[cache_core::cached(cache = "obs", key = "user:{id}")]
@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("observability");
     g.bench_function("hit, no subscriber", |b| {
-        b.iter(|| black_box(profile(black_box(next()))))
+        b.iter(|| consume(profile(black_box(next()))))
     });
     for level in [tracing::Level::INFO, tracing::Level::DEBUG] {
         let subscriber = tracing_subscriber::fmt()
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             g.bench_function(format!("hit, subscriber at {level}"), |b| {
-                b.iter(|| black_box(profile(black_box(next()))))
+                b.iter(|| consume(profile(black_box(next()))))
             });
         });
     }

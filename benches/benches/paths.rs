@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use benches::Profile;
+use benches::{Profile, consume};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const CAPACITY: u64 = 10_000;
@@ -94,19 +94,19 @@ fn miss(c: &mut Criterion) {
         );
     };
     miss_row("ours/sync", &mut |b| {
-        b.iter(|| black_box(ours::miss(black_box(next()))))
+        b.iter(|| consume(ours::miss(black_box(next()))))
     });
     miss_row("ours/async", &mut |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(ours::miss_async(black_box(next())).await) })
+            .iter(|| async { consume(ours::miss_async(black_box(next())).await) })
     });
     miss_row("cached/sync max_size", &mut |b| {
-        b.iter(|| black_box(peer::miss(black_box(next()))))
+        b.iter(|| consume(peer::miss(black_box(next()))))
     });
     miss_row("moka/sync get_with", &mut |b| {
         b.iter(|| {
             let id = black_box(next());
-            black_box(moka.get_with(id, || benches::body(id)))
+            consume(moka.get_with(id, || benches::body(id)))
         })
     });
     g.finish();

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use benches::{KEYS, Profile};
+use benches::{KEYS, Profile, consume};
 use cache_core::{CacheManager, Policy, Tier};
 use cache_redis::{RedisBackend, RedisConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -152,7 +152,7 @@ fn redis_hits(c: &mut Criterion) {
     g.bench_function("ours/#[cached] remote hit", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(ours::remote(id).await) }
+            async move { consume(ours::remote(id).await) }
         })
     });
     g.bench_function("redis-rs GET + rmp_serde::from_slice", |b| {
@@ -161,7 +161,7 @@ fn redis_hits(c: &mut Criterion) {
             let mut conn = raw.clone();
             async move {
                 let bytes: Vec<u8> = conn.get(raw_key(id)).await.expect("GET");
-                black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"))
+                consume(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"))
             }
         })
     });
@@ -171,14 +171,14 @@ fn redis_hits(c: &mut Criterion) {
             let mut conn = raw.clone();
             async move {
                 let bytes: Vec<u8> = conn.get(raw_key(id)).await.expect("GET");
-                black_box(bytes)
+                consume(bytes)
             }
         })
     });
     g.bench_function("ours/#[cached] hybrid L1 hit", |b| {
         b.to_async(&rt).iter(|| {
             let id = black_box(next());
-            async move { black_box(ours::hybrid(id).await) }
+            async move { consume(ours::hybrid(id).await) }
         })
     });
     g.finish();
@@ -231,14 +231,14 @@ fn allocations(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f
     rt.block_on(async {
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         for id in 0..CALLS {
-            black_box(ours::remote(id % KEYS).await);
+            consume(ours::remote(id % KEYS).await);
         }
         let ours = per_call(before);
         let mut conn = raw.clone();
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         for id in 0..CALLS {
             let bytes: Vec<u8> = conn.get(raw_key(id % KEYS)).await.expect("GET");
-            black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
+            consume(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
         }
         let raw = per_call(before);
         eprintln!(
@@ -264,10 +264,10 @@ fn paired(rt: &tokio::runtime::Runtime, raw: &ConnectionManager) -> (f64, f64, f
             for _ in 0..BATCH {
                 id = (id + 1) % KEYS;
                 if side == 0 {
-                    black_box(ours::remote(black_box(id)).await);
+                    consume(ours::remote(black_box(id)).await);
                 } else {
                     let bytes: Vec<u8> = conn.get(raw_key(black_box(id))).await.expect("GET");
-                    black_box(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
+                    consume(rmp_serde::from_slice::<Profile>(&bytes).expect("decode"));
                 }
             }
             started.elapsed()
