@@ -157,10 +157,14 @@ impl CacheManager {
     /// functions called by a warmer fill this manager's caches). Failures are reported, logged
     /// and counted, never returned as errors.
     ///
-    /// With a backplane, waits first (at most 5 s) for its first subscription, which clears the
-    /// memory tiers and keeps values computed across it from being stored (see
-    /// [`CacheManager::backplane_subscribed`]): warmed before it, the entries would be lost.
+    /// With a backplane and at least one warmer, waits first (at most 5 s) for its first
+    /// subscription, which clears the memory tiers and keeps values computed across it from being
+    /// stored (see [`CacheManager::backplane_subscribed`]): warmed before it, the entries would
+    /// be lost. With no warmer there is nothing to lose, so it returns at once.
     pub async fn warm(&self) -> Vec<WarmReport> {
+        if self.warmers().is_empty() {
+            return Vec::new();
+        }
         self.backplane_subscribed(Self::FIRST_SUBSCRIPTION_WAIT)
             .await;
         let mut reports = Vec::new();

@@ -315,6 +315,25 @@ impl cache_core::RemoteBackend for NeverSubscribes {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn warm_without_warmers_does_not_wait_for_a_backplane_that_never_subscribes() {
+    let m = CacheManager::builder()
+        .remote(NeverSubscribes {
+            inner: cache_core::testing::MemoryBackend::new(),
+            dropped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        })
+        .cache("unwarmed", Policy::new().tier(cache_core::Tier::Hybrid))
+        .build();
+    // Paused: a wait for the subscription would move the clock by its 5 s limit.
+    let started = tokio::time::Instant::now();
+    assert!(m.warm().await.is_empty());
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "warm() waited for nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_spawned_warmer_waiting_for_the_backplane_does_not_keep_its_manager_alive() {
     let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
