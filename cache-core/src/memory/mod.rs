@@ -85,6 +85,11 @@ macro_rules! in_class {
     };
 }
 
+/// The most one entry is counted as weighing. The total is kept in an `i64`, so a weigher's
+/// `u64::MAX` taken as is wrapped it negative and switched `max_weight` off; an entry this heavy
+/// is over any real bound anyway, and 2^15 of them still fit.
+const MAX_ENTRY_WEIGHT: u64 = 1 << 48;
+
 /// The size classes, for what is done in each map in turn.
 const CLASSES: [u64; 3] = [SMALL_CLASS, MEDIUM_CLASS, LARGE_CLASS];
 
@@ -356,7 +361,8 @@ impl MemoryStore {
         let weight = match &self.policy.weigher {
             Some(w) => w(key, value.as_any()),
             None => (key.len() + value.size() + 64) as u64,
-        };
+        }
+        .min(MAX_ENTRY_WEIGHT);
         let id = (self.next_id.fetch_add(1, Ordering::Relaxed) << CLASS_BITS) | class;
         let slot = Slot { hash, id };
         let entry = Entry {
@@ -371,9 +377,6 @@ impl MemoryStore {
             tags: opts.tags.into_boxed_slice(),
             value,
         };
-        // Indexed by tag before it becomes visible, so a tag invalidation that bumps its epoch
-        // after our check below still finds it; a stale index record is harmless.
-        self.tags.add(&entry.tags, slot);
         let replaced = {
             // The bucket stays locked until the new entry is in: an invalidation of this key
             // (epoch bump, then a removal that takes the same lock) is either seen here or finds
@@ -381,31 +384,36 @@ impl MemoryStore {
             let slot_entry = map.entry_sync(hash);
             if let Some(expected) = opts.epoch {
                 if self.epochs.snapshot(hash, &entry.tags) != expected {
-                    drop(slot_entry);
-                    self.tags.remove(&entry.tags, slot);
                     return false;
                 }
             }
+            // The tag index changes under the same lock, so its records for this hash follow the
+            // map's order of writes: two inserts racing on a key cannot leave the survivor
+            // unrecorded (the loser removing the winner's record as "the old entry's"), and a tag
+            // invalidation that takes the records either sees this entry's or runs before it
+            // and leaves it for the next one.
             match slot_entry {
                 IndexEntry::Occupied(mut o) => {
                     // The old entry stays readable to lookups already under way and is dropped
                     // once none can see it; what the bookkeeping needs is copied out.
                     let old = o.get();
-                    let old = (old.weight, old.id, old.tags.clone());
+                    self.tags.remove(&old.tags, Slot { hash, id: old.id });
+                    let old_weight = old.weight;
+                    self.tags.add(&entry.tags, slot);
                     o.update(entry);
-                    Some(old)
+                    Some(old_weight)
                 }
                 IndexEntry::Vacant(v) => {
+                    self.tags.add(&entry.tags, slot);
                     v.insert_entry(entry);
                     None
                 }
             }
         };
         match replaced {
-            Some((old_weight, old_id, old_tags)) => {
+            Some(old_weight) => {
                 self.weight
                     .fetch_add(weight as i64 - old_weight as i64, Ordering::Relaxed);
-                self.tags.remove(&old_tags, Slot { hash, id: old_id });
             }
             None => {
                 self.len.fetch_add(1, Ordering::Relaxed);
@@ -559,25 +567,32 @@ impl MemoryStore {
     /// Removes every entry whose key satisfies `pred`. Returns how many were removed.
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
         self.epochs.bump_all();
+        let now = self.clock.now_ms();
         let mut removed = Vec::new();
         for class in CLASSES {
             in_class!(self, class, |map| Self::take_where(
                 map,
+                now,
                 &mut pred,
                 &mut removed
             ));
         }
-        for (hash, id, weight, tags) in &removed {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            self.weight.fetch_sub(*weight as i64, Ordering::Relaxed);
-            self.tags.remove(
+        for (hash, id, weight, tags, was_live) in &removed {
+            // Counted as `remove` counts a single key: an entry already past its TTL expired.
+            let cause = if *was_live {
+                RemovalCause::Invalidated
+            } else {
+                RemovalCause::Expired
+            };
+            self.account_removal(
+                *weight,
                 tags,
                 Slot {
                     hash: *hash,
                     id: *id,
                 },
+                cause,
             );
-            self.counters.invalidations.incr();
         }
         removed.len()
     }
@@ -586,12 +601,13 @@ impl MemoryStore {
     #[allow(clippy::type_complexity)]
     fn take_where<const N: usize>(
         map: &Entries<N>,
+        now: u64,
         pred: &mut impl FnMut(&str) -> bool,
-        removed: &mut Vec<(u64, u64, u64, Box<[Arc<str>]>)>,
+        removed: &mut Vec<(u64, u64, u64, Box<[Arc<str>]>, bool)>,
     ) {
         map.retain_sync(|hash, e| {
             if pred(e.key.as_str()) {
-                removed.push((*hash, e.id, e.weight, e.tags.clone()));
+                removed.push((*hash, e.id, e.weight, e.tags.clone(), e.is_live(now)));
                 false
             } else {
                 true
@@ -611,10 +627,12 @@ impl MemoryStore {
 
     /// Removes everything. Returns how many entries were removed.
     pub(crate) fn clear(&self) -> usize {
-        let n = self.remove_where(|_| true);
+        // The queues first: an insert that lands after the scan below passed its bucket pushed
+        // its records after this, so it stays evictable and sweepable. Cleared afterwards, they
+        // lost such an entry's records, and it was never swept or evicted again.
         lock(&self.evictor).clear();
         lock(&self.expiry).clear();
-        n
+        self.remove_where(|_| true)
     }
 
     /// Removes up to `budget` entries whose TTL has passed, oldest first. Returns how many.
@@ -725,3 +743,7 @@ impl Probe for MemoryStore {
         in_class!(self, class_of_slot(slot), |map| set_in(map, slot, freq))
     }
 }
+
+// Last, so the tests see `in_class!`.
+#[cfg(test)]
+mod tests;
