@@ -119,6 +119,9 @@ impl Cache {
         if let crate::memory::Lookup::Hit(v) = self.store.get_local(key.as_bytes(), hash) {
             return Some(v);
         }
+        // Noted before the read: a delete of this key (or a clear) that overlaps it makes the
+        // copy this read found stale, and it must not outlive the delete in memory.
+        let epoch = self.store.memory.epochs.snapshot(hash, &[]);
         let hit = self
             .store
             .get_remote(key, &Codec::<T>::serde())
@@ -127,7 +130,7 @@ impl Cache {
         let opts = InsertOptions {
             ttl: hit.remaining,
             tags: Vec::new(),
-            epoch: None,
+            epoch: Some(epoch),
             ..Default::default()
         };
         self.store
