@@ -16,18 +16,35 @@ static RUNTIME: LazyLock<Option<tokio::runtime::Handle>> = LazyLock::new(|| {
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name("cache-core-io".into())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .spawn(move || {
+            ON_IO_THREAD.set(true);
+            runtime.block_on(std::future::pending::<()>())
+        })
         .map_err(|e| tracing::error!(error = %e, "cache-core could not start its I/O thread"))
         .ok()?;
     Some(handle)
 });
 
-/// Runs `fut` to completion on the cache-core I/O runtime; `None` if that runtime could not start.
+thread_local! {
+    /// Set on the I/O runtime's own thread.
+    static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `fut` to completion on the cache-core I/O runtime; `None` if that runtime could not start,
+/// or if the caller is that runtime's own thread.
 pub(crate) fn run<F>(fut: F) -> Option<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // A task on the I/O runtime (a background refresh spawned where no tokio runtime was
+    // current) whose body calls a sync cached function with a remote tier would wait here for
+    // work only this thread can run: the runtime has one thread. Skipping the remote tier for
+    // that call keeps it answering, as when the runtime could not start.
+    if ON_IO_THREAD.get() {
+        tracing::debug!("sync remote call on cache-core's I/O thread: remote tier skipped");
+        return None;
+    }
     let runtime = RUNTIME.as_ref()?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime.spawn(async move {
@@ -61,5 +78,24 @@ where
 pub(crate) fn spawn<F: Future<Output = ()> + Send + 'static>(fut: F) {
     if let Some(runtime) = RUNTIME.as_ref() {
         runtime.spawn(fut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_sync_call_made_on_the_io_thread_answers_instead_of_waiting_for_itself() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        super::spawn(async move {
+            let _ = tx.send(super::run(async { 7 }));
+        });
+        let nested = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the I/O thread waited for itself");
+        assert_eq!(nested, None, "the remote tier is skipped there");
+        // Elsewhere the runtime still runs the work.
+        assert_eq!(super::run(async { 7 }), Some(7));
     }
 }
