@@ -286,8 +286,32 @@ impl Plan {
 /// A value kept past its TTL that may stand in for a failed computation.
 struct Fallback<T> {
     value: T,
+    kept: Kept,
+}
+
+/// A kept value as a fallback carries it: shared, with its entry's times, and the invalidation
+/// epoch of its key and tags read no later than the value was. A failed body runs after the
+/// read, so an invalidation may have run in between: this epoch, not one read when the body
+/// started, is what says whether the value may still be stored or shared.
+pub(crate) struct Kept {
     shared: Value,
     times: Times,
+    epoch: u64,
+}
+
+impl Kept {
+    /// What the flight's followers get when `self` answers for a failed body: the value, unless
+    /// an invalidation ran since it was read. They then start over, as after a value that
+    /// straddles an invalidation: some may have arrived after the invalidation returned, and
+    /// must not get a value older than it.
+    fn settles(&self, store: &Store, key: &KeyBuf, hash: u64, opts: &InsertOptions) -> State {
+        if store.memory.epochs.snapshot(hash, &opts.tags) == self.epoch {
+            State::Done(self.shared.clone())
+        } else {
+            tracing::debug!(cache = %store.name, key = key.as_str(), "fallback read before an invalidation; not stored or shared");
+            State::Abandoned
+        }
+    }
 }
 
 /// What the leader found or made, before the remote write.
@@ -497,18 +521,34 @@ fn straddled<R, T>(store: &Store, key: &KeyBuf, out: R) -> Outcome<R, T> {
 }
 
 /// Keeps a fail-safe value in L1 as fresh for the throttle (never past its fail-safe window), so
-/// the failing body is not retried on every call. Epoch-checked like any store.
-#[allow(clippy::too_many_arguments)]
-fn store_fallback(
+/// the failing body is not retried on every call, then settles the flight with it. Checked
+/// against the epoch read with the value (not the one the failed body started under), so a value
+/// read before an invalidation is never stored after it.
+fn keep_fallback<T: Clone + Send + Sync + 'static>(
     store: &Store,
     key: &KeyBuf,
     hash: u64,
     opts: &InsertOptions,
     fresh: &Freshness,
-    value: Stored,
-    times: Times,
-    epoch: u64,
+    kept: Kept,
+    guard: Option<&mut LeaderGuard>,
 ) {
+    store_fallback::<T>(store, key, hash, opts, fresh, &kept);
+    if let Some(guard) = guard {
+        guard.settle(kept.settles(store, key, hash, opts));
+    }
+}
+
+/// The store of [`keep_fallback`]; nothing past the fail-safe window or in a remote-only cache.
+fn store_fallback<T: Clone + Send + Sync + 'static>(
+    store: &Store,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    fresh: &Freshness,
+    kept: &Kept,
+) {
+    let times = kept.times;
     let now = store.memory.clock.now_ms_precise();
     let window_end = times
         .expires_at
@@ -521,13 +561,15 @@ fn store_fallback(
     let opts = InsertOptions {
         ttl: Some(Duration::from_millis(ttl)),
         tags: opts.tags.clone(),
-        epoch: Some(epoch),
+        epoch: Some(kept.epoch),
         keep_ms: window_end - now - ttl,
         refresh: crate::RefreshAhead::Off,
         delta_ms: times.delta_ms,
         now_ms: Some(now),
     };
-    store.memory.insert(key.as_str(), hash, value, opts);
+    store
+        .memory
+        .insert(key.as_str(), hash, typed::<T>(&kept.shared), opts);
 }
 
 /// What a leader knows for the whole of its computation: where it stores, its settings, and the
@@ -556,19 +598,18 @@ impl At<'_> {
         store.memory.counters.fail_safe.incr();
         note(Status::Stale);
         tracing::warn!(cache = %store.name, key = self.key.as_str(), why, "cached function failed; serving its fail-safe value");
-        store_fallback(
+        // The caller gets its fallback even if it was read before an invalidation that ran
+        // since: the caller arrived before the invalidation returned, so either answer is
+        // correct for it (as for a value that straddles one). It is not kept for later callers.
+        keep_fallback::<S::Value>(
             store,
             self.key,
             self.hash,
             opts,
             self.fresh,
-            typed::<S::Value>(&fallback.shared),
-            fallback.times,
-            self.epoch,
+            fallback.kept,
+            guard.as_mut(),
         );
-        if let Some(guard) = guard {
-            guard.settle(State::Done(fallback.shared));
-        }
         strategy.rebuild(fallback.value)
     }
 
@@ -748,6 +789,10 @@ fn serve_later<R, W: Work<R>>(
     fresh: &Freshness,
     work: W,
 ) -> Later<R, W, ValueOf<R, W>> {
+    // Read before the value: an invalidation that removes it after this moves the epoch, so the
+    // value is not stored again as a fallback (read after, the epoch may already include an
+    // invalidation the value predates).
+    let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
     let Some((shared, times)) = store.memory.peek_kept(key.as_bytes(), hash) else {
         store.memory.counters.misses.incr();
         return Later::Compute(work, None);
@@ -758,7 +803,7 @@ fn serve_later<R, W: Work<R>>(
     };
     let now = store.memory.clock.now_ms();
     let in_flight = store.flights.contains_key(&hash);
-    let refresh = |work: W, fallback: Option<(Value, Times)>| {
+    let refresh = |work: W, fallback: Option<Kept>| {
         let ctx = Background {
             store: store.clone(),
             key: key.clone(),
@@ -785,7 +830,14 @@ fn serve_later<R, W: Work<R>>(
                 times.delta_ms,
             )
         {
-            refresh(work, Some((shared, times)));
+            refresh(
+                work,
+                Some(Kept {
+                    shared,
+                    times,
+                    epoch,
+                }),
+            );
         }
         return Later::Served(out);
     }
@@ -795,7 +847,14 @@ fn serve_later<R, W: Work<R>>(
         note(Status::Stale);
         let out = work.strategy().rebuild(value);
         if !in_flight {
-            refresh(work, Some((shared, times)));
+            refresh(
+                work,
+                Some(Kept {
+                    shared,
+                    times,
+                    epoch,
+                }),
+            );
         }
         return Later::Served(out);
     }
@@ -813,8 +872,11 @@ fn serve_later<R, W: Work<R>>(
     };
     let fallback = (now < times.expires_at.saturating_add(window)).then_some(Fallback {
         value,
-        shared,
-        times,
+        kept: Kept {
+            shared,
+            times,
+            epoch,
+        },
     });
     Later::Compute(work, fallback)
 }
@@ -876,7 +938,12 @@ fn remote_stale<R, W: Work<R>>(
             opts: opts.clone(),
             fresh: *fresh,
             guard: guard.take(),
-            fallback: Some((shared, times)),
+            // The leader's epoch was read before the remote read that found the value.
+            fallback: Some(Kept {
+                shared,
+                times,
+                epoch,
+            }),
             started: None,
             lock: None,
         };
@@ -890,8 +957,11 @@ fn remote_stale<R, W: Work<R>>(
     };
     let fallback = (stale_for < window).then_some(Fallback {
         value: hit.value,
-        shared,
-        times,
+        kept: Kept {
+            shared,
+            times,
+            epoch,
+        },
     });
     Later::Compute(work, fallback)
 }
@@ -1122,7 +1192,7 @@ async fn lead<R, J: Job<R>>(
                     store.memory.counters.stale_served.incr();
                     note(Status::Stale);
                     if let Some(guard) = guard.as_mut() {
-                        guard.settle(State::Done(fallback.shared));
+                        guard.settle(fallback.kept.settles(store, key, hash, &opts));
                     }
                     return job.strategy().rebuild(fallback.value);
                 }
@@ -1186,7 +1256,7 @@ async fn lead<R, J: Job<R>>(
                 opts,
                 fresh: *fresh,
                 guard,
-                fallback: Some((fallback.shared, fallback.times)),
+                fallback: Some(fallback.kept),
                 started: Some((started_ms, started, epoch)),
                 lock: lock.take(),
             };
@@ -1291,18 +1361,8 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
     store.memory.counters.body_failures.incr();
     tracing::warn!(cache = %store.name, key = key.as_str(), why, "background refresh failed");
     match fallback {
-        Some((shared, times)) if fresh.fail_safe_ms > 0 => {
-            store_fallback(
-                &store,
-                &key,
-                hash,
-                &opts,
-                &fresh,
-                typed::<S::Value>(&shared),
-                times,
-                epoch,
-            );
-            guard.settle(State::Done(shared));
+        Some(kept) if fresh.fail_safe_ms > 0 => {
+            keep_fallback::<S::Value>(&store, &key, hash, &opts, &fresh, kept, Some(&mut guard));
         }
         _ => guard.settle(State::Uncached),
     }
@@ -1362,18 +1422,8 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     store.memory.counters.body_failures.incr();
     tracing::warn!(cache = %store.name, key = key.as_str(), why, "background refresh failed");
     match fallback {
-        Some((shared, times)) if fresh.fail_safe_ms > 0 => {
-            store_fallback(
-                &store,
-                &key,
-                hash,
-                &opts,
-                &fresh,
-                typed::<S::Value>(&shared),
-                times,
-                epoch,
-            );
-            guard.settle(State::Done(shared));
+        Some(kept) if fresh.fail_safe_ms > 0 => {
+            keep_fallback::<S::Value>(&store, &key, hash, &opts, &fresh, kept, Some(&mut guard));
         }
         _ => guard.settle(State::Uncached),
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::CacheManager;
 use crate::freshness::{Freshness, TimedOut};
 use crate::key::KeyBuf;
-use crate::memory::{InsertOptions, Times, Value};
+use crate::memory::InsertOptions;
 use crate::outcome::Strategy;
 use crate::store::Store;
 
@@ -28,8 +28,9 @@ pub struct Background {
     pub(crate) fresh: Freshness,
     /// The flight the task settles, when it continues a leader's (soft timeout).
     pub(crate) guard: Option<crate::flight::LeaderGuard>,
-    /// The value being refreshed, kept as the fail-safe fallback if the refresh fails.
-    pub(crate) fallback: Option<(Value, Times)>,
+    /// The value being refreshed, kept as the fail-safe fallback if the refresh fails, with the
+    /// invalidation epoch read before it was.
+    pub(crate) fallback: Option<crate::flight::Kept>,
     /// When the body started, in the cache clock's milliseconds (for its recompute time), and
     /// the invalidation epoch then, when the task continues a started body.
     pub(crate) started: Option<(u64, std::time::Instant, u64)>,

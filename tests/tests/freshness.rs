@@ -201,6 +201,253 @@ async fn without_a_fallback_an_error_is_returned_and_a_panic_propagates() {
     assert_eq!(stats(&m, "stock").fail_safe, 0);
 }
 
+// --- invalidation while a fallback is held ---------------------------------------------------
+
+static SWR_FS_RUNS: AtomicU64 = AtomicU64::new(0);
+static SWR_FS_FAIL: AtomicBool = AtomicBool::new(false);
+
+#[cached(
+    cache = "swr_fs",
+    key = "item:{id}",
+    ttl = 10,
+    stale = 600,
+    fail_safe = 3600
+)]
+async fn item(id: u64) -> Result<u64, String> {
+    let run = SWR_FS_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(100)).await;
+    if SWR_FS_FAIL.load(SeqCst) {
+        return Err("database unavailable".into());
+    }
+    Ok(id * 100 + run)
+}
+
+/// A stale read keeps the old value as the fallback of its background refresh. An invalidation
+/// that returns before the refresh fails must stay in force: the failed refresh neither stores
+/// the old value again nor hands it to a caller that arrived after the invalidation.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_failing_after_an_invalidation_does_not_bring_the_old_value_back() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(item(1).await, Ok(101));
+        advance(Duration::from_secs(11)).await;
+        SWR_FS_FAIL.store(true, SeqCst);
+
+        // Stale: the old value at once; the refresh is spawned but has not started yet.
+        assert_eq!(item(1).await, Ok(101));
+        m.invalidate_key("swr_fs", "item:1").await;
+        assert_eq!(
+            SWR_FS_RUNS.load(SeqCst),
+            1,
+            "the refresh starts after the invalidation"
+        );
+        assert_eq!(m.cache("swr_fs").len(), 0);
+
+        // The refresh starts; a caller arriving now joins its flight, whose body then fails.
+        sleep(Duration::from_millis(1)).await;
+        assert_eq!(SWR_FS_RUNS.load(SeqCst), 2, "the refresh is under way");
+        let started = Instant::now();
+        assert_eq!(
+            item(1).await,
+            Err("database unavailable".to_owned()),
+            "nothing older than the invalidation is served"
+        );
+        assert_eq!(
+            SWR_FS_RUNS.load(SeqCst),
+            3,
+            "the refresh ran, then the caller's own body: it did not get the refresh's fallback"
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(199),
+            "the rest of the refresh's body, then the caller's"
+        );
+        let s = stats(&m, "swr_fs");
+        assert_eq!((s.refreshes, s.body_failures, s.fail_safe), (1, 2, 0));
+        assert_eq!(
+            m.cache("swr_fs").len(),
+            0,
+            "the failed refresh stored nothing"
+        );
+
+        // Still failing: each call runs the body, with no fallback to serve.
+        assert_eq!(item(1).await, Err("database unavailable".to_owned()));
+        assert_eq!(SWR_FS_RUNS.load(SeqCst), 4);
+
+        SWR_FS_FAIL.store(false, SeqCst);
+        assert_eq!(item(1).await, Ok(105));
+        assert_eq!(item(1).await, Ok(105));
+        assert_eq!(SWR_FS_RUNS.load(SeqCst), 5);
+    })
+    .await;
+}
+
+static TAKEOVER_RUNS: AtomicU64 = AtomicU64::new(0);
+static TAKEOVER_FAIL: AtomicBool = AtomicBool::new(false);
+
+#[cached(cache = "fs_takeover", key = "p:{id}", ttl = 10, fail_safe = 3600)]
+async fn listing(id: u64) -> Result<u64, String> {
+    let run = TAKEOVER_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(100)).await;
+    if TAKEOVER_FAIL.load(SeqCst) {
+        return Err("database unavailable".into());
+    }
+    Ok(id * 100 + run)
+}
+
+/// A follower read its fallback before an invalidation, then leads once its leader is cancelled
+/// (as axum cancels a disconnected client's handler). When its body fails, its own caller (who
+/// arrived before the invalidation) gets the old value, but the value is not stored and a caller
+/// that arrived after the invalidation does not get it.
+#[tokio::test(start_paused = true)]
+async fn a_follower_taking_over_after_an_invalidation_keeps_its_fallback_to_itself() {
+    let m = manager();
+    assert_eq!(m.scope(listing(1)).await, Ok(101));
+    advance(Duration::from_secs(11)).await;
+    TAKEOVER_FAIL.store(true, SeqCst);
+
+    let leader = tokio::spawn(m.scope(listing(1)));
+    sleep(Duration::from_millis(1)).await;
+    let follower = tokio::spawn(m.scope(listing(1)));
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        TAKEOVER_RUNS.load(SeqCst),
+        2,
+        "the follower waits for the leader"
+    );
+
+    m.invalidate_key("fs_takeover", "p:1").await;
+    leader.abort();
+    // The follower starts over and leads; a caller arriving now follows it.
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(TAKEOVER_RUNS.load(SeqCst), 3, "the follower took over");
+    let late = tokio::spawn(m.scope(listing(1)));
+
+    assert_eq!(
+        follower.await.unwrap(),
+        Ok(101),
+        "its caller was concurrent with the invalidation: the old value is a correct answer"
+    );
+    assert_eq!(
+        late.await.unwrap(),
+        Err("database unavailable".to_owned()),
+        "a caller after the invalidation gets nothing older than it"
+    );
+    assert_eq!(
+        TAKEOVER_RUNS.load(SeqCst),
+        4,
+        "the late caller ran the body itself"
+    );
+    assert_eq!(
+        m.cache("fs_takeover").len(),
+        0,
+        "the old value was not stored"
+    );
+    assert_eq!(
+        m.scope(listing(1)).await,
+        Err("database unavailable".to_owned())
+    );
+    assert_eq!(TAKEOVER_RUNS.load(SeqCst), 5);
+    let s = stats(&m, "fs_takeover");
+    assert_eq!((s.fail_safe, s.body_failures), (1, 3));
+}
+
+static REMOTE_FS_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Its database is down throughout: only what the cache kept can answer.
+#[cached(
+    cache = "hybrid_fs",
+    key = "doc:{id}",
+    ttl = 10,
+    stale = 600,
+    fail_safe = 3600
+)]
+async fn document(id: u64) -> Result<u64, String> {
+    let _ = id;
+    REMOTE_FS_RUNS.fetch_add(1, SeqCst);
+    sleep(Duration::from_millis(100)).await;
+    Err("database unavailable".into())
+}
+
+/// An in-process remote tier without a backplane: its first subscription, which clears the
+/// memory tier, would come at no point of the paused clock that a test could wait for.
+struct WithoutBackplane(cache_core::testing::MemoryBackend);
+
+impl cache_core::RemoteBackend for WithoutBackplane {
+    fn tier(&self, cache: &str) -> std::sync::Arc<dyn cache_core::remote::RemoteTier> {
+        self.0.tier(cache)
+    }
+    fn delete_tag<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> cache_core::remote::BoxFuture<'a, Result<u64, cache_core::RemoteError>> {
+        self.0.delete_tag(tag)
+    }
+    fn clear_all(&self) -> cache_core::remote::BoxFuture<'_, Result<u64, cache_core::RemoteError>> {
+        self.0.clear_all()
+    }
+    fn ping(&self) -> cache_core::remote::BoxFuture<'_, Result<Duration, cache_core::RemoteError>> {
+        self.0.ping()
+    }
+    fn describe(&self) -> String {
+        "an in-process remote tier without a backplane".to_owned()
+    }
+}
+
+/// The same for a stale value an instance reads from the remote tier (it never held it in
+/// memory): the refresh it starts keeps that value as its fallback, which an invalidation that
+/// returned before the refresh failed must not let back into the instance's memory tier.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_of_a_remote_value_failing_after_an_invalidation_stores_nothing() {
+    use cache_core::remote::envelope;
+    let remote = cache_core::testing::MemoryBackend::new();
+    let reader = CacheManager::builder()
+        .clock(Clock::tokio())
+        .remote(WithoutBackplane(remote.clone()))
+        .cache(
+            "hybrid_fs",
+            cache_core::Policy::new().tier(cache_core::Tier::Hybrid),
+        )
+        .build();
+    // Written by another instance and past its TTL by 11 s (the remote tier keeps wall-clock
+    // expiries, which the paused clock does not move): within the stale window.
+    let meta = envelope::Meta {
+        expires_at_unix_ms: Some(envelope::unix_ms_now() - 11_000),
+        recompute_ms: 0,
+    };
+    let bytes = envelope::encode("doc:1", &101_u64, meta, usize::MAX).unwrap();
+    remote.put_raw("hybrid_fs", "doc:1", bytes);
+
+    assert_eq!(
+        reader.scope(document(1)).await,
+        Ok(101),
+        "stale, from the remote tier"
+    );
+    assert_eq!(stats(&reader, "hybrid_fs").stale_served, 1);
+    reader.invalidate_key("hybrid_fs", "doc:1").await;
+    assert_eq!(
+        REMOTE_FS_RUNS.load(SeqCst),
+        0,
+        "the refresh starts after the invalidation"
+    );
+
+    until("the refresh to fail", || {
+        stats(&reader, "hybrid_fs").body_failures == 1
+    })
+    .await;
+    assert_eq!(REMOTE_FS_RUNS.load(SeqCst), 1);
+    assert_eq!(
+        reader.cache("hybrid_fs").len(),
+        0,
+        "the failed refresh kept nothing in memory"
+    );
+    assert_eq!(
+        reader.scope(document(1)).await,
+        Err("database unavailable".to_owned())
+    );
+    assert_eq!(REMOTE_FS_RUNS.load(SeqCst), 2);
+}
+
 // --- timeouts --------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq)]
