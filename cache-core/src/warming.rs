@@ -1,10 +1,14 @@
 //! Warming: fill caches before traffic asks, at start and on an interval (the guides' warming),
-//! with each warmer's failures logged and counted, never fatal.
+//! with each warmer's failures (errors and panics) logged and counted, never fatal.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -93,8 +97,7 @@ impl Warmer {
 
     async fn run_once(&self, manager: &CacheManager) -> WarmReport {
         self.counters.runs.fetch_add(1, Ordering::Relaxed);
-        let result = manager.scope((self.run)()).await;
-        match result {
+        match self.run_caught(manager).await {
             Ok(n) => {
                 self.counters.loaded.fetch_add(n as u64, Ordering::Relaxed);
                 tracing::debug!(warmer = %self.name, loaded = n, "cache warmer ran");
@@ -116,6 +119,23 @@ impl Warmer {
         }
     }
 
+    /// Runs the warmer's function in the manager's scope, a panic (making the future or polling
+    /// it) turned into its error: a failing warmer is never fatal, and unwinding through
+    /// `spawn_warmers`' task would end an interval warmer for good, uncounted.
+    async fn run_caught(&self, manager: &CacheManager) -> Result<usize, String> {
+        let run = match catch_unwind(AssertUnwindSafe(|| (self.run)())) {
+            Ok(run) => run,
+            Err(panic) => return Err(panicked(&*panic)),
+        };
+        let mut run = pin!(manager.scope(run));
+        // A future that panicked is dropped, never polled again.
+        std::future::poll_fn(|cx| {
+            catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx)))
+                .unwrap_or_else(|panic| Poll::Ready(Err(panicked(&*panic))))
+        })
+        .await
+    }
+
     fn stats(&self) -> WarmerStats {
         WarmerStats {
             name: self.name.to_string(),
@@ -123,6 +143,18 @@ impl Warmer {
             errors: self.counters.errors.load(Ordering::Relaxed),
             loaded: self.counters.loaded.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A warmer's panic as its error: the panic's message when it has one.
+fn panicked(panic: &(dyn Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    match message {
+        Some(message) => format!("panicked: {message}"),
+        None => "panicked".to_owned(),
     }
 }
 
@@ -154,8 +186,8 @@ pub struct WarmerStats {
 
 impl CacheManager {
     /// Runs every warmer once, one after another, inside this manager's scope (so cached
-    /// functions called by a warmer fill this manager's caches). Failures are reported, logged
-    /// and counted, never returned as errors.
+    /// functions called by a warmer fill this manager's caches). Failures, panics included, are
+    /// reported, logged and counted, never returned as errors or propagated.
     ///
     /// With a backplane and at least one warmer, waits first (at most 5 s) for its first
     /// subscription, which clears the memory tiers and keeps values computed across it from being
@@ -176,7 +208,8 @@ impl CacheManager {
 
     /// Starts every warmer on the current tokio runtime: once now (after the backplane's first
     /// subscription, as [`CacheManager::warm`] does), then every interval for those that have
-    /// one. The tasks end when the manager is dropped.
+    /// one. A run that fails or panics is counted and the warmer keeps its schedule. The tasks
+    /// end when the manager is dropped.
     pub fn spawn_warmers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.warmers()
             .iter()

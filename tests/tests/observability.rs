@@ -193,6 +193,37 @@ async fn warmers_fill_caches_and_their_failures_are_counted_not_fatal() {
 }
 
 #[tokio::test]
+async fn a_panicking_warmer_is_counted_as_failed_and_the_others_still_run() {
+    let m = CacheManager::builder()
+        .warmer(Warmer::new("exploding", || async {
+            if true {
+                panic!("template directory missing");
+            }
+            Ok::<usize, String>(0)
+        }))
+        .warmer(Warmer::new("after", || async {
+            cache_core::cache("after").set("k", 1_u64).await;
+            Ok::<_, String>(1)
+        }))
+        .build();
+    let reports = m.warm().await;
+    assert_eq!(
+        reports[0].error.as_deref(),
+        Some("panicked: template directory missing")
+    );
+    assert_eq!(reports[0].loaded, 0);
+    assert_eq!(
+        (reports[1].loaded, reports[1].error.as_deref()),
+        (1, None),
+        "the next warmer ran"
+    );
+    assert_eq!(m.cache("after").len(), 1);
+    let stats = m.warmer_stats();
+    assert_eq!((stats[0].runs, stats[0].errors), (1, 1));
+    assert_eq!((stats[1].runs, stats[1].errors), (1, 0));
+}
+
+#[tokio::test]
 async fn warming_a_hybrid_cache_waits_for_the_backplane_so_its_entries_stay() {
     static LOADED: AtomicUsize = AtomicUsize::new(0);
     #[cached(cache = "pages", key = "p:{id}")]
@@ -391,5 +422,41 @@ async fn interval_warmers_run_again() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     for h in handles {
         h.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interval_warmer_that_panics_keeps_running() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let m = CacheManager::builder()
+        .warmer(
+            Warmer::new("flaky", move || {
+                let run = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    // The first and third runs panic, the others load one entry.
+                    if run % 2 == 1 {
+                        panic!("run {run} crashed");
+                    }
+                    Ok::<_, String>(1)
+                }
+            })
+            .every(Duration::from_secs(10)),
+        )
+        .build();
+    let handles = m.spawn_warmers();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "at 0, 10, 20 and 30 s, panics or not"
+    );
+    let stats = m.warmer_stats();
+    assert_eq!((stats[0].runs, stats[0].errors, stats[0].loaded), (4, 2, 2));
+    drop(m);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for h in handles {
+        h.await
+            .expect("the task ended with its manager, not with a panic");
     }
 }
