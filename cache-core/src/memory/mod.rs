@@ -518,12 +518,17 @@ impl MemoryStore {
 
     /// Removes `key`. True if a live entry was removed.
     pub(crate) fn remove(&self, key: &[u8], hash: u64) -> bool {
+        // Bumped before (an insert checking the epochs under the bucket lock either sees it or is
+        // removed below) and after (a reader that noted the epochs after the first bump and read
+        // the value before it went holds an old value, a fail-safe fallback say, whose epochs
+        // must not pass when it is stored again).
         self.epochs.bump_key(hash);
         // Every map, even after a removal: a racing insert of another type may have left a copy.
         let mut live = false;
         for class in CLASSES {
             live |= in_class!(self, class, |map| self.remove_key_in(map, key, hash));
         }
+        self.epochs.bump_key(hash);
         live
     }
 
@@ -566,6 +571,7 @@ impl MemoryStore {
 
     /// Removes every entry whose key satisfies `pred`. Returns how many were removed.
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&str) -> bool) -> usize {
+        // Before and after, as in `remove`.
         self.epochs.bump_all();
         let now = self.clock.now_ms();
         let mut removed = Vec::new();
@@ -594,6 +600,7 @@ impl MemoryStore {
                 cause,
             );
         }
+        self.epochs.bump_all();
         removed.len()
     }
 
@@ -617,12 +624,16 @@ impl MemoryStore {
 
     /// Removes every entry carrying `tag`, in time proportional to those entries.
     pub(crate) fn remove_tag(&self, tag: &str) -> usize {
+        // Before and after, as in `remove`.
         self.epochs.bump_tag(tag);
-        self.tags
+        let removed = self
+            .tags
             .take(tag)
             .into_iter()
             .filter(|slot| self.remove_slot(*slot, RemovalCause::Invalidated))
-            .count()
+            .count();
+        self.epochs.bump_tag(tag);
+        removed
     }
 
     /// Removes everything. Returns how many entries were removed.

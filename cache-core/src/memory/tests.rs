@@ -1,8 +1,8 @@
 //! Races between inserts, tag invalidations and clears, at the store's own level (the public API
 //! reaches them too, but not often enough to catch a lost record in a bounded test).
 
-use std::sync::Barrier;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Barrier, Mutex};
 
 use super::*;
 use crate::key::lookup_hash;
@@ -197,4 +197,41 @@ fn a_pattern_or_clear_counts_entries_past_their_ttl_as_expired() {
     let stats = s.stats();
     assert_eq!((stats.invalidations, stats.expirations), (1, 2));
     assert_eq!(s.len(), 0);
+}
+
+#[test]
+fn a_value_seen_before_a_removal_finished_carries_an_epoch_the_removal_moved() {
+    // A reader notes the epochs, then reads the value (a fail-safe fallback, a promotion); it may
+    // store that value later only if the epochs did not move. A removal that moved them only
+    // before taking the entry left a gap: epochs noted after the bump, value read before the
+    // entry went, and the old value could be stored again once the removal had returned.
+    let (s, _) = store(Policy::new());
+    let key = "user:3";
+    let hash = lookup_hash(key.as_bytes());
+    let mut stale = 0;
+    for round in 0..3_000u64 {
+        s.insert(key, hash, Stored::new(round), InsertOptions::default());
+        let seen = Mutex::new(Vec::new());
+        together(
+            || {
+                for _ in 0..8 {
+                    let epoch = s.epochs.snapshot(hash, &[]);
+                    if s.peek_kept(key.as_bytes(), hash).is_some() {
+                        seen.lock().unwrap().push(epoch);
+                    }
+                }
+            },
+            || {
+                s.remove(key.as_bytes(), hash);
+            },
+        );
+        let after = s.epochs.snapshot(hash, &[]);
+        stale += seen
+            .into_inner()
+            .unwrap()
+            .iter()
+            .filter(|e| **e == after)
+            .count();
+    }
+    assert_eq!(stale, 0, "values read with the epochs the removal left");
 }
