@@ -149,13 +149,18 @@ impl Cache {
         // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
         let fresh = Plan::of(&self.store, InsertOptions::default()).fresh;
         opts.keep_ms = fresh.keep_ms(0);
+        let hash = lookup_hash(key.as_bytes());
+        // A value set explicitly is newer than anything a computation of this key already under
+        // way may store: its value, or its fail-safe fallback (the old value, kept as fresh when
+        // its body fails). Moving the key's epochs makes those skip their store, as after an
+        // invalidation; their callers still get their answers.
+        self.store.memory.epochs.bump_key(hash);
         if self.store.remote.is_some() {
             self.store
                 .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)
                 .await;
         }
-        self.store
-            .put_local(key, lookup_hash(key.as_bytes()), Stored::new(value), opts);
+        self.store.put_local(key, hash, Stored::new(value), opts);
     }
 
     /// Removes `key` from every tier. True if an entry was removed.

@@ -352,6 +352,45 @@ async fn a_follower_taking_over_after_an_invalidation_keeps_its_fallback_to_itse
     assert_eq!((s.fail_safe, s.body_failures), (1, 3));
 }
 
+static OVERWRITE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Its database is down throughout.
+#[cached(cache = "fs_overwrite", key = "q:{id}", ttl = 10, fail_safe = 3600)]
+async fn overwritten_quote(id: u64) -> Result<u64, String> {
+    let _ = id;
+    let run = OVERWRITE_RUNS.fetch_add(1, SeqCst) + 1;
+    sleep(Duration::from_millis(100)).await;
+    if run == 1 {
+        return Ok(101);
+    }
+    Err("database unavailable".into())
+}
+
+/// A value set explicitly while a body runs is newer than the body's fail-safe fallback: the
+/// failing body must not put the fallback back over it.
+#[tokio::test(start_paused = true)]
+async fn a_failing_body_does_not_put_its_fallback_over_a_value_set_meanwhile() {
+    let m = manager();
+    assert_eq!(m.scope(overwritten_quote(1)).await, Ok(101));
+    advance(Duration::from_secs(11)).await;
+
+    let call = tokio::spawn(m.scope(overwritten_quote(1)));
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(OVERWRITE_RUNS.load(SeqCst), 2, "the body is running");
+    m.cache("fs_overwrite").set("q:1", 202u64).await;
+    assert_eq!(
+        call.await.unwrap(),
+        Ok(101),
+        "the caller, concurrent with the set, gets its fallback"
+    );
+    assert_eq!(
+        m.scope(overwritten_quote(1)).await,
+        Ok(202),
+        "the value set meanwhile stays"
+    );
+    assert_eq!(OVERWRITE_RUNS.load(SeqCst), 2);
+}
+
 static REMOTE_FS_RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// Its database is down throughout: only what the cache kept can answer.
