@@ -415,3 +415,49 @@ async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_st
         full + 2
     );
 }
+
+/// Waits until `done` holds, checking every millisecond.
+async fn until(done: impl Fn() -> bool) {
+    while !done() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_probe_whose_caller_goes_away_leaves_the_breaker_able_to_close() {
+    // `open_for` zero: once the breaker is open, every call is its probe, so no clock is needed.
+    let (m, faults) = faulty_manager(
+        "faulty-dropped-probe",
+        Resilience::new()
+            .timeout(Duration::from_secs(5))
+            .failure_threshold(1)
+            .open_for(Duration::ZERO),
+    );
+    let c = m.cache("users");
+    faults.set(Fault::FailAlways);
+    c.set("k", 1u64).await;
+    assert_eq!(remote(&m).breaker, Some(BreakerState::Open));
+
+    // The probe reaches a hanging Redis, and its caller goes away long before the breaker's
+    // timeout: an HTTP client disconnecting, or the caller's own timeout or `select!`.
+    faults.set(Fault::Hang);
+    tokio::select! {
+        _ = c.get::<u64>("k") => panic!("Redis hangs: the probe cannot finish"),
+        () = until(|| faults.counts().hung == 1) => {}
+    }
+    assert_ne!(
+        remote(&m).breaker,
+        Some(BreakerState::HalfOpen),
+        "stuck half-open"
+    );
+
+    // Redis is healthy again: the next operation probes, succeeds and closes the breaker.
+    faults.clear();
+    c.set("k", 2u64).await;
+    assert_eq!(remote(&m).breaker, Some(BreakerState::Closed));
+    assert_eq!(
+        c.get::<u64>("k").await,
+        Some(2),
+        "the Redis tier is used again"
+    );
+}

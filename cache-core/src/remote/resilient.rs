@@ -185,17 +185,23 @@ impl Breaker {
         }
     }
 
-    /// Whether an operation may go through now.
-    fn admit(&self) -> bool {
+    /// Whether an operation may go through now, and whether it is the breaker's probe.
+    fn admit(&self) -> Admit {
         match self.state.load(Ordering::Acquire) {
-            CLOSED => true,
+            CLOSED => Admit::Closed,
             OPEN if self.now_ms() >= self.reopen_at_ms.load(Ordering::Acquire) => {
                 // One caller wins the right to probe.
-                self.state
-                    .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
+                match self.state.compare_exchange(
+                    OPEN,
+                    HALF_OPEN,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => Admit::Probe,
+                    Err(_) => Admit::Refused,
+                }
             }
-            _ => false,
+            _ => Admit::Refused,
         }
     }
 
@@ -222,13 +228,17 @@ impl Breaker {
         timeout: Duration,
         bulk: bool,
     ) -> Result<T, RemoteError> {
-        if !self.admit() {
-            return Err(RemoteError::CircuitOpen);
-        }
+        let probe = match self.admit() {
+            Admit::Refused => return Err(RemoteError::CircuitOpen),
+            Admit::Closed => None,
+            Admit::Probe => Some(ProbeSlot(self)),
+        };
         let result = match tokio::time::timeout(timeout, op).await {
             Ok(r) => r,
             Err(_) => Err(RemoteError::Timeout),
         };
+        // The probe finished: its result judges the backend below, not the slot's drop.
+        std::mem::forget(probe);
         if bulk && matches!(result, Err(RemoteError::Timeout)) {
             tracing::warn!(
                 ?timeout,
@@ -270,6 +280,33 @@ impl Breaker {
                 );
             }
         }
+    }
+}
+
+/// What [`Breaker::admit`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// The breaker is closed: go ahead.
+    Closed,
+    /// Go ahead as the single probe of a half-open breaker.
+    Probe,
+    /// Skip the backend.
+    Refused,
+}
+
+/// The half-open breaker's probe slot, held while the probe runs. Only the probe's result moves
+/// a half-open breaker on, so a probe whose caller stops polling it (a dropped request, a
+/// `select!` or timeout around the call) would leave the breaker half-open, refusing every
+/// operation, for good. Dropped unfinished, the slot hands the probe back without judging the
+/// backend: the breaker is open again and, its period already over, lets the next caller probe.
+struct ProbeSlot<'a>(&'a Breaker);
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .state
+            .compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -355,17 +392,17 @@ mod tests {
                 .failure_threshold(2)
                 .open_for(Duration::ZERO),
         );
-        assert!(b.admit());
+        assert_eq!(b.admit(), Admit::Closed);
         b.on_failure();
         assert_eq!(b.state(), BreakerState::Closed);
         b.on_failure();
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(b.admit(), "open_for elapsed: one probe");
+        assert_eq!(b.admit(), Admit::Probe, "open_for elapsed: one probe");
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert!(!b.admit(), "only one probe at a time");
+        assert_eq!(b.admit(), Admit::Refused, "only one probe at a time");
         b.on_failure();
         assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
-        assert!(b.admit());
+        assert_eq!(b.admit(), Admit::Probe);
         b.on_success();
         assert_eq!(b.state(), BreakerState::Closed);
     }
@@ -378,7 +415,43 @@ mod tests {
                 .open_for(Duration::from_secs(3600)),
         );
         b.on_failure();
-        assert!(!b.admit());
-        assert!(!b.admit());
+        assert_eq!(b.admit(), Admit::Refused);
+        assert_eq!(b.admit(), Admit::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_probe_dropped_unfinished_hands_the_breaker_back() {
+        let b = Breaker::new(
+            Resilience::new()
+                .failure_threshold(1)
+                .open_for(Duration::ZERO),
+        );
+        b.on_failure();
+        // The caller polls the probe once (it is then waiting on the backend), then goes
+        // elsewhere, as a `select!` or a client disconnect does.
+        tokio::select! {
+            biased;
+            _ = b.run_standalone(std::future::pending::<Result<(), RemoteError>>()) => {
+                unreachable!("the backend never answers")
+            }
+            () = std::future::ready(()) => {}
+        }
+        assert_eq!(b.state(), BreakerState::Open, "not stuck half-open");
+        assert_eq!(b.admit(), Admit::Probe, "the next caller probes");
+        b.on_success();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_operation_dropped_while_closed_leaves_the_breaker_alone() {
+        let b = Breaker::new(Resilience::new().failure_threshold(1));
+        tokio::select! {
+            biased;
+            _ = b.run_standalone(std::future::pending::<Result<(), RemoteError>>()) => {
+                unreachable!("the backend never answers")
+            }
+            () = std::future::ready(()) => {}
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 }
