@@ -311,6 +311,95 @@ async fn patterns_match_escaped_arguments_literally() {
     assert_eq!(t.get("other:1").await.unwrap(), None);
 }
 
+/// Keys for [`GLOB_TABLE`]: one- and two-byte keys, the glob metacharacters as keys, a
+/// two-byte character.
+const GLOB_KEYS: &[&str] = &[
+    "", "a", "b", "ab", "abc", "a[", "a]", "a\\", "!", "^", "-", "]", "[", "\\", "é", "city:é",
+    "city:e", "u:0", "u:1", "u:!", "x*y", "x?y", "xzy",
+];
+
+/// Patterns, and the keys of [`GLOB_KEYS`] each one matches: Redis `SCAN MATCH` semantics
+/// (`stringmatchlen` in Redis's `util.c`), which the core's `Glob` must reproduce exactly, or the
+/// memory tier and the backplane remove other keys than Redis does.
+const GLOB_TABLE: &[(&str, &[&str])] = &[
+    ("*", GLOB_KEYS),
+    ("**a**", &["a", "ab", "abc", "a[", "a]", "a\\"]),
+    ("a*", &["a", "ab", "abc", "a[", "a]", "a\\"]),
+    ("*c", &["abc"]),
+    // `?` and sets match one byte; `é` is two.
+    ("?", &["a", "b", "!", "^", "-", "]", "[", "\\"]),
+    ("??", &["ab", "a[", "a]", "a\\", "é"]),
+    ("city:?", &["city:e"]),
+    ("city:??", &["city:é"]),
+    ("city:[é]?", &["city:é"]),
+    ("[é]", &[]),
+    ("[é][é]", &["é"]),
+    ("x?y", &["x*y", "x?y", "xzy"]),
+    // Only `^` negates; `!` is a member.
+    ("u:[!0]", &["u:0", "u:!"]),
+    ("u:[^0]", &["u:1", "u:!"]),
+    ("u:[^!0]", &["u:1"]),
+    ("[!]", &["!"]),
+    ("[^^]", &["a", "b", "!", "-", "]", "[", "\\"]),
+    // A `]` right after `[` or `[^` closes the set.
+    ("[]", &[]),
+    ("[^]", &["a", "b", "!", "^", "-", "]", "[", "\\"]),
+    ("[^]]", &["a]"]),
+    // Unclosed: the set runs to the end of the pattern.
+    ("[", &[]),
+    ("a[", &[]),
+    ("*[", &[]),
+    ("[^", &["a", "b", "!", "^", "-", "]", "[", "\\"]),
+    ("a[bc", &["ab"]),
+    // Ranges, in either order; the end may be `]` (`]` to `a`: `] ^ _ ` a`).
+    ("[a-c]", &["a", "b"]),
+    ("[c-a]", &["a", "b"]),
+    ("[a-]", &["a", "^", "]"]),
+    ("[-a]", &["a", "-"]),
+    // Escapes, in and out of sets; an escaped byte never starts a range.
+    ("[\\]]", &["]"]),
+    ("[a\\-c]", &["a", "-"]),
+    ("[\\a-c]", &["a", "-"]),
+    ("a\\[", &["a["]),
+    ("x\\*y", &["x*y"]),
+    ("x\\?y", &["x?y"]),
+    ("\\a", &["a"]),
+    // A trailing `\` is itself.
+    ("\\", &["\\"]),
+    ("a\\", &["a\\"]),
+];
+
+#[tokio::test]
+async fn glob_patterns_match_in_the_core_exactly_as_in_redis() {
+    let b = backend("glob-table");
+    let t = b.tier("c");
+    let mut table: Vec<(&str, &[&str])> = GLOB_TABLE.to_vec();
+    // Redis compares range bounds as C `char`, signed on x86-64: `a`-`é` is the range from 0xc3
+    // (-61) up to `a`, so it holds `!` and not `b`. The server here runs on the test's machine.
+    if cfg!(target_arch = "x86_64") {
+        table.push(("[a-é]", &["a", "!", "^", "-", "]", "[", "\\"]));
+    }
+    let mut wrong = Vec::new();
+    for (pattern, expected) in table {
+        for key in GLOB_KEYS {
+            t.set(key, vec![1], None, &[]).await.unwrap();
+        }
+        t.delete_pattern(pattern).await.unwrap();
+        let glob = cache_core::Glob::new(pattern);
+        for key in GLOB_KEYS {
+            let in_redis = t.get(key).await.unwrap().is_none();
+            let in_core = glob.matches(key);
+            let promised = expected.contains(key);
+            if (in_redis, in_core) != (promised, promised) {
+                wrong.push(format!(
+                    "{pattern:?} vs {key:?}: Redis {in_redis}, core {in_core}, table {promised}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[tokio::test]
 async fn long_keys_and_control_characters_are_hashed() {
     let b = RedisBackend::new(

@@ -1,8 +1,22 @@
-//! Glob patterns over keys, with the syntax of Redis `SCAN MATCH`: `*` any run, `?` one
-//! character, `[abc]` / `[a-z]` / `[^a]` a set, `\` escapes the next character.
+//! Glob patterns over keys, matching exactly as Redis `SCAN MATCH` does (`stringmatchlen` in
+//! Redis's `util.c`), so that the memory tier, the backplane and Redis remove the same keys:
+//!
+//! - matching is on bytes: `?` is one byte, not one character (`?` never matches `é`, two bytes
+//!   in UTF-8), and a set matches one byte;
+//! - `*` is any run of bytes, `\` makes the next byte literal (a trailing `\` is itself);
+//! - `[abc]`, `[a-z]` (either order: `[z-a]` is the same set), `[^a]` (only `^` negates: `[!a]` is
+//!   the set of `!` and `a`), `\` escapes a byte inside a set too; a `]` right after `[` or `[^`
+//!   closes the set (`[]` matches nothing, `[^]` any byte);
+//! - an unclosed `[` is a set running to the end of the pattern (`a[bc` is `a[bc]`; `a[` matches
+//!   nothing), and a range's end may be `]` (`[a-]` is the unclosed set from `]` to `a`).
+//!
+//! Range bounds compare as C `char`, which is signed on x86-64: a range with one bound below
+//! 0x80 and the other above it holds the bytes from the high bound up to 0xff and from 0x00 up to
+//! the low bound (on an ARM server, with unsigned `char`, Redis reads it the other way round).
 //!
 //! Matching uses the classic single-backtrack-point algorithm: at worst pattern length times key
-//! length, never exponential, so a hostile pattern such as `*a*a*a*a*b` stays cheap.
+//! length, never exponential, so a hostile pattern such as `*a*a*a*a*b` stays cheap. (Redis's own
+//! recursion gives the same answers: `*` matches any run there too.)
 
 /// A compiled glob pattern.
 ///
@@ -16,6 +30,9 @@
 /// assert!(!g.matches("user:42:likes"));
 /// assert!(Glob::new("user:\\*").matches("user:*"));
 /// assert!(!Glob::new("user:\\*").matches("user:42"));
+/// // Bytes, as in Redis: `?` is one byte, and `é` is two.
+/// assert!(!Glob::new("city:?").matches("city:é"));
+/// assert!(Glob::new("city:??").matches("city:é"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
@@ -25,44 +42,53 @@ pub struct Glob {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
-    Char(char),
+    Byte(u8),
     Any,
     Star,
-    Set {
-        negated: bool,
-        items: Vec<(char, char)>,
-    },
+    Set { negated: bool, items: Vec<Item> },
+}
+
+/// One member of a `[...]` set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    Byte(u8),
+    /// Bounds as C's signed `char`, low first.
+    Range(i8, i8),
 }
 
 impl Glob {
-    /// Compiles `pattern`. Every string is a valid pattern: an unclosed `[` is a literal `[`, a
-    /// trailing `\` a literal `\`, as in Redis.
+    /// Compiles `pattern`. Every string is a valid pattern, read as Redis reads it (see the
+    /// module docs for unclosed brackets and a trailing `\`).
     pub fn new(pattern: &str) -> Self {
-        let chars: Vec<char> = pattern.chars().collect();
+        let p = pattern.as_bytes();
         let mut tokens = Vec::new();
         let mut i = 0;
-        while i < chars.len() {
-            match chars[i] {
-                '*' => {
+        while i < p.len() {
+            match p[i] {
+                b'*' => {
                     if tokens.last() != Some(&Token::Star) {
                         tokens.push(Token::Star);
                     }
-                }
-                '?' => tokens.push(Token::Any),
-                '\\' if i + 1 < chars.len() => {
                     i += 1;
-                    tokens.push(Token::Char(chars[i]));
                 }
-                '[' => match parse_set(&chars[i + 1..]) {
-                    Some((token, used)) => {
-                        tokens.push(token);
-                        i += used;
-                    }
-                    None => tokens.push(Token::Char('[')),
-                },
-                c => tokens.push(Token::Char(c)),
+                b'?' => {
+                    tokens.push(Token::Any);
+                    i += 1;
+                }
+                b'\\' if i + 1 < p.len() => {
+                    tokens.push(Token::Byte(p[i + 1]));
+                    i += 2;
+                }
+                b'[' => {
+                    let (token, used) = parse_set(&p[i + 1..]);
+                    tokens.push(token);
+                    i += 1 + used;
+                }
+                b => {
+                    tokens.push(Token::Byte(b));
+                    i += 1;
+                }
             }
-            i += 1;
         }
         Glob {
             tokens,
@@ -77,12 +103,12 @@ impl Glob {
 
     /// True when the pattern has no wildcard, so it names exactly one key.
     pub fn is_literal(&self) -> bool {
-        self.tokens.iter().all(|t| matches!(t, Token::Char(_)))
+        self.tokens.iter().all(|t| matches!(t, Token::Byte(_)))
     }
 
     /// Whether `text` matches the whole pattern.
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
+        let text = text.as_bytes();
         let (mut p, mut t) = (0, 0);
         let mut backtrack: Option<(usize, usize)> = None;
         while t < text.len() {
@@ -113,53 +139,53 @@ impl Glob {
 }
 
 impl Token {
-    fn accepts(&self, c: char) -> bool {
+    fn accepts(&self, b: u8) -> bool {
         match self {
-            Token::Char(x) => *x == c,
+            Token::Byte(x) => *x == b,
             Token::Any => true,
             Token::Star => false,
             Token::Set { negated, items } => {
-                items.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
+                items.iter().any(|item| match *item {
+                    Item::Byte(x) => x == b,
+                    Item::Range(lo, hi) => (lo..=hi).contains(&(b as i8)),
+                }) != *negated
             }
         }
     }
 }
 
-/// Parses the inside of `[...]`; returns the token and how many characters it used (including the
-/// closing `]`), or `None` when there is no closing bracket.
-fn parse_set(rest: &[char]) -> Option<(Token, usize)> {
+/// Parses a set from just after its `[`, as Redis does; returns the token and how many bytes it
+/// used (the closing `]` included). There is no failure: an unclosed set runs to the end.
+fn parse_set(rest: &[u8]) -> (Token, usize) {
     let mut i = 0;
-    let negated = matches!(rest.first(), Some('^') | Some('!'));
+    let negated = rest.first() == Some(&b'^');
     if negated {
         i += 1;
     }
     let mut items = Vec::new();
-    let mut first = true;
-    while i < rest.len() {
-        let mut c = rest[i];
-        if c == ']' && !first {
-            return Some((Token::Set { negated, items }, i + 1));
-        }
-        first = false;
-        if c == '\\' && i + 1 < rest.len() {
-            i += 1;
-            c = rest[i];
-        }
-        if i + 2 < rest.len() && rest[i + 1] == '-' && rest[i + 2] != ']' {
-            let mut hi = rest[i + 2];
+    loop {
+        let left = rest.len() - i;
+        if left >= 2 && rest[i] == b'\\' {
+            // An escaped byte is only ever itself: it cannot start a range.
+            items.push(Item::Byte(rest[i + 1]));
             i += 2;
-            if hi == '\\' && i + 1 < rest.len() {
-                i += 1;
-                hi = rest[i];
-            }
-            let (lo, hi) = if c <= hi { (c, hi) } else { (hi, c) };
-            items.push((lo, hi));
+        } else if left == 0 {
+            break;
+        } else if rest[i] == b']' {
+            // Even first: `[]` is the empty set, not a set holding `]`.
+            i += 1;
+            break;
+        } else if left >= 3 && rest[i + 1] == b'-' {
+            // The end is taken as it is, even `]` or `\`.
+            let (a, b) = (rest[i] as i8, rest[i + 2] as i8);
+            items.push(Item::Range(a.min(b), a.max(b)));
+            i += 3;
         } else {
-            items.push((c, c));
+            items.push(Item::Byte(rest[i]));
+            i += 1;
         }
-        i += 1;
     }
-    None
+    (Token::Set { negated, items }, i)
 }
 
 #[cfg(test)]
@@ -175,7 +201,37 @@ mod tests {
         assert!(Glob::new("h[ae]llo").matches("hallo"));
         assert!(!Glob::new("h[^e]llo").matches("hello"));
         assert!(Glob::new("v[0-9]").matches("v7"));
-        assert!(Glob::new("a[").matches("a["));
+        assert!(Glob::new("v[9-0]").matches("v7"), "a range in either order");
+    }
+
+    /// Where Redis's `stringmatchlen` differs from shell globs; `tests/tests/redis_backend.rs`
+    /// checks a larger table against a real server.
+    #[test]
+    fn reads_patterns_as_redis_does() {
+        // Bytes, not characters.
+        assert!(!Glob::new("city:?").matches("city:é"));
+        assert!(Glob::new("city:??").matches("city:é"));
+        assert!(Glob::new("[é][é]").matches("é"));
+        // Only `^` negates; `!` is a member.
+        assert!(Glob::new("u:[!0]").matches("u:0"));
+        assert!(Glob::new("u:[!0]").matches("u:!"));
+        assert!(!Glob::new("u:[!0]").matches("u:1"));
+        // `]` right after `[` closes the set.
+        assert!(!Glob::new("[]").matches("]"));
+        assert!(Glob::new("[^]]").matches("a]"));
+        // Unclosed sets run to the end of the pattern.
+        assert!(!Glob::new("a[").matches("a["));
+        assert!(Glob::new("a[bc").matches("ab"));
+        assert!(Glob::new("[^").matches("x"));
+        // A range may end in `]`; an escaped byte never starts a range.
+        assert!(Glob::new("[a-]").matches("^"));
+        assert!(Glob::new("[\\a-c]").matches("-"));
+        assert!(!Glob::new("[\\a-c]").matches("b"));
+        // Bounds compare as signed C `char`: `[a-é]` holds `!` and not `b`.
+        assert!(Glob::new("[a-é]").matches("!"));
+        assert!(!Glob::new("[a-é]").matches("b"));
+        // `*` matches the empty key (Redis sees it after the cache's prefix).
+        assert!(Glob::new("*").matches(""));
     }
 
     #[test]
