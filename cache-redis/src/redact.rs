@@ -75,6 +75,20 @@ fn is_secret_param(name: &str) -> bool {
     SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
 }
 
+/// Whether byte `at` of a query string lies in the value of a secret parameter.
+fn in_secret_value(query: &str, at: usize) -> bool {
+    let mut start = 0;
+    for pair in query.split('&') {
+        if at < start + pair.len() {
+            return pair
+                .split_once('=')
+                .is_some_and(|(name, _)| is_secret_param(name) && at > start + name.len());
+        }
+        start += pair.len() + 1;
+    }
+    false
+}
+
 /// A URL cut into the pieces redaction cares about.
 struct Parts<'a> {
     /// `redis://`, or empty.
@@ -92,13 +106,22 @@ impl<'a> Parts<'a> {
             Some(i) => url.split_at(i + 3),
             None => ("", url),
         };
-        // The userinfo ends at the last `@` before the query. Passwords should be
-        // percent-encoded, but people paste raw ones containing `/` or `@`, so the last `@`
-        // wins over the first `/`. An `@` only inside the query (`?password=a@b`) is not
-        // userinfo.
-        let query_at = rest.find('?');
-        let head = &rest[..query_at.unwrap_or(rest.len())];
-        let (userinfo, rest) = match head.rfind('@') {
+        // The userinfo ends at the last `@` before the host. Passwords should be
+        // percent-encoded, but people paste raw ones containing `/`, `@` or `?`, so the last
+        // `@` wins over the first `/` and the first `?` (`app:s3c?ret@host` is the password
+        // `s3c?ret`; cutting the query off first would show it). The one exception: an `@`
+        // in the value of a secret query parameter (`?password=a@b`) is the query's, and the
+        // userinfo, if any, ends before that query. Either way a password is hidden.
+        let userinfo_end = match rest.rfind('@') {
+            Some(at) => match rest.find('?') {
+                Some(q) if q < at && in_secret_value(&rest[q + 1..], at - q - 1) => {
+                    rest[..q].rfind('@')
+                }
+                _ => Some(at),
+            },
+            None => None,
+        };
+        let (userinfo, rest) = match userinfo_end {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
@@ -228,6 +251,13 @@ mod tests {
         assert_eq!(redact("redis://u:p@ss/w@h:1"), "redis://u:***@h:1");
         // Encoded.
         assert_eq!(redact("redis://u:p%40ss@h"), "redis://u:***@h");
+        // A raw `?` in a password: not the start of a query.
+        assert_eq!(
+            redact("redis://app:s3c?ret@10.0.0.5:6379"),
+            "redis://app:***@10.0.0.5:6379"
+        );
+        assert_eq!(redact("redis://u:a?b=c@h/0?db=1"), "redis://u:***@h/0?db=1");
+        assert_eq!(redact("redis://s3c?ret@h"), "redis://***@h");
     }
 
     #[test]
@@ -260,6 +290,10 @@ mod tests {
             "redis://h/?pass=hunter2&x=1",
             "unix:///tmp/redis.sock?pass=hunter2",
             "hunter2@h",
+            "redis://u:hun?ter2@h",
+            "redis://u:hunter2?@h",
+            "redis://u:?hunter2@h:1/?db=2",
+            "redis://u:p@h?password=hunter2@x",
         ] {
             let r = redact(url);
             assert!(!r.contains("hunter2"), "{url} -> {r}");
@@ -276,6 +310,8 @@ mod tests {
         );
         assert_eq!(Secrets::of(["redis://h"]).scrub("plain"), "plain");
         assert!(!format!("{s:?}").contains("ssw0rd"));
+        let s = Secrets::of(["redis://app:s3c?ret@h"]);
+        assert_eq!(s.scrub("WRONGPASS for s3c?ret"), "WRONGPASS for ***");
     }
 
     #[test]

@@ -645,6 +645,25 @@ async fn passwords_never_show() {
     let err = bounded(query.tier("c").get("k")).await.unwrap_err();
     assert!(!err.to_string().contains("query-pw-9911"), "{err}");
 
+    // A raw `?` in a password does not start a query that would show the rest of it.
+    let raw = RedisBackend::new(RedisConfig::standalone(format!(
+        "redis://app:raw?pw-6613@127.0.0.1:{port}"
+    )));
+    let err = bounded(raw.tier("c").get("k")).await.unwrap_err();
+    for text in [
+        err.to_string(),
+        raw.describe(),
+        format!("{raw:?}"),
+        format!("{:?}", raw.config()),
+    ] {
+        assert!(!text.contains("pw-6613"), "password shown: {text}");
+    }
+    assert!(
+        raw.describe().contains("app:***@127.0.0.1"),
+        "{}",
+        raw.describe()
+    );
+
     // The right password works.
     let right = RedisBackend::new(
         RedisConfig::standalone(format!("redis://:right-pw-5521@127.0.0.1:{port}"))
