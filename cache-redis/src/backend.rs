@@ -297,7 +297,10 @@ impl RemoteTier for RedisTier {
             // large. A missing key reads as empty, which no envelope is.
             let limit = self.shared.config.max_value_bytes;
             let mut get = self.layout.key_command("GETRANGE", key);
-            get.arg(0).arg(limit);
+            // Redis parses the end as a signed 64-bit integer and refuses anything larger, which
+            // would fail every read of a backend configured with `usize::MAX` ("no limit") and
+            // open the breaker. No string is that long, so the clamp changes nothing else.
+            get.arg(0).arg(limit.min(i64::MAX as usize));
             match self.shared.conn.query::<Vec<u8>>(&get).await {
                 Ok(bytes) if bytes.is_empty() => Ok(None),
                 Ok(bytes) if bytes.len() > limit => Err(RemoteError::TooLarge {

@@ -100,6 +100,7 @@ impl RedisConfig {
 
     /// The largest value written (default 8 MiB); larger ones are refused with
     /// [`RemoteError::TooLarge`](cache_core::RemoteError::TooLarge) and never sent.
+    /// `usize::MAX` means no limit.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
         self

@@ -452,6 +452,19 @@ async fn values_over_the_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn a_limit_of_usize_max_means_no_limit() {
+    let b = RedisBackend::new(
+        RedisConfig::standalone(server().url())
+            .namespace("no-limit")
+            .max_value_bytes(usize::MAX),
+    );
+    let t = b.tier("c");
+    t.set("k", vec![7; 100], None, &[]).await.unwrap();
+    assert_eq!(t.get("k").await, Ok(Some(vec![7; 100])));
+    assert_eq!(t.get("absent").await, Ok(None));
+}
+
+#[tokio::test]
 async fn ping_measures_a_round_trip_and_describe_names_the_server() {
     let b = backend("ping");
     let rtt = b.ping().await.unwrap();
