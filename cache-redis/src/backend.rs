@@ -335,7 +335,7 @@ impl RemoteTier for RedisTier {
             // one write (as any invalidation racing a write may), but a tag set never names a
             // key that was then written without it.
             let cmds = self.set_commands(key, value, ttl, tags);
-            self.shared.conn.batch(cmds).await.map(drop)
+            self.shared.conn.first_then_batch(cmds).await.map(drop)
         })
     }
 

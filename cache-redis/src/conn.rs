@@ -332,13 +332,52 @@ impl Conn {
                     .await
                     .map_err(|e| self.fail(e))
             }
-            Handle::Cluster(c) => try_join_all(cmds.into_iter().map(|cmd| {
-                let mut c = c.clone();
-                async move { cmd.query_async::<Value>(&mut c).await }
-            }))
-            .await
-            .map_err(|e| self.fail(e)),
+            Handle::Cluster(c) => self.concurrently(&c, cmds).await,
         }
+    }
+
+    /// Runs the first command, then the others: one pipeline on a standalone server (which
+    /// runs it in order); on a cluster, where [`batch`](Self::batch) would send them to their
+    /// nodes all at once, the first alone, then the others concurrently once it has succeeded.
+    /// For a value's `SET` and its tag scripts: a tag must not name the value before it exists,
+    /// or a `delete_tag` popping the tag in between would remove nothing and the value, written
+    /// just after, would escape the tag for good.
+    pub(crate) async fn first_then_batch(
+        &self,
+        mut cmds: Vec<Cmd>,
+    ) -> Result<Vec<Value>, RemoteError> {
+        if cmds.len() < 2 || !matches!(self.kind, Kind::Cluster { .. }) {
+            return self.batch(cmds).await;
+        }
+        match self.handle().await? {
+            Handle::Cluster(mut c) => {
+                let rest = cmds.split_off(1);
+                let first = cmds[0]
+                    .query_async::<Value>(&mut c)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                let mut replies = Vec::with_capacity(1 + rest.len());
+                replies.push(first);
+                replies.extend(self.concurrently(&c, rest).await?);
+                Ok(replies)
+            }
+            // A cluster backend hands out cluster handles only.
+            Handle::Standalone(_) => self.batch(cmds).await,
+        }
+    }
+
+    /// Runs commands concurrently on a cluster, each routed to its own slot's node.
+    async fn concurrently(
+        &self,
+        c: &ClusterConnection,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<Value>, RemoteError> {
+        try_join_all(cmds.into_iter().map(|cmd| {
+            let mut c = c.clone();
+            async move { cmd.query_async::<Value>(&mut c).await }
+        }))
+        .await
+        .map_err(|e| self.fail(e))
     }
 
     /// Unlinks `keys`, returning how many existed. On a cluster the keys are grouped by slot

@@ -8,6 +8,7 @@ use std::time::Duration;
 use cache_core::RemoteBackend;
 use cache_redis::{RedisBackend, RedisConfig};
 use tests::RedisCluster;
+use tests::redis_server::cli;
 
 fn cluster() -> &'static RedisCluster {
     static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
@@ -185,6 +186,82 @@ async fn an_unreachable_cluster_fails_fast_without_panicking() {
         assert!(matches!(r, Ok(Err(_))), "{r:?}");
     }
     assert!(b.clear_all().await.is_err());
+}
+
+/// The port of the master holding `key`, from `CLUSTER KEYSLOT` and `CLUSTER NODES`.
+fn owner(cluster: &RedisCluster, key: &str) -> u16 {
+    let port = cluster.ports()[0];
+    let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key]).parse().unwrap();
+    for line in cli(port, &["CLUSTER", "NODES"]).lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let holds = fields
+            .iter()
+            .skip(8)
+            .any(|range| match range.split_once('-') {
+                Some((lo, hi)) => (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&slot),
+                None => range.parse() == Ok(slot),
+            });
+        if holds {
+            // `127.0.0.1:PORT@BUSPORT`
+            let addr = fields[1].split('@').next().unwrap();
+            return addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no master holds slot {slot}");
+}
+
+#[tokio::test]
+async fn a_value_exists_before_any_tag_names_it() {
+    // Its own cluster: writes are paused on one of its masters, which would hold up the other
+    // tests' writes.
+    let cluster = RedisCluster::start();
+    let ns = "c-tag-order";
+    let b = RedisBackend::new(RedisConfig::cluster(cluster.seed_urls()).namespace(ns));
+    let t = b.tier("c");
+    let tag_key = format!("{ns}:tag:t");
+    let tag_node = owner(&cluster, &tag_key);
+    // A value on another master than its tag set, and a probe key on the tag set's master.
+    let on = |prefix: &str, same: bool| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|k| (owner(&cluster, &b.redis_key("c", k)) == tag_node) == same)
+            .unwrap()
+    };
+    let (key, probe) = (on("k", false), on("p", true));
+    let value_key = b.redis_key("c", &key);
+    let value_node = owner(&cluster, &value_key);
+    t.get(&probe).await.unwrap(); // connected
+
+    // Writes wait on the value's master, so its SET is held there.
+    cli(value_node, &["CLIENT", "PAUSE", "5000", "WRITE"]);
+    let writer = {
+        let t = b.tier("c");
+        let key = key.clone();
+        tokio::spawn(async move {
+            t.set(&key, vec![1], Some(Duration::from_secs(60)), &tags(&["t"]))
+                .await
+        })
+    };
+    while cli(value_node, &["INFO", "clients"])
+        .lines()
+        .any(|l| l.trim() == "blocked_clients:0")
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // A read on the tag set's master over the same connection: a tag script sent along with the
+    // SET has run by the time it answers.
+    t.get(&probe).await.unwrap();
+    let named_early = cli(tag_node, &["SISMEMBER", &tag_key, &value_key]);
+    cli(value_node, &["CLIENT", "UNPAUSE"]);
+    writer.await.unwrap().unwrap();
+    // Named before it existed, a value can escape its tag for good: a `delete_tag` popping the
+    // set in between deletes nothing, and the SET lands after it.
+    assert_eq!(
+        named_early, "0",
+        "the tag named the value before it existed"
+    );
+    assert_eq!(cli(tag_node, &["SISMEMBER", &tag_key, &value_key]), "1");
+    assert_eq!(cli(value_node, &["EXISTS", &value_key]), "1");
 }
 
 #[test]
