@@ -37,11 +37,17 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Parses a path id: a positive integer, or a 400 that says so.
+/// Parses a path id: a positive integer that SQLite's signed 64-bit rowids can hold, or a 400 that
+/// says so (a larger `u64` failed only in the query, as a 500).
 pub(crate) fn parse_id(raw: &str, what: &str) -> Result<u64, AppError> {
-    raw.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        AppError::BadRequest(format!("{what} id must be a positive integer, got {raw:?}"))
-    })
+    raw.parse::<u64>()
+        .ok()
+        .filter(|id| (1..=i64::MAX as u64).contains(id))
+        .ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "{what} id must be a positive integer below 2^63, got {raw:?}"
+            ))
+        })
 }
 
 /// A cached read whose query ran past its hard timeout (`#[cached(timeout = ..)]`) and had no

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -88,24 +89,38 @@ async fn get_user_videos(
     Ok(Json(service::user_videos(&s.db, id, page).await?))
 }
 
-/// Cached as a handler: the key is the path's id (`State` is never part of a key); errors (a bad
-/// or unknown id) are not cached.
+/// Cached as a handler: the key is the video's id (`State` is never part of a key); errors (an
+/// unknown id) are not cached. The id is parsed by its extractor, before the cache sees it, so
+/// `/videos/5`, `/videos/+5` and `/videos/005` are one entry, not three a client could use to go
+/// around the cache, and a bad id is a 400 that never reaches it.
 #[cached(cache = "videos", ttl = 3600, key = "video:{id}")]
 async fn get_video(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    VideoId(id): VideoId,
 ) -> Result<Json<Video>, AppError> {
-    let id = parse_id(&id, "video")?;
     Ok(Json(s.db.video(id).await?))
 }
 
 /// `GET /raw/videos/{id}`: `/videos/{id}` without the cache.
 async fn get_video_uncached(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    VideoId(id): VideoId,
 ) -> Result<Json<Video>, AppError> {
-    let id = parse_id(&id, "video")?;
     Ok(Json(s.db.video(id).await?))
+}
+
+/// The `{id}` of a video route, parsed as [`parse_id`] does; a bad one is the same JSON 400.
+pub(crate) struct VideoId(pub(crate) u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for VideoId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::BadRequest(e.body_text()))?;
+        parse_id(&raw, "video").map(VideoId)
+    }
 }
 
 async fn ping() -> &'static str {
