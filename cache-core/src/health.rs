@@ -72,9 +72,11 @@ impl CacheManager {
     /// # });
     /// ```
     pub async fn health(&self) -> Health {
-        let stats = self.stats();
-        let caches = self
-            .stores()
+        // One list of stores for both: a cache created in between two lists shifted the names
+        // against the bounds.
+        let stores = self.stores();
+        let stats: Vec<_> = stores.iter().map(|s| s.stats()).collect();
+        let caches = stores
             .iter()
             .zip(&stats)
             .map(|(store, s)| CacheFill {
