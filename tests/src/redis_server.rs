@@ -219,9 +219,11 @@ impl Drop for Process {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
+    // The shell's built-in `kill`, as the watchdog uses: /bin/kill comes from procps, which a
+    // minimal Debian image lacks.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{sig} {pid}"))
         .stderr(Stdio::null())
         .status();
     if let Err(e) = status {
@@ -321,6 +323,23 @@ impl RedisServer {
         server
     }
 
+    /// Whether the server answering on our port is the process we started: its `process_id`
+    /// when `INFO` is allowed (no password), else only that ours has not exited.
+    fn answers_as_our_process(&mut self, info_allowed: bool) -> bool {
+        let Some(process) = &mut self.process else {
+            return false;
+        };
+        if !matches!(process.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        if !info_allowed {
+            return true;
+        }
+        let ours = format!("process_id:{}\r\n", process.child.id());
+        raw_command(self.port, "INFO server", Duration::from_millis(200))
+            .is_some_and(|info| info.contains(&ours))
+    }
+
     fn launch(&mut self) {
         let listen = if self.tls_ca.is_some() {
             vec![
@@ -344,8 +363,11 @@ impl RedisServer {
                 }
             } else if let Some(reply) =
                 raw_command(self.port, "PING", Duration::from_millis(200))
-                // Any reply (`+PONG`, or `-NOAUTH` when a password is required) means it is up.
+                // Any reply (`+PONG`, or `-NOAUTH` when a password is required) means a server is
+                // up on the port; it must be ours, not another test's that took the port between
+                // `free_port` releasing it and our server binding it (ours then exits below).
                 && (reply.starts_with('+') || reply.starts_with('-'))
+                && self.answers_as_our_process(reply.starts_with('+'))
             {
                 return;
             }
