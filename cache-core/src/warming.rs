@@ -146,8 +146,8 @@ impl Warmer {
     }
 }
 
-/// A warmer's panic as its error: the panic's message when it has one.
-fn panicked(panic: &(dyn Any + Send)) -> String {
+/// A panic as an error message: the panic's message when it has one.
+pub(crate) fn panicked(panic: &(dyn Any + Send)) -> String {
     let message = panic
         .downcast_ref::<&str>()
         .copied()

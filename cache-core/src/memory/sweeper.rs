@@ -82,12 +82,27 @@ fn run() {
         if now.duration_since(last_sweep) >= SWEEP_EVERY {
             last_sweep = now;
             for store in live_stores() {
-                store.sweep_expired(SWEEP_BUDGET);
+                survive("sweep", || {
+                    store.sweep_expired(SWEEP_BUDGET);
+                });
             }
         }
         if now.duration_since(last_alerts) >= ALERT_EVERY {
             last_alerts = now;
-            crate::alerts::evaluate_watched();
+            survive("alerts", crate::alerts::evaluate_watched);
+        }
+    }
+}
+
+/// Runs one maintenance step, logging a panic instead of letting it end the thread: a user's
+/// `Drop` run by a sweep, or a tracing layer, may panic, and without this thread the coarse clock
+/// stands still (it moves only on misses), so hits would go on serving expired entries.
+fn survive(step: &str, f: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => true,
+        Err(panic) => {
+            tracing::error!(step, error = %crate::warming::panicked(&*panic), "cache-core maintenance step failed; the thread goes on");
+            false
         }
     }
 }
@@ -96,4 +111,13 @@ fn live_stores() -> Vec<Arc<MemoryStore>> {
     let mut stores = super::lock(&STORES);
     stores.retain(|w| w.strong_count() > 0);
     stores.iter().filter_map(Weak::upgrade).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panicking_step_is_survived() {
+        assert!(!super::survive("test", || panic!("a value's Drop")));
+        assert!(super::survive("test", || {}));
+    }
 }
