@@ -119,9 +119,12 @@ impl Cache {
         if let crate::memory::Lookup::Hit(v) = self.store.get_local(key.as_bytes(), hash) {
             return Some(v);
         }
-        // Noted before the read: a delete of this key (or a clear) that overlaps it makes the
-        // copy this read found stale, and it must not outlive the delete in memory.
-        let epoch = self.store.memory.epochs.snapshot(hash, &[]);
+        // The remote tier does not say which tags the value was stored with: the copy goes with
+        // every tag invalidation (see `UNKNOWN_TAGS`).
+        let tags = vec![Arc::from(crate::memory::UNKNOWN_TAGS)];
+        // Noted before the read: an invalidation (of the key, a tag, the cache) that overlaps it
+        // makes the copy this read found stale, and it must not outlive it in memory.
+        let epoch = self.store.memory.epochs.snapshot(hash, &tags);
         let hit = self
             .store
             .get_remote(key, &Codec::<T>::serde())
@@ -129,7 +132,7 @@ impl Cache {
             .fresh()?;
         let opts = InsertOptions {
             ttl: hit.remaining,
-            tags: Vec::new(),
+            tags,
             epoch: Some(epoch),
             ..Default::default()
         };

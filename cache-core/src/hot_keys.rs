@@ -91,6 +91,11 @@ impl CacheManager {
                 continue;
             };
             for key in keys {
+                let hash = crate::key::lookup_hash(key.as_bytes());
+                // Which tags the value carries is not known here: it goes with every tag
+                // invalidation, and one that overlaps the read keeps it out (see `UNKNOWN_TAGS`).
+                let tags = vec![Arc::from(crate::memory::UNKNOWN_TAGS)];
+                let epoch = store.memory.epochs.snapshot(hash, &tags);
                 let Ok(Some(bytes)) = remote.run(remote.inner.get(&key)).await else {
                     continue;
                 };
@@ -100,19 +105,18 @@ impl CacheManager {
                 let ttl = meta
                     .expires_at_unix_ms
                     .map(|at| Duration::from_millis(at.saturating_sub(unix_ms_now())));
-                let hash = crate::key::lookup_hash(key.as_bytes());
-                store.put_local(
+                let stored = store.put_local(
                     &key,
                     hash,
                     Stored::shared(Arc::new(Undecoded(bytes))),
                     InsertOptions {
                         ttl,
-                        tags: Vec::new(),
-                        epoch: None,
+                        tags,
+                        epoch: Some(epoch),
                         ..Default::default()
                     },
                 );
-                loaded += 1;
+                loaded += usize::from(stored);
             }
             tracing::info!(cache = %store.name, loaded, "preloaded hot keys from the remote tier");
         }

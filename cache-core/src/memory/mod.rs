@@ -90,6 +90,12 @@ macro_rules! in_class {
 /// is over any real bound anyway, and 2^15 of them still fit.
 const MAX_ENTRY_WEIGHT: u64 = 1 << 48;
 
+/// The tag of entries stored without knowing their real tags: values promoted from the remote
+/// tier by `Cache::get` and hot keys preloaded as bytes (the remote tier keeps tags beside values,
+/// not in them). Every tag invalidation removes them too, since any tag may have been theirs; the
+/// next read fetches them again. The NUL keeps it apart from any tag a template renders.
+pub(crate) const UNKNOWN_TAGS: &str = "\0unknown-tags";
+
 /// The size classes, for what is done in each map in turn.
 const CLASSES: [u64; 3] = [SMALL_CLASS, MEDIUM_CLASS, LARGE_CLASS];
 
@@ -624,15 +630,17 @@ impl MemoryStore {
 
     /// Removes every entry carrying `tag`, in time proportional to those entries.
     pub(crate) fn remove_tag(&self, tag: &str) -> usize {
-        // Before and after, as in `remove`.
+        // Before and after, as in `remove`; entries whose tags are unknown go with any tag.
         self.epochs.bump_tag(tag);
-        let removed = self
-            .tags
-            .take(tag)
+        self.epochs.bump_tag(UNKNOWN_TAGS);
+        let mut slots = self.tags.take(tag);
+        slots.extend(self.tags.take(UNKNOWN_TAGS));
+        let removed = slots
             .into_iter()
             .filter(|slot| self.remove_slot(*slot, RemovalCause::Invalidated))
             .count();
         self.epochs.bump_tag(tag);
+        self.epochs.bump_tag(UNKNOWN_TAGS);
         removed
     }
 

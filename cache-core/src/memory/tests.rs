@@ -235,3 +235,33 @@ fn a_value_seen_before_a_removal_finished_carries_an_epoch_the_removal_moved() {
     }
     assert_eq!(stale, 0, "values read with the epochs the removal left");
 }
+
+#[test]
+fn entries_of_unknown_tags_go_with_any_tag_invalidation() {
+    // Preloaded hot keys and `Cache::get` promotions do not know the tags their value was
+    // stored with.
+    let (s, _) = store(Policy::new());
+    let unknown = tagged(UNKNOWN_TAGS);
+    let key = "item:1";
+    let hash = lookup_hash(key.as_bytes());
+    s.insert(key, hash, Stored::new(1u8), unknown.clone());
+    s.insert(
+        "other",
+        lookup_hash(b"other"),
+        Stored::new(2u8),
+        tagged("t"),
+    );
+    let noted = s.epochs.snapshot(hash, &unknown.tags);
+    assert_eq!(s.remove_tag("owner:7"), 1);
+    assert!(s.peek_kept(key.as_bytes(), hash).is_none());
+    assert!(
+        s.peek_kept(b"other", lookup_hash(b"other")).is_some(),
+        "other tags stay"
+    );
+    // A read of such a value that overlapped the invalidation is not stored after it.
+    let late = InsertOptions {
+        epoch: Some(noted),
+        ..unknown
+    };
+    assert!(!s.insert(key, hash, Stored::new(1u8), late));
+}

@@ -1,7 +1,8 @@
-//! A read that finds a value in the remote tier just before a delete and promotes it into memory
-//! just after: the copy must not outlive the delete. The remote tier here is the in-process
-//! `MemoryBackend` behind a gate that holds one read's answer back, so the interleaving is
-//! exact rather than hoped for.
+//! Values `Cache::get` promotes from the remote tier into memory: they go with the invalidations
+//! that remove them remotely, including a tag invalidation (the remote tier does not say which
+//! tags a value carries) and one that overlaps the read. The remote tier is the in-process
+//! `MemoryBackend`, behind a gate that holds one read's answer back where the interleaving matters,
+//! so it is exact rather than hoped for.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use cache_core::remote::BoxFuture;
 use cache_core::testing::{MemoryBackend, SharedBackend};
-use cache_core::{CacheManager, Policy, RemoteBackend, RemoteError, RemoteTier, Resilience, Tier};
+use cache_core::{
+    CacheManager, EntryOptions, Policy, RemoteBackend, RemoteError, RemoteTier, Resilience, Tier,
+};
 use tokio::sync::{Notify, oneshot};
 
 /// Holds back the answer of the next `get` once armed: the read has happened in the backend,
@@ -142,5 +145,35 @@ async fn a_copy_read_before_a_delete_is_not_kept_in_memory_after_it() {
         items.get::<u64>("item:1").await,
         None,
         "a read after the delete returned must not see the old value"
+    );
+}
+
+#[tokio::test]
+async fn a_promoted_copy_goes_with_a_tag_invalidation_of_its_value() {
+    let shared = SharedBackend::new(MemoryBackend::new());
+    // Without a backplane (the gate offers none): its first subscription would clear memory at a
+    // moment of its own.
+    let instance = || {
+        CacheManager::builder()
+            .remote(GatedBackend {
+                inner: shared.clone(),
+                gate: Gate::default(),
+            })
+            .cache("items", Policy::new().tier(Tier::Hybrid))
+            .build()
+    };
+    let (a, b) = (instance(), instance());
+    a.cache("items")
+        .set_with("item:1", 1u64, EntryOptions::new().tag("owner:7"))
+        .await;
+    // B reads A's value from the remote tier and keeps a copy in memory.
+    assert_eq!(b.cache("items").get::<u64>("item:1").await, Some(1));
+    assert_eq!(b.cache("items").len(), 1);
+
+    b.invalidate_tag("owner:7").await;
+    assert_eq!(
+        b.cache("items").get::<u64>("item:1").await,
+        None,
+        "B's copy was removed with the tag, not served until its TTL"
     );
 }
