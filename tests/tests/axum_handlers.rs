@@ -302,3 +302,57 @@ fn json_values_travel_as_their_content_and_others_stay_in_memory() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn only_answers_to_get_and_head_get_cache_headers_or_a_304() {
+    let m = manager();
+    m.scope(async {
+        let app = app(AppState {
+            runs: Arc::new(AtomicUsize::new(0)),
+        });
+        let post = |if_none_match: Option<&str>| {
+            let mut req = Request::post("/items").header(header::CONTENT_TYPE, "application/json");
+            if let Some(tag) = if_none_match {
+                req = req.header(header::IF_NONE_MATCH, tag);
+            }
+            req.body(Body::from(r#"{"id":5}"#)).unwrap()
+        };
+        let r = send(&app, post(None)).await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::CREATED, "MISS"));
+        assert!(
+            !r.headers.contains_key(header::CACHE_CONTROL),
+            "{:?}",
+            r.headers
+        );
+        assert!(!r.headers.contains_key(header::ETAG), "{:?}", r.headers);
+        // A matching precondition on an unsafe method is not answered "not modified" (the
+        // request was carried out).
+        let r = send(&app, post(Some("*"))).await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::CREATED, "HIT"));
+        assert!(r.body.contains("\"id\":5"), "{}", r.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn private_makes_the_max_age_private() {
+    let m = manager();
+    m.scope(async {
+        let app = Router::new()
+            .route("/items/{id}", get(item))
+            .with_state(AppState {
+                runs: Arc::new(AtomicUsize::new(0)),
+            })
+            .layer(
+                CacheHeadersLayer::new()
+                    .max_age(Duration::from_secs(30))
+                    .private(true),
+            );
+        let r = get_path(&app, "/items/8?page=1").await;
+        assert_eq!(
+            r.headers.get(header::CACHE_CONTROL).unwrap(),
+            "private, max-age=30"
+        );
+    })
+    .await;
+}

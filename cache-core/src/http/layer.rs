@@ -18,16 +18,39 @@ impl CacheHeadersLayer {
         Self::default()
     }
 
-    /// Adds `Cache-Control: max-age=<secs>` to successful responses that went through the cache
-    /// (not to `BYPASS` ones, nor when the handler set `Cache-Control` itself).
+    /// Adds `Cache-Control: max-age=<secs>` to successful responses to `GET` and `HEAD` that went
+    /// through the cache (not to `BYPASS` ones, nor when the handler set `Cache-Control` itself).
+    ///
+    /// `max-age` alone lets shared caches (a CDN, a proxy) keep the response and serve it to
+    /// anyone; for responses that depend on who asks (a handler keyed by the user's id), add
+    /// [`private`](Self::private).
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.config.max_age = Some(max_age);
         self
     }
 
-    /// With `true`, a `200` that went through the cache gets a strong `ETag` (a hash of its body,
-    /// which is buffered for it), and a request whose `If-None-Match` matches gets
-    /// `304 Not Modified` with no body.
+    /// With `true`, the `Cache-Control` that [`max_age`](Self::max_age) adds is
+    /// `private, max-age=<secs>`: only the client's own cache may keep the response.
+    ///
+    /// ```
+    /// use cache_core::http::CacheHeadersLayer;
+    /// use std::time::Duration;
+    ///
+    /// // For routes whose responses are per user (`/me`, `/cart`).
+    /// let layer = CacheHeadersLayer::new()
+    ///     .max_age(Duration::from_secs(60))
+    ///     .private(true);
+    /// # drop(layer);
+    /// ```
+    pub fn private(mut self, on: bool) -> Self {
+        self.config.private = on;
+        self
+    }
+
+    /// With `true`, a `200` to a `GET` or `HEAD` that went through the cache gets a strong `ETag`
+    /// (a hash of its body, which is buffered for it), and a request whose `If-None-Match`
+    /// matches gets `304 Not Modified` with no body. A body whose length is not known up front
+    /// (a stream) is left alone: buffering it could wait for ever.
     pub fn etag(mut self, on: bool) -> Self {
         self.config.etag = on;
         self

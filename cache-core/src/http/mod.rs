@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 pub use layer::CacheHeadersLayer;
 
@@ -87,6 +87,7 @@ pub(crate) fn record(status: CacheStatus) {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Config {
     pub(crate) max_age: Option<Duration>,
+    pub(crate) private: bool,
     pub(crate) etag: bool,
 }
 
@@ -111,6 +112,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Only answers to safe methods may be cached by clients or answered with a 304: a PUT
+        // whose `If-None-Match` matched the new body would have been applied, then told
+        // "not modified".
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD);
         let if_none_match = if self.config.etag {
             req.headers().get(header::IF_NONE_MATCH).cloned()
         } else {
@@ -129,6 +134,7 @@ where
             Ok(finish(
                 res,
                 status.unwrap_or(CacheStatus::Bypass),
+                safe,
                 &config,
                 if_none_match,
             )
@@ -140,29 +146,38 @@ where
 async fn finish(
     mut res: Response<Body>,
     status: CacheStatus,
+    safe_method: bool,
     config: &Config,
     if_none_match: Option<HeaderValue>,
 ) -> Response<Body> {
     res.headers_mut()
         .insert("x-cache", HeaderValue::from_static(status.as_str()));
-    let cacheable = status != CacheStatus::Bypass && res.status().is_success();
+    let cacheable = safe_method && status != CacheStatus::Bypass && res.status().is_success();
     if !cacheable {
         return res;
     }
     if let Some(max_age) = config.max_age
         && !res.headers().contains_key(header::CACHE_CONTROL)
-        && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
     {
-        res.headers_mut().insert(header::CACHE_CONTROL, v);
+        let scope = if config.private { "private, " } else { "" };
+        if let Ok(v) = HeaderValue::from_str(&format!("{scope}max-age={}", max_age.as_secs())) {
+            res.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
     }
+    // A body of unknown length (a stream, server-sent events) is not buffered: it may never end.
+    let Some(len) = axum::body::HttpBody::size_hint(res.body()).exact() else {
+        return res;
+    };
     if !config.etag || res.status() != StatusCode::OK || res.headers().contains_key(header::ETAG) {
         return res;
     }
     let (mut parts, body) = res.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    let bytes = match axum::body::to_bytes(body, len.try_into().unwrap_or(usize::MAX)).await {
         Ok(b) => b,
         Err(_) => {
             parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.remove(header::CONTENT_TYPE);
             return Response::from_parts(parts, Body::empty());
         }
     };
