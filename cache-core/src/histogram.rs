@@ -1,5 +1,5 @@
 //! A lock-free latency histogram: log-linear buckets (four per power of two, so any reading is
-//! within 19% of the truth), each an atomic counter. Recording is one `fetch_add`; percentiles
+//! at most 25% above the truth), each an atomic counter. Recording is one `fetch_add`; percentiles
 //! are read from a snapshot of the counts. Cheap enough for every miss; hits are sampled.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,17 @@ fn upper_of(bucket: usize) -> u64 {
     ((SUB as u64 + sub + 1) << (power - 2)) - 1
 }
 
+/// What a percentile falling in `bucket` reports (before the cap at the largest value seen): the
+/// bucket's upper end, except for the last bucket, which also holds every longer value and so
+/// reports the largest value seen rather than understate it.
+fn upper_bound(bucket: usize) -> u64 {
+    if bucket == BUCKETS - 1 {
+        u64::MAX
+    } else {
+        upper_of(bucket)
+    }
+}
+
 impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
         let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
@@ -74,10 +85,10 @@ impl Histogram {
             for (bucket, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    return upper_of(bucket);
+                    return upper_bound(bucket);
                 }
             }
-            upper_of(BUCKETS - 1)
+            upper_bound(BUCKETS - 1)
         };
         let max = self.max_ns.load(Ordering::Relaxed);
         LatencySummary {
@@ -97,7 +108,7 @@ impl Histogram {
     }
 }
 
-/// Percentiles of a latency, in microseconds (each within 19% above the true value, never below,
+/// Percentiles of a latency, in microseconds (each at most 25% above the true value, never below,
 /// and never above the largest value seen).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -117,6 +128,16 @@ pub struct LatencySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_past_the_last_bucket_is_never_understated() {
+        let h = Histogram::default();
+        let long = Duration::from_secs(3600); // past 2^40 ns
+        h.record(long);
+        let s = h.summary();
+        assert_eq!(s.p50_us, long.as_nanos() as f64 / 1000.0);
+        assert_eq!(s.p99_us, s.max_us);
+    }
 
     #[test]
     fn buckets_are_ordered_and_tight() {
