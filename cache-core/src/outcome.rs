@@ -1,6 +1,7 @@
 //! Which part of a function's return value is cached.
 //!
-//! `Result<T, E>` caches only `Ok(T)`, `Option<T>` only `Some(T)`, anything else the whole value.
+//! `Result<T, E>` caches only `Ok(T)`, `Option<T>` only `Some(T)`, an axum `(StatusCode, T)` only
+//! a success status, anything else the whole value.
 //! The choice is made by the compiler, not by reading the return type's name: the macro asks
 //! `Probe::<R>::new().strategy()`, and inherent methods on `Probe<Result<..>>` and
 //! `Probe<Option<..>>` win over the [`PlainFallback`] trait method that every other `Probe<R>`
@@ -229,6 +230,43 @@ impl<T> Probe<Option<T>> {
     /// `Option` caches `Some`.
     pub fn strategy(&self) -> OptionStrategy<T> {
         OptionStrategy(PhantomData)
+    }
+}
+
+/// Caches an axum `(StatusCode, T)` response only when its status is a success (2xx): a handler
+/// that answers `(StatusCode::SERVICE_UNAVAILABLE, Json(..))` while its database is down must not
+/// have that answer served for the whole TTL. A 5xx counts as a failure, which a fail-safe value
+/// may replace, as an `Err` does.
+#[cfg(feature = "axum")]
+#[derive(Debug)]
+pub struct StatusStrategy<T>(PhantomData<fn() -> T>);
+
+#[cfg(feature = "axum")]
+impl<T: CacheValue> Strategy<(axum::http::StatusCode, T)> for StatusStrategy<T> {
+    type Value = (axum::http::StatusCode, T);
+    #[inline]
+    fn cacheable(&self, out: &Self::Value) -> Option<Self::Value> {
+        out.0.is_success().then(|| out.clone())
+    }
+    #[inline]
+    fn rebuild(&self, value: Self::Value) -> Self::Value {
+        value
+    }
+    #[inline(always)]
+    fn rebuild_cloned(&self, value: &Self::Value) -> Self::Value {
+        value.clone()
+    }
+    #[inline]
+    fn failed(&self, out: &Self::Value) -> bool {
+        out.0.is_server_error()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<T> Probe<(axum::http::StatusCode, T)> {
+    /// A `(StatusCode, T)` response caches only successes.
+    pub fn strategy(&self) -> StatusStrategy<T> {
+        StatusStrategy(PhantomData)
     }
 }
 

@@ -74,6 +74,18 @@ async fn created(State(s): State<AppState>, Json(body): Json<NewItem>) -> (Statu
     )
 }
 
+/// Answers 503 while `s.runs` is below 2, then 200.
+#[cached(cache = "handlers", ttl = 60)]
+async fn status_of(State(s): State<AppState>, Path(id): Path<u64>) -> (StatusCode, Json<Item>) {
+    let run = s.runs.fetch_add(1, Ordering::SeqCst) + 1;
+    let status = if run < 2 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(Item { id, page: 1 }))
+}
+
 /// A per-user input the response does not depend on, skipped explicitly.
 #[debug_handler]
 #[cached(cache = "handlers", ttl = 60, skip(headers))]
@@ -102,6 +114,7 @@ fn app(state: AppState) -> Router {
         .route("/items", post(created))
         .route("/headers/{id}", get(with_headers))
         .route("/plain", get(|| async { "plain" }))
+        .route("/status/{id}", get(status_of))
         .with_state(state)
         .layer(
             CacheHeadersLayer::new()
@@ -353,6 +366,25 @@ async fn private_makes_the_max_age_private() {
             r.headers.get(header::CACHE_CONTROL).unwrap(),
             "private, max-age=30"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_status_tuple_is_cached_only_when_the_status_is_a_success() {
+    let m = manager();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = app(AppState { runs: runs.clone() });
+        let r = get_path(&app, "/status/3").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!r.headers.contains_key(header::CACHE_CONTROL));
+        // The 503 was not stored: the handler runs again, and its 200 is.
+        let r = get_path(&app, "/status/3").await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "MISS"));
+        let r = get_path(&app, "/status/3").await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "HIT"));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     })
     .await;
 }
