@@ -165,39 +165,87 @@ pub(crate) fn bound_names(pat: &Pat) -> Vec<Ident> {
     names
 }
 
-/// The last path segment of `ty` (through references, parentheses and groups): `State` for
-/// `axum::extract::State<AppState>`, `HeaderMap` for `&http::HeaderMap`.
-pub(crate) fn last_segment(ty: &Type) -> Option<&Ident> {
+/// The crates (and their modules, as imported: `extract::State`) whose types a path may name for
+/// it to be read as an extractor. A path through anything else (`crate::Request`,
+/// `models::State`) names a type of the user's own, whatever it is called, and is an ordinary
+/// argument: that is also the way out offered for a type that shares an extractor's name.
+const EXTRACTOR_PATH_ROOTS: &[&str] = &[
+    "axum",
+    "axum_extra",
+    "axum_core",
+    "http",
+    "headers",
+    "tower_cookies",
+    "extract",
+    "request",
+];
+
+/// `ty` through parentheses and groups, as a path that could name an extractor: no `qself`, and
+/// either one segment (an imported name) or a path whose first segment is one of
+/// [`EXTRACTOR_PATH_ROOTS`]. Not through references: no extractor is a reference, so `&State` is
+/// the user's own type.
+fn extractor_path(ty: &Type) -> Option<&syn::PathSegment> {
     match ty {
-        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
-        Type::Reference(r) => last_segment(&r.elem),
-        Type::Paren(p) => last_segment(&p.elem),
-        Type::Group(g) => last_segment(&g.elem),
+        Type::Paren(p) => extractor_path(&p.elem),
+        Type::Group(g) => extractor_path(&g.elem),
+        Type::Path(p) if p.qself.is_none() => {
+            let segments = &p.path.segments;
+            let root = segments.first()?;
+            let by_crate =
+                segments.len() > 1 && EXTRACTOR_PATH_ROOTS.iter().any(|r| root.ident == r);
+            (segments.len() == 1 && p.path.leading_colon.is_none() || by_crate)
+                .then(|| segments.last())
+                .flatten()
+        }
         _ => None,
     }
 }
 
+/// Whether a path segment has exactly one generic argument, a type: `State<S>`, `Extension<T>`.
+fn one_type_argument(segment: &syn::PathSegment) -> bool {
+    match &segment.arguments {
+        syn::PathArguments::AngleBracketed(a) => {
+            a.args.len() == 1 && matches!(a.args.first(), Some(syn::GenericArgument::Type(_)))
+        }
+        _ => false,
+    }
+}
+
 /// axum's `State<S>`: shared application state, never part of a default key.
+///
+/// Only that shape: axum's extractor always has its one type argument, so a `State` without one
+/// (a user's `enum State`), behind a reference (`&State`) or under a path of the user's own
+/// (`us::State`) is an ordinary argument and goes in the key; leaving it out would serve one
+/// state's value for every other.
 pub(crate) fn is_state_extractor(ty: &Type) -> bool {
-    last_segment(ty).is_some_and(|s| s == "State")
+    extractor_path(ty).is_some_and(|s| s.ident == "State" && one_type_argument(s))
 }
 
 /// Extractors that carry per-user input (credentials, cookies, headers, the whole request) which a
 /// default key does not cover; caching a handler that reads them can serve one user's response to
-/// another.
-pub(crate) const PER_USER_EXTRACTORS: &[&str] = &[
-    "HeaderMap",
-    "TypedHeader",
-    "CookieJar",
-    "SignedCookieJar",
-    "PrivateCookieJar",
-    "Cookies",
-    "Extension",
-    "Request",
-    "Parts",
+/// another. Those marked `true` are generic in axum (`Extension<T>`), so a bare name is not them.
+pub(crate) const PER_USER_EXTRACTORS: &[(&str, bool)] = &[
+    ("HeaderMap", false),
+    ("TypedHeader", true),
+    ("CookieJar", false),
+    ("SignedCookieJar", false),
+    ("PrivateCookieJar", false),
+    ("Cookies", false),
+    ("Extension", true),
+    ("Request", false),
+    ("Parts", false),
 ];
 
-/// The per-user extractor `ty` is, if any (see [`PER_USER_EXTRACTORS`]).
+/// The per-user extractor `ty` is, if any (see [`PER_USER_EXTRACTORS`]), through references: a
+/// helper that takes `&HeaderMap` reads per-user input as much as a handler does.
 pub(crate) fn per_user_extractor(ty: &Type) -> Option<&Ident> {
-    last_segment(ty).filter(|s| PER_USER_EXTRACTORS.iter().any(|p| *s == p))
+    let ty = match ty {
+        Type::Reference(r) => return per_user_extractor(&r.elem),
+        ty => ty,
+    };
+    let segment = extractor_path(ty)?;
+    PER_USER_EXTRACTORS
+        .iter()
+        .any(|(name, generic)| segment.ident == name && (!generic || one_type_argument(segment)))
+        .then_some(&segment.ident)
 }

@@ -814,3 +814,63 @@ fn a_call_site_used_globally_follows_a_scope_opened_later() {
     );
     assert_eq!(CacheManager::global().cache("site_scopes").len(), 1);
 }
+
+// --- arguments that share an extractor's name ------------------------------------------------
+
+/// A type of the user's own called `State`, with no type argument, behind a reference or under a
+/// path of their own: none of them is axum's `State<S>`, so each is hashed into the key.
+mod own_state {
+    use super::*;
+
+    #[derive(Serialize, Clone, Copy, Debug)]
+    pub(crate) enum State {
+        Open,
+        Shipped,
+    }
+
+    pub(crate) mod us {
+        #[derive(serde::Serialize, Clone, Copy, Debug)]
+        pub(crate) struct State(pub(crate) u8);
+    }
+
+    pub(crate) static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached]
+    pub(crate) fn orders_in(state: State) -> String {
+        RUNS.fetch_add(1, SeqCst);
+        format!("{state:?}")
+    }
+
+    #[cached]
+    pub(crate) fn orders_in_ref(state: &State) -> String {
+        RUNS.fetch_add(1, SeqCst);
+        format!("{state:?}")
+    }
+
+    #[cached]
+    pub(crate) fn orders_in_us(state: us::State) -> String {
+        RUNS.fetch_add(1, SeqCst);
+        format!("{state:?}")
+    }
+}
+
+#[test]
+fn an_argument_of_a_type_of_ones_own_named_state_is_in_the_key() {
+    use own_state::{State, orders_in, orders_in_ref, orders_in_us, us};
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(orders_in(State::Open), "Open");
+            assert_eq!(orders_in(State::Shipped), "Shipped");
+            assert_eq!(orders_in_ref(&State::Open), "Open");
+            assert_eq!(orders_in_ref(&State::Shipped), "Shipped");
+            assert_eq!(orders_in_us(us::State(1)), "State(1)");
+            assert_eq!(orders_in_us(us::State(2)), "State(2)");
+        }
+    });
+    assert_eq!(
+        own_state::RUNS.load(SeqCst),
+        6,
+        "one run per state, then hits"
+    );
+}

@@ -393,7 +393,10 @@ fn per_user_inputs(sig: &syn::Signature, skipped: &[&Ident], errors: &Errors) {
                 "`#[cached]` on `{fn_name}`: `{first}` comes from `{extractor}`, per-user input that the default key does not cover, \
                  so the first caller's response would be served to every other user (a cross-user leak); \
                  give an explicit `key = \"...\"` that includes what the response depends on (such as the user's id), \
-                 or add `skip({skip_list})` if the response does not depend on it",
+                 or add `skip({skip_list})` if the response does not depend on it; \
+                 if this `{extractor}` is a type of your own rather than the extractor, name it by its path \
+                 (such as `crate::{extractor}`) or import it under another name (`use ... as My{extractor}`), \
+                 and it is hashed into the key like any other argument",
                 fn_name = sig.ident,
             ),
         );

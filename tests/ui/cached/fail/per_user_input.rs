@@ -34,5 +34,26 @@ async fn skipped(headers: HeaderMap, Path(id): Path<u64>) -> String {
     format!("{id} {}", headers.len())
 }
 
+// A type of one's own that shares an extractor's name: written bare, it is taken for the
+// extractor, and the error says how to keep it in the key; named by a path, it is an ordinary
+// argument (hashed into the key).
+mod own {
+    use cache_core::cached;
+
+    #[derive(Clone, serde::Serialize)]
+    pub struct Parts {
+        pub id: u64,
+    }
+
+    #[cached]
+    pub fn by_bare_name(parts: Parts) -> u64 {
+        parts.id
+    }
+
+    #[cached]
+    pub fn by_path(parts: self::Parts) -> u64 {
+        parts.id
+    }
+}
 
 fn main() {}
