@@ -130,6 +130,63 @@ impl CallSite {
     }
 }
 
+/// Where a `#[cached]` function with a default key is declared, for the start of that key.
+///
+/// A function of a module keeps `module_path!()::name`, the key it always had. A function in an
+/// `impl` or a trait, or inside another function, is not told apart by its module and name: two
+/// traits' methods `name` on one type, or two local `fn inner`s in one module, would share
+/// entries. Their key starts with the path of the scope they are in instead, as the compiler
+/// spells it for a type declared in the function's body (`std::any::type_name`):
+/// `app::Repo::name`, `<app::Repo as app::Loader>::name`, `app::outer::inner`.
+///
+/// Found once per function (the first call) and kept: a hit reads one initialized `OnceLock`.
+#[derive(Debug)]
+pub struct ItemScope(OnceLock<Option<&'static str>>);
+
+impl ItemScope {
+    /// An item scope not yet looked at.
+    #[allow(clippy::new_without_default)] // only ever a `static` of the expansion
+    pub const fn new() -> Self {
+        ItemScope(OnceLock::new())
+    }
+
+    /// The scope the function is in when it is not its module: `marker` gives the `type_name` of
+    /// a type declared in the body of the function (or of its key companion, a sibling), which
+    /// is `<scope>::<function>::<marker>`; `module` is the function's `module_path!()`. `None`
+    /// for a function of the module itself.
+    #[inline(always)]
+    pub fn nested(
+        &'static self,
+        marker: fn() -> &'static str,
+        module: &'static str,
+    ) -> Option<&'static str> {
+        *self.0.get_or_init(|| nested_scope(marker(), module))
+    }
+}
+
+fn nested_scope(marker: &'static str, module: &str) -> Option<&'static str> {
+    // `<scope>::<function>::<marker>`, with `::{{closure}}` after the function in an `async fn`
+    // (its body is a coroutine); the function's name and the marker's are identifiers.
+    let (mut function, _marker) = marker.rsplit_once("::")?;
+    while let Some((outer, _)) = function
+        .rsplit_once("::")
+        .filter(|(_, last)| last.starts_with("{{"))
+    {
+        function = outer;
+    }
+    let (scope, _function) = function.rsplit_once("::")?;
+    (!same_path(scope, module)).then_some(scope)
+}
+
+/// Whether two paths name the same module: `module_path!()` keeps raw identifiers (`r#async`),
+/// `type_name` drops the `r#`.
+fn same_path(a: &str, b: &str) -> bool {
+    fn unraw(segment: &str) -> &str {
+        segment.strip_prefix("r#").unwrap_or(segment)
+    }
+    a.split("::").map(unraw).eq(b.split("::").map(unraw))
+}
+
 /// The global manager's store is borrowed for the program's life; a scoped one is counted.
 enum StoreRef {
     Static(&'static Arc<Store>),
@@ -594,5 +651,43 @@ impl<R> SuccessSplit<R> for WholeSplit<R> {
     #[inline(always)]
     fn rebuild(&self, kept: R) -> R {
         kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_of_its_module_keeps_the_module_path() {
+        assert_eq!(nested_scope("app::users::get_user::M", "app::users"), None);
+        assert_eq!(
+            nested_scope("app::users::get_user::{{closure}}::M", "app::users"),
+            None
+        );
+        // `type_name` drops the `r#` that `module_path!()` keeps.
+        assert_eq!(nested_scope("app::async::get::M", "app::r#async"), None);
+    }
+
+    #[test]
+    fn a_function_in_an_impl_or_another_function_is_keyed_by_its_scope() {
+        assert_eq!(
+            nested_scope("<app::S as app::A>::name::M", "app"),
+            Some("<app::S as app::A>")
+        );
+        assert_eq!(nested_scope("app::S::name::M", "app"), Some("app::S"));
+        assert_eq!(
+            nested_scope("app::outer::inner::M", "app"),
+            Some("app::outer")
+        );
+        assert_eq!(
+            nested_scope("app::f::{{closure}}::inner::M", "app"),
+            Some("app::f::{{closure}}")
+        );
+        // A companion (`__cache_key_inner`) is in the same scope as its function.
+        assert_eq!(
+            nested_scope("app::outer::__cache_key_inner::M", "app"),
+            Some("app::outer")
+        );
     }
 }

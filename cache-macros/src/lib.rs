@@ -97,6 +97,13 @@ mod conditions_md {}
 /// name `Self` add its type (`::<Self=my_app::Repo>`); `self` itself and `_` arguments are never
 /// part of the key, and `skip(...)` leaves out more.
 ///
+/// The path of a function of a module is `module_path!()` and its name. A function in an `impl`
+/// or a trait, or inside another function, has the path of that scope instead, as the compiler
+/// spells it (`my_app::Repo::get`, `<my_app::Db as my_app::Loader>::load`,
+/// `my_app::handler::inner`), so that methods of the same name from different impls, and local
+/// functions of the same name in different functions, never share entries. That spelling comes
+/// from `std::any::type_name`, as the `Self=` part always did, and may change with the compiler.
+///
 /// On axum handlers (see docs/axum.md): names bound by extractor patterns (`Path(id)`,
 /// `Query(q)`, `Json(body)`) are arguments like any other; a `State<S>` argument (with its type
 /// argument, bare or through axum's path) is never part of the key; and an argument of a per-user
@@ -319,9 +326,8 @@ mod conditions_md {}
 /// const fn double(x: u32) -> u32 { x * 2 }
 /// ```
 ///
-/// Associated functions without `self` that do not mention `Self` cannot tell which `impl` they
-/// are in: two of them with the same name in one module share default keys. Give them a `key`.
-/// In `impl Trait for Type`, such a function also gets a key companion, which a trait impl does
+/// An associated function without `self` that does not mention `Self` looks like a free function
+/// to the attribute: in `impl Trait for Type` it gets a key companion, which a trait impl does
 /// not accept (``method `__cache_key_load` is not a member of trait``): cache a free function and
 /// call it from the trait method instead.
 ///

@@ -874,3 +874,90 @@ fn an_argument_of_a_type_of_ones_own_named_state_is_in_the_key() {
         "one run per state, then hits"
     );
 }
+
+// --- items of the same name in different places ----------------------------------------------
+
+static NAMED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+struct Named;
+
+trait First {
+    fn name(&self, id: u32) -> String;
+}
+
+trait Second {
+    fn name(&self, id: u32) -> String;
+}
+
+impl First for Named {
+    #[cached]
+    fn name(&self, id: u32) -> String {
+        NAMED_RUNS.fetch_add(1, SeqCst);
+        format!("first {id}")
+    }
+}
+
+impl Second for Named {
+    #[cached]
+    fn name(&self, id: u32) -> String {
+        NAMED_RUNS.fetch_add(1, SeqCst);
+        format!("second {id}")
+    }
+}
+
+impl Named {
+    #[cached]
+    fn name(&self, id: u32) -> String {
+        NAMED_RUNS.fetch_add(1, SeqCst);
+        format!("inherent {id}")
+    }
+}
+
+/// Methods of the same name on the same type, from two trait impls and an inherent impl, are
+/// three functions: each has its own entries.
+#[test]
+fn methods_of_the_same_name_from_different_impls_have_their_own_keys() {
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(First::name(&Named, 1), "first 1");
+            assert_eq!(Second::name(&Named, 1), "second 1");
+            assert_eq!(Named.name(1), "inherent 1");
+        }
+    });
+    assert_eq!(NAMED_RUNS.load(SeqCst), 3, "one run each, then hits");
+    assert_eq!(m.cache("default").len(), 3);
+}
+
+static LOCAL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+fn local_one() -> u32 {
+    #[cached]
+    fn local() -> u32 {
+        LOCAL_RUNS.fetch_add(1, SeqCst);
+        1
+    }
+    local()
+}
+
+fn local_two() -> u32 {
+    #[cached]
+    fn local() -> u32 {
+        LOCAL_RUNS.fetch_add(1, SeqCst);
+        2
+    }
+    local()
+}
+
+/// Functions of the same name declared inside two different functions are two functions.
+#[test]
+fn local_functions_of_the_same_name_have_their_own_keys() {
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(local_one(), 1);
+            assert_eq!(local_two(), 2);
+        }
+    });
+    assert_eq!(LOCAL_RUNS.load(SeqCst), 2, "one run each, then hits");
+}

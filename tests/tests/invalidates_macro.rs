@@ -485,6 +485,38 @@ async fn methods_invalidate_through_self() {
     .await;
 }
 
+/// A `#[cached]` function declared inside another function: its default key names the function
+/// it is in, and its companion renders that same key.
+#[tokio::test]
+async fn a_local_function_is_invalidated_by_its_own_key() {
+    static LOCAL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[cached(cache = "local")]
+    async fn local_user(id: u64) -> String {
+        LOCAL_RUNS.fetch_add(1, SeqCst);
+        format!("user {id}")
+    }
+
+    #[invalidates(local_user(id))]
+    async fn rename(id: u64) {
+        let _ = id;
+    }
+
+    let m = manager();
+    m.scope(async {
+        local_user(1).await;
+        local_user(1).await;
+        local_user(2).await;
+        assert_eq!(runs(&LOCAL_RUNS), 2);
+        rename(1).await;
+        local_user(1).await;
+        local_user(2).await;
+        assert_eq!(runs(&LOCAL_RUNS), 3, "only id 1's entry");
+    })
+    .await;
+    assert_eq!(m.cache("local").len(), 2);
+}
+
 // --- timing ---------------------------------------------------------------------------------
 
 static TIMING_RUNS: AtomicUsize = AtomicUsize::new(0);

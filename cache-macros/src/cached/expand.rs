@@ -301,7 +301,8 @@ pub(super) fn key_body(plan: &Plan, checks: &mut TokenStream, access: &Access<'_
     }
 }
 
-/// `module::fn::<T,U>:<hash of the arguments>`, with a `Serialize` check per argument.
+/// `module::fn::<T,U>:<hash of the arguments>` (`scope::fn..` in an `impl`, a trait or another
+/// function), with a `Serialize` check per argument.
 fn default_key(
     c: &Path,
     key: &DefaultKey,
@@ -309,8 +310,27 @@ fn default_key(
     access: &Access<'_>,
 ) -> TokenStream {
     let fn_name = &key.fn_name;
+    // `module::name` for a function of its module, as always; in an `impl`, a trait or another
+    // function, the path of that scope instead, so that two traits' methods `name` on one type,
+    // or two local `fn inner`s of one module, do not share entries (see `ItemScope`). The marker
+    // is declared here, in the body of the function or of its key companion: both are in the same
+    // scope, so both keys start the same.
     let mut out = quote! {
-        __k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
+        #[allow(dead_code)]
+        struct __CacheKeyScope;
+        static __CACHE_KEY_SCOPE: #c::__private::ItemScope = #c::__private::ItemScope::new();
+        match __CACHE_KEY_SCOPE.nested(
+            #c::__private::core::any::type_name::<__CacheKeyScope>,
+            ::core::module_path!(),
+        ) {
+            ::core::option::Option::None => {
+                __k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
+            }
+            ::core::option::Option::Some(__cache_scope) => {
+                __k.lit(__cache_scope);
+                __k.lit(::core::concat!("::", #fn_name));
+            }
+        }
     };
 
     let mut generics: Vec<TokenStream> = Vec::new();
