@@ -170,6 +170,13 @@ pub(crate) fn template_checks(c: &Path, template: &Template, access: &Access<'_>
         .collect()
 }
 
+/// A local variable of an expansion (`__k`, `__cache_value`), spanned at the mixed site: it
+/// neither sees nor shadows a binding of the user's code of the same name, so an argument called
+/// `__k` is still the argument wherever the expansion names it (with the user's own span).
+pub(crate) fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
 /// `tokens` with every span set to `span` (for a path the user did not write, so errors spanned
 /// at the user's code do not stretch back to the attribute).
 pub(crate) fn respan(tokens: &impl ToTokens, span: Span) -> TokenStream {
@@ -228,6 +235,7 @@ pub(crate) fn erase_impl_trait(ty: &Type) -> Type {
 /// block's output type to the declared return type, so `?` and `return` in the body infer as
 /// they did in the fn, and a body of the wrong type is reported at its own expression.
 pub(crate) fn fake_return(ret: &Type, span: Span) -> TokenStream {
+    let fake = local("__cache_fake_return");
     quote_spanned! {span=>
         #[allow(
             unknown_lints,
@@ -240,8 +248,8 @@ pub(crate) fn fake_return(ret: &Type, span: Span) -> TokenStream {
             clippy::unreachable
         )]
         if false {
-            let __cache_fake_return: #ret = loop {};
-            return __cache_fake_return;
+            let #fake: #ret = loop {};
+            return #fake;
         }
     }
 }

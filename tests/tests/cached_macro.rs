@@ -961,3 +961,40 @@ fn local_functions_of_the_same_name_have_their_own_keys() {
     });
     assert_eq!(LOCAL_RUNS.load(SeqCst), 2, "one run each, then hits");
 }
+
+// --- arguments named like the expansion's locals -----------------------------------------------
+
+static LOCAL_NAME_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The expansion's own locals (the key buffer `__k`, a tag's `__t`) are hygienic: arguments of
+/// those names are the arguments, in the key, the tags and the body.
+#[cached(tags = ["t:{__t}"])]
+fn named_like_locals(__k: u64, __t: u64) -> u64 {
+    LOCAL_NAME_RUNS.fetch_add(1, SeqCst);
+    __k * 10 + __t
+}
+
+#[tokio::test]
+async fn arguments_named_like_the_expansions_locals_are_the_arguments() {
+    let m = manager();
+    m.scope(async {
+        for _ in 0..2 {
+            assert_eq!(named_like_locals(1, 2), 12);
+            assert_eq!(named_like_locals(3, 4), 34);
+        }
+        assert_eq!(
+            LOCAL_NAME_RUNS.load(SeqCst),
+            2,
+            "one run per arguments, then hits"
+        );
+        assert_eq!(
+            m.cache("default").invalidate_tag("t:4").await,
+            1,
+            "tagged `t:{{__t}}`"
+        );
+        assert_eq!(named_like_locals(3, 4), 34);
+        assert_eq!(named_like_locals(1, 2), 12);
+        assert_eq!(LOCAL_NAME_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}

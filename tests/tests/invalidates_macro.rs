@@ -517,6 +517,54 @@ async fn a_local_function_is_invalidated_by_its_own_key() {
     assert_eq!(m.cache("local").len(), 2);
 }
 
+static LOCAL_NAME_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "local-names")]
+pub(crate) async fn named_like_locals(__k: u64, __p: u64) -> u64 {
+    LOCAL_NAME_RUNS.fetch_add(1, SeqCst);
+    __k + __p
+}
+
+/// Arguments named like the expansions' locals (`__k`, `__p`, `__t`): each is the argument, in
+/// the companion's key, in a template and in a pattern.
+#[invalidates(
+    named_like_locals(__k, __p),
+    cache = "local-names",
+    key = "k:{__k}",
+    pattern = "p:{__p}*",
+    tags = ["t:{__t}"]
+)]
+async fn change_named_like_locals(__k: u64, __p: u64, __t: u64) {
+    let _ = (__k, __p, __t);
+}
+
+#[tokio::test]
+async fn arguments_named_like_the_expansions_locals_are_the_arguments() {
+    let m = manager();
+    m.scope(async {
+        named_like_locals(1, 2).await;
+        named_like_locals(1, 2).await;
+        named_like_locals(2, 1).await;
+        assert_eq!(runs(&LOCAL_NAME_RUNS), 2);
+        let cache = m.cache("local-names");
+        cache.set("k:7", 0u8).await;
+        cache.set("p:8:x", 0u8).await;
+        change_named_like_locals(1, 2, 9).await;
+        assert_eq!(
+            cache.get::<u8>("k:7").await,
+            Some(0),
+            "not `k:{{__k}}` of 1"
+        );
+        named_like_locals(1, 2).await;
+        named_like_locals(2, 1).await;
+        assert_eq!(runs(&LOCAL_NAME_RUNS), 3, "only (1, 2)'s entry");
+        change_named_like_locals(7, 8, 9).await;
+        assert_eq!(cache.get::<u8>("k:7").await, None);
+        assert_eq!(cache.get::<u8>("p:8:x").await, None);
+    })
+    .await;
+}
+
 // --- timing ---------------------------------------------------------------------------------
 
 static TIMING_RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -35,7 +35,7 @@ use syn::{FnArg, ItemFn, Pat, PatIdent};
 
 use super::check::{KeyPlan, Plan};
 use super::expand::key_body;
-use crate::codegen::Access;
+use crate::codegen::{Access, local};
 
 /// The companion's name for a function named `ident`.
 pub(crate) fn companion_ident(ident: &Ident, span: Span) -> Ident {
@@ -104,7 +104,7 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
                         access.insert(ident.to_string(), prefix);
                     }
                     pat => {
-                        let arg_name = format_ident!("__cache_arg_{}", i);
+                        let arg_name = local(&format!("__cache_arg_{i}"));
                         params.push(quote! { #arg_name: &#ty });
                         let mut pat = pat.clone();
                         Unbind {
@@ -120,6 +120,7 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
     }
 
     let cache = &plan.cache;
+    let local_k = local("__k");
     let body = match &plan.key {
         KeyPlan::Expr(_) => quote! { #c::__private::KeyIsAnExpression },
         _ => {
@@ -134,9 +135,9 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
             quote! {
                 #destructure
                 #checks
-                let mut __k = #c::__private::KeyBuf::new();
+                let mut #local_k = #c::__private::KeyBuf::new();
                 #render
-                (#cache, __k)
+                (#cache, #local_k)
             }
         }
     };

@@ -13,7 +13,8 @@ use super::check::{DefaultKey, GenericKeyPart, KeyPlan, Plan};
 use super::companion;
 use crate::cache_if::CONSUMED_MARKER;
 use crate::codegen::{
-    Access, fake_return, first_last, group, int_probe, render_template, respan, template_checks,
+    Access, fake_return, first_last, group, int_probe, local, render_template, respan,
+    template_checks,
 };
 
 pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
@@ -37,17 +38,29 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let cache = &plan.cache;
     let ttl_ms = Literal::u64_unsuffixed(plan.ttl_ms);
 
+    // The expansion's locals, hygienic (see `local`).
+    let local_k = local("__k");
+    let local_t = local("__t");
+    let local_value = local("__cache_value");
+    let local_codec = local("__cache_codec");
+    let local_call = local("__cache_call");
+    let local_later = local("__cache_later");
+    let local_guard = local("__cache_guard");
+    let local_use = local("__cache_use");
+    let local_body = local("__cache_body");
+    let local_tags = local("__cache_tags");
+
     let mut checks = TokenStream::new();
     let key_body = key_body(plan, &mut checks, &Access::Owned);
     let tags_len = plan.tags.len();
     let tags = plan.tags.iter().map(|tag| {
         checks.extend(template_checks(c, tag, &Access::Owned));
-        let body = render_template(c, tag, &quote!(__t), &Access::Owned);
+        let body = render_template(c, tag, &quote!(#local_t), &Access::Owned);
         quote! {
             {
-                let mut __t = #c::__private::KeyBuf::new();
+                let mut #local_t = #c::__private::KeyBuf::new();
                 #body
-                __t
+                #local_t
             }
         }
     });
@@ -68,7 +81,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         quote! { #c::__private::ValueOf::<#ret>::new().probe() }
     };
     let codec = quote! {
-        let __cache_codec = {
+        let #local_codec = {
             #[allow(unused_imports)]
             use #c::__private::{ValueOfPlain as _, ViaNothing as _, ViaSerde as _};
             (&&#value_probe).codec()
@@ -111,12 +124,12 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             let (keep_first, _) = first_last(keep.to_token_stream());
             let c_at_keep = respan(c, keep_first);
             let keep = quote_spanned! {keep_first=>
-                #c_at_keep::__private::keep::<#ret, _>(#keep, __cache_value)
+                #c_at_keep::__private::keep::<#ret, _>(#keep, #local_value)
             };
             quote! {
                 #c::__private::store_if::<#ret, _, _>(
                     #strategy,
-                    move |__cache_value: &#ret| -> bool { #keep },
+                    move |#local_value: &#ret| -> bool { #keep },
                 )
             }
         }
@@ -124,7 +137,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     };
 
     let strategy = quote_spanned! {ret_last=>
-        #c_at_ret::__private::WithCodec::new(#strategy, __cache_codec)
+        #c_at_ret::__private::WithCodec::new(#strategy, #local_codec)
     };
     let is_async = sig.asyncness.is_some();
     let fresh = &plan.fresh;
@@ -157,7 +170,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         let job_args = group(quote! { #strategy, #body }, ret_last);
         let job = quote_spanned! {ret_last=> #c_at_ret::__private::#job_fn #job_args #on_timeout };
         let args = group(
-            quote! { &__CACHE_SITE, &__k, &__cache_tags, #job },
+            quote! { &__CACHE_SITE, &#local_k, &#local_tags, #job },
             ret_last,
         );
         if is_async {
@@ -168,17 +181,17 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                 {
                     #[allow(unused_imports)]
                     use #c::__private::AsyncCachedWithoutJob as _;
-                    let __cache_call = #call;
-                    let __cache_later = {
-                        let __cache_guard = #c::__private::Guard::new();
-                        match __cache_call.lookup(&__cache_guard) {
-                            ::core::result::Result::Ok(__cache_value) => {
-                                return __cache_call.rebuild(__cache_value);
+                    let #local_call = #call;
+                    let #local_later = {
+                        let #local_guard = #c::__private::Guard::new();
+                        match #local_call.lookup(&#local_guard) {
+                            ::core::result::Result::Ok(#local_value) => {
+                                return #local_call.rebuild(#local_value);
                             }
-                            ::core::result::Result::Err(__cache_later) => __cache_later,
+                            ::core::result::Result::Err(#local_later) => #local_later,
                         }
                     };
-                    __cache_call.miss(__cache_later).await
+                    #local_call.miss(#local_later).await
                 }
             }
         } else {
@@ -192,17 +205,17 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             // As an `if` condition, a value of another type is reported at it, alone.
             let condition = quote! {
                 #[allow(clippy::needless_bool)]
-                let __cache_use = if #when { true } else { false };
+                let #local_use = if #when { true } else { false };
             };
-            let cached = cached_call(quote!(__cache_body));
+            let cached = cached_call(quote!(#local_body));
             let run = if is_async {
-                quote!(__cache_body.await)
+                quote!(#local_body.await)
             } else {
-                quote!(__cache_body())
+                quote!(#local_body())
             };
             let call = quote! {
-                let __cache_body = #body;
-                if __cache_use {
+                let #local_body = #body;
+                if #local_use {
                     #cached
                 } else {
                     #c::__private::bypass(&__CACHE_SITE);
@@ -236,9 +249,9 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             #option_check
             #condition
             // Rendered in place: the buffer is never moved, so its inline bytes are never copied.
-            let mut __k = #c::__private::KeyBuf::new();
+            let mut #local_k = #c::__private::KeyBuf::new();
             #key_body
-            let __cache_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
+            let #local_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
             #codec
             #call
         }
@@ -291,12 +304,13 @@ fn site_expr(
 /// a companion (see `companion.rs`).
 pub(super) fn key_body(plan: &Plan, checks: &mut TokenStream, access: &Access<'_>) -> TokenStream {
     let c = &plan.krate;
+    let local_k = local("__k");
     match &plan.key {
         KeyPlan::Template(template) => {
             checks.extend(template_checks(c, template, access));
-            render_template(c, template, &quote!(__k), access)
+            render_template(c, template, &quote!(#local_k), access)
         }
-        KeyPlan::Expr(expr) => quote! { __k.whole(&(#expr)); },
+        KeyPlan::Expr(expr) => quote! { #local_k.whole(&(#expr)); },
         KeyPlan::Default(key) => default_key(c, key, checks, access),
     }
 }
@@ -310,6 +324,8 @@ fn default_key(
     access: &Access<'_>,
 ) -> TokenStream {
     let fn_name = &key.fn_name;
+    let local_k = local("__k");
+    let local_scope = local("__cache_scope");
     // `module::name` for a function of its module, as always; in an `impl`, a trait or another
     // function, the path of that scope instead, so that two traits' methods `name` on one type,
     // or two local `fn inner`s of one module, do not share entries (see `ItemScope`). The marker
@@ -324,41 +340,41 @@ fn default_key(
             ::core::module_path!(),
         ) {
             ::core::option::Option::None => {
-                __k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
+                #local_k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
             }
-            ::core::option::Option::Some(__cache_scope) => {
-                __k.lit(__cache_scope);
-                __k.lit(::core::concat!("::", #fn_name));
+            ::core::option::Option::Some(#local_scope) => {
+                #local_k.lit(#local_scope);
+                #local_k.lit(::core::concat!("::", #fn_name));
             }
         }
     };
 
     let mut generics: Vec<TokenStream> = Vec::new();
     if key.self_ty {
-        generics.push(quote! { __k.lit("Self="); __k.type_name::<Self>(); });
+        generics.push(quote! { #local_k.lit("Self="); #local_k.type_name::<Self>(); });
     }
     for part in &key.generics {
         generics.push(match part {
-            GenericKeyPart::Type(ident) => quote! { __k.type_name::<#ident>(); },
-            GenericKeyPart::Const(ident) => quote! { __k.part(&#ident); },
+            GenericKeyPart::Type(ident) => quote! { #local_k.type_name::<#ident>(); },
+            GenericKeyPart::Const(ident) => quote! { #local_k.part(&#ident); },
             GenericKeyPart::ImplArg(ident) => {
                 let value = access.reference(ident, ident.span());
                 quote! {
-                    __k.lit(#c::__private::core::any::type_name_of_val(#value));
+                    #local_k.lit(#c::__private::core::any::type_name_of_val(#value));
                 }
             }
         });
     }
     if !generics.is_empty() {
         let mut first = true;
-        out.extend(quote! { __k.lit("::<"); });
+        out.extend(quote! { #local_k.lit("::<"); });
         for generic in generics {
             if !std::mem::take(&mut first) {
-                out.extend(quote! { __k.lit(","); });
+                out.extend(quote! { #local_k.lit(","); });
             }
             out.extend(generic);
         }
-        out.extend(quote! { __k.lit(">"); });
+        out.extend(quote! { #local_k.lit(">"); });
     }
 
     if !key.args.is_empty() {
@@ -385,7 +401,7 @@ fn default_key(
         // otherwise, its post-monomorphization `const` fails the build rather than hashing
         // nothing.
         out.extend(quote! {
-            __k.lit(":");
+            #local_k.lit(":");
             {
                 struct __CacheArgs<A>(A);
                 trait __CacheHashArgs {
@@ -430,7 +446,7 @@ fn default_key(
                         let () = __CacheNotKeyArgs::<A>::FAIL;
                     }
                 }
-                (&__CacheArgs(#args)).__cache_hash(&mut __k, #int);
+                (&__CacheArgs(#args)).__cache_hash(&mut #local_k, #int);
             }
         });
         for arg in &key.args {

@@ -14,8 +14,8 @@ use super::check::Plan;
 use super::parse::{CachedCall, Callee, KeySpec, Target};
 use crate::cached::companion_ident;
 use crate::codegen::{
-    Access, erase_impl_trait, fake_return, first_last, group, render_pattern, render_template,
-    respan, template_checks,
+    Access, erase_impl_trait, fake_return, first_last, group, local, render_pattern,
+    render_template, respan, template_checks,
 };
 
 pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
@@ -30,6 +30,16 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
     let c = &plan.krate;
     let is_async = sig.asyncness.is_some();
+
+    // The expansion's locals, hygienic (see `local`).
+    let local_k = local("__k");
+    let local_t = local("__t");
+    let local_p = local("__p");
+    let local_probe = local("__cache_probe");
+    let local_out = local("__cache_out");
+    let local_split = local("__cache_split");
+    let local_kept = local("__cache_kept");
+    let local_failed = local("__cache_failed");
 
     // Rendered before the body, from the arguments as passed.
     let mut prepare = TokenStream::new();
@@ -50,31 +60,31 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     };
     let cache = &plan.cache;
     for (i, target) in plan.targets.iter().enumerate() {
-        let var = format_ident!("__cache_inv_{}", i);
+        let var = local(&format!("__cache_inv_{i}"));
         match target {
             Target::Key(key) => {
                 let render = match key {
                     KeySpec::Template(t) => {
                         prepare.extend(template_checks(c, t, &Access::Owned));
-                        render_template(c, t, &quote!(__k), &Access::Owned)
+                        render_template(c, t, &quote!(#local_k), &Access::Owned)
                     }
-                    KeySpec::Expr(expr) => quote! { __k.whole(&(#expr)); },
+                    KeySpec::Expr(expr) => quote! { #local_k.whole(&(#expr)); },
                 };
-                prepare.extend(rendered(c, &var, &quote!(__k), render));
+                prepare.extend(rendered(c, &var, &quote!(#local_k), render));
                 let f = blocking("invalidate_key");
                 invalidate.extend(awaited(quote! { #c::__private::#f(#cache, &#var) }));
             }
             Target::Pattern(t) => {
                 prepare.extend(template_checks(c, t, &Access::Owned));
-                let render = render_pattern(c, t, &quote!(__p));
-                prepare.extend(rendered(c, &var, &quote!(__p), render));
+                let render = render_pattern(c, t, &quote!(#local_p));
+                prepare.extend(rendered(c, &var, &quote!(#local_p), render));
                 let f = blocking("invalidate_pattern");
                 invalidate.extend(awaited(quote! { #c::__private::#f(#cache, &#var) }));
             }
             Target::Tag(t) => {
                 prepare.extend(template_checks(c, t, &Access::Owned));
-                let render = render_template(c, t, &quote!(__t), &Access::Owned);
-                prepare.extend(rendered(c, &var, &quote!(__t), render));
+                let render = render_template(c, t, &quote!(#local_t), &Access::Owned);
+                prepare.extend(rendered(c, &var, &quote!(#local_t), render));
                 let f = blocking("invalidate_tag");
                 invalidate.extend(awaited(quote! { #c::__private::#f(&#var) }));
             }
@@ -111,20 +121,20 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         let run = run_body(c, is_async, &ret, ret_span, &block);
         quote! {
             // `__cache_out` is never borrowed, so it is not kept across the `.await`s below.
-            let (__cache_probe, __cache_out) = #c::__private::OnSuccess::with(#run);
-            let __cache_split = {
+            let (#local_probe, #local_out) = #c::__private::OnSuccess::with(#run);
+            let #local_split = {
                 #[allow(unused_imports)]
                 use #c::__private::OnSuccessFallback as _;
-                __cache_probe.split()
+                #local_probe.split()
             };
             // A statement of its own, so that the scrutinee (which holds the error) is dropped
             // before the invalidations' `.await`: only the success is held across it.
-            let __cache_kept = match #c::__private::SuccessSplit::kept(&__cache_split, __cache_out) {
-                ::core::result::Result::Ok(__cache_kept) => __cache_kept,
-                ::core::result::Result::Err(__cache_failed) => return __cache_failed,
+            let #local_kept = match #c::__private::SuccessSplit::kept(&#local_split, #local_out) {
+                ::core::result::Result::Ok(#local_kept) => #local_kept,
+                ::core::result::Result::Err(#local_failed) => return #local_failed,
             };
             #invalidate
-            #c::__private::SuccessSplit::rebuild(&__cache_split, __cache_kept)
+            #c::__private::SuccessSplit::rebuild(&#local_split, #local_kept)
         }
     };
 
