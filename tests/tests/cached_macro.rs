@@ -998,3 +998,55 @@ async fn arguments_named_like_the_expansions_locals_are_the_arguments() {
     })
     .await;
 }
+
+// --- owned arguments of background modes ------------------------------------------------------
+
+static FORMAT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `stale` runs the body after the call returns, so the arguments must be owned: a closure whose
+/// `Fn(&str)` sugar elides a lifetime (or names one with `for<'a>`) borrows nothing itself.
+#[cached(cache = "formatted", key = "formatted:{id}", ttl = 10, stale = 600)]
+async fn formatted(id: u64, format: impl Fn(&str) -> String + Send + Sync + 'static) -> String {
+    FORMAT_RUNS.fetch_add(1, SeqCst);
+    format(&id.to_string())
+}
+
+#[cached(
+    cache = "formatted",
+    key = "formatted_hrtb:{id}",
+    ttl = 10,
+    stale = 600
+)]
+async fn formatted_hrtb(
+    id: u64,
+    format: impl for<'a> Fn(&'a str) -> String + Send + 'static,
+) -> String {
+    FORMAT_RUNS.fetch_add(1, SeqCst);
+    format(&id.to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_over_borrowed_arguments_is_an_owned_argument_of_a_background_refresh() {
+    let m = CacheManager::builder().clock(Clock::tokio()).build();
+    m.scope(async {
+        assert_eq!(formatted(1, |s| format!("<{s}>")).await, "<1>");
+        assert_eq!(formatted(1, |s| format!("[{s}]")).await, "<1>", "a hit");
+        assert_eq!(formatted_hrtb(1, |s| format!("<{s}>")).await, "<1>");
+        assert_eq!(FORMAT_RUNS.load(SeqCst), 2);
+
+        // Stale: the old value at once, and the body refreshed in the background with the
+        // closure it was given, which it owns.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(formatted(1, |s| format!("[{s}]")).await, "<1>");
+        let cache = m.cache("formatted");
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while cache.get::<String>("formatted:1").await.as_deref() != Some("[1]") {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the background refresh stored the new value");
+        assert_eq!(FORMAT_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}

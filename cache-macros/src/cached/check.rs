@@ -220,7 +220,7 @@ fn owned_arguments(sig: &syn::Signature, option: &str, errors: &Errors) {
             }
             FnArg::Receiver(_) => {}
             FnArg::Typed(typed) => {
-                let mut finder = Borrows { found: None };
+                let mut finder = Borrows::default();
                 finder.visit_type(&typed.ty);
                 if let Some(what) = finder.found {
                     errors.spanned_by(
@@ -236,23 +236,60 @@ fn owned_arguments(sig: &syn::Signature, option: &str, errors: &Errors) {
 }
 
 /// Finds a reference or a non-`'static` lifetime in an argument's type.
+///
+/// Not the lifetimes of a closure's signature: `impl Fn(&str) -> String + 'static` owns what it
+/// captures, and the `&str` it is called with is a lifetime of each call (elided in `Fn(..)`
+/// sugar, or named by `for<'a>`), not a borrow the argument holds.
+#[derive(Default)]
 struct Borrows {
     found: Option<&'static str>,
+    /// Inside the parentheses or return type of `Fn(..) -> ..` sugar: elided lifetimes there are
+    /// the call's.
+    fn_sugar: usize,
+    /// Lifetimes bound by an enclosing `for<'a>`.
+    bound: Vec<syn::Ident>,
+}
+
+impl Borrows {
+    fn borrows(&self, lifetime: &syn::Lifetime) -> bool {
+        lifetime.ident != "static" && !self.bound.contains(&lifetime.ident)
+    }
 }
 
 impl Visit<'_> for Borrows {
     fn visit_type_reference(&mut self, ty: &syn::TypeReference) {
-        let is_static = ty.lifetime.as_ref().is_some_and(|l| l.ident == "static");
-        if !is_static {
+        let borrowed = match &ty.lifetime {
+            None => self.fn_sugar == 0,
+            Some(lifetime) => self.borrows(lifetime),
+        };
+        if borrowed {
             self.found.get_or_insert("a reference");
         }
         syn::visit::visit_type_reference(self, ty);
     }
 
     fn visit_lifetime(&mut self, lifetime: &syn::Lifetime) {
-        if lifetime.ident != "static" {
+        if self.borrows(lifetime) {
             self.found.get_or_insert("a borrowed lifetime");
         }
+    }
+
+    fn visit_parenthesized_generic_arguments(&mut self, args: &syn::ParenthesizedGenericArguments) {
+        self.fn_sugar += 1;
+        syn::visit::visit_parenthesized_generic_arguments(self, args);
+        self.fn_sugar -= 1;
+    }
+
+    fn visit_trait_bound(&mut self, bound: &syn::TraitBound) {
+        let names = bound.lifetimes.iter().flat_map(|l| &l.lifetimes);
+        let before = self.bound.len();
+        self.bound.extend(names.filter_map(|p| match p {
+            syn::GenericParam::Lifetime(l) => Some(l.lifetime.ident.clone()),
+            _ => None,
+        }));
+        // The binder's own `'a` is a declaration, not a use: only the bound itself is visited.
+        self.visit_path(&bound.path);
+        self.bound.truncate(before);
     }
 
     fn visit_type_bare_fn(&mut self, _: &syn::TypeBareFn) {}
