@@ -1050,3 +1050,64 @@ async fn a_closure_over_borrowed_arguments_is_an_owned_argument_of_a_background_
     })
     .await;
 }
+
+// --- default keys that must tell values apart -------------------------------------------------
+
+static OPTION_KEY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn optional_limit(limit: Option<Option<u32>>) -> String {
+    OPTION_KEY_RUNS.fetch_add(1, SeqCst);
+    format!("{limit:?}")
+}
+
+#[cached]
+fn optional_unit(flag: Option<()>) -> bool {
+    OPTION_KEY_RUNS.fetch_add(1, SeqCst);
+    flag.is_some()
+}
+
+/// `None`, `Some(None)` and `Some(Some(..))` are different arguments, and so are `None` and
+/// `Some(())`: each has its own entry.
+#[test]
+fn nested_options_and_some_unit_are_distinct_keys() {
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(optional_limit(None), "None");
+            assert_eq!(optional_limit(Some(None)), "Some(None)");
+            assert_eq!(optional_limit(Some(Some(3))), "Some(Some(3))");
+            assert!(!optional_unit(None));
+            assert!(optional_unit(Some(())));
+        }
+    });
+    assert_eq!(OPTION_KEY_RUNS.load(SeqCst), 5, "one run per value, then hits");
+}
+
+static MAP_KEY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached]
+fn total(counts: std::collections::HashMap<String, u32>) -> u32 {
+    MAP_KEY_RUNS.fetch_add(1, SeqCst);
+    counts.values().sum()
+}
+
+/// A `HashMap` iterates in its own order (each map is seeded on its own): equal maps still
+/// have one key.
+#[test]
+fn equal_hash_maps_share_a_key() {
+    let entries: Vec<(String, u32)> = (0..32).map(|i| (format!("item{i}"), i)).collect();
+    let m = manager();
+    m.scope_sync(|| {
+        for round in 0..10 {
+            let map = if round % 2 == 0 {
+                entries.iter().cloned().collect()
+            } else {
+                entries.iter().rev().cloned().collect()
+            };
+            assert_eq!(total(map), (0..32).sum::<u32>());
+        }
+    });
+    assert_eq!(MAP_KEY_RUNS.load(SeqCst), 1, "one run, then hits");
+    assert_eq!(m.cache("default").len(), 1);
+}

@@ -9,6 +9,7 @@
 
 use std::sync::LazyLock;
 
+mod args;
 mod escape;
 mod glob;
 mod render;

@@ -42,7 +42,9 @@ pub trait KeyArgs {
 impl<T: serde::Serialize + ?Sized> KeyArgs for T {
     #[inline]
     fn serialize_for_key(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error> {
-        self.serialize(&mut rmp_serde::Serializer::new(out).with_struct_map())
+        // `rmp_serde`'s named form, but one-to-one for nested `Option`s and independent of a
+        // map's iteration order (see `args.rs`).
+        self.serialize(super::args::KeySerializer { out })
     }
 }
 
@@ -100,8 +102,18 @@ const ARG_INLINE: usize = 64;
 
 impl ArgBytes {
     #[inline(always)]
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         ArgBytes(StackBytes::new())
+    }
+
+    #[inline(always)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Drops the bytes from `len` on (the key serializer's rewrite of a `Some`).
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
     }
 
     /// A MessagePack array header for `len` elements (at most 16: tuples are nested past that).
@@ -116,12 +128,12 @@ impl ArgBytes {
     }
 
     #[inline(always)]
-    fn push(&mut self, bytes: &[u8]) {
+    pub(super) fn push(&mut self, bytes: &[u8]) {
         self.0.push(bytes);
     }
 
     #[inline(always)]
-    fn as_bytes(&self) -> &[u8] {
+    pub(super) fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -304,6 +316,21 @@ impl<const N: usize> StackBytes<N> {
     fn clear(&mut self) {
         self.len = 0;
         self.spill.clear();
+    }
+
+    /// Keeps the first `len` bytes. Back inline when they fit: `push` writes inline whenever the
+    /// end does, so spilled bytes must always end past `N`.
+    fn truncate(&mut self, len: usize) {
+        debug_assert!(len <= self.len);
+        if !self.spill.is_empty() {
+            if len <= N {
+                self.inline[..len].copy_from_slice(&self.spill[..len]);
+                self.spill.clear();
+            } else {
+                self.spill.truncate(len);
+            }
+        }
+        self.len = len;
     }
 }
 
