@@ -104,6 +104,11 @@ mod conditions_md {}
 /// functions of the same name in different functions, never share entries. That spelling comes
 /// from `std::any::type_name`, as the `Self=` part always did, and may change with the compiler.
 ///
+/// The hash tells `None`, `Some(None)` and `Some(())` apart, and a map's entries are hashed in
+/// the order of their bytes, so equal `HashMap`s share a key. A `HashSet` argument is a compile
+/// error: hashed as the sequence it iterates, in an order of its own in every process, equal sets
+/// would not share a key; take a `BTreeSet`, give a `key`, or `skip` it.
+///
 /// On axum handlers (see docs/axum.md): names bound by extractor patterns (`Path(id)`,
 /// `Query(q)`, `Json(body)`) are arguments like any other; a `State<S>` argument (with its type
 /// argument, bare or through axum's path) is never part of the key; and an argument of a per-user

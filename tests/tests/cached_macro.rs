@@ -1081,7 +1081,11 @@ fn nested_options_and_some_unit_are_distinct_keys() {
             assert!(optional_unit(Some(())));
         }
     });
-    assert_eq!(OPTION_KEY_RUNS.load(SeqCst), 5, "one run per value, then hits");
+    assert_eq!(
+        OPTION_KEY_RUNS.load(SeqCst),
+        5,
+        "one run per value, then hits"
+    );
 }
 
 static MAP_KEY_RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -440,6 +440,44 @@ fn per_user_inputs(sig: &syn::Signature, skipped: &[&Ident], errors: &Errors) {
     }
 }
 
+/// A default key hashes a set as the sequence its iterator yields, and a `HashSet`'s order
+/// differs between processes and between sets of equal contents: equal arguments would get other
+/// keys (a miss each time, and as many entries in Redis). Maps are put in order when hashed; a
+/// set cannot be told from a `Vec` there, whose order matters, so a `HashSet` argument (or one
+/// holding a `HashSet`, as written in its type) is an error that says what to use instead.
+fn unordered_sets(sig: &syn::Signature, skipped: &[&Ident], errors: &Errors) {
+    struct Finder(Option<Ident>);
+    impl Visit<'_> for Finder {
+        fn visit_path_segment(&mut self, segment: &syn::PathSegment) {
+            if self.0.is_none() && segment.ident.to_string().ends_with("HashSet") {
+                self.0 = Some(segment.ident.clone());
+            }
+            syn::visit::visit_path_segment(self, segment);
+        }
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {}
+        fn visit_type_trait_object(&mut self, _: &syn::TypeTraitObject) {}
+    }
+    for arg in &sig.inputs {
+        let FnArg::Typed(typed) = arg else { continue };
+        let names = bound_names(&typed.pat);
+        let Some(name) = names.iter().find(|n| !skipped.contains(n)) else {
+            continue;
+        };
+        let mut finder = Finder(None);
+        finder.visit_type(&typed.ty);
+        let Some(set) = finder.0 else { continue };
+        errors.spanned_by(
+            &typed.ty,
+            format!(
+                "`#[cached]` on `{fn_name}`: `{name}` is (or holds) a `{set}`, which iterates in a different order in every process, \
+                 so equal sets would get different default keys; take a `BTreeSet` (or a sorted `Vec`) instead, \
+                 give an explicit `key = ...` built from it in a fixed order, or add `skip({name})` if the result does not depend on it",
+                fn_name = sig.ident,
+            ),
+        );
+    }
+}
+
 fn default_key(
     item: &ItemFn,
     inputs: &Inputs,
@@ -480,6 +518,7 @@ fn default_key(
     }
 
     per_user_inputs(sig, &skipped, errors);
+    unordered_sets(sig, &skipped, errors);
 
     // axum's `State<S>` is the application's shared state, the same for every request: it is
     // left out of the key (and need not be `Serialize`).
