@@ -104,10 +104,10 @@ impl CallSite {
     fn store(&'static self) -> StoreRef {
         // The common case in two loads: no scope anywhere, and this site already resolved its
         // store in the global manager (which `with_current` would fetch out of line first).
-        if crate::manager::no_scopes() {
-            if let Some(store) = self.global.get() {
-                return StoreRef::Static(store);
-            }
+        if crate::manager::no_scopes()
+            && let Some(store) = self.global.get()
+        {
+            return StoreRef::Static(store);
         }
         with_current(|manager: &CacheManager, is_global| {
             if is_global {

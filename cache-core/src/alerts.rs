@@ -204,15 +204,15 @@ impl CacheManager {
                     });
                 }
             }
-            if let Some(max) = rules.max_weight {
-                if s.weight > max {
-                    alerts.push(Alert {
-                        cache: s.name.clone(),
-                        kind: AlertKind::HighWeight,
-                        value: s.weight as f64,
-                        threshold: max as f64,
-                    });
-                }
+            if let Some(max) = rules.max_weight
+                && s.weight > max
+            {
+                alerts.push(Alert {
+                    cache: s.name.clone(),
+                    kind: AlertKind::HighWeight,
+                    value: s.weight as f64,
+                    threshold: max as f64,
+                });
             }
             if let Some(max) = rules.max_evictions_per_sec {
                 let rate = evictions as f64 / (elapsed_ms.max(1) as f64 / 1000.0);

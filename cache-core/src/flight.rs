@@ -231,14 +231,13 @@ fn join<T: Clone + Send + Sync + 'static>(
         settled: false,
     };
     // A leader that finished between our lookup and our registration has stored its value.
-    if local {
-        if let Some(value) = store.memory.peek_value_of::<T>(key.as_bytes(), hash) {
-            if let Some(v) = value.downcast_ref::<T>() {
-                let v = v.clone();
-                guard.settle(State::Done(value));
-                return Role::Hit(v);
-            }
-        }
+    if local
+        && let Some(value) = store.memory.peek_value_of::<T>(key.as_bytes(), hash)
+        && let Some(v) = value.downcast_ref::<T>()
+    {
+        let v = v.clone();
+        guard.settle(State::Done(value));
+        return Role::Hit(v);
     }
     Role::Lead(guard)
 }
@@ -1000,15 +999,15 @@ async fn run_body<F: Future + ?Sized>(
             Ok(Poll::Ready(out)) => return Poll::Ready(BodyEnd::Returned(out)),
             Ok(Poll::Pending) => {}
         }
-        if let Some((after, sleep)) = hard.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(BodyEnd::HardTimedOut(*after));
-            }
+        if let Some((after, sleep)) = hard.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(BodyEnd::HardTimedOut(*after));
         }
-        if let Some(sleep) = soft.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(BodyEnd::SoftTimedOut);
-            }
+        if let Some(sleep) = soft.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(BodyEnd::SoftTimedOut);
         }
         Poll::Pending
     })

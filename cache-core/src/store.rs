@@ -122,11 +122,11 @@ impl Store {
         if !self.tier.uses_memory() {
             return true;
         }
-        if self.tier == Tier::Hybrid {
-            if let Some(l1) = self.policy.l1_ttl {
-                let ttl = opts.ttl.or(self.policy.ttl);
-                opts.ttl = Some(ttl.map_or(l1, |t| t.min(l1)));
-            }
+        if self.tier == Tier::Hybrid
+            && let Some(l1) = self.policy.l1_ttl
+        {
+            let ttl = opts.ttl.or(self.policy.ttl);
+            opts.ttl = Some(ttl.map_or(l1, |t| t.min(l1)));
         }
         self.memory.insert(key, hash, value, opts)
     }

@@ -39,7 +39,7 @@ async fn no_read_after_an_invalidation_sees_older_data() {
             for _ in 0..2_000 {
                 let k = rng.next() % KEYS;
                 let key = format!("k{k}");
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     // A write: bump the version in the "database", then invalidate.
                     let written = db[k as usize].fetch_add(1, Ordering::SeqCst) + 1;
                     m.invalidate_key("linearizable", &key).await;

@@ -172,7 +172,7 @@ mod paths {
 
     pub(crate) static RUNS: AtomicUsize = AtomicUsize::new(0);
 
-    #[cache_core::cache_if(n % 2 == 0)]
+    #[cache_core::cache_if(n.is_multiple_of(2))]
     #[::cache_core::cached(key = "even:{n}")]
     pub(crate) fn above(n: u32) -> u32 {
         RUNS.fetch_add(1, SeqCst);

@@ -121,7 +121,7 @@ static OPTION_RUNS: AtomicUsize = AtomicUsize::new(0);
 #[cached]
 async fn find_even(x: u32) -> Option<u32> {
     OPTION_RUNS.fetch_add(1, SeqCst);
-    (x % 2 == 0).then_some(x)
+    x.is_multiple_of(2).then_some(x)
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ static NONE_RUNS: AtomicUsize = AtomicUsize::new(0);
 #[cached(cache_none = true)]
 async fn find_even_or_none(x: u32) -> Option<u32> {
     NONE_RUNS.fetch_add(1, SeqCst);
-    (x % 2 == 0).then_some(x)
+    x.is_multiple_of(2).then_some(x)
 }
 
 #[tokio::test]

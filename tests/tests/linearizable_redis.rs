@@ -55,7 +55,7 @@ async fn run(tier: Tier, namespace: &str, server: &RedisServer) -> u64 {
                         v
                     })
                 };
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     let written = db[k as usize].fetch_add(1, Ordering::SeqCst) + 1;
                     m.invalidate_key("lin", &key).await;
                     let seen: u64 = read().await;

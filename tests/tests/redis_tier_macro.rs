@@ -286,7 +286,7 @@ static FIND_RUNS: AtomicUsize = AtomicUsize::new(0);
 #[cached(cache = "users", key = "find:{id}")]
 async fn find_account(id: u64) -> Option<Account> {
     FIND_RUNS.fetch_add(1, SeqCst);
-    (id % 2 == 0).then(|| account(id))
+    id.is_multiple_of(2).then(|| account(id))
 }
 
 static LOAD_RUNS: AtomicUsize = AtomicUsize::new(0);

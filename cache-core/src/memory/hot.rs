@@ -50,7 +50,7 @@ impl HotKeys {
         }
         // Decays once in DECAY_EVERY records on average, drawn per thread: a shared count of
         // records was one more cache line that every core recording wrote.
-        if crate::stats::sample() % DECAY_EVERY == 0 {
+        if crate::stats::sample().is_multiple_of(DECAY_EVERY) {
             self.decay();
         }
         // Most sampled keys are not hot enough for the list: say so without the lock, which

@@ -388,10 +388,10 @@ impl MemoryStore {
             // (epoch bump, then a removal that takes the same lock) is either seen here or finds
             // the entry.
             let slot_entry = map.entry_sync(hash);
-            if let Some(expected) = opts.epoch {
-                if self.epochs.snapshot(hash, &entry.tags) != expected {
-                    return false;
-                }
+            if let Some(expected) = opts.epoch
+                && self.epochs.snapshot(hash, &entry.tags) != expected
+            {
+                return false;
             }
             // The tag index changes under the same lock, so its records for this hash follow the
             // map's order of writes: two inserts racing on a key cannot leave the survivor

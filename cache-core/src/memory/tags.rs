@@ -27,10 +27,10 @@ impl TagIndex {
     /// Forgets `slot` under each tag, unless a newer entry under the same hash took its place.
     pub(crate) fn remove(&self, tags: &[Arc<str>], slot: Slot) {
         for tag in tags {
-            if let Some(mut members) = self.by_tag.get_mut(tag) {
-                if members.get(&slot.hash) == Some(&slot.id) {
-                    members.remove(&slot.hash);
-                }
+            if let Some(mut members) = self.by_tag.get_mut(tag)
+                && members.get(&slot.hash) == Some(&slot.id)
+            {
+                members.remove(&slot.hash);
             }
             self.by_tag.remove_if(tag, |_, members| members.is_empty());
         }

@@ -60,29 +60,27 @@ impl Item {
     fn parse(input: ParseStream<'_>) -> syn::Result<Item> {
         let expr: Expr = input.parse()?;
         // `name = value` is an assignment, never a `bool`: it is an option.
-        if let Expr::Assign(ExprAssign { left, right, .. }) = &expr {
-            if let Expr::Path(ExprPath {
+        if let Expr::Assign(ExprAssign { left, right, .. }) = &expr
+            && let Expr::Path(ExprPath {
                 path, qself: None, ..
             }) = &**left
-            {
-                if let Some(ident) = path.get_ident() {
-                    if ident == "result" {
-                        return Ok(Item::Result(ident.clone(), (**right).clone()));
-                    }
-                    let name = ident.to_string();
-                    let hint = if edit_distance(&name, "result") <= 2 {
-                        "; did you mean `result`?"
-                    } else {
-                        ""
-                    };
-                    return Err(syn::Error::new(
-                        ident.span(),
-                        format!(
-                            "unknown option `{name}`; `#[cache_if]` takes {USAGE} (compare with `==`){hint}"
-                        ),
-                    ));
-                }
+            && let Some(ident) = path.get_ident()
+        {
+            if ident == "result" {
+                return Ok(Item::Result(ident.clone(), (**right).clone()));
             }
+            let name = ident.to_string();
+            let hint = if edit_distance(&name, "result") <= 2 {
+                "; did you mean `result`?"
+            } else {
+                ""
+            };
+            return Err(syn::Error::new(
+                ident.span(),
+                format!(
+                    "unknown option `{name}`; `#[cache_if]` takes {USAGE} (compare with `==`){hint}"
+                ),
+            ));
         }
         Ok(Item::When(expr))
     }

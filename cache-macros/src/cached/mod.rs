@@ -87,14 +87,14 @@ fn take_stacked(func: &mut ItemFn, args: &mut parse::Args, errors: &Errors) {
 }
 
 fn not_a_function(item: &TokenStream, errors: &Errors) {
-    if let Ok(decl) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
-        if decl.default.is_none() {
-            errors.spanned_by(
+    if let Ok(decl) = syn::parse2::<syn::TraitItemFn>(item.clone())
+        && decl.default.is_none()
+    {
+        errors.spanned_by(
                 &decl.sig,
                 "`#[cached]` needs a function with a body; put it on the trait's implementations, or give the method a default body",
             );
-            return;
-        }
+        return;
     }
     errors.at(
         first_token_after_attributes(item),

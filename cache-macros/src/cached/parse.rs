@@ -334,12 +334,11 @@ fn parse_percent(value: &Expr) -> syn::Result<u8> {
     if let Expr::Lit(ExprLit {
         lit: Lit::Int(int), ..
     }) = value
+        && let Ok(p) = int.base10_parse::<u8>()
+        && (1..=100).contains(&p)
+        && int.suffix().is_empty()
     {
-        if let Ok(p) = int.base10_parse::<u8>() {
-            if (1..=100).contains(&p) && int.suffix().is_empty() {
-                return Ok(p);
-            }
-        }
+        return Ok(p);
     }
     Err(syn::Error::new_spanned(
         value,

@@ -37,14 +37,14 @@ pub(crate) fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn not_a_function(item: &TokenStream, errors: &Errors) {
-    if let Ok(decl) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
-        if decl.default.is_none() {
-            errors.spanned_by(
+    if let Ok(decl) = syn::parse2::<syn::TraitItemFn>(item.clone())
+        && decl.default.is_none()
+    {
+        errors.spanned_by(
                 &decl.sig,
                 "`#[invalidates]` needs a function with a body; put it on the trait's implementations, or give the method a default body",
             );
-            return;
-        }
+        return;
     }
     errors.at(
         crate::cached::first_token_after_attributes(item),
