@@ -802,7 +802,8 @@ fn serve_later<R, W: Work<R>>(
     };
     let now = store.memory.clock.now_ms();
     let in_flight = store.flights.contains_key(&hash);
-    let refresh = |work: W, fallback: Option<Kept>| {
+    // The value being refreshed is its fallback, with the epochs read before it.
+    let refresh = |work: W, shared: Value| {
         let ctx = Background {
             store: store.clone(),
             key: key.clone(),
@@ -810,7 +811,11 @@ fn serve_later<R, W: Work<R>>(
             opts: opts.clone(),
             fresh: *fresh,
             guard: None,
-            fallback,
+            fallback: Some(Kept {
+                shared,
+                times,
+                epoch,
+            }),
             started: None,
             lock: None,
         };
@@ -829,14 +834,7 @@ fn serve_later<R, W: Work<R>>(
                 times.delta_ms,
             )
         {
-            refresh(
-                work,
-                Some(Kept {
-                    shared,
-                    times,
-                    epoch,
-                }),
-            );
+            refresh(work, shared);
         }
         return Later::Served(out);
     }
@@ -846,14 +844,7 @@ fn serve_later<R, W: Work<R>>(
         note(Status::Stale);
         let out = work.strategy().rebuild(value);
         if !in_flight {
-            refresh(
-                work,
-                Some(Kept {
-                    shared,
-                    times,
-                    epoch,
-                }),
-            );
+            refresh(work, shared);
         }
         return Later::Served(out);
     }
