@@ -42,7 +42,7 @@ struct Pool {
     next: AtomicUsize,
 }
 
-/// How many runtimes' connections are kept; past this the oldest are dropped.
+/// How many runtimes' connections are kept; past this the least recently used are dropped.
 const MAX_RUNTIMES: usize = 8;
 
 /// State kept per tokio runtime.
@@ -51,27 +51,36 @@ const MAX_RUNTIMES: usize = 8;
 /// connection dies with that runtime. An application has one runtime, but tests usually have one
 /// per test (`#[tokio::test]`), and a backend held in a global would otherwise fail its first
 /// operation on every new runtime. Keyed by runtime id, each runtime gets its own connections.
-struct PerRuntime<T>(Mutex<Vec<(RuntimeId, T)>>);
+struct PerRuntime<T, Id = RuntimeId>(Mutex<Vec<(Id, T)>>);
 
-impl<T> PerRuntime<T> {
+impl<T, Id: PartialEq> PerRuntime<T, Id> {
     fn new() -> Self {
         PerRuntime(Mutex::new(Vec::new()))
     }
 
-    /// Runs `f` on this runtime's entry, creating it with `init` first if needed.
-    fn with<R>(&self, id: RuntimeId, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+    /// Runs `f` on this runtime's entry, creating it with `init` first if needed. Entries are
+    /// kept most recently used last, so the one dropped past [`MAX_RUNTIMES`] is the least
+    /// recently used: the application's main runtime keeps its connections however many
+    /// short-lived runtimes come and go (dropping the first one created, it reconnected after
+    /// every eighth new runtime).
+    fn with<R>(&self, id: Id, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let at = match all.iter().position(|(rid, _)| *rid == id) {
-            Some(at) => at,
+        match all.iter().position(|(rid, _)| *rid == id) {
+            // Usually the only runtime, and already last.
+            Some(at) if at + 1 == all.len() => {}
+            Some(at) => {
+                let entry = all.remove(at);
+                all.push(entry);
+            }
             None => {
                 if all.len() >= MAX_RUNTIMES {
                     all.remove(0);
                 }
                 all.push((id, init()));
-                all.len() - 1
             }
-        };
-        f(&mut all[at].1)
+        }
+        let last = all.len() - 1;
+        f(&mut all[last].1)
     }
 }
 
@@ -544,6 +553,30 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_runtime_dropped_past_the_limit_is_the_least_recently_used() {
+        let per: PerRuntime<u32, u32> = PerRuntime::new();
+        let created = std::cell::Cell::new(0);
+        let use_runtime = |id: u32| {
+            per.with(
+                id,
+                || {
+                    created.set(created.get() + 1);
+                    id
+                },
+                |v| *v,
+            )
+        };
+        // The main runtime (0), used between every short-lived one.
+        use_runtime(0);
+        for short_lived in 1..=20 {
+            use_runtime(short_lived);
+            assert_eq!(use_runtime(0), 0);
+        }
+        // Created once, plus each short-lived one: 0 was never dropped and recreated.
+        assert_eq!(created.get(), 21);
     }
 
     #[test]
