@@ -170,9 +170,13 @@ impl CacheManager {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.stats();
         let Some(start) = state.window_start_ms else {
-            // The first call opens the first window.
+            // The first call opens the first window, from the counts as they stand: what came
+            // before it (start-up, warming) is not this window's.
             state.window_start_ms = Some(now);
-            state.baseline = stats.iter().map(|s| (s.name.clone(), (0, 0, 0))).collect();
+            state.baseline = stats
+                .iter()
+                .map(|s| (s.name.clone(), (s.hits, s.misses, s.evictions)))
+                .collect();
             return Vec::new();
         };
         let elapsed_ms = now.saturating_sub(start);

@@ -106,6 +106,34 @@ fn prometheus_text_has_every_family_once() {
 }
 
 #[test]
+fn the_first_window_counts_from_when_it_opens() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        .alerts(
+            AlertRules::new()
+                .window(Duration::from_secs(60))
+                .min_hit_rate(0.9)
+                .min_lookups(3),
+        )
+        .build();
+    let c = m.cache("warm");
+    // Misses before the first check (start-up) belong to no window.
+    for _ in 0..5 {
+        c.blocking().get::<u32>("absent");
+    }
+    assert!(
+        m.check_alerts().is_empty(),
+        "the first call opens the window"
+    );
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        m.check_alerts().is_empty(),
+        "no lookups in the window, so no hit rate to judge"
+    );
+}
+
+#[test]
 fn alerts_fire_once_per_window() {
     let clock = Clock::manual();
     let m = CacheManager::builder()
