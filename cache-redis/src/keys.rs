@@ -90,7 +90,7 @@ impl Layout {
         format!("{}{TAG_SEGMENT}:{tag}", self.ns_prefix)
     }
 
-    /// The glob matching every key of the namespace (values of every cache, and tag sets).
+    /// The glob matching every key of the namespace (values of every cache, tag sets, locks).
     pub(crate) fn namespace_glob(&self) -> String {
         format!("{}*", escape_glob(&self.ns_prefix))
     }

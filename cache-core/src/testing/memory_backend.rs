@@ -23,7 +23,15 @@ use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteErro
 /// trusting a deployment. Clones share the same data, so several managers built on clones (see
 /// [`instances`](super::instances)) behave like processes sharing one Redis.
 ///
-/// TTLs follow `tokio::time::Instant`, so they move with a paused tokio clock.
+/// TTLs follow `tokio::time::Instant`, so they move with a paused tokio clock. Where it differs
+/// from the Redis tier:
+/// - a value's *logical* expiry, in its envelope, is wall-clock (Unix milliseconds), as in Redis:
+///   a paused or manual clock moves the stored copy's TTL but not the envelope's, so past its
+///   TTL a remote value still decodes as fresh until the wall clock gets there. Test stale
+///   serving and refresh on the memory tier, or seed expired envelopes
+///   ([`put_raw`](Self::put_raw));
+/// - keys are matched by pattern as they are, where the Redis tier stores keys longer than its
+///   `max_key_bytes` or holding control characters under a hash that no pattern reaches.
 ///
 /// # Examples
 ///
@@ -151,11 +159,13 @@ impl RemoteBackend for MemoryBackend {
 
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
         Box::pin(async move {
+            let now = Instant::now();
             let mut data = self.data();
             let keys = data.tags.remove(tag).unwrap_or_default();
             let mut removed = 0;
             for k in keys {
-                removed += u64::from(data.values.remove(&k).is_some());
+                // Counted as Redis counts them: an expired value is already gone there.
+                removed += u64::from(data.values.remove(&k).is_some_and(|v| v.live(now)));
             }
             Ok(removed)
         })
@@ -163,11 +173,13 @@ impl RemoteBackend for MemoryBackend {
 
     fn clear_all(&self) -> BoxFuture<'_, Result<u64, RemoteError>> {
         Box::pin(async move {
+            let now = Instant::now();
             let mut data = self.data();
-            let n = data.values.len() as u64;
-            // Locks stay, as in Redis, where clears never touch them.
+            let n = data.values.values().filter(|v| v.live(now)).count() as u64;
+            // Locks go too, as in Redis, where `clear_all` scans the whole namespace.
             data.values.clear();
             data.tags.clear();
+            data.locks.clear();
             Ok(n)
         })
     }
@@ -242,20 +254,27 @@ impl RemoteTier for MemoryTier {
     fn delete_pattern<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<u64, RemoteError>> {
         Box::pin(async move {
             let glob = Glob::new(pattern);
-            let mut data = self.backend.data();
-            let before = data.values.len();
-            data.values
-                .retain(|(cache, key), _| !(cache == &self.cache && glob.matches(key)));
-            Ok((before - data.values.len()) as u64)
+            let now = Instant::now();
+            let mut removed = 0;
+            self.backend.data().values.retain(|(cache, key), v| {
+                let gone = cache == &self.cache && glob.matches(key);
+                removed += u64::from(gone && v.live(now));
+                !gone
+            });
+            Ok(removed)
         })
     }
 
     fn clear<'a>(&'a self) -> BoxFuture<'a, Result<u64, RemoteError>> {
         Box::pin(async move {
-            let mut data = self.backend.data();
-            let before = data.values.len();
-            data.values.retain(|(cache, _), _| cache != &self.cache);
-            Ok((before - data.values.len()) as u64)
+            let now = Instant::now();
+            let mut removed = 0;
+            self.backend.data().values.retain(|(cache, _), v| {
+                let gone = cache == &self.cache;
+                removed += u64::from(gone && v.live(now));
+                !gone
+            });
+            Ok(removed)
         })
     }
 
@@ -271,7 +290,8 @@ impl RemoteTier for MemoryTier {
             let lock = data.locks.entry(self.id(key));
             match lock {
                 std::collections::hash_map::Entry::Occupied(mut held) => {
-                    if held.get().1 > now && held.get().0 != token {
+                    // `SET NX`: a live lock is held, whoever holds it (even this token).
+                    if held.get().1 > now {
                         return Ok(LockAttempt::Held);
                     }
                     held.insert((token, now + ttl));
@@ -335,5 +355,44 @@ impl Backplane for MemoryBackplane {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn it_answers_as_the_redis_tier_does() {
+        let backend = MemoryBackend::new();
+        let tier = backend.tier("c");
+        let ttl = Some(Duration::from_secs(1));
+        for key in ["a:1", "a:2", "b:1"] {
+            tier.set(key, vec![1], ttl, &[Arc::from("t")])
+                .await
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // Expired values are gone in Redis, so no delete counts them.
+        assert_eq!(tier.delete_pattern("a:*").await, Ok(0));
+        assert_eq!(backend.delete_tag("t").await, Ok(0));
+        tier.set("c:1", vec![1], None, &[]).await.unwrap();
+        assert_eq!(tier.clear().await, Ok(1));
+
+        // `SET NX`: a live lock is held, even against its own token.
+        let token = LockToken::random();
+        let hold = Duration::from_secs(5);
+        assert_eq!(
+            tier.try_lock("k", token, hold).await,
+            Ok(LockAttempt::Acquired)
+        );
+        assert_eq!(tier.try_lock("k", token, hold).await, Ok(LockAttempt::Held));
+        // `clear_all` scans the whole namespace, locks included.
+        assert_eq!(backend.clear_all().await, Ok(0));
+        let other = LockToken::random();
+        assert_eq!(
+            tier.try_lock("k", other, hold).await,
+            Ok(LockAttempt::Acquired)
+        );
     }
 }

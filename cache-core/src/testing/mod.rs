@@ -6,13 +6,15 @@
 //!
 //! - [`FaultyBackend`]: wraps any remote backend (Redis, or [`MemoryBackend`]) and makes its
 //!   operations fail always, fail with a seeded probability, slow down, or hang, switched at run
-//!   time through [`Faults`], with [`FaultCounts`] of what it injected.
+//!   time through [`Faults`], with [`FaultCounts`] of what it injected. The backplane passes
+//!   through unfaulted.
 //! - [`MemoryBackend`]: an in-process remote backend with a backplane, for unit tests that need
 //!   a second tier without a server. Not Redis: test against Redis too.
 //! - [`instances`]: several managers sharing one backend in one process, as several processes
 //!   of an application share one Redis ([`SharedBackend`] hands one backend to many managers).
 //! - [`TestClock`]: a manual or paused tokio clock, moved together with the managers' expiry
-//!   sweeps, so TTL tests neither sleep nor race.
+//!   sweeps, so TTL tests of the memory tiers neither sleep nor race (a remote value's logical
+//!   expiry, in its envelope, stays on the wall clock).
 //! - [`fuzz`]: the fuzz targets' entry points (the value envelope decoder, key templates).
 //!
 //! ```toml
