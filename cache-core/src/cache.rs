@@ -232,7 +232,7 @@ impl Cache {
     pub async fn clear(&self) -> usize {
         let n = self.store.memory.clear();
         if let Some(remote) = &self.store.remote {
-            self.store.writes.drain().await;
+            self.store.drain_writes().await;
             let _ = remote.run_bulk(remote.inner.clear()).await;
             // Again: what a read found remotely before the clear may be back in memory.
             self.store.memory.clear();

@@ -144,6 +144,12 @@ impl Flight {
     }
 }
 
+/// Whether the caller runs inside a current-thread tokio runtime (see `get_or_compute_blocking`).
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 /// Held by the leader while it loads or computes; settles the flight however the leader ends.
 /// Owns its store so that a background task can hold it (soft timeout).
 pub(crate) struct LeaderGuard {
@@ -1593,6 +1599,12 @@ fn miss_blocking<R, J: SyncJob<R>>(
                 );
             }
             Role::Alone => {
+                return lead_blocking(store, key, hash, opts, &fresh, job, codec, fallback, None);
+            }
+            // A blocking caller on a current-thread runtime cannot wait for a leader: the leader
+            // may be an async task of this very thread, which cannot run while it waits (a
+            // deadlock, not a delay). It computes on its own instead.
+            Role::Follow(_) if on_current_thread_runtime() => {
                 return lead_blocking(store, key, hash, opts, &fresh, job, codec, fallback, None);
             }
             Role::Follow(flight) => {

@@ -27,7 +27,7 @@ impl CacheManager {
         if let Some(backend) = self.remote() {
             // Writes already under way land before the delete (see `write_gate`).
             for store in &stores {
-                store.writes.drain().await;
+                store.drain_writes().await;
             }
             let _ = self.run_remote_bulk(backend.delete_tag(tag)).await;
             // Again: what a read found remotely before the delete may be back in memory.
@@ -62,7 +62,7 @@ impl CacheManager {
         let removed = stores.iter().map(|s| s.memory.clear()).sum();
         if let Some(backend) = self.remote() {
             for store in &stores {
-                store.writes.drain().await;
+                store.drain_writes().await;
             }
             let _ = self.run_remote_bulk(backend.clear_all()).await;
             for store in &stores {
@@ -121,7 +121,7 @@ impl Cache {
         let store = self.store();
         let removed = store.memory.remove_where(|key| glob.matches(key));
         if let Some(remote) = &store.remote {
-            store.writes.drain().await;
+            store.drain_writes().await;
             let _ = remote.run_bulk(remote.inner.delete_pattern(pattern)).await;
             store.memory.remove_where(|key| glob.matches(key));
         }

@@ -29,12 +29,20 @@ static GLOBAL: OnceLock<CacheManager> = OnceLock::new();
 /// atomic load and skips the thread- and task-local look-ups.
 static ACTIVE_SCOPES: AtomicUsize = AtomicUsize::new(0);
 
+/// Numbers scopes in the order they are entered: with both an async scope (task-local) and a
+/// sync one (thread-local) in force, the one entered last is the innermost and wins.
+static SCOPE_ORDER: AtomicU64 = AtomicU64::new(0);
+
+fn next_scope_order() -> u64 {
+    SCOPE_ORDER.fetch_add(1, Ordering::Relaxed)
+}
+
 tokio::task_local! {
-    static TASK_MANAGER: CacheManager;
+    static TASK_MANAGER: (CacheManager, u64);
 }
 
 thread_local! {
-    static THREAD_MANAGER: RefCell<Option<CacheManager>> = const { RefCell::new(None) };
+    static THREAD_MANAGER: RefCell<Option<(CacheManager, u64)>> = const { RefCell::new(None) };
 }
 
 /// The caches of an application.
@@ -497,15 +505,16 @@ impl CacheManager {
         let manager = self.clone();
         async move {
             let _active = ScopeCount::enter();
-            TASK_MANAGER.scope(manager, fut).await
+            TASK_MANAGER.scope((manager, next_scope_order()), fut).await
         }
     }
 
     /// Runs `f` with this manager as the current one on this thread.
     pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
         let _active = ScopeCount::enter();
-        let previous = THREAD_MANAGER.with(|t| t.borrow_mut().replace(self.clone()));
-        struct Restore(Option<CacheManager>);
+        let previous =
+            THREAD_MANAGER.with(|t| t.borrow_mut().replace((self.clone(), next_scope_order())));
+        struct Restore(Option<(CacheManager, u64)>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 let previous = self.0.take();
@@ -698,16 +707,42 @@ pub(crate) fn no_scopes() -> bool {
 #[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(&CacheManager, bool) -> R) -> R {
     if ACTIVE_SCOPES.load(Ordering::Relaxed) != 0 {
-        let mut f = Some(f);
-        if let Ok(r) = TASK_MANAGER.try_with(|m| (f.take().expect("called once"))(m, false)) {
-            return r;
-        }
-        let scoped = THREAD_MANAGER.with(|t| t.borrow().clone());
-        let f = f.take().expect("called once");
+        let task = TASK_MANAGER.try_with(|scoped| scoped.clone()).ok();
+        let thread = THREAD_MANAGER.with(|t| t.borrow().clone());
+        // The innermost scope: `scope_sync` inside an async `scope`, or the reverse.
+        let scoped = match (task, thread) {
+            (Some(task), Some(thread)) => Some(if thread.1 > task.1 { thread } else { task }),
+            (task, thread) => task.or(thread),
+        };
         return match scoped {
-            Some(m) => f(&m, false),
+            Some((m, _)) => f(&m, false),
             None => f(CacheManager::global(), true),
         };
     }
     f(CacheManager::global(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CacheManager;
+
+    #[test]
+    fn the_innermost_scope_is_current_whichever_kind_it_is() {
+        let a = CacheManager::builder().build();
+        a.cache("only_a");
+        let b = CacheManager::builder().build();
+        b.cache("only_b");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // A sync scope inside an async one.
+        let inner_sync = runtime
+            .block_on(a.scope(async { b.scope_sync(|| CacheManager::current().cache_names()) }));
+        assert_eq!(inner_sync, ["only_b"]);
+        // An async scope inside a sync one.
+        let inner_async = a.scope_sync(|| {
+            runtime.block_on(b.scope(async { CacheManager::current().cache_names() }))
+        });
+        assert_eq!(inner_async, ["only_b"]);
+    }
 }

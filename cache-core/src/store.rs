@@ -356,11 +356,23 @@ impl Store {
     }
 
     /// Removes a key from both tiers, and from the other instances' memory.
+    /// Waits for the remote writes registered before an invalidation (see `write_gate`), at most
+    /// a few of their timeouts: each is one bounded `SET`, with a cluster's tag scripts after it.
+    pub(crate) async fn drain_writes(&self) {
+        let timeout = self
+            .remote
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.breaker.settings().timeout);
+        self.writes
+            .drain(timeout.saturating_mul(4) + Duration::from_secs(1))
+            .await;
+    }
+
     pub(crate) async fn remove(&self, key: &str, hash: u64) -> bool {
         let local = self.memory.remove(key.as_bytes(), hash);
         let remote = match &self.remote {
             Some(r) => {
-                self.writes.drain().await;
+                self.drain_writes().await;
                 let deleted = r.run(r.inner.delete(key)).await.unwrap_or(false);
                 // Again after the remote delete: a read that began after the first removal may
                 // have found the old value in the remote tier before it was deleted, and put it
@@ -383,7 +395,7 @@ impl Store {
     pub(crate) async fn remove_tag(&self, tag: &str) -> usize {
         let n = self.memory.remove_tag(tag);
         if let (Some(remote), Some(backend)) = (&self.remote, &self.backend) {
-            self.writes.drain().await;
+            self.drain_writes().await;
             let _ = remote.run_bulk(backend.delete_tag(tag)).await;
             self.memory.remove_tag(tag);
         }

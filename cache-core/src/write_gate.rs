@@ -14,8 +14,10 @@
 //! phase and waits until every write registered in earlier phases is done before deleting
 //! remotely. Registration and the phase change are ordered by one mutex, so for any write either
 //! its epoch check sees the invalidation (and it does not write), or the invalidation waits for
-//! its `SET` (and the `DEL` comes after). The wait is bounded by the writes' own timeouts; later
-//! writes (a new phase) never hold an invalidation up, so a busy cache cannot starve it.
+//! its `SET` (and the `DEL` comes after). The wait is bounded by the writes' own timeouts, and
+//! by the caller's limit past them: a write whose future cannot run (its runtime's one thread is
+//! the one blocked on this invalidation, through a sync caller) would otherwise hold it for ever.
+//! Later writes (a new phase) never hold an invalidation up, so a busy cache cannot starve it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -55,9 +57,19 @@ impl WriteGate {
         WriteTicket { gate: self, phase }
     }
 
-    /// Waits until every write registered before this call is done. Call after bumping the
-    /// epochs and before deleting remotely.
-    pub(crate) async fn drain(&self) {
+    /// Waits until every write registered before this call is done, or `limit` has passed
+    /// (logged: the delete then goes ahead, and such a write may land after it). Call after
+    /// bumping the epochs and before deleting remotely.
+    pub(crate) async fn drain(&self, limit: std::time::Duration) {
+        if tokio::time::timeout(limit, self.drain_all()).await.is_err() {
+            tracing::warn!(
+                ?limit,
+                "an invalidation waited its limit for earlier remote writes and goes ahead"
+            );
+        }
+    }
+
+    async fn drain_all(&self) {
         let before = {
             let mut state = self.state();
             let p = state.phase;
@@ -100,7 +112,7 @@ mod tests {
     async fn an_invalidation_waits_for_earlier_writes_only() {
         let gate = WriteGate::default();
         let early = gate.enter();
-        let drain = gate.drain();
+        let drain = gate.drain(Duration::from_secs(3600));
         tokio::pin!(drain);
         // Not done while the earlier write is in flight.
         assert!(
@@ -116,6 +128,15 @@ mod tests {
             .expect("drained once the earlier write was done");
         // Nothing in flight: at once.
         let gate = WriteGate::default();
-        gate.drain().await;
+        gate.drain(Duration::from_secs(3600)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_never_ends_holds_an_invalidation_for_its_limit_only() {
+        let gate = WriteGate::default();
+        let _stuck = gate.enter();
+        let started = tokio::time::Instant::now();
+        gate.drain(Duration::from_secs(2)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 }

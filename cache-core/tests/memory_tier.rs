@@ -400,3 +400,39 @@ fn install_refuses_a_second_global() {
         Some(Duration::from_secs(5))
     );
 }
+
+#[test]
+fn a_blocking_call_on_a_current_thread_runtime_does_not_wait_for_a_leader_of_that_thread() {
+    // The leader is an async task of the runtime whose only thread the blocking call occupies:
+    // waiting for it would wait for ever. The blocking call computes on its own instead.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answers = runtime.block_on(async {
+            let cache = CacheManager::builder().build().cache("c");
+            let leader = tokio::spawn({
+                let cache = cache.clone();
+                async move {
+                    cache
+                        .get_or_insert_with("k", || async {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            1u32
+                        })
+                        .await
+                }
+            });
+            // The leader starts and awaits its sleep.
+            tokio::task::yield_now().await;
+            let blocking = cache.blocking().get_or_insert_with("k", || 2u32);
+            (blocking, leader.await.unwrap())
+        });
+        let _ = tx.send(answers);
+    });
+    let answers = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocking call waited for a leader that could not run");
+    assert_eq!(answers, (2, 1), "each computed its own value");
+}
