@@ -474,7 +474,12 @@ fn keep_promoted<R, S: Strategy<R>>(
         };
     }
     let (value, share) = stored_and_shared(hit.value.clone());
-    opts.ttl = hit.remaining;
+    // What Redis says is left, judged by this host's wall clock: never more than the TTL itself,
+    // so a clock running behind the writer's does not keep the copy longer.
+    opts.ttl = match (hit.remaining, opts.ttl.or(store.policy.ttl)) {
+        (Some(left), Some(ttl)) => Some(left.min(ttl)),
+        (left, _) => left,
+    };
     opts.epoch = Some(epoch);
     opts.delta_ms = hit.delta_ms;
     opts.keep_ms = fresh.keep_ms(hit.delta_ms);
@@ -1160,6 +1165,8 @@ async fn lead<R, J: Job<R>>(
     // Distributed single flight: one instance computes, the others wait for its value. The lock
     // is held until the value is written (dropping it releases it).
     let mut lock: Option<FlightLock> = None;
+    // How long the wait for another instance took, taken off the body's timeouts.
+    let mut waited = Duration::ZERO;
     if let Some(codec) = codec {
         let hit = match store.take_preloaded(key.as_str(), hash, codec) {
             Some(hit) => Some(hit),
@@ -1176,15 +1183,24 @@ async fn lead<R, J: Job<R>>(
             }
         }
         // A caller with a fallback waits for another instance no longer than its soft timeout,
-        // then answers with the fallback.
-        let limit = fresh.soft_timeout.filter(|_| fallback.is_some());
+        // then answers with the fallback; and no caller waits past its hard timeout, which
+        // bounds the whole call, not only the body.
+        let soft_limit = fresh.soft_timeout.filter(|_| fallback.is_some());
+        let hard_limit = fresh
+            .hard_timeout
+            .filter(|_| fallback.is_some() || job.on_timeout().is_some());
+        let limit = match (soft_limit, hard_limit) {
+            (Some(s), Some(h)) => Some(s.min(h)),
+            (s, h) => s.or(h),
+        };
+        let wait_started = tokio::time::Instant::now();
         match Box::pin(store.lock_or_wait(key.as_str(), codec, limit)).await {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
             LockWait::GaveUp => {
+                store.memory.counters.timeouts.incr();
                 if let Some(fallback) = fallback {
-                    store.memory.counters.timeouts.incr();
                     store.memory.counters.stale_served.incr();
                     note(Status::Stale);
                     if let Some(guard) = guard.as_mut() {
@@ -1192,18 +1208,30 @@ async fn lead<R, J: Job<R>>(
                     }
                     return job.strategy().rebuild(fallback.value);
                 }
+                // Only a hard timeout gives up without a fallback, and only with its answer.
+                if let (Some(after), Some(make)) = (hard_limit, job.on_timeout()) {
+                    tracing::warn!(cache = %store.name, key = key.as_str(), ?after, "cached function timed out waiting for another instance's value");
+                    if let Some(guard) = guard.as_mut() {
+                        guard.settle(State::TimedOut);
+                    }
+                    return make(TimedOut { after });
+                }
             }
         }
+        waited = wait_started.elapsed();
     }
     note(Status::Miss);
     let on_timeout = job.on_timeout();
     let (strategy, mut body) = job.into_parts();
+    // What a wait for another instance's value used of the timeouts is not the body's to use.
     let soft = fresh
         .soft_timeout
-        .filter(|_| fallback.is_some() && J::DETACHABLE);
+        .filter(|_| fallback.is_some() && J::DETACHABLE)
+        .map(|t| t.saturating_sub(waited));
     let hard = fresh
         .hard_timeout
-        .filter(|_| fallback.is_some() || on_timeout.is_some());
+        .filter(|_| fallback.is_some() || on_timeout.is_some())
+        .map(|t| t.saturating_sub(waited));
     let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
     match run_body(&mut body, &span, soft, hard).await {
@@ -1261,6 +1289,8 @@ async fn lead<R, J: Job<R>>(
             out
         }
         BodyEnd::HardTimedOut(after) => {
+            // The configured timeout, of which a wait for another instance may have used part.
+            let after = fresh.hard_timeout.unwrap_or(after);
             drop(body);
             store.memory.counters.timeouts.incr();
             store.memory.counters.body_failures.incr();

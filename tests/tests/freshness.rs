@@ -888,3 +888,44 @@ async fn the_ttl_counts_from_when_the_body_returned() {
     })
     .await;
 }
+
+static SKEWED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "skewed", key = "rate:{id}", ttl = 10)]
+async fn rate(id: u64) -> u64 {
+    SKEWED_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+/// A value whose remote expiry lies further ahead than the TTL (written by a host whose clock
+/// runs ahead of this one's): the copy kept in memory lives no longer than the TTL.
+#[tokio::test(start_paused = true)]
+async fn a_promoted_copy_lives_no_longer_than_the_ttl_whatever_the_remote_expiry_says() {
+    use cache_core::remote::envelope;
+    let remote = cache_core::testing::MemoryBackend::new();
+    let reader = CacheManager::builder()
+        .clock(Clock::tokio())
+        .remote(WithoutBackplane(remote.clone()))
+        .cache(
+            "skewed",
+            cache_core::Policy::new().tier(cache_core::Tier::Hybrid),
+        )
+        .build();
+    let meta = envelope::Meta {
+        expires_at_unix_ms: Some(envelope::unix_ms_now() + 3_600_000),
+        recompute_ms: 0,
+    };
+    let bytes = envelope::encode("rate:1", &7_u64, meta, usize::MAX).unwrap();
+    remote.put_raw("skewed", "rate:1", bytes);
+
+    assert_eq!(reader.scope(rate(1)).await, 7, "from the remote tier");
+    assert_eq!(reader.cache("skewed").len(), 1, "and kept in memory");
+    advance(Duration::from_secs(11)).await;
+    reader.run_pending_maintenance();
+    assert_eq!(
+        reader.cache("skewed").len(),
+        0,
+        "gone from memory after the TTL, not after the remote hour"
+    );
+    assert_eq!(SKEWED_RUNS.load(SeqCst), 0);
+}

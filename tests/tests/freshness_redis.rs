@@ -221,3 +221,58 @@ async fn a_caller_with_a_fallback_waits_for_another_instances_lock_no_longer_tha
     assert_eq!(b.scope(quote(1)).await, Ok(1002));
     QUOTE_DELAY_MS.store(0, SeqCst);
 }
+
+#[derive(Debug, PartialEq)]
+enum PriceError {
+    TimedOut,
+}
+
+impl From<cache_core::TimedOut> for PriceError {
+    fn from(_: cache_core::TimedOut) -> Self {
+        PriceError::TimedOut
+    }
+}
+
+static BOUNDED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "prices", key = "bounded:{id}", ttl = 60, timeout = "300ms")]
+async fn bounded_price(id: u64) -> Result<u64, PriceError> {
+    BOUNDED_RUNS.fetch_add(1, SeqCst);
+    Ok(id)
+}
+
+/// The hard timeout bounds the whole call, the wait for another instance's value included: a
+/// caller whose lock is held elsewhere (by an instance computing, or crashed) answers with its
+/// timeout at 300 ms, not after the lock wait (3 s here) plus a fresh 300 ms for the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hard_timeout_bounds_the_wait_for_another_instance() {
+    let m = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url()).namespace("bounded-wait"),
+        ))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache(
+            "prices",
+            Policy::new()
+                .tier(Tier::Remote)
+                .lock_wait(Duration::from_secs(3)),
+        )
+        .build();
+    // Another instance holds the lock.
+    server().cli(&[
+        "SET",
+        "bounded-wait:lock:prices:bounded:1",
+        "x",
+        "PX",
+        "60000",
+    ]);
+    let started = Instant::now();
+    assert_eq!(m.scope(bounded_price(1)).await, Err(PriceError::TimedOut));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(2_000),
+        "answered after {took:?} with a 300 ms hard timeout and a 3 s lock wait"
+    );
+    assert_eq!(BOUNDED_RUNS.load(SeqCst), 0, "the body never ran");
+    assert_eq!(m.cache("prices").stats().timeouts, 1);
+}

@@ -19,7 +19,11 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The tokio clock, as for the pauses between looks: under a paused clock (tests) the wait ends
+// when the paused time passes its deadline, not after real time while the pauses take none.
+use tokio::time::Instant;
 
 use super::ResilientTier;
 use super::codec::Codec;
