@@ -1311,6 +1311,22 @@ async fn lead<R, J: Job<R>>(
     }
 }
 
+/// Whether the entry a refresh was spawned for has been replaced since (by an earlier refresh
+/// of the same entry, or any store). Reads in a burst each find the flight map empty until the
+/// first refresh task runs, and spawn one each; without this, every late task would find the
+/// first one's flight gone and run the body again for an entry already fresh.
+fn refreshed_meanwhile(store: &Store, key: &KeyBuf, hash: u64, asked: Option<&Kept>) -> bool {
+    let Some(asked) = asked else {
+        return false;
+    };
+    store
+        .memory
+        .peek_kept(key.as_bytes(), hash)
+        .is_some_and(|(_, now)| {
+            (now.soft_at, now.expires_at) != (asked.times.soft_at, asked.times.expires_at)
+        })
+}
+
 /// A body running in the background: a stale-while-revalidate or refresh-ahead refresh (which
 /// leads its own flight, or does nothing if one is under way), or a leader's body continued past
 /// its soft timeout (which settles that leader's flight). A failure keeps the old value as the
@@ -1337,7 +1353,9 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
         None => match join::<S::Value>(&store, &key, hash, false) {
-            Role::Lead(guard) => guard,
+            Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
+                guard
+            }
             // Someone else computes it, or has.
             _ => return,
         },
@@ -1416,7 +1434,9 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
         None => match join::<S::Value>(&store, &key, hash, false) {
-            Role::Lead(guard) => guard,
+            Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
+                guard
+            }
             _ => return,
         },
     };

@@ -929,3 +929,30 @@ async fn a_promoted_copy_lives_no_longer_than_the_ttl_whatever_the_remote_expiry
     );
     assert_eq!(SKEWED_RUNS.load(SeqCst), 0);
 }
+
+static BURST_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// A body that returns at once (no await), so no refresh task is under way when the next read
+/// comes.
+#[cached(cache = "burst", key = "burst:{id}", ttl = 10, stale = 600)]
+async fn burst(id: u64) -> u64 {
+    BURST_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+/// Stale reads in a burst, before any refresh task has run: one refresh, not one per read.
+#[tokio::test(start_paused = true)]
+async fn stale_reads_in_a_burst_refresh_once() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(burst(1).await, 1);
+        advance(Duration::from_secs(11)).await;
+        for _ in 0..10 {
+            assert_eq!(burst(1).await, 1, "stale, served at once");
+        }
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(BURST_RUNS.load(SeqCst), 2, "the first run and one refresh");
+        assert_eq!(stats(&m, "burst").refreshes, 1);
+    })
+    .await;
+}
