@@ -195,9 +195,16 @@ impl Freshness {
             return Some(ttl);
         }
         let unit = f64::from(crate::stats::sample()) / f64::from(u32::MAX);
-        let cut = ttl.as_secs_f64() * f64::from(self.jitter_pct.min(100)) / 100.0 * unit;
-        Some(ttl.saturating_sub(Duration::from_secs_f64(cut)))
+        Some(cut_by(ttl, self.jitter_pct, unit))
     }
+}
+
+/// `ttl` shortened by `unit` (0 to 1) of `pct` percent of it.
+fn cut_by(ttl: Duration, pct: u8, unit: f64) -> Duration {
+    let cut = ttl.as_secs_f64() * f64::from(pct.min(100)) / 100.0 * unit;
+    // `try_`: for a huge TTL (`Duration::MAX`) the product rounds past what a `Duration` holds,
+    // where `from_secs_f64` panics; the whole TTL is cut then.
+    ttl.saturating_sub(Duration::try_from_secs_f64(cut).unwrap_or(ttl))
 }
 
 /// When a read of an entry stored now stops being a plain hit: its expiry, or earlier for
@@ -254,6 +261,19 @@ pub(crate) fn should_refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_cut_of_the_largest_ttl_does_not_panic() {
+        assert_eq!(cut_by(Duration::MAX, 100, 1.0), Duration::ZERO);
+        assert_eq!(
+            cut_by(Duration::from_secs(10), 50, 1.0),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            cut_by(Duration::from_secs(10), 50, 0.0),
+            Duration::from_secs(10)
+        );
+    }
 
     #[test]
     fn xfetch_refreshes_more_often_near_expiry_and_for_costlier_values() {
