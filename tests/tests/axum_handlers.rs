@@ -86,6 +86,24 @@ async fn status_of(State(s): State<AppState>, Path(id): Path<u64>) -> (StatusCod
     (status, Json(Item { id, page: 1 }))
 }
 
+/// Answers 200 on its first run, 503 after (its database went down).
+#[cached(cache = "handlers", ttl = 10, fail_safe = 600)]
+async fn kept_status(State(s): State<AppState>, Path(id): Path<u64>) -> (StatusCode, Json<Item>) {
+    let run = s.runs.fetch_add(1, Ordering::SeqCst) + 1;
+    let status = if run == 1 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Item {
+            id,
+            page: run as u32,
+        }),
+    )
+}
+
 /// A per-user input the response does not depend on, skipped explicitly.
 #[debug_handler]
 #[cached(cache = "handlers", ttl = 60, skip(headers))]
@@ -385,6 +403,32 @@ async fn a_status_tuple_is_cached_only_when_the_status_is_a_success() {
         let r = get_path(&app, "/status/3").await;
         assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "HIT"));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_5xx_status_tuple_is_a_failure_the_fail_safe_value_replaces() {
+    let m = CacheManager::builder()
+        .clock(cache_core::Clock::tokio())
+        .cache("handlers", Policy::new().max_entries(1000))
+        .build();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/kept/{id}", get(kept_status))
+            .with_state(AppState { runs: runs.clone() });
+        let first = get_path(&app, "/kept/4").await;
+        assert_eq!(first.status, StatusCode::OK);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        // Past the TTL the handler runs again and answers 503: the kept 200 is served instead.
+        let r = get_path(&app, "/kept/4").await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, first.body.as_str())
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(m.cache("handlers").stats().fail_safe, 1);
     })
     .await;
 }
