@@ -436,3 +436,28 @@ fn a_blocking_call_on_a_current_thread_runtime_does_not_wait_for_a_leader_of_tha
         .expect("the blocking call waited for a leader that could not run");
     assert_eq!(answers, (2, 1), "each computed its own value");
 }
+
+#[tokio::test(start_paused = true)]
+async fn setting_one_key_does_not_split_another_keys_single_flight() {
+    let cache = CacheManager::builder().build().cache("c");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let load = |cache: cache_core::Cache, runs: Arc<AtomicUsize>| async move {
+        cache
+            .get_or_insert_with("b", || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                1u32
+            })
+            .await
+    };
+    let first = tokio::spawn(load(cache.clone(), runs.clone()));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    cache.set("a", 5u32).await;
+    let second = tokio::spawn(load(cache.clone(), runs.clone()));
+    assert_eq!((first.await.unwrap(), second.await.unwrap()), (1, 1));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the second caller joined the first's flight"
+    );
+}

@@ -46,6 +46,13 @@ impl Epochs {
         self.flights.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// For an overwrite (`Cache::set`): computations of the key under way no longer store, but
+    /// the flight generation stays, since callers of other keys have no reason not to join their
+    /// flights, and callers of this key find the new value in memory.
+    pub(crate) fn bump_key_for_overwrite(&self, hash: u64) {
+        self.slots[hash as usize % SLOTS].fetch_add(1, Ordering::SeqCst);
+    }
+
     pub(crate) fn bump_tag(&self, tag: &str) {
         self.slots[tag_slot(tag)].fetch_add(1, Ordering::SeqCst);
         self.flights.fetch_add(1, Ordering::SeqCst);
