@@ -157,7 +157,7 @@ impl Cache {
         // way may store: its value, or its fail-safe fallback (the old value, kept as fresh when
         // its body fails). Moving the key's epochs makes those skip their store, as after an
         // invalidation; their callers still get their answers.
-        self.store.memory.epochs.bump_key_for_overwrite(hash);
+        self.store.memory.epochs.bump_key(hash);
         if self.store.remote.is_some() {
             self.store
                 .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)

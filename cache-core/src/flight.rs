@@ -93,7 +93,9 @@ impl FlightKey {
 
 pub(crate) struct Flight {
     key: FlightKey,
-    /// The cache's flight generation when the leader started; see `join`.
+    /// The tags the leader's value is stored under, and the invalidation epochs of its key, of
+    /// those tags and of the whole cache when the flight was registered; see `join`.
+    tags: Box<[Arc<str>]>,
     generation: u64,
     slot: Mutex<Slot>,
     notify: tokio::sync::Notify,
@@ -101,9 +103,10 @@ pub(crate) struct Flight {
 }
 
 impl Flight {
-    fn new(key: &[u8], generation: u64) -> Self {
+    fn new(key: &[u8], tags: &[Arc<str>], generation: u64) -> Self {
         Flight {
             key: FlightKey::new(key),
+            tags: tags.into(),
             generation,
             slot: Mutex::new(Slot {
                 state: State::Running,
@@ -208,24 +211,39 @@ fn join<T: Clone + Send + Sync + 'static>(
     store: &Arc<Store>,
     key: &KeyBuf,
     hash: u64,
+    tags: &[Arc<str>],
     local: bool,
 ) -> Role<T> {
-    let generation = store.memory.epochs.flight_generation();
+    let epochs = &store.memory.epochs;
     let flight = match store.flights.entry(hash) {
-        // A flight that started before an invalidation of this cache may bring a value older
-        // than it: a caller arriving after the invalidation does not wait for that value but
-        // leads a new flight in its place (the old leader's followers keep theirs).
+        // A flight that started before an invalidation of its key, of one of its tags or of the
+        // whole cache may bring a value older than it: a caller arriving after the invalidation
+        // does not wait for that value but leads a new flight in its place (the old leader's
+        // followers keep theirs). Invalidations of other keys and tags leave the flight joinable,
+        // so a hot key still loads once while the rest of the cache is being written. The
+        // epochs are compared over the flight's own tags, whose counters only grow, so any
+        // invalidation since it registered shows; a caller naming other tags for the same key
+        // cannot tell, and leads.
         MapEntry::Occupied(mut o) if o.get().key.as_bytes() == key.as_bytes() => {
-            if o.get().generation == generation {
-                return Role::Follow(o.get().clone());
+            let current = o.get();
+            if *current.tags == *tags && epochs.snapshot(hash, tags) == current.generation {
+                return Role::Follow(current.clone());
             }
-            let flight = Arc::new(Flight::new(key.as_bytes(), generation));
+            let flight = Arc::new(Flight::new(
+                key.as_bytes(),
+                tags,
+                epochs.snapshot(hash, tags),
+            ));
             o.insert(flight.clone());
             flight
         }
         MapEntry::Occupied(_) => return Role::Alone,
         MapEntry::Vacant(v) => {
-            let flight = Arc::new(Flight::new(key.as_bytes(), generation));
+            let flight = Arc::new(Flight::new(
+                key.as_bytes(),
+                tags,
+                epochs.snapshot(hash, tags),
+            ));
             v.insert(flight.clone());
             flight
         }
@@ -1048,7 +1066,7 @@ pub(crate) async fn miss<R, J: Job<R>>(
     };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<ValueOf<R, J>>(store, key, hash, local) {
+        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local) {
             Role::Hit(v) => return job.strategy().rebuild(v),
             Role::Lead(guard) => {
                 return lead(
@@ -1352,7 +1370,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
     let mut guard = match guard {
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
-        None => match join::<S::Value>(&store, &key, hash, false) {
+        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false) {
             Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
                 guard
             }
@@ -1433,7 +1451,7 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     let mut guard = match guard {
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
-        None => match join::<S::Value>(&store, &key, hash, false) {
+        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false) {
             Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
                 guard
             }
@@ -1633,7 +1651,7 @@ fn miss_blocking<R, J: SyncJob<R>>(
     };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<ValueOf<R, J>>(store, key, hash, local) {
+        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local) {
             Role::Hit(v) => return job.strategy().rebuild(v),
             Role::Lead(guard) => {
                 return lead_blocking(

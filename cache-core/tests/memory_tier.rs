@@ -461,3 +461,66 @@ async fn setting_one_key_does_not_split_another_keys_single_flight() {
         "the second caller joined the first's flight"
     );
 }
+
+/// A caller of `key` in its own task, counting body runs; the body waits for `gate`.
+async fn gated_load(
+    cache: cache_core::Cache,
+    key: &'static str,
+    runs: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> u32 {
+    cache
+        .get_or_insert_with(key, || async move {
+            let run = runs.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+            let _ = gate.acquire().await.unwrap();
+            run
+        })
+        .await
+}
+
+#[tokio::test]
+async fn invalidating_other_keys_does_not_split_a_keys_single_flight() {
+    let m = CacheManager::builder().build();
+    let cache = m.cache("c");
+    cache.set("a", 5u32).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let first = tokio::spawn(gated_load(cache.clone(), "b", runs.clone(), gate.clone()));
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    m.invalidate_key("c", "a").await;
+    cache.invalidate_tag("unrelated").await;
+    let second = tokio::spawn(gated_load(cache.clone(), "b", runs.clone(), gate.clone()));
+    // Until it has joined, or has run the body itself.
+    while cache.stats().coalesced == 0 && runs.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(2);
+    assert_eq!((first.await.unwrap(), second.await.unwrap()), (1, 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the second caller joined");
+}
+
+#[tokio::test]
+async fn a_caller_after_an_invalidation_of_its_key_leads_a_new_flight() {
+    let m = CacheManager::builder().build();
+    let cache = m.cache("c");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let first = tokio::spawn(gated_load(cache.clone(), "b", runs.clone(), gate.clone()));
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    m.invalidate_key("c", "b").await;
+    let second = tokio::spawn(gated_load(cache.clone(), "b", runs.clone(), gate.clone()));
+    while runs.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(2);
+    assert_eq!(
+        (first.await.unwrap(), second.await.unwrap()),
+        (1, 2),
+        "the value begun before the invalidation is not given to a caller after it"
+    );
+    assert_eq!(cache.stats().coalesced, 0);
+}

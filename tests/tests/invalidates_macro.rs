@@ -748,3 +748,64 @@ fn sync_functions_invalidate_every_kind_of_target() {
         assert_eq!(runs(&SYNC_RUNS), expected + 1);
     });
 }
+
+// --- single flight across tag invalidations -------------------------------------------------
+
+static FLIGHT_RUNS: AtomicUsize = AtomicUsize::new(0);
+static FLIGHT_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+#[cached(cache = "flight", key = "user:{id}", tags = ["user:{id}"])]
+async fn flight_user(id: u64) -> usize {
+    let _ = id;
+    let run = FLIGHT_RUNS.fetch_add(1, SeqCst) + 1;
+    let _ = FLIGHT_GATE.acquire().await.unwrap();
+    run
+}
+
+#[invalidates(tags = ["user:{id}"])]
+async fn flight_update(id: u64) {
+    let _ = id;
+}
+
+/// A caller that arrives while the body of user 1 runs joins it when only another user's tag was
+/// invalidated meanwhile, and leads a new flight when user 1's own tag was: the value begun
+/// before that invalidation is not handed to a caller that started after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flight_is_joined_across_other_tags_invalidations_but_not_its_own() {
+    let m = manager();
+    let coalesced = |m: &CacheManager| m.cache("flight").stats().coalesced;
+    let spawn = |m: &CacheManager| {
+        let m = m.clone();
+        tokio::spawn(async move { m.scope(flight_user(1)).await })
+    };
+    let started = |n| async move {
+        while runs(&FLIGHT_RUNS) < n {
+            tokio::task::yield_now().await;
+        }
+    };
+
+    let first = spawn(&m);
+    started(1).await;
+    m.scope(flight_update(2)).await;
+    let second = spawn(&m);
+    while coalesced(&m) == 0 && runs(&FLIGHT_RUNS) < 2 {
+        tokio::task::yield_now().await;
+    }
+    FLIGHT_GATE.add_permits(2);
+    assert_eq!((first.await.unwrap(), second.await.unwrap()), (1, 1));
+    assert_eq!(
+        runs(&FLIGHT_RUNS),
+        1,
+        "user 2's invalidation left user 1's flight joinable"
+    );
+
+    m.scope(flight_update(1)).await;
+    let third = spawn(&m);
+    started(2).await;
+    m.scope(flight_update(1)).await;
+    let fourth = spawn(&m);
+    started(3).await;
+    FLIGHT_GATE.add_permits(2);
+    assert_eq!((third.await.unwrap(), fourth.await.unwrap()), (2, 3));
+    assert_eq!(coalesced(&m), 1, "only the first pair shared a flight");
+}

@@ -18,10 +18,6 @@ const SLOTS: usize = 1024;
 
 pub(crate) struct Epochs {
     all: AtomicU64,
-    /// Bumped by every invalidation of the cache: a single flight started under an older
-    /// generation may hold a value from before an invalidation, so a caller arriving later does
-    /// not join it (see `flight::join`).
-    flights: AtomicU64,
     slots: Box<[AtomicU64]>,
 }
 
@@ -29,7 +25,6 @@ impl Default for Epochs {
     fn default() -> Self {
         Epochs {
             all: AtomicU64::new(0),
-            flights: AtomicU64::new(0),
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -43,29 +38,14 @@ fn tag_slot(tag: &str) -> usize {
 impl Epochs {
     pub(crate) fn bump_key(&self, hash: u64) {
         self.slots[hash as usize % SLOTS].fetch_add(1, Ordering::SeqCst);
-        self.flights.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// For an overwrite (`Cache::set`): computations of the key under way no longer store, but
-    /// the flight generation stays, since callers of other keys have no reason not to join their
-    /// flights, and callers of this key find the new value in memory.
-    pub(crate) fn bump_key_for_overwrite(&self, hash: u64) {
-        self.slots[hash as usize % SLOTS].fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn bump_tag(&self, tag: &str) {
         self.slots[tag_slot(tag)].fetch_add(1, Ordering::SeqCst);
-        self.flights.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn bump_all(&self) {
         self.all.fetch_add(1, Ordering::SeqCst);
-        self.flights.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// The flight generation: how many invalidations the cache has seen.
-    pub(crate) fn flight_generation(&self) -> u64 {
-        self.flights.load(Ordering::SeqCst)
     }
 
     /// The epochs a value for `hash` with `tags` depends on, summed.
