@@ -222,8 +222,15 @@ impl Cache {
         .await
     }
 
-    /// Removes every entry of this cache tagged `tag` (and, in a remote backend, which indexes
-    /// tags across caches, every remote entry with that tag). Returns how many left memory.
+    /// Removes every entry of this cache tagged `tag`. Returns how many left this process's
+    /// memory.
+    ///
+    /// Tags are not per cache beyond this process's memory: a remote backend indexes them across
+    /// caches, so every remote entry with the tag goes, and the backplane message tells other
+    /// instances to drop the tag from all their caches. This process's other caches keep their
+    /// copies until they expire; to drop those too, use
+    /// [`CacheManager::invalidate_tag`](crate::CacheManager::invalidate_tag), which does the same
+    /// everywhere.
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
         self.store.remove_tag(tag).await
     }
