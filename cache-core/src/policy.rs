@@ -152,7 +152,8 @@ impl Policy {
         self
     }
 
-    /// The most bytes the memory tier holds, as measured by the weigher.
+    /// The most bytes the memory tier holds, as measured by the weigher. An entry heavier than
+    /// this on its own is evicted as it is inserted, leaving the others in place.
     pub fn max_weight(mut self, bytes: u64) -> Self {
         self.max_weight = Some(bytes);
         self

@@ -524,3 +524,29 @@ async fn a_caller_after_an_invalidation_of_its_key_leads_a_new_flight() {
     );
     assert_eq!(cache.stats().coalesced, 0);
 }
+
+#[test]
+fn an_entry_heavier_than_max_weight_does_not_flush_the_others() {
+    for eviction in [Eviction::Lru, Eviction::Lfu, Eviction::S3Fifo] {
+        let m = manager_with(
+            Policy::new()
+                .max_weight(1_000)
+                .eviction(eviction)
+                .weigher(|_, v| v.downcast_ref::<String>().map_or(1, |s| s.len() as u64)),
+            Clock::manual(),
+        );
+        let c = m.cache("weighed");
+        for i in 0..10 {
+            c.blocking().set(&format!("k{i}"), "x".repeat(50));
+        }
+        c.blocking().set("huge", "x".repeat(2_000));
+        assert_eq!(c.blocking().get::<String>("huge"), None, "{eviction:?}");
+        let s = c.stats();
+        assert_eq!(
+            s.entries, 10,
+            "{eviction:?}: the others were evicted for it"
+        );
+        assert_eq!(s.weight, 500, "{eviction:?}");
+        assert_eq!(s.evictions, 1, "{eviction:?}");
+    }
+}

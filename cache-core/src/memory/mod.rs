@@ -456,6 +456,12 @@ impl MemoryStore {
         }
         let mut evictor = lock(&self.evictor);
         evictor.on_insert(slot);
+        // An entry heavier than the whole weight bound cannot stay. It goes at once: left to the
+        // strategy, it is the newest and so the last candidate of each, and every other entry
+        // was evicted before it.
+        if self.policy.max_weight.is_some_and(|max| weight > max) {
+            self.remove_slot(slot, RemovalCause::Evicted);
+        }
         self.enforce_bounds(&mut evictor);
         if evictor.queued() > 2 * self.len() + 1024 {
             evictor.compact(self);
