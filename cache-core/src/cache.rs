@@ -65,7 +65,8 @@ impl EntryOptions {
         Self::default()
     }
 
-    /// This entry's time to live (instead of the cache policy's).
+    /// This entry's time to live (instead of the cache policy's), shortened by the policy's
+    /// [jitter](crate::Policy::jitter) if it has one, as a computed value's TTL is.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -152,6 +153,11 @@ impl Cache {
         // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
         let fresh = Plan::of(&self.store, InsertOptions::default()).fresh;
         opts.keep_ms = fresh.keep_ms(0);
+        // Jittered as a computed value's TTL is: the sets of a warmer are the very batch that
+        // jitter keeps from expiring in one instant.
+        if fresh.jitter_pct != 0 {
+            opts.ttl = fresh.jittered(opts.ttl.or(self.store.policy.ttl));
+        }
         let hash = lookup_hash(key.as_bytes());
         // A value set explicitly is newer than anything a computation of this key already under
         // way may store: its value, or its fail-safe fallback (the old value, kept as fresh when

@@ -550,3 +550,24 @@ fn an_entry_heavier_than_max_weight_does_not_flush_the_others() {
         assert_eq!(s.evictions, 1, "{eviction:?}");
     }
 }
+
+#[test]
+fn the_policys_jitter_spreads_the_expiry_of_values_set_together() {
+    // A warmer's `Cache::set`s are the batch that jitter exists for (docs/freshness.md).
+    let clock = Clock::manual();
+    let m = manager_with(Policy::new().ttl_secs(100).jitter(50), clock.clone());
+    let c = m.cache("warmed");
+    for i in 0..200u32 {
+        c.blocking().set(&format!("k{i}"), i);
+    }
+    let alive = |c: &cache_core::Cache| {
+        (0..200u32)
+            .filter(|i| c.blocking().get::<u32>(&format!("k{i}")).is_some())
+            .count()
+    };
+    clock.advance(Duration::from_secs(49));
+    assert_eq!(alive(&c), 200, "jitter shortens a TTL by at most 50%");
+    clock.advance(Duration::from_secs(50));
+    // Each survives to 99 s with probability 1/50 under jitter; all 200 did without it.
+    assert!(alive(&c) < 200, "every entry set together expires together");
+}
