@@ -197,6 +197,8 @@ impl Policy {
 
     /// For [`Tier::Hybrid`]: a shorter TTL for the memory copy than for the remote one (for
     /// example 24 h in memory, 7 days in Redis). Never longer than the entry's remaining TTL.
+    /// A memory copy that ends before its entry is not kept for stale or fail-safe windows nor
+    /// refreshed ahead: past it, the next read fetches the value from Redis.
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = Some(ttl);
         self

@@ -124,9 +124,15 @@ impl Store {
         }
         if self.tier == Tier::Hybrid
             && let Some(l1) = self.policy.l1_ttl
+            && opts.ttl.or(self.policy.ttl).is_none_or(|ttl| l1 < ttl)
         {
-            let ttl = opts.ttl.or(self.policy.ttl);
-            opts.ttl = Some(ttl.map_or(l1, |t| t.min(l1)));
+            // The copy ends before the value does: past the L1 TTL the value is still fresh in
+            // Redis, where the next read finds it. So the copy is a plain one, neither kept for a
+            // stale window (which served it as stale and ran the body) nor refreshed ahead of
+            // the L1 TTL; Redis keeps the value for those windows of its own TTL.
+            opts.ttl = Some(l1);
+            opts.keep_ms = 0;
+            opts.refresh = crate::RefreshAhead::Off;
         }
         self.memory.insert(key, hash, value, opts)
     }

@@ -179,3 +179,68 @@ async fn memory_bounds_apply_to_l1_and_redis_keeps_the_rest() {
     );
     assert!(c.stats().remote.unwrap_or_default().hits >= 4);
 }
+
+static PROFILE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cache_core::cached(cache = "profiles", key = "profile:{id}", stale = "1h")]
+async fn profile(id: u64) -> String {
+    PROFILE_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("profile {id}")
+}
+
+#[cache_core::cached(cache = "profiles", key = "avatar:{id}", refresh_ahead = 0.5)]
+async fn avatar(id: u64) -> String {
+    PROFILE_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("avatar {id}")
+}
+
+#[tokio::test]
+async fn past_the_l1_ttl_a_value_fresh_in_redis_is_read_from_redis_not_refreshed() {
+    // The memory copy lives 1 s, the entry an hour in Redis. Past the L1 TTL the copy's value is
+    // not stale: the next read fetches it from Redis (docs/hybrid.md). It used to be served as
+    // stale with a body run in the background, and refresh-ahead ran the body at half the L1
+    // TTL instead of half the hour.
+    for what in ["stale", "refresh-ahead"] {
+        let read = |id| async move {
+            match what {
+                "stale" => profile(id).await,
+                _ => avatar(id).await,
+            }
+        };
+        let clock = cache_core::Clock::manual();
+        let m = CacheManager::builder()
+            .remote(RedisBackend::new(
+                RedisConfig::standalone(server().url()).namespace(format!("tiers-l1-{what}")),
+            ))
+            .cache(
+                "profiles",
+                Policy::new()
+                    .tier(Tier::Hybrid)
+                    .ttl_secs(3600)
+                    .l1_ttl(Duration::from_secs(1)),
+            )
+            .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+            .clock(clock.clone())
+            .build();
+        tests::backplane_subscribed(&m).await;
+        PROFILE_RUNS.store(0, Ordering::SeqCst);
+        let c = m.cache("profiles");
+        // A refresh is a task spawned on this (current-thread) runtime: yielding after each
+        // read lets one that was started run its body.
+        let first = m.scope(read(1)).await;
+        clock.advance(Duration::from_millis(700));
+        assert_eq!(m.scope(read(1)).await, first);
+        tokio::task::yield_now().await;
+        clock.advance(Duration::from_millis(600));
+        assert_eq!(m.scope(read(1)).await, first);
+        tokio::task::yield_now().await;
+        let s = c.stats();
+        assert_eq!(
+            (s.stale_served, s.refreshes),
+            (0, 0),
+            "{what}: a value fresh in Redis was treated as stale: {s:?}"
+        );
+        assert_eq!(tiers(&s), (1, 2, 1, 1), "{what}: memory, then Redis");
+        assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 1, "{what}");
+    }
+}
