@@ -29,6 +29,32 @@ async fn entries_expire_on_tokios_paused_clock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_maintenance_thread_sweeps_by_the_paused_clock_not_real_time() {
+    let m = manager_with(
+        Policy::new().ttl(Duration::from_millis(100)),
+        Clock::tokio(),
+    );
+    let c = m.cache("paused");
+    c.set("k", 1_u32).await;
+    // Real time passes (a slow machine) while the paused clock stands still.
+    std::thread::sleep(Duration::from_millis(200));
+    // What the maintenance thread does, on a thread outside this runtime. It read tokio's clock
+    // there as real time, and dropped the entry 100 ms into a test that had not moved time.
+    let sweep = || {
+        let m = m.clone();
+        std::thread::spawn(move || m.run_pending_maintenance())
+            .join()
+            .unwrap()
+    };
+    sweep();
+    assert_eq!(c.stats().expirations, 0, "expired by real time");
+    assert_eq!(c.get::<u32>("k").await, Some(1));
+    tokio::time::advance(Duration::from_millis(100)).await;
+    sweep();
+    assert_eq!(c.stats().expirations, 1, "expired by the paused clock");
+}
+
+#[tokio::test(start_paused = true)]
 async fn per_entry_ttl_overrides_the_policy() {
     let m = manager_with(Policy::new().ttl_secs(3600), Clock::tokio());
     let c = m.cache("sessions");

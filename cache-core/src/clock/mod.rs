@@ -86,6 +86,7 @@ impl Clock {
     pub fn tokio() -> Self {
         Clock::Tokio(TokioClock {
             origin: tokio::time::Instant::now(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -106,7 +107,7 @@ impl Clock {
     pub(crate) fn now_ms(&self) -> u64 {
         match self {
             Clock::Coarse => COARSE.read(),
-            Clock::Tokio(t) => t.origin.elapsed().as_millis() as u64,
+            Clock::Tokio(t) => t.now_ms(),
             Clock::Manual(m) => m.ms.load(Ordering::SeqCst),
         }
     }
@@ -138,6 +139,18 @@ impl Clock {
 #[derive(Clone, Debug)]
 pub struct TokioClock {
     origin: tokio::time::Instant,
+    /// The runtime whose clock this is, when it was made in one.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl TokioClock {
+    fn now_ms(&self) -> u64 {
+        // Read in the clock's own runtime: elsewhere (the maintenance thread's sweeps,
+        // cache-core's I/O runtime) tokio's `Instant::now()` is real time, by which entries
+        // expired while the test's paused clock stood still.
+        let _in_runtime = self.runtime.as_ref().map(|r| r.enter());
+        self.origin.elapsed().as_millis() as u64
+    }
 }
 
 /// See [`Clock::manual`].
