@@ -233,6 +233,35 @@ fn s3fifo_resists_a_scan() {
 }
 
 #[test]
+fn s3fifo_resists_a_scan_under_a_weight_bound() {
+    // The same hot set and scan, bounded by weight (100 entries of weight 1) rather than by count.
+    let m = manager_with(
+        Policy::new()
+            .max_weight(100)
+            .weigher(|_, _| 1)
+            .eviction(Eviction::S3Fifo),
+        Clock::manual(),
+    );
+    let cache = m.cache("scan");
+    let b = cache.blocking();
+    for i in 0..50 {
+        b.set(&format!("hot{i}"), i);
+    }
+    for _ in 0..3 {
+        for i in 0..50 {
+            assert_eq!(b.get::<i32>(&format!("hot{i}")), Some(i));
+        }
+    }
+    for i in 0..1_000 {
+        b.set(&format!("scan{i}"), i);
+    }
+    let kept = (0..50)
+        .filter(|i| b.get::<i32>(&format!("hot{i}")).is_some())
+        .count();
+    assert_eq!(kept, 50, "a one-pass scan must not flush the hot set");
+}
+
+#[test]
 fn a_value_read_as_another_type_is_a_miss() {
     let m = CacheManager::default();
     let cache = m.cache("typed");

@@ -24,6 +24,8 @@ pub(crate) trait Probe {
     fn freq(&self, slot: Slot) -> Option<u8>;
     /// Overwrites a live entry's `freq`.
     fn set_freq(&self, slot: Slot, freq: u8);
+    /// How many entries the cache holds now.
+    fn resident(&self) -> usize;
 }
 
 /// S3-FIFO's probationary (small) queue, in percent of the capacity. The paper's 10% lost 0.1-0.8
@@ -138,7 +140,11 @@ impl Evictor {
     }
 
     fn s3fifo_victim(&mut self, probe: &impl Probe) -> Option<Slot> {
-        let small_target = (self.capacity.saturating_mul(SMALL_PERCENT) / 100).max(1);
+        // The queues are sized by what the cache holds, which under a weight bound is far less
+        // than `max_entries`: sized by that, the small queue never reached its target, every
+        // victim came from main (the entries read again), and a scan flushed the hot set.
+        let capacity = self.capacity.min(probe.resident()).max(1);
+        let small_target = (capacity.saturating_mul(SMALL_PERCENT) / 100).max(1);
         let mut budget = 4 * self.queued() + 4;
         loop {
             let from_small = !self.small.is_empty()
@@ -153,7 +159,7 @@ impl Evictor {
                         self.main.push_back(slot);
                     }
                     Some(_) => {
-                        self.remember_ghost(slot.hash);
+                        self.remember_ghost(slot.hash, capacity);
                         return Some(slot);
                     }
                 }
@@ -172,11 +178,11 @@ impl Evictor {
         }
     }
 
-    fn remember_ghost(&mut self, hash: u64) {
+    fn remember_ghost(&mut self, hash: u64, capacity: usize) {
         if self.ghost_set.insert(hash) {
             self.ghost.push_back(hash);
         }
-        while self.ghost.len() > (self.capacity.saturating_mul(GHOST_PERCENT) / 100).max(1) {
+        while self.ghost.len() > (capacity.saturating_mul(GHOST_PERCENT) / 100).max(1) {
             if let Some(old) = self.ghost.pop_front() {
                 self.ghost_set.remove(&old);
             }
@@ -219,6 +225,9 @@ mod tests {
             if let Some(e) = self.0.borrow_mut().get_mut(&s.hash) {
                 e.1 = f;
             }
+        }
+        fn resident(&self) -> usize {
+            self.0.borrow().len()
         }
     }
 

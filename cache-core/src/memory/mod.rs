@@ -767,6 +767,10 @@ impl Probe for MemoryStore {
         }
         in_class!(self, class_of_slot(slot), |map| set_in(map, slot, freq))
     }
+
+    fn resident(&self) -> usize {
+        self.len()
+    }
 }
 
 // Last, so the tests see `in_class!`.
