@@ -117,8 +117,23 @@ impl Cache {
     /// remote hit into memory.
     pub async fn get<T: Storable>(&self, key: &str) -> Option<T> {
         let hash = lookup_hash(key.as_bytes());
-        if let crate::memory::Lookup::Hit(v) = self.store.get_local(key.as_bytes(), hash) {
-            return Some(v);
+        match self.store.get_local(key.as_bytes(), hash) {
+            crate::memory::Lookup::Hit(v) => return Some(v),
+            // Past its refresh-ahead point or its TTL, and left uncounted for the caller to
+            // decide: before its TTL it is live (a hit), after it only kept for a stale or
+            // fail-safe window, which a plain read does not serve (a miss).
+            crate::memory::Lookup::Later => {
+                let memory = &self.store.memory;
+                let live = memory
+                    .peek_value_of::<T>(key.as_bytes(), hash)
+                    .and_then(|v| v.downcast_ref::<T>().cloned());
+                if live.is_some() {
+                    memory.counters.hits.incr();
+                    return live;
+                }
+                memory.counters.misses.incr();
+            }
+            crate::memory::Lookup::Absent => {}
         }
         // The remote tier does not say which tags the value was stored with: the copy goes with
         // every tag invalidation (see `UNKNOWN_TAGS`).

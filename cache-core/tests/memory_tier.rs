@@ -626,3 +626,28 @@ fn the_policys_jitter_spreads_the_expiry_of_values_set_together() {
     // Each survives to 99 s with probability 1/50 under jitter; all 200 did without it.
     assert!(alive(&c) < 200, "every entry set together expires together");
 }
+
+#[test]
+fn get_answers_an_entry_in_its_refresh_ahead_window_and_counts_one_past_its_ttl() {
+    let clock = Clock::manual();
+    let m = manager_with(
+        Policy::new()
+            .ttl_secs(10)
+            .refresh_ahead(cache_core::RefreshAhead::After(0.5))
+            .stale(Duration::from_secs(60)),
+        clock.clone(),
+    );
+    let c = m.cache("ahead");
+    let b = c.blocking();
+    assert_eq!(b.get_or_insert_with("k", || 1_u32), 1);
+    m.reset_stats();
+    // Past the refresh-ahead point, before the TTL: still live. `get` used to answer None.
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(b.get::<u32>("k"), Some(1), "fresh for 4 more seconds");
+    // Past the TTL, kept for the stale window: not served by a plain read, and a miss (it was
+    // counted as neither).
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(b.get::<u32>("k"), None);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses), (1, 1), "{s:?}");
+}
