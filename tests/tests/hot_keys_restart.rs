@@ -104,3 +104,52 @@ async fn a_restarted_instance_starts_with_its_hot_keys_in_memory() {
     .await;
     assert_eq!(b.cache("videos").stats().hits, 1);
 }
+
+#[tokio::test]
+async fn preloaded_bytes_are_weighed_by_their_size_against_max_weight() {
+    let redis = RedisServer::start();
+    // Incompressible, so the envelope holds all 100 kB.
+    let mut seed = 7u64;
+    let big: String = (0..100_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from(b'!' + (seed >> 58) as u8)
+        })
+        .collect();
+    let instance = |policy: Policy| {
+        CacheManager::builder()
+            .remote(RedisBackend::new(
+                RedisConfig::standalone(redis.url()).namespace("hotweight"),
+            ))
+            .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+            .cache("pages", policy.tier(Tier::Hybrid).ttl_secs(600))
+            .build()
+    };
+    let a = instance(Policy::new());
+    let pages = a.cache("pages");
+    pages.set("page:big", big.clone()).await;
+    // One read in 64 is sampled for the hot list.
+    for _ in 0..2_000 {
+        assert!(pages.get::<String>("page:big").await.is_some());
+    }
+    assert!(a.persist_hot_keys().await >= 1);
+    drop(a);
+
+    // B holds at most 10 kB by a weigher that knows its values are `String`s. The preloaded
+    // bytes of a 100 kB page are not a `String` yet: the weigher's fallback of 1 let them in.
+    let b = instance(
+        Policy::new()
+            .max_weight(10_000)
+            .weigher(|_, v| v.downcast_ref::<String>().map_or(1, |s| s.len() as u64)),
+    );
+    tests::backplane_subscribed(&b).await;
+    b.preload_hot_keys().await;
+    let s = b.cache("pages").stats();
+    assert_eq!(
+        (s.entries, s.weight),
+        (0, 0),
+        "100 kB held under a 10 kB bound: {s:?}"
+    );
+    // The page is still one Redis read away, and then weighed as the `String` it is.
+    assert_eq!(b.cache("pages").get::<String>("page:big").await, Some(big));
+}

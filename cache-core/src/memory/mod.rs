@@ -364,9 +364,14 @@ impl MemoryStore {
             ),
             None => (NEVER, NEVER),
         };
-        let weight = match &self.policy.weigher {
-            Some(w) => w(key, value.as_any()),
-            None => (key.len() + value.size() + 64) as u64,
+        let undecoded = value.as_any().downcast_ref::<crate::store::Undecoded>();
+        let weight = match (undecoded, &self.policy.weigher) {
+            // A preloaded hot key's bytes, whose type is not known yet: no weigher can know them
+            // (it fell back to its default, say 1 for a 100 kB page), and their `size_of` is a
+            // `Vec`'s. They weigh what they hold until a read decodes them.
+            (Some(bytes), _) => (key.len() + bytes.0.len() + 64) as u64,
+            (None, Some(w)) => w(key, value.as_any()),
+            (None, None) => (key.len() + value.size() + 64) as u64,
         }
         .min(MAX_ENTRY_WEIGHT);
         let id = (self.next_id.fetch_add(1, Ordering::Relaxed) << CLASS_BITS) | class;
