@@ -720,6 +720,20 @@ fn warn_no_codec(store: &Store) {
     });
 }
 
+/// A cache's policy asks for a background body (stale-while-revalidate, refresh-ahead, a soft
+/// timeout) that a call cannot give: `#[cached]` makes a body detachable only when the function
+/// names one of those options itself (only then does it check that the arguments are owned), and
+/// `Cache::get_or_insert_with` never does. Said once, since it would otherwise go unnoticed.
+fn warn_attached_background(store: &Store) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            cache = %store.name,
+            "the cache's policy sets stale, refresh_ahead or soft_timeout, which apply only to #[cached] functions that name one of them; this call computes in the foreground (a policy stale window still serves as a fail-safe fallback)"
+        );
+    });
+}
+
 async fn write_remote<T>(
     store: &Store,
     key: &KeyBuf,
@@ -830,6 +844,9 @@ fn serve_later<R, W: Work<R>>(
         return Later::Compute(work, None);
     };
     let now = store.memory.clock.now_ms();
+    if !W::DETACHABLE && (fresh.stale_ms > 0 || fresh.refresh.is_on()) {
+        warn_attached_background(store);
+    }
     let in_flight = store.flights.contains_key(&hash);
     // The value being refreshed is its fallback, with the epochs read before it.
     let refresh = |work: W, shared: Value| {
@@ -1242,6 +1259,9 @@ async fn lead<R, J: Job<R>>(
     let on_timeout = job.on_timeout();
     let (strategy, mut body) = job.into_parts();
     // What a wait for another instance's value used of the timeouts is not the body's to use.
+    if !J::DETACHABLE && fresh.soft_timeout.is_some() && fallback.is_some() {
+        warn_attached_background(store);
+    }
     let soft = fresh
         .soft_timeout
         .filter(|_| fallback.is_some() && J::DETACHABLE)

@@ -207,8 +207,10 @@ impl Policy {
     }
 
     /// Stale-while-revalidate: for `window` past its TTL an entry is served at once while one
-    /// background task refreshes it. Applies to functions whose arguments are owned (the refresh
-    /// outlives the call); see `docs/freshness.md`.
+    /// background task refreshes it. Runs in the background only for `#[cached]` functions that
+    /// name `stale`, `refresh_ahead` or `soft_timeout` themselves (the refresh outlives the call,
+    /// which the macro checks only when asked); for other calls the window is a fail-safe
+    /// window. See `docs/freshness.md`.
     ///
     /// ```
     /// use cache_core::Policy;
@@ -248,7 +250,9 @@ impl Policy {
         self
     }
 
-    /// Refreshes entries in the background before they expire; see [`RefreshAhead`].
+    /// Refreshes entries in the background before they expire; see [`RefreshAhead`]. Like
+    /// [`Policy::stale`], only for `#[cached]` functions that name `stale`, `refresh_ahead` or
+    /// `soft_timeout` themselves.
     pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
         self.refresh_ahead = mode;
         self
@@ -269,8 +273,8 @@ impl Policy {
     }
 
     /// Soft timeout of a cached function's body: past it, a caller that has a stale or fail-safe
-    /// value gets that value and the body finishes in the background (async functions with owned
-    /// arguments).
+    /// value gets that value and the body finishes in the background (async `#[cached]` functions
+    /// that name `stale`, `refresh_ahead` or `soft_timeout` themselves, as for [`Policy::stale`]).
     pub fn soft_timeout(mut self, timeout: Duration) -> Self {
         self.soft_timeout = Some(timeout);
         self

@@ -15,6 +15,14 @@ fn square(n: u64) -> u64 {
     n * n
 }
 
+static POLICY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Names no background option, so its body cannot outlive the call.
+#[cached(cache = "policy-stale", key = "n:{n}")]
+fn policy_square(n: u64) -> u64 {
+    POLICY_RUNS.fetch_add(1, Ordering::SeqCst) as u64 + n * n
+}
+
 /// A minimal subscriber that records the spans and events it is shown.
 #[derive(Default, Clone)]
 struct Recorder(Arc<Mutex<Vec<String>>>);
@@ -75,6 +83,46 @@ fn each_call_is_traced_with_its_cache_and_outcome() {
         lines.iter().any(|l| l.starts_with("event")
             && l.contains("cache=obs")
             && l.contains("outcome=\"hit\"")),
+        "{lines:#?}"
+    );
+}
+
+/// A cache policy's stale window cannot run the body of a function that names no background
+/// option in the background: the call past the TTL computes in the foreground, and a warning says
+/// so instead of the setting silently doing less than it says.
+#[test]
+fn a_policy_stale_window_a_function_cannot_use_is_warned_about() {
+    let clock = cache_core::Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        .cache(
+            "policy-stale",
+            cache_core::Policy::new()
+                .ttl_secs(10)
+                .stale(std::time::Duration::from_secs(600)),
+        )
+        .build();
+    let recorder = Recorder::default();
+    let (first, second) = tracing::subscriber::with_default(recorder.clone(), || {
+        tracing::callsite::rebuild_interest_cache();
+        m.scope_sync(|| {
+            let first = policy_square(3);
+            clock.advance(std::time::Duration::from_secs(11));
+            (first, policy_square(3))
+        })
+    });
+    assert_eq!(
+        (first, second),
+        (9, 10),
+        "the second call waited for a new value"
+    );
+    assert_eq!(POLICY_RUNS.load(Ordering::SeqCst), 2);
+    assert_eq!(m.cache("policy-stale").stats().stale_served, 0);
+    let lines = recorder.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.starts_with("event")
+            && l.contains("cache=policy-stale")
+            && l.contains("apply only to #[cached] functions that name one of them")),
         "{lines:#?}"
     );
 }
