@@ -488,3 +488,24 @@ async fn an_interval_warmer_that_panics_keeps_running() {
             .expect("the task ended with its manager, not with a panic");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_get_of_an_entry_kept_past_its_ttl_is_a_counted_miss() {
+    let m = CacheManager::builder()
+        .clock(Clock::tokio())
+        .cache(
+            "kept",
+            Policy::new()
+                .ttl_secs(10)
+                .fail_safe(Duration::from_secs(60)),
+        )
+        .build();
+    let c = m.cache("kept");
+    c.set("k", 1_u32).await;
+    assert_eq!(c.get::<u32>("k").await, Some(1));
+    // Past its TTL the entry is kept for the fail-safe window, but `get` does not serve it.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(c.get::<u32>("k").await, None);
+    let s = c.stats();
+    assert_eq!((s.hits, s.misses), (1, 1), "{s:?}");
+}
