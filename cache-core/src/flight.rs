@@ -401,6 +401,19 @@ fn stamp(store: &Store, opts: &mut InsertOptions, fresh: &Freshness, took_ms: u6
     opts.refresh = fresh.refresh;
 }
 
+/// Times a body run that has just ended, however it ended: `body_latency` counts every run (its
+/// count is how often the data source was asked), a failed one answered by a fail-safe value
+/// included. Returns the clock's reading of the end, in milliseconds, for the stored entry.
+fn body_ended(store: &Store, started: Instant) -> u64 {
+    let (ended_ms, ended) = store.memory.clock.reading();
+    store
+        .memory
+        .counters
+        .body_latency
+        .record(ended.saturating_duration_since(started));
+    ended_ms
+}
+
 /// Stores the cacheable part of a computed `out` in L1 and returns what followers get. A value
 /// without a codec stays in L1 even in a remote-only cache ([`Store::keeps_local`]).
 #[allow(clippy::too_many_arguments)]
@@ -413,17 +426,12 @@ fn keep_computed<R, S: Strategy<R>>(
     strategy: &S,
     has_codec: bool,
     out: R,
-    started: (u64, Instant),
-    ended: (u64, Instant),
+    started_ms: u64,
+    ended_ms: u64,
     epoch: u64,
 ) -> Outcome<R, S::Value> {
-    let took_ms = ended.0.saturating_sub(started.0);
-    store
-        .memory
-        .counters
-        .body_latency
-        .record(ended.1.saturating_duration_since(started.1));
-    opts.now_ms = Some(ended.0);
+    let took_ms = ended_ms.saturating_sub(started_ms);
+    opts.now_ms = Some(ended_ms);
     match strategy.cacheable(&out) {
         Some(v) => {
             stamp(store, &mut opts, fresh, took_ms);
@@ -690,7 +698,7 @@ impl At<'_> {
         strategy: &S,
         has_codec: bool,
         out: R,
-        started: (u64, Instant),
+        (started_ms, ended_ms): (u64, u64),
         fallback: Option<Fallback<S::Value>>,
         guard: &mut Option<LeaderGuard>,
     ) -> Result<Outcome<R, S::Value>, R> {
@@ -700,10 +708,9 @@ impl At<'_> {
                 return Err(self.fail_safe(&opts, strategy, fallback, guard, "returned an error"));
             }
         }
-        let ended = self.store.memory.clock.reading();
         let outcome = keep_computed(
-            self.store, self.key, self.hash, opts, self.fresh, strategy, has_codec, out, started,
-            ended, self.epoch,
+            self.store, self.key, self.hash, opts, self.fresh, strategy, has_codec, out,
+            started_ms, ended_ms, self.epoch,
         );
         outcome.settle(guard.as_mut(), strategy);
         Ok(outcome)
@@ -1274,13 +1281,13 @@ async fn lead<R, J: Job<R>>(
     let span = miss_span(store, key);
     match run_body(&mut body, &span, soft, hard).await {
         BodyEnd::Returned(out) => {
-            let started = (started_ms, started);
+            let ended_ms = body_ended(store, started);
             match at.take_returned(
                 opts,
                 &strategy,
                 codec.is_some(),
                 out,
-                started,
+                (started_ms, ended_ms),
                 fallback,
                 &mut guard,
             ) {
@@ -1295,6 +1302,7 @@ async fn lead<R, J: Job<R>>(
             }
         }
         BodyEnd::Panicked(panic) => {
+            body_ended(store, started);
             store.memory.counters.body_failures.incr();
             match fallback {
                 Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
@@ -1302,6 +1310,7 @@ async fn lead<R, J: Job<R>>(
                 None => resume_unwind(panic),
             }
         }
+        // The body goes on in the background, which times it when it ends.
         BodyEnd::SoftTimedOut => {
             store.memory.counters.timeouts.incr();
             store.memory.counters.stale_served.incr();
@@ -1330,6 +1339,7 @@ async fn lead<R, J: Job<R>>(
             // The configured timeout, of which a wait for another instance may have used part.
             let after = fresh.hard_timeout.unwrap_or(after);
             drop(body);
+            body_ended(store, started);
             store.memory.counters.timeouts.incr();
             store.memory.counters.body_failures.incr();
             match (fallback, on_timeout) {
@@ -1413,7 +1423,9 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         .hard_timeout
         .map(|h| h.saturating_sub(started.elapsed()));
     let span = miss_span(&store, &key);
-    let why = match run_body(&mut body, &span, None, hard).await {
+    let end = run_body(&mut body, &span, None, hard).await;
+    let ended_ms = body_ended(&store, started);
+    let why = match end {
         BodyEnd::Returned(out) if !strategy.failed(&out) => {
             let outcome = keep_computed(
                 &store,
@@ -1424,8 +1436,8 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
                 &strategy,
                 codec.is_some(),
                 out,
-                (started_ms, started),
-                store.memory.clock.reading(),
+                started_ms,
+                ended_ms,
                 epoch,
             );
             outcome.settle(Some(&mut guard), &strategy);
@@ -1481,7 +1493,9 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     store.memory.counters.refreshes.incr();
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
     let (started_ms, started) = store.memory.clock.reading();
-    let why = match catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body))) {
+    let ran = catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body)));
+    let ended_ms = body_ended(&store, started);
+    let why = match ran {
         Ok(out) if !strategy.failed(&out) => {
             let outcome = keep_computed(
                 &store,
@@ -1492,8 +1506,8 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
                 strategy,
                 codec.is_some(),
                 out,
-                (started_ms, started),
-                store.memory.clock.reading(),
+                started_ms,
+                ended_ms,
                 epoch,
             );
             outcome.settle(Some(&mut guard), strategy);
@@ -1586,7 +1600,9 @@ fn lead_blocking<R, J: SyncJob<R>>(
     let (strategy, body) = job.into_parts();
     let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
-    let out = match catch_unwind(AssertUnwindSafe(|| span.in_scope(body))) {
+    let ran = catch_unwind(AssertUnwindSafe(|| span.in_scope(body)));
+    let ended_ms = body_ended(store, started);
+    let out = match ran {
         Ok(out) => out,
         Err(panic) => {
             store.memory.counters.body_failures.incr();
@@ -1601,7 +1617,7 @@ fn lead_blocking<R, J: SyncJob<R>>(
         &strategy,
         codec.is_some(),
         out,
-        (started_ms, started),
+        (started_ms, ended_ms),
         fallback,
         &mut guard,
     ) {

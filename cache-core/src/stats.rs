@@ -288,7 +288,7 @@ pub struct CacheStats {
     pub timeouts: u64,
     /// Latency of memory-tier lookups (one in 64 sampled).
     pub lookup_latency: LatencySummary,
-    /// Latency of the wrapped function bodies (every run).
+    /// Latency of the wrapped function bodies (every run, failed ones included).
     pub body_latency: LatencySummary,
     /// The remote tier's counters, for caches that have one.
     pub remote: Option<crate::RemoteStats>,

@@ -509,3 +509,45 @@ async fn a_get_of_an_entry_kept_past_its_ttl_is_a_counted_miss() {
     let s = c.stats();
     assert_eq!((s.hits, s.misses), (1, 1), "{s:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_body_run_is_timed_failed_ones_included() {
+    let m = CacheManager::builder()
+        .clock(Clock::tokio())
+        .cache(
+            "flaky",
+            Policy::new()
+                .ttl_secs(10)
+                .fail_safe(Duration::from_secs(600))
+                .fail_safe_throttle(Duration::from_secs(1)),
+        )
+        .build();
+    let c = m.cache("flaky");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let body = |outcome: &'static str| {
+        let runs = runs.clone();
+        move || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            match outcome {
+                "ok" => Ok::<u32, String>(1),
+                "err" => Err("database down".to_owned()),
+                _ => panic!("database driver crashed"),
+            }
+        }
+    };
+    assert_eq!(c.try_get_or_insert_with("k", body("ok")).await, Ok(1));
+    // Past the TTL: a failing body, then a panicking one, each answered by the fail-safe value.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(c.try_get_or_insert_with("k", body("err")).await, Ok(1));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(c.try_get_or_insert_with("k", body("panic")).await, Ok(1));
+    // A panic with no fail-safe value reaches its caller.
+    let c2 = c.clone();
+    let panicking = body("panic");
+    let crashed = tokio::spawn(async move { c2.try_get_or_insert_with("other", panicking).await });
+    assert!(crashed.await.is_err());
+    let s = c.stats();
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    assert_eq!((s.fail_safe, s.body_failures), (2, 3), "{s:?}");
+    assert_eq!(s.body_latency.count, 4, "every body run is timed: {s:?}");
+}
