@@ -10,16 +10,21 @@ impl CacheManager {
     /// `metrics` recorder. Cheap: it reads the striped counters once per call; call it on a timer
     /// or before each scrape.
     ///
-    /// Metric names: `cache_hits_total`, `cache_misses_total`, `cache_inserts_total`,
-    /// `cache_evictions_total`, `cache_expirations_total`, `cache_invalidations_total`,
-    /// `cache_coalesced_total`, `cache_bypassed_total`, `cache_body_runs_total` (label `cache`,
-    /// and `tier` = `memory` or `remote`), gauges `cache_entries`, `cache_weight_bytes`,
-    /// `cache_hit_ratio`, `cache_body_duration_p50_seconds`, `cache_body_duration_p99_seconds`,
-    /// `cache_lookup_duration_p99_seconds`, and for remote tiers `cache_remote_errors_total`,
-    /// `cache_remote_timeouts_total`, `cache_remote_skipped_total`,
-    /// `cache_remote_decode_errors_total`, `cache_remote_lock_acquired_total`,
-    /// `cache_remote_lock_waits_total`, `cache_remote_lock_wait_timeouts_total`,
-    /// `cache_remote_breaker_open`.
+    /// The families of [`prometheus_text`](crate::prometheus_text), with durations in seconds
+    /// (`_seconds` where the text format has `_microseconds`). Counters `cache_hits_total`,
+    /// `cache_misses_total` (label `cache`, and `tier` = `memory` or `remote`),
+    /// `cache_inserts_total`, `cache_evictions_total`, `cache_expirations_total`,
+    /// `cache_invalidations_total`, `cache_coalesced_total`, `cache_bypassed_total`,
+    /// `cache_stale_served_total`, `cache_refreshes_total`, `cache_fail_safe_total`,
+    /// `cache_body_failures_total`, `cache_timeouts_total`, `cache_body_runs_total`; gauges
+    /// `cache_entries`, `cache_weight_bytes`, `cache_hit_ratio`,
+    /// `cache_lookup_duration_p50_seconds`, `cache_lookup_duration_p99_seconds`,
+    /// `cache_body_duration_p50_seconds`, `cache_body_duration_p99_seconds`; and for remote tiers
+    /// counters `cache_remote_errors_total`, `cache_remote_timeouts_total`,
+    /// `cache_remote_skipped_total`, `cache_remote_decode_errors_total`,
+    /// `cache_remote_refused_too_large_total`, `cache_remote_lock_acquired_total`,
+    /// `cache_remote_lock_waits_total`, `cache_remote_lock_wait_timeouts_total`, gauges
+    /// `cache_remote_latency_mean_seconds` and `cache_remote_breaker_open`.
     pub fn publish_metrics(&self) {
         for s in self.stats() {
             let name = s.name.clone();
@@ -55,6 +60,10 @@ impl CacheManager {
                 s.body_latency.p99_us / 1e6,
             );
             g(
+                "cache_lookup_duration_p50_seconds",
+                s.lookup_latency.p50_us / 1e6,
+            );
+            g(
                 "cache_lookup_duration_p99_seconds",
                 s.lookup_latency.p99_us / 1e6,
             );
@@ -68,12 +77,15 @@ impl CacheManager {
                 rem("cache_remote_timeouts_total", r.timeouts);
                 rem("cache_remote_skipped_total", r.skipped);
                 rem("cache_remote_decode_errors_total", r.decode_errors);
+                rem("cache_remote_refused_too_large_total", r.too_large);
                 rem("cache_remote_lock_acquired_total", r.lock_acquired);
                 rem("cache_remote_lock_waits_total", r.lock_waits);
                 rem(
                     "cache_remote_lock_wait_timeouts_total",
                     r.lock_wait_timeouts,
                 );
+                gauge!("cache_remote_latency_mean_seconds", "cache" => name.clone(), "tier" => "remote")
+                    .set(r.mean_latency_us as f64 / 1e6);
                 let open = r.breaker != Some(crate::BreakerState::Closed);
                 gauge!("cache_remote_breaker_open", "cache" => name.clone(), "tier" => "remote")
                     .set(f64::from(u8::from(open)));

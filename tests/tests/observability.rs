@@ -551,3 +551,39 @@ async fn every_body_run_is_timed_failed_ones_included() {
     assert_eq!((s.fail_safe, s.body_failures), (2, 3), "{s:?}");
     assert_eq!(s.body_latency.count, 4, "every body run is timed: {s:?}");
 }
+
+#[tokio::test]
+async fn the_metrics_facade_publishes_every_prometheus_family() {
+    let m = CacheManager::builder()
+        .remote(cache_core::testing::MemoryBackend::new())
+        .cache("both", Policy::new().tier(cache_core::Tier::Hybrid))
+        .build();
+    let c = m.cache("both");
+    c.set("k", 1_u32).await;
+    assert_eq!(c.get::<u32>("k").await, Some(1));
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || m.publish_metrics());
+    let published: std::collections::HashSet<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| key.key().name().to_owned())
+        .collect();
+    let text = m.prometheus_text();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(families.contains(&"cache_remote_errors_total"), "{text}");
+    // The facade takes durations in seconds (its convention); the text format in microseconds.
+    let missing: Vec<&str> = families
+        .iter()
+        .copied()
+        .filter(|f| {
+            !published.contains(*f) && !published.contains(&f.replace("_microseconds", "_seconds"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "not published: {missing:?}");
+}
