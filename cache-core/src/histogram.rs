@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 const SUB: u32 = 4;
 /// Powers of two covered: 1 ns up to 2^40 ns (about 18 minutes).
 const POWERS: u32 = 40;
-const BUCKETS: usize = (POWERS * SUB) as usize;
+/// The bucket of every value from 2^40 ns on. Kept apart from the covered range's top bucket, so
+/// that values in that bucket still read at most 25% high when longer ones were seen.
+const OVERFLOW: usize = (POWERS * SUB) as usize;
+const BUCKETS: usize = OVERFLOW + 1;
 
 pub(crate) struct Histogram {
     counts: Box<[AtomicU64]>,
@@ -32,8 +35,11 @@ fn bucket_of(ns: u64) -> usize {
         return ns as usize;
     }
     let power = 63 - ns.leading_zeros(); // >= 2
+    if power >= POWERS {
+        return OVERFLOW;
+    }
     let sub = (ns >> (power - 2)) & u64::from(SUB - 1);
-    ((power * SUB) as usize + sub as usize).min(BUCKETS - 1)
+    (power * SUB) as usize + sub as usize
 }
 
 /// The largest value a bucket holds (what a percentile reports: never an underestimate).
@@ -48,10 +54,10 @@ fn upper_of(bucket: usize) -> u64 {
 }
 
 /// What a percentile falling in `bucket` reports (before the cap at the largest value seen): the
-/// bucket's upper end, except for the last bucket, which also holds every longer value and so
-/// reports the largest value seen rather than understate it.
+/// bucket's upper end, except for [`OVERFLOW`], which has none and so reports the largest value
+/// seen rather than understate it.
 fn upper_bound(bucket: usize) -> u64 {
-    if bucket == BUCKETS - 1 {
+    if bucket == OVERFLOW {
         u64::MAX
     } else {
         upper_of(bucket)
@@ -88,7 +94,7 @@ impl Histogram {
                     return upper_bound(bucket);
                 }
             }
-            upper_bound(BUCKETS - 1)
+            upper_bound(OVERFLOW)
         };
         let max = self.max_ns.load(Ordering::Relaxed);
         LatencySummary {
@@ -109,7 +115,8 @@ impl Histogram {
 }
 
 /// Percentiles of a latency, in microseconds (each at most 25% above the true value, never below,
-/// and never above the largest value seen).
+/// and never above the largest value seen; a percentile past 2^40 ns, about 18 minutes, reads as
+/// the largest value seen).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LatencySummary {
@@ -137,6 +144,25 @@ mod tests {
         let s = h.summary();
         assert_eq!(s.p50_us, long.as_nanos() as f64 / 1000.0);
         assert_eq!(s.p99_us, s.max_us);
+    }
+
+    #[test]
+    fn values_just_under_the_last_power_stay_within_the_bound_beside_longer_ones() {
+        let h = Histogram::default();
+        // About 16.7 minutes: under 2^40 ns, in the top sub-bucket of the last power.
+        let long = Duration::from_secs(1000);
+        for _ in 0..99 {
+            h.record(long);
+        }
+        h.record(Duration::from_secs(3600));
+        let s = h.summary();
+        let true_us = long.as_nanos() as f64 / 1000.0;
+        assert!(
+            (true_us..=true_us * 1.25).contains(&s.p50_us),
+            "p50 {} for a true median of {true_us}",
+            s.p50_us
+        );
+        assert_eq!(s.max_us, 3_600_000_000.0);
     }
 
     #[test]
