@@ -587,3 +587,33 @@ async fn the_metrics_facade_publishes_every_prometheus_family() {
         .collect();
     assert!(missing.is_empty(), "not published: {missing:?}");
 }
+
+#[tokio::test]
+async fn an_entry_past_its_ttl_counts_as_expired_however_it_is_invalidated() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        .cache(
+            "kept",
+            Policy::new()
+                .ttl_secs(10)
+                .fail_safe(Duration::from_secs(600)),
+        )
+        .build();
+    let c = m.cache("kept");
+    let tagged = cache_core::EntryOptions::new().tag("t");
+    c.set_with("by-key", 1_u32, tagged.clone()).await;
+    c.set_with("by-pattern", 2_u32, tagged.clone()).await;
+    c.set_with("by-tag", 3_u32, tagged).await;
+    // Past the TTL, kept for the fail-safe window (the sweeper leaves them until its end).
+    clock.advance(Duration::from_secs(11));
+    m.invalidate_key("kept", "by-key").await;
+    m.invalidate_pattern("kept", "by-pat*").await;
+    m.invalidate_tag("t").await;
+    let s = c.stats();
+    assert_eq!(
+        (s.expirations, s.invalidations, s.entries),
+        (3, 0, 0),
+        "{s:?}"
+    );
+}

@@ -504,16 +504,25 @@ impl MemoryStore {
         slot: Slot,
         cause: RemovalCause,
     ) -> bool {
+        // An invalidated entry already past its TTL is counted as expired, as `remove` and
+        // `remove_where` count it; the other causes do not depend on the time.
+        let now = (cause == RemovalCause::Invalidated).then(|| self.clock.now_ms());
         let mut removed = None;
         map.remove_if_sync(&slot.hash, |e| {
             if e.id != slot.id {
                 return false;
             }
-            removed = Some((e.weight, e.tags.clone()));
+            let expired = now.is_some_and(|now| !e.is_live(now));
+            removed = Some((e.weight, e.tags.clone(), expired));
             true
         });
         match removed {
-            Some((weight, tags)) => {
+            Some((weight, tags, expired)) => {
+                let cause = if expired {
+                    RemovalCause::Expired
+                } else {
+                    cause
+                };
                 self.account_removal(weight, &tags, slot, cause);
                 true
             }
