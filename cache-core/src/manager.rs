@@ -470,10 +470,11 @@ impl CacheManager {
         self.stores().iter().map(|s| s.stats()).collect()
     }
 
-    /// Zeroes every cache's counters (entries and weight stay).
+    /// Zeroes every cache's counters, its remote tier's included (entries, weight and the
+    /// breaker's state stay).
     pub fn reset_stats(&self) {
         for store in self.stores() {
-            store.memory.reset_stats();
+            store.reset_stats();
         }
     }
 

@@ -417,4 +417,12 @@ impl Store {
         s.remote = self.remote.as_ref().map(|r| r.stats());
         s
     }
+
+    /// Zeroes the counters of both tiers.
+    pub(crate) fn reset_stats(&self) {
+        self.memory.reset_stats();
+        if let Some(remote) = &self.remote {
+            remote.reset_stats();
+        }
+    }
 }

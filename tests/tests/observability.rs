@@ -617,3 +617,30 @@ async fn an_entry_past_its_ttl_counts_as_expired_however_it_is_invalidated() {
         "{s:?}"
     );
 }
+
+#[tokio::test]
+async fn reset_stats_zeroes_the_remote_tiers_counters_too() {
+    let m = CacheManager::builder()
+        .remote(cache_core::testing::MemoryBackend::new())
+        .cache("both", Policy::new().tier(cache_core::Tier::Hybrid))
+        .build();
+    let c = m.cache("both");
+    c.set("k", 1_u32).await;
+    assert_eq!(c.get::<u32>("absent").await, None);
+    let before = c.stats().remote.expect("a remote tier");
+    assert_eq!(before.misses, 1, "{before:?}");
+    m.reset_stats();
+    let s = c.stats();
+    assert_eq!((s.misses, s.inserts), (0, 0));
+    let remote = s.remote.expect("a remote tier");
+    assert_eq!(
+        (
+            remote.hits,
+            remote.misses,
+            remote.errors,
+            remote.mean_latency_us
+        ),
+        (0, 0, 0, 0),
+        "{remote:?}"
+    );
+}

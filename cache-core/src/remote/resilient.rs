@@ -361,6 +361,27 @@ impl ResilientTier {
         }
     }
 
+    /// Zeroes the counters (the breaker's state is not a counter: it stays).
+    pub(crate) fn reset_stats(&self) {
+        let c = &self.counters;
+        for counter in [
+            &c.hits,
+            &c.misses,
+            &c.errors,
+            &c.timeouts,
+            &c.skipped,
+            &c.decode_errors,
+            &c.too_large,
+            &c.lock_acquired,
+            &c.lock_waits,
+            &c.lock_wait_timeouts,
+            &c.latency_us_total,
+            &c.latency_samples,
+        ] {
+            counter.reset();
+        }
+    }
+
     pub(crate) fn stats(&self) -> RemoteStats {
         let c = &self.counters;
         let samples = c.latency_samples.get();
