@@ -134,6 +134,11 @@ impl AlertState {
             baseline: HashMap::new(),
         })
     }
+
+    /// The counters were reset: the window goes on, counting from zero.
+    pub(crate) fn restart_counts(&mut self) {
+        self.baseline.clear();
+    }
 }
 
 /// Managers whose rules the maintenance thread evaluates.

@@ -473,8 +473,16 @@ impl CacheManager {
     /// Zeroes every cache's counters, its remote tier's included (entries, weight and the
     /// breaker's state stay).
     pub fn reset_stats(&self) {
+        // Under the alert state's lock, whose window then counts from zero: against the counts
+        // at its start, a reset would hide the window's lookups until they passed those counts.
+        let alerts = self
+            .alert_state()
+            .map(|state| state.lock().unwrap_or_else(|e| e.into_inner()));
         for store in self.stores() {
             store.reset_stats();
+        }
+        if let Some(mut alerts) = alerts {
+            alerts.restart_counts();
         }
     }
 

@@ -644,3 +644,37 @@ async fn reset_stats_zeroes_the_remote_tiers_counters_too() {
         "{remote:?}"
     );
 }
+
+#[test]
+fn a_reset_in_the_middle_of_a_window_does_not_hide_that_windows_lookups() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        .alerts(
+            AlertRules::new()
+                .window(Duration::from_secs(60))
+                .min_hit_rate(0.5)
+                .min_lookups(100),
+        )
+        .build();
+    let c = m.cache("reset");
+    for _ in 0..200 {
+        c.blocking().get::<u32>("absent");
+    }
+    assert!(
+        m.check_alerts().is_empty(),
+        "the first call opens the window"
+    );
+    m.reset_stats();
+    // 150 misses after the reset: fewer than the window's baseline of 200.
+    for _ in 0..150 {
+        c.blocking().get::<u32>("absent");
+    }
+    clock.advance(Duration::from_secs(60));
+    let alerts = m.check_alerts();
+    assert_eq!(
+        alerts.iter().map(|a| (a.kind, a.value)).collect::<Vec<_>>(),
+        [(AlertKind::LowHitRate, 0.0)],
+        "{alerts:?}"
+    );
+}
