@@ -297,11 +297,13 @@ pub struct CacheStats {
 impl CacheStats {
     /// `hits / (hits + misses)`, or 0 when nothing was looked up.
     pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
+        // Summed as floats: two counts that each fit a `u64` may not fit one together (a debug
+        // build panicked on such stats, deserialized ones included).
+        let total = self.hits as f64 + self.misses as f64;
+        if total == 0.0 {
             0.0
         } else {
-            self.hits as f64 / total as f64
+            self.hits as f64 / total
         }
     }
 }
@@ -338,6 +340,17 @@ mod tests {
         assert_eq!(counter.get(), 0);
         counter.incr();
         assert_eq!(counter.get(), 1);
+    }
+
+    #[test]
+    fn the_hit_rate_of_counts_near_the_top_of_u64_is_a_ratio() {
+        let stats = CacheStats {
+            hits: u64::MAX,
+            misses: u64::MAX,
+            ..CacheStats::default()
+        };
+        assert_eq!(stats.hit_rate(), 0.5);
+        assert_eq!(CacheStats::default().hit_rate(), 0.0);
     }
 
     #[test]
