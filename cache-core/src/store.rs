@@ -185,7 +185,7 @@ impl Store {
     pub(crate) async fn get_remote<T>(&self, key: &str, codec: &Codec<T>) -> Option<RemoteHit<T>> {
         let remote = self.remote.as_ref()?;
         match remote.run(remote.inner.get(key)).await {
-            Ok(Some(bytes)) => self.decode_remote(remote, key, &bytes, codec).await,
+            Ok(Some(bytes)) => self.decode_remote(remote, key, &bytes, codec, true).await,
             Ok(None) => {
                 remote.counters.misses.incr();
                 None
@@ -195,8 +195,9 @@ impl Store {
     }
 
     /// One look at L2 by a caller waiting for another instance's value (`remote::lock`): like
-    /// [`get_remote`](Self::get_remote), but an absent value is not counted as a miss (a waiter
-    /// looks many times for one miss), and a failure is an `Err`, which ends the wait.
+    /// [`get_remote`](Self::get_remote), but nothing usable (absent, or kept past its TTL) is not
+    /// counted as a miss (the caller's first read counted it, and a waiter looks many times for
+    /// one miss), and a failure is an `Err`, which ends the wait.
     pub(crate) async fn poll_remote<T>(
         &self,
         key: &str,
@@ -208,7 +209,7 @@ impl Store {
         match remote.run(remote.inner.get(key)).await {
             // A value kept past its TTL (stale window) is not the one a waiter waits for.
             Ok(Some(bytes)) => Ok(self
-                .decode_remote(remote, key, &bytes, codec)
+                .decode_remote(remote, key, &bytes, codec, false)
                 .await
                 .and_then(RemoteHit::fresh)),
             Ok(None) => Ok(None),
@@ -216,14 +217,21 @@ impl Store {
         }
     }
 
-    /// Decodes bytes read from L2: a hit, or a counted miss (an unusable value is deleted).
+    /// Decodes bytes read from L2: a hit, or a miss, counted if `count_miss` (an unusable value
+    /// is deleted).
     async fn decode_remote<T>(
         &self,
         remote: &ResilientTier,
         key: &str,
         bytes: &[u8],
         codec: &Codec<T>,
+        count_miss: bool,
     ) -> Option<RemoteHit<T>> {
+        let miss = || {
+            if count_miss {
+                remote.counters.misses.incr();
+            }
+        };
         match codec.decode_kept(key, bytes) {
             Ok((value, meta)) => {
                 let now = unix_ms_now();
@@ -232,7 +240,7 @@ impl Store {
                     .filter(|at| *at <= now)
                     .map(|at| Duration::from_millis(now - at));
                 if stale_for.is_some() {
-                    remote.counters.misses.incr();
+                    miss();
                 } else {
                     remote.counters.hits.incr();
                 }
@@ -247,11 +255,11 @@ impl Store {
                 })
             }
             Err(DecodeError::Expired) => {
-                remote.counters.misses.incr();
+                miss();
                 None
             }
             Err(e) => {
-                remote.counters.misses.incr();
+                miss();
                 remote.counters.decode_errors.incr();
                 tracing::warn!(cache = %self.name, key, error = %e, "unusable value in the remote cache; deleting it");
                 let _ = remote.run(remote.inner.delete(key)).await;

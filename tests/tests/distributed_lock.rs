@@ -532,3 +532,31 @@ async fn a_holder_whose_result_is_not_cached_lets_a_waiter_compute_without_waiti
         "two waited, then took the lock"
     );
 }
+
+/// The caller that takes the lock reads the key once more under it: a value kept past its TTL
+/// (for the fail-safe window) that both reads find is one miss of one call, not two.
+#[tokio::test]
+async fn a_call_past_the_ttl_counts_one_remote_miss() {
+    let m = cache_core::CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url()).namespace("stalemiss"),
+        ))
+        .cache(
+            "c",
+            cache_core::Policy::new()
+                .tier(cache_core::Tier::Remote)
+                .ttl(Duration::from_millis(100))
+                .fail_safe(Duration::from_secs(60)),
+        )
+        .build();
+    let c = m.cache("c");
+    let misses = || c.stats().remote.expect("a remote tier").misses;
+    assert_eq!(c.get_or_insert_with("k", || async { 1_u32 }).await, 1);
+    assert_eq!(misses(), 1, "the cold read");
+    // The remote copy's expiry is wall-clock time (it is shared by every instance).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(c.get_or_insert_with("k", || async { 2_u32 }).await, 2);
+    let r = c.stats().remote.expect("a remote tier");
+    assert_eq!(r.lock_acquired, 2, "{r:?}");
+    assert_eq!(r.misses, 2, "one miss per call: {r:?}");
+}
