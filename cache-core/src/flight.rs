@@ -1447,10 +1447,9 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         }
         BodyEnd::Returned(_) => "returned an error",
         BodyEnd::Panicked(_) => "panicked",
-        BodyEnd::HardTimedOut(_) | BodyEnd::SoftTimedOut => {
-            store.memory.counters.timeouts.incr();
-            "timed out"
-        }
+        // A body failure, not a call's timeout: `timeouts` counts calls, and a call that left
+        // at its soft timeout was counted then.
+        BodyEnd::HardTimedOut(_) | BodyEnd::SoftTimedOut => "timed out",
     };
     store.memory.counters.body_failures.incr();
     tracing::warn!(cache = %store.name, key = key.as_str(), why, "background refresh failed");

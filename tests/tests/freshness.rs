@@ -552,6 +552,46 @@ async fn soft_timeout_serves_the_stale_value_and_the_body_finishes_in_the_backgr
     .await;
 }
 
+static STUCK_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "stuck",
+    key = "stuck:{id}",
+    ttl = 10,
+    fail_safe = 600,
+    soft_timeout = "100ms",
+    timeout = "2s"
+)]
+async fn stuck(id: u64) -> Result<u64, LoadError> {
+    if STUCK_RUNS.fetch_add(1, SeqCst) > 0 {
+        sleep(Duration::from_secs(10)).await;
+    }
+    Ok(id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_past_its_soft_timeout_whose_body_then_passes_the_hard_one_is_one_timeout() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(stuck(1).await, Ok(1));
+        advance(Duration::from_secs(11)).await;
+        // The call answers at the soft timeout; its body goes on and passes the hard timeout.
+        assert_eq!(stuck(1).await, Ok(1));
+        until("the body's hard timeout", || {
+            stats(&m, "stuck").body_failures == 1
+        })
+        .await;
+        let s = stats(&m, "stuck");
+        assert_eq!(STUCK_RUNS.load(SeqCst), 2);
+        assert_eq!(
+            (s.timeouts, s.stale_served),
+            (1, 1),
+            "one call, one timeout: {s:?}"
+        );
+    })
+    .await;
+}
+
 static HARD_RUNS: AtomicU64 = AtomicU64::new(0);
 static HARD_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 
