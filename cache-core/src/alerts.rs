@@ -124,6 +124,9 @@ pub(crate) struct AlertState {
     window_start_ms: Option<u64>,
     /// Per cache: hits, misses, evictions at the window's start.
     baseline: HashMap<String, (u64, u64, u64)>,
+    /// The alerts of the last window evaluated, until `check_alerts` returns them: the
+    /// maintenance thread evaluates windows too, and mostly first.
+    unreturned: Vec<Alert>,
 }
 
 impl AlertState {
@@ -132,6 +135,7 @@ impl AlertState {
             rules,
             window_start_ms: None,
             baseline: HashMap::new(),
+            unreturned: Vec::new(),
         })
     }
 
@@ -159,20 +163,32 @@ pub(crate) fn evaluate_watched() {
         watched.iter().filter_map(WeakManager::upgrade).collect()
     };
     for m in managers {
-        m.check_alerts();
+        if let Some(state) = m.alert_state() {
+            m.evaluate_window(&mut state.lock().unwrap_or_else(|e| e.into_inner()));
+        }
     }
 }
 
 impl CacheManager {
-    /// Evaluates the alert rules if a window has passed since the last evaluation, logs a warning
-    /// per tripped rule, and returns them; returns nothing in the middle of a window. The
-    /// maintenance thread calls this every second; tests call it after moving the clock.
+    /// Evaluates the alert rules if a window has passed since the last evaluation (logging a
+    /// warning per tripped rule), and returns the alerts of the last window evaluated, once,
+    /// whoever evaluated it: the maintenance thread also evaluates the rules every second, and
+    /// usually ends a window first. Returns nothing in the middle of a window, and nothing for a
+    /// window whose alerts were already returned; of windows that ended since the last call, only
+    /// the latest one's alerts are kept. Tests call it after moving the clock.
     pub fn check_alerts(&self) -> Vec<Alert> {
         let Some(state) = self.alert_state() else {
             return Vec::new();
         };
-        let now = self.clock().now_ms_precise();
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        self.evaluate_window(&mut state);
+        std::mem::take(&mut state.unreturned)
+    }
+
+    /// Evaluates the rules if a window has passed: logs the tripped ones and keeps them for
+    /// [`check_alerts`](Self::check_alerts), then opens the next window.
+    fn evaluate_window(&self, state: &mut AlertState) {
+        let now = self.clock().now_ms_precise();
         let stats = self.stats();
         let Some(start) = state.window_start_ms else {
             // The first call opens the first window, from the counts as they stand: what came
@@ -182,11 +198,11 @@ impl CacheManager {
                 .iter()
                 .map(|s| (s.name.clone(), (s.hits, s.misses, s.evictions)))
                 .collect();
-            return Vec::new();
+            return;
         };
         let elapsed_ms = now.saturating_sub(start);
         if elapsed_ms < state.rules.window.as_millis() as u64 {
-            return Vec::new();
+            return;
         }
         let rules = state.rules.clone();
         let mut alerts = Vec::new();
@@ -243,6 +259,6 @@ impl CacheManager {
             .iter()
             .map(|s| (s.name.clone(), (s.hits, s.misses, s.evictions)))
             .collect();
-        alerts
+        state.unreturned = alerts;
     }
 }
