@@ -201,7 +201,9 @@ impl CacheManager {
             return;
         };
         let elapsed_ms = now.saturating_sub(start);
-        if elapsed_ms < state.rules.window.as_millis() as u64 {
+        // Saturating: a cast keeps the low 64 bits, and a window of 2^62 s became 0 ms.
+        let window_ms = u64::try_from(state.rules.window.as_millis()).unwrap_or(u64::MAX);
+        if elapsed_ms < window_ms {
             return;
         }
         let rules = state.rules.clone();

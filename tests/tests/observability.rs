@@ -678,3 +678,22 @@ fn a_reset_in_the_middle_of_a_window_does_not_hide_that_windows_lookups() {
         "{alerts:?}"
     );
 }
+
+#[test]
+fn a_window_too_long_for_u64_milliseconds_never_ends() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder()
+        .clock(clock.clone())
+        // 2^62 s: its milliseconds are a multiple of 2^64, so a plain cast made it 0.
+        .alerts(
+            AlertRules::new()
+                .window(Duration::from_secs(1 << 62))
+                .min_hit_rate(0.5)
+                .min_lookups(1),
+        )
+        .build();
+    assert!(m.check_alerts().is_empty(), "the window opens");
+    m.cache("cold").blocking().get::<u32>("absent");
+    clock.advance(Duration::from_secs(3600));
+    assert!(m.check_alerts().is_empty(), "the window is still open");
+}
