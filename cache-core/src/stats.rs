@@ -259,7 +259,11 @@ pub struct CacheStats {
     pub expirations: u64,
     /// Entries removed by invalidation (key, cache or all).
     pub invalidations: u64,
-    /// Callers that waited for another caller's computation instead of running the body.
+    /// Times a caller joined another caller's computation (single flight) and waited for it.
+    /// Most such waits end with the leader's value; a caller whose leader's outcome is not cached
+    /// (`Err`, `None`) or was abandoned (cancelled, panicked, overlapped an invalidation) then
+    /// runs the body itself, and a caller that joins again after an abandoned flight counts
+    /// again. So this counts waits, not body runs saved; `body_latency.count` is the body runs.
     pub coalesced: u64,
     /// Calls that skipped the cache because a `#[cache_if]` condition was false.
     pub bypassed: u64,
