@@ -69,7 +69,12 @@ impl<T> Codec<T> {
     ) -> Result<Vec<u8>, String> {
         let meta = Meta {
             expires_at_unix_ms: ttl
-                .map(|t| envelope::unix_ms_now().saturating_add(t.as_millis() as u64)),
+                // Saturating: `as u64` of a TTL past 2^64 ms kept its low bits, which could put
+                // the expiry in the past and make the value unreadable on arrival.
+                .map(|t| {
+                    let ttl_ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+                    envelope::unix_ms_now().saturating_add(ttl_ms)
+                }),
             recompute_ms: recompute.as_millis().min(u128::from(u32::MAX)) as u32,
         };
         (self.encode)(key, value, meta, envelope::DEFAULT_COMPRESS_ABOVE)
@@ -200,5 +205,20 @@ impl<T: Storable> CodecProbe<axum::Json<T>> {
                 envelope::decode::<T>(key, bytes, now).map(|(v, meta)| (axum::Json(v), meta))
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ttl_too_long_for_u64_milliseconds_is_not_already_expired() {
+        let codec = Codec::<u32>::serde();
+        let ttl = Duration::from_secs(1 << 62);
+        let bytes = codec.encode("k", &7, Some(ttl), Duration::ZERO).unwrap();
+        let (value, meta) = codec.decode("k", &bytes).unwrap();
+        assert_eq!(value, 7);
+        assert!(meta.expires_at_unix_ms.unwrap() > envelope::unix_ms_now() + (1 << 40));
     }
 }

@@ -270,7 +270,9 @@ impl Breaker {
         let probing = self.state.load(Ordering::Acquire) == HALF_OPEN;
         if probing || failures >= self.settings.failure_threshold {
             self.reopen_at_ms.store(
-                self.now_ms() + self.settings.open_for.as_millis() as u64,
+                self.now_ms().saturating_add(
+                    u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX),
+                ),
                 Ordering::Release,
             );
             if self.state.swap(OPEN, Ordering::AcqRel) == CLOSED {
