@@ -251,3 +251,100 @@ async fn methods_read_self_in_the_condition() {
     .await;
     assert_eq!(m.cache("default").stats().bypassed, 4);
 }
+
+// --- a bypassed call does not build its key ---------------------------------------------------
+
+static GUARDED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A key that only exists when the condition holds: the first item of a non-empty list.
+#[cached(key = items[0].clone())]
+#[cache_if(!items.is_empty())]
+fn first_item(items: Vec<String>) -> Option<String> {
+    GUARDED_RUNS.fetch_add(1, SeqCst);
+    items.first().cloned()
+}
+
+static KEY_RENDERS: AtomicUsize = AtomicUsize::new(0);
+
+/// An argument that counts how often the key and tag templates render it.
+struct Counted(u32);
+
+impl std::fmt::Display for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        KEY_RENDERS.fetch_add(1, SeqCst);
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cached(key = "counted:{n}", tags = ["counted:{n}"])]
+#[cache_if(n.0 > 0)]
+async fn counted(n: Counted) -> u32 {
+    n.0
+}
+
+#[test]
+fn a_bypassed_call_does_not_render_a_key_its_condition_rules_out() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(first_item(Vec::new()), None, "bypassed, not a panic");
+        assert_eq!(first_item(vec!["a".to_owned()]).as_deref(), Some("a"));
+        assert_eq!(first_item(vec!["a".to_owned()]).as_deref(), Some("a"));
+        assert_eq!(runs(&GUARDED_RUNS), 2, "the empty list ran, `a` once");
+    });
+    let stats = m.cache("default").stats();
+    assert_eq!((stats.bypassed, stats.hits), (1, 1));
+}
+
+#[tokio::test]
+async fn a_bypassed_call_renders_neither_its_key_nor_its_tags() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(counted(Counted(0)).await, 0);
+        assert_eq!(
+            KEY_RENDERS.load(SeqCst),
+            0,
+            "the cache is not used: nothing to render"
+        );
+        assert_eq!(counted(Counted(7)).await, 7);
+        assert_eq!(
+            KEY_RENDERS.load(SeqCst),
+            2,
+            "a cached call renders key and tag"
+        );
+    })
+    .await;
+    assert_eq!(m.cache("default").stats().bypassed, 1);
+}
+
+static SCOPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+struct Repo;
+
+impl Repo {
+    /// A default key in an `impl`, rendered only when the condition holds: it still starts with
+    /// the scope its companion names, so `#[invalidates(Self::load(..))]` reaches it.
+    #[cached]
+    #[cache_if(id > 0)]
+    pub(crate) async fn load(&self, id: u64) -> u64 {
+        SCOPED_RUNS.fetch_add(1, SeqCst);
+        id
+    }
+
+    #[cache_core::invalidates(Self::load(self, id))]
+    async fn forget(&self, id: u64) {}
+}
+
+#[tokio::test]
+async fn a_conditional_default_key_is_the_one_its_companion_derives() {
+    let m = manager();
+    m.scope(async {
+        let repo = Repo;
+        repo.load(3).await;
+        repo.load(3).await;
+        assert_eq!(runs(&SCOPED_RUNS), 1);
+        repo.forget(3).await;
+        repo.load(3).await;
+        assert_eq!(runs(&SCOPED_RUNS), 2, "the invalidation found the entry");
+    })
+    .await;
+}

@@ -198,8 +198,16 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             quote_spanned! {ret_last=> #c_at_ret::__private::cached_sync #args }
         }
     };
-    let (condition, call) = match plan.condition.as_ref().and_then(|c| c.when.as_ref()) {
-        None => (TokenStream::new(), cached_call(body)),
+    let key_type = quote! { #c::__private::KeyBuf };
+    let (condition, call, rendered) = match plan.condition.as_ref().and_then(|c| c.when.as_ref()) {
+        None => (
+            TokenStream::new(),
+            cached_call(body),
+            quote! {
+                #key_body
+                let #local_tags: [#key_type; #tags_len] = #tags;
+            },
+        ),
         Some(when) => {
             // Checked first; the body is built once and either cached or run as it is.
             // As an `if` condition, a value of another type is reported at it, alone.
@@ -222,7 +230,18 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
                     #run
                 }
             };
-            (condition, call)
+            // A bypassed call does not use the cache, so it renders neither key nor tags: a key
+            // may only make sense when the condition holds (`key = items[0]` under
+            // `#[cache_if(!items.is_empty())]`), and a default key serializes every argument.
+            let rendered = quote! {
+                let #local_tags: [#key_type; #tags_len] = if #local_use {
+                    #key_body
+                    #tags
+                } else {
+                    ::core::array::from_fn(|_| #key_type::new())
+                };
+            };
+            (condition, call, rendered)
         }
     };
 
@@ -249,9 +268,8 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
             #option_check
             #condition
             // Rendered in place: the buffer is never moved, so its inline bytes are never copied.
-            let mut #local_k = #c::__private::KeyBuf::new();
-            #key_body
-            let #local_tags: [#c::__private::KeyBuf; #tags_len] = #tags;
+            let mut #local_k = #key_type::new();
+            #rendered
             #codec
             #call
         }
