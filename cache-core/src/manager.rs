@@ -81,6 +81,9 @@ struct Inner {
     subscriber: OnceLock<Arc<Subscriber>>,
     warmers: Vec<Warmer>,
     alerts: Option<Mutex<AlertState>>,
+    /// Never sent on: dropped with the manager, which wakes the background tasks that wait on
+    /// it (see [`CacheManager::dropped`]).
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 impl fmt::Debug for CacheManager {
@@ -206,6 +209,7 @@ impl CacheManagerBuilder {
                 subscriber: OnceLock::new(),
                 warmers: self.warmers,
                 alerts: self.alerts.map(AlertState::new),
+                alive: tokio::sync::watch::Sender::new(()),
             }),
         };
         manager.subscribe();
@@ -446,6 +450,17 @@ impl CacheManager {
 
     pub(crate) fn warmers(&self) -> &[Warmer] {
         &self.inner.warmers
+    }
+
+    /// Resolves once this manager is dropped, without keeping it alive: a background task that
+    /// sleeps between runs (an interval warmer) waits on it too, so it ends with the manager
+    /// rather than at its next wake-up.
+    pub(crate) fn dropped(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let mut alive = self.inner.alive.subscribe();
+        async move {
+            // Nothing is ever sent: `changed` returns only when the sender (the manager) is gone.
+            while alive.changed().await.is_ok() {}
+        }
     }
 
     pub(crate) fn downgrade(&self) -> WeakManager {

@@ -209,7 +209,8 @@ impl CacheManager {
     /// Starts every warmer on the current tokio runtime: once now (after the backplane's first
     /// subscription, as [`CacheManager::warm`] does), then every interval for those that have
     /// one. A run that fails or panics is counted and the warmer keeps its schedule. The tasks
-    /// end when the manager is dropped.
+    /// end when the manager is dropped (a run under way first finishes), not at their next
+    /// interval: they hold the warmers, and whatever their closures captured.
     pub fn spawn_warmers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.warmers()
             .iter()
@@ -217,15 +218,21 @@ impl CacheManager {
             .map(|warmer| {
                 let manager = self.downgrade();
                 let subscribed = self.first_subscription();
+                let dropped = self.dropped();
                 tokio::spawn(async move {
-                    subscribed.wait(Self::FIRST_SUBSCRIPTION_WAIT).await;
+                    let mut dropped = pin!(dropped);
+                    tokio::select! {
+                        _ = subscribed.wait(Self::FIRST_SUBSCRIPTION_WAIT) => {}
+                        () = &mut dropped => return,
+                    }
                     loop {
                         let Some(m) = manager.upgrade() else { return };
                         warmer.run_once(&m).await;
                         drop(m);
-                        match warmer.interval {
-                            Some(every) => tokio::time::sleep(every).await,
-                            None => return,
+                        let Some(every) = warmer.interval else { return };
+                        tokio::select! {
+                            () = tokio::time::sleep(every) => {}
+                            () = &mut dropped => return,
                         }
                     }
                 })

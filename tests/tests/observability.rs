@@ -697,3 +697,31 @@ fn a_window_too_long_for_u64_milliseconds_never_ends() {
     clock.advance(Duration::from_secs(3600));
     assert!(m.check_alerts().is_empty(), "the window is still open");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_interval_warmer_ends_when_its_manager_is_dropped_not_at_its_next_interval() {
+    let (ran, mut first_run) = tokio::sync::mpsc::unbounded_channel();
+    let m = CacheManager::builder()
+        .warmer(
+            Warmer::new("hourly", move || {
+                let _ = ran.send(());
+                async { Ok::<_, String>(0) }
+            })
+            .every(Duration::from_secs(3600)),
+        )
+        .build();
+    let handles = m.spawn_warmers();
+    first_run.recv().await.expect("the warmer's first run");
+    drop(m);
+    // Paused: the clock jumps to the earliest timer, this timeout's second, long before the hour.
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(1), h)
+            .await
+            .expect("the task ended with its manager, not an interval later")
+            .expect("without a panic");
+    }
+    assert!(
+        first_run.recv().await.is_none(),
+        "it never ran again (its closure, and what it captured, is gone)"
+    );
+}
