@@ -28,7 +28,7 @@ use crate::memory::{HashKeyed, InsertOptions, Lookup, Miss, Stored, Times, Value
 use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
 use crate::remote::lock::FlightLock;
-use crate::remote::{LockWait, run_blocking};
+use crate::remote::{LockWait, run_blocking, run_sync};
 use crate::store::Store;
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
@@ -360,6 +360,14 @@ enum Share {
     Nothing,
     /// Nothing, and followers start over: the value straddles an invalidation.
     Retry,
+}
+
+impl<R, T> Outcome<R, T> {
+    /// Whether the body answered with something that is not cached (`None`, a status that is not
+    /// a success, a value `#[cache_if(result = ..)]` rejects): an answer all the same.
+    fn answered_uncached(&self) -> bool {
+        matches!(self.share, Share::Nothing)
+    }
 }
 
 impl<R, T: Clone + Send + Sync + 'static> Outcome<R, T> {
@@ -1423,6 +1431,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         .hard_timeout
         .map(|h| h.saturating_sub(started.elapsed()));
     let span = miss_span(&store, &key);
+    let tags = opts.tags.clone();
     let end = run_body(&mut body, &span, None, hard).await;
     let ended_ms = body_ended(&store, started);
     let why = match end {
@@ -1441,6 +1450,9 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
                 epoch,
             );
             outcome.settle(Some(&mut guard), &strategy);
+            if outcome.answered_uncached() {
+                drop_refreshed(&store, &key, hash, &tags, epoch).await;
+            }
             write_remote(&store, &key, codec, outcome.to_remote).await;
             drop(lock);
             return;
@@ -1458,6 +1470,17 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
             keep_fallback::<S::Value>(&store, &key, hash, &opts, &fresh, kept, Some(&mut guard));
         }
         _ => guard.settle(State::Uncached),
+    }
+}
+
+/// After a refresh whose answer is not cached (see [`Outcome::answered_uncached`]): the value it
+/// refreshed is no longer the answer, so it is removed from every tier (and the other instances'
+/// memory) rather than served stale, or as fresh until its TTL, after the refresh said otherwise.
+/// Unless the key was invalidated or written since the refresh began: that dealt with it, and a
+/// value written since is newer than the refresh.
+async fn drop_refreshed(store: &Store, key: &KeyBuf, hash: u64, tags: &[Arc<str>], epoch: u64) {
+    if store.memory.epochs.snapshot(hash, tags) == epoch {
+        store.remove(key.as_str(), hash).await;
     }
 }
 
@@ -1491,6 +1514,7 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     };
     store.memory.counters.refreshes.incr();
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
+    let tags = opts.tags.clone();
     let (started_ms, started) = store.memory.clock.reading();
     let ran = catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body)));
     let ended_ms = body_ended(&store, started);
@@ -1510,6 +1534,14 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
                 epoch,
             );
             outcome.settle(Some(&mut guard), strategy);
+            if outcome.answered_uncached() {
+                let (store, key) = (store.clone(), key.clone());
+                let remote = store.remote.is_some();
+                run_sync(
+                    async move { drop_refreshed(&store, &key, hash, &tags, epoch).await },
+                    remote,
+                );
+            }
             write_remote_blocking(&store, &key, codec, outcome.to_remote);
             return;
         }

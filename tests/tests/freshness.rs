@@ -996,3 +996,112 @@ async fn stale_reads_in_a_burst_refresh_once() {
     })
     .await;
 }
+
+static GONE_RUNS: AtomicU64 = AtomicU64::new(0);
+static GONE: AtomicBool = AtomicBool::new(false);
+
+/// `None` is an answer ("no such row"), not a failure: a refresh that gets it has refreshed.
+#[cached(cache = "swr_gone", key = "gone:{id}", ttl = 10, stale = 600)]
+async fn account(id: u64) -> Option<u64> {
+    GONE_RUNS.fetch_add(1, SeqCst);
+    (!GONE.load(SeqCst)).then_some(id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_answering_none_ends_the_stale_value() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(account(1).await, Some(1));
+        advance(Duration::from_secs(11)).await;
+        GONE.store(true, SeqCst);
+
+        // Stale: the old value at once, and one refresh, which learns the row is gone.
+        assert_eq!(account(1).await, Some(1));
+        until("the refresh's answer to end the stale entry", || {
+            m.cache("swr_gone").is_empty()
+        })
+        .await;
+        assert_eq!(GONE_RUNS.load(SeqCst), 2, "one refresh");
+
+        // Its answer is served from then on: `None` is not cached, so the body answers.
+        assert_eq!(
+            account(1).await,
+            None,
+            "the refresh's answer, not the deleted row"
+        );
+        assert_eq!(GONE_RUNS.load(SeqCst), 3);
+        assert_eq!(stats(&m, "swr_gone").stale_served, 1);
+    })
+    .await;
+}
+
+static SYNC_GONE_RUNS: AtomicU64 = AtomicU64::new(0);
+static SYNC_GONE: AtomicBool = AtomicBool::new(false);
+
+#[cached(cache = "sync_gone", key = "gone:{id}", ttl = 10, stale = 60)]
+fn sync_account(id: u64) -> Option<u64> {
+    SYNC_GONE_RUNS.fetch_add(1, SeqCst);
+    (!SYNC_GONE.load(SeqCst)).then_some(id)
+}
+
+#[test]
+fn a_sync_refresh_answering_none_ends_the_stale_value() {
+    let clock = Clock::manual();
+    let m = CacheManager::builder().clock(clock.clone()).build();
+    m.scope_sync(|| {
+        assert_eq!(sync_account(1), Some(1));
+        clock.advance(Duration::from_secs(11));
+        SYNC_GONE.store(true, SeqCst);
+        assert_eq!(sync_account(1), Some(1), "stale, and a background refresh");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !m.cache("sync_gone").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refresh's answer did not end the stale value within 30 s"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(sync_account(1), None);
+        assert_eq!(SYNC_GONE_RUNS.load(SeqCst), 3);
+    });
+}
+
+static CAPPED_RUNS: AtomicU64 = AtomicU64::new(0);
+static CAPPED_VALUE: AtomicU64 = AtomicU64::new(1);
+
+/// A value `#[cache_if(result = ..)]` rejects is an answer too, here from a refresh ahead.
+#[cached(
+    cache = "ahead_rejected",
+    key = "capped:{id}",
+    ttl = 10,
+    refresh_ahead = 0.8
+)]
+#[cache_core::cache_if(result = |n: &u64| *n < 100)]
+async fn capped(id: u64) -> u64 {
+    CAPPED_RUNS.fetch_add(1, SeqCst);
+    id * CAPPED_VALUE.load(SeqCst)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_ahead_whose_value_is_rejected_does_not_leave_the_old_one_cached() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(capped(2).await, 2);
+        advance(Duration::from_secs(9)).await;
+        CAPPED_VALUE.store(500, SeqCst);
+        // After 80% of the TTL: the current value, and a refresh whose value is not stored.
+        assert_eq!(capped(2).await, 2);
+        until("the refresh's answer to end the old entry", || {
+            m.cache("ahead_rejected").is_empty()
+        })
+        .await;
+        assert_eq!(CAPPED_RUNS.load(SeqCst), 2);
+        assert_eq!(
+            capped(2).await,
+            1000,
+            "the body's answer, not the replaced value"
+        );
+        assert_eq!(CAPPED_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}

@@ -276,3 +276,45 @@ async fn the_hard_timeout_bounds_the_wait_for_another_instance() {
     assert_eq!(BOUNDED_RUNS.load(SeqCst), 0, "the body never ran");
     assert_eq!(m.cache("prices").stats().timeouts, 1);
 }
+
+static GONE: AtomicBool = AtomicBool::new(false);
+static GONE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// `None` is an answer ("no such row"), not a failure.
+#[cached(cache = "articles", key = "gone:{id}", ttl = "300ms", stale = "1m")]
+async fn listing(id: u64) -> Option<u64> {
+    GONE_RUNS.fetch_add(1, SeqCst);
+    (!GONE.load(SeqCst)).then_some(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_answering_none_removes_the_stale_copy_from_redis_too() {
+    use cache_core::remote::RemoteBackend as _;
+
+    let writer = instance("fresh-gone", Tier::Hybrid);
+    subscribed(&writer).await;
+    assert_eq!(writer.scope(listing(1)).await, Some(1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    GONE.store(true, SeqCst);
+
+    // Stale: the old value at once, and a refresh that learns the row is gone.
+    assert_eq!(writer.scope(listing(1)).await, Some(1));
+    let redis = RedisBackend::new(RedisConfig::standalone(server().url()).namespace("fresh-gone"))
+        .tier("articles");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.get("gone:1").await.expect("redis answers").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the refresh removed the stale copy from Redis within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(GONE_RUNS.load(SeqCst), 2, "one refresh");
+
+    // A new instance has no stale copy to serve: the body answers.
+    let late = instance("fresh-gone", Tier::Hybrid);
+    subscribed(&late).await;
+    assert_eq!(late.scope(listing(1)).await, None);
+    assert_eq!(late.cache("articles").stats().stale_served, 0);
+    assert_eq!(GONE_RUNS.load(SeqCst), 3);
+}
