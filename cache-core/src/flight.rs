@@ -1131,7 +1131,6 @@ pub(crate) async fn miss<R, J: Job<R>>(
                 };
                 match state {
                     None => {
-                        store.memory.counters.timeouts.incr();
                         let after = limit.unwrap_or_default();
                         match follower_timed_out(store, job.strategy(), on_timeout, after, fallback)
                         {
@@ -1172,6 +1171,9 @@ pub(crate) async fn miss<R, J: Job<R>>(
 
 /// A follower's answer when its wait passed its timeout or its leader's body passed the hard
 /// timeout: its fallback, or its timeout error; `Err` with the fallback when it has neither.
+/// Either answer counts the call in `timeouts`, whichever timer ran out: a follower whose own
+/// wait ran out and one told by its leader that the body passed the hard timeout are the same
+/// kind of call.
 fn follower_timed_out<R, S: Strategy<R>>(
     store: &Store,
     strategy: &S,
@@ -1181,11 +1183,15 @@ fn follower_timed_out<R, S: Strategy<R>>(
 ) -> Result<R, Option<Fallback<S::Value>>> {
     match (fallback, on_timeout) {
         (Some(fallback), _) => {
+            store.memory.counters.timeouts.incr();
             store.memory.counters.stale_served.incr();
             note(Status::Stale);
             Ok(strategy.rebuild(fallback.value))
         }
-        (None, Some(make)) => Ok(make(TimedOut { after })),
+        (None, Some(make)) => {
+            store.memory.counters.timeouts.incr();
+            Ok(make(TimedOut { after }))
+        }
         (None, None) => Err(None),
     }
 }

@@ -281,13 +281,17 @@ pub struct CacheStats {
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     #[serde(default)]
     pub refreshes: u64,
-    /// Calls whose body failed (`Err`, panic, hard timeout) that got a fail-safe value instead.
+    /// Failed body runs (`Err`, panic, hard timeout) answered with a fail-safe value instead:
+    /// once per run, however many callers were waiting on it (those count in `coalesced`, or in
+    /// `timeouts` when a timeout answered them first).
     #[serde(default)]
     pub fail_safe: u64,
     /// Body runs that failed: returned `Err`, panicked or passed the hard timeout.
     #[serde(default)]
     pub body_failures: u64,
-    /// Calls that passed a soft or hard timeout.
+    /// Calls answered because of a soft or hard timeout: with a fallback or their timeout
+    /// error, whether their own timer ran out or their leader's body passed the hard timeout.
+    /// Waiters that share the fail-safe value their leader served count in `coalesced` instead.
     #[serde(default)]
     pub timeouts: u64,
     /// Latency of memory-tier lookups (one in 64 sampled).

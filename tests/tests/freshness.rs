@@ -628,6 +628,14 @@ async fn hard_timeout_answers_with_the_fail_safe_value_or_the_error_for_every_wa
             2,
             "single flight held through the timeout"
         );
+        // One body run passed the hard timeout and was answered with the fail-safe value, which
+        // its nineteen waiters shared.
+        let s = stats(&m, "hard");
+        assert_eq!(
+            (s.timeouts, s.fail_safe, s.coalesced, s.stale_served),
+            (1, 1, 19, 0),
+            "{s:?}"
+        );
 
         // Without a fallback every waiter gets the timeout error, and the body still ran once.
         let started = Instant::now();
@@ -637,6 +645,9 @@ async fn hard_timeout_answers_with_the_fail_safe_value_or_the_error_for_every_wa
         }
         assert_eq!(started.elapsed(), Duration::from_secs(1));
         assert_eq!(HARD_RUNS.load(SeqCst), 3);
+        // Each call answered with its timeout error counts, whichever timer told it: its own
+        // wait's or its leader's.
+        assert_eq!(stats(&m, "hard").timeouts, 1 + 20);
         HARD_DELAY_MS.store(0, SeqCst);
     })
     .await;
