@@ -1,25 +1,25 @@
 //! The connection: lazy, self-healing, standalone or cluster, and the few command shapes the
 //! tier needs (one command, a batch, unlinking keys, scanning every master).
 //!
-//! Nothing connects before the first operation, and no operation panics: a standalone backend
-//! keeps redis-rs `ConnectionManager`s (created lazily, reconnecting on I/O errors); a cluster
-//! backend connects in a spawned task (so a caller's timeout never cancels the attempt halfway)
-//! and forgets a connection that broke, so the next operation connects afresh.
+//! Nothing connects before the first operation, and no operation panics. Each connection (one
+//! per pool slot of a standalone backend, one per cluster backend, on each runtime) is made in a
+//! spawned task, so a caller's timeout never cancels an attempt halfway; a failed attempt is
+//! forgotten, as is a connection whose link broke, so the next operation connects afresh.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cache_core::RemoteError;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, try_join_all};
-use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::io::tcp::TcpSettings;
-use redis::{Cmd, FromRedisValue, RedisError, Value};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, RedisError, Value};
 use tokio::runtime::Id as RuntimeId;
 
 use crate::config::{Mode, RedisConfig};
@@ -28,18 +28,21 @@ use crate::redact::Secrets;
 /// Keys per `SCAN` step, per `SPOP`, and per `UNLINK` on a standalone server.
 pub(crate) const BATCH: usize = 500;
 
-type Connecting = Shared<BoxFuture<'static, Result<ClusterConnection, RemoteError>>>;
+/// A connection attempt, shared by the operations waiting for it: the connection and its number.
+type Connecting<C> = Shared<BoxFuture<'static, Result<(C, u64), RemoteError>>>;
 
-enum ClusterState {
+/// One connection slot.
+///
+/// Kept by this crate rather than by redis-rs's `ConnectionManager`, which reconnects only
+/// after an I/O error: an attempt the server refused (a password it did not accept yet, an
+/// error reply to `AUTH` or `SELECT`, bytes that are not RESP) stayed its connection for good,
+/// failing every later operation until the process restarted.
+enum Lazy<C> {
+    /// Not connected (never, or the last attempt or link failed): the next operation connects.
     Idle,
-    Connecting(Connecting),
-    Ready(ClusterConnection),
-}
-
-/// A standalone backend's connections on one runtime.
-struct Pool {
-    managers: Vec<ConnectionManager>,
-    next: AtomicUsize,
+    Connecting(Connecting<C>),
+    /// Connected; the number tells this connection from one that replaced it.
+    Ready(C, u64),
 }
 
 /// How many runtimes' connections are kept; past this the least recently used are dropped.
@@ -84,17 +87,90 @@ impl<T, Id: PartialEq> PerRuntime<T, Id> {
     }
 }
 
+/// The connection slots of one backend, on each runtime that used it.
+struct Slots<C> {
+    per_runtime: PerRuntime<Vec<Lazy<C>>>,
+    size: usize,
+    /// The slot the next operation uses, in turn.
+    next: AtomicUsize,
+}
+
+impl<C: Clone + Send + Sync + 'static> Slots<C> {
+    fn new(size: usize) -> Self {
+        Slots {
+            per_runtime: PerRuntime::new(),
+            size: size.max(1),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn on<R>(&self, runtime: RuntimeId, f: impl FnOnce(&mut Vec<Lazy<C>>) -> R) -> R {
+        let size = self.size;
+        self.per_runtime
+            .with(runtime, || (0..size).map(|_| Lazy::Idle).collect(), f)
+    }
+
+    /// The next slot's connection, connecting with `connect` first if it has none.
+    async fn get(
+        &self,
+        runtime: RuntimeId,
+        connect: impl FnOnce() -> Connecting<C>,
+    ) -> Result<(C, Ticket), RemoteError> {
+        let slot = match self.size {
+            1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let connecting = self.on(runtime, |all| match &all[slot] {
+            Lazy::Ready(c, id) => Err((c.clone(), *id)),
+            Lazy::Connecting(f) => Ok(f.clone()),
+            Lazy::Idle => {
+                let f = connect();
+                all[slot] = Lazy::Connecting(f.clone());
+                Ok(f)
+            }
+        });
+        let (c, id) = match connecting {
+            Err(ready) => ready,
+            Ok(f) => {
+                let result = f.clone().await;
+                self.on(runtime, |all| {
+                    if let Lazy::Connecting(current) = &all[slot]
+                        && current.ptr_eq(&f)
+                    {
+                        // A failed attempt leaves the slot idle: the next operation tries again.
+                        all[slot] = match &result {
+                            Ok((c, id)) => Lazy::Ready(c.clone(), *id),
+                            Err(_) => Lazy::Idle,
+                        };
+                    }
+                });
+                result?
+            }
+        };
+        Ok((c, Ticket { slot, id }))
+    }
+
+    /// Forgets the connection `ticket` was given, unless it was already replaced.
+    fn forget(&self, ticket: Ticket) {
+        if let Ok(runtime) = current_runtime() {
+            self.on(runtime, |all| {
+                if matches!(all[ticket.slot], Lazy::Ready(_, id) if id == ticket.id) {
+                    all[ticket.slot] = Lazy::Idle;
+                }
+            });
+        }
+    }
+}
+
 enum Kind {
     Standalone {
         client: redis::Client,
-        settings: ConnectionManagerConfig,
-        pool_size: usize,
-        /// Created on first use on each runtime: a `ConnectionManager` spawns tasks.
-        pools: PerRuntime<Arc<Pool>>,
+        settings: AsyncConnectionConfig,
+        slots: Slots<MultiplexedConnection>,
     },
     Cluster {
         client: ClusterClient,
-        states: PerRuntime<ClusterState>,
+        slots: Slots<ClusterConnection>,
     },
     /// The configuration could not be turned into a client (a malformed URL, say). Every
     /// operation reports this; nothing panics.
@@ -105,13 +181,28 @@ enum Kind {
 pub(crate) struct Conn {
     kind: Kind,
     secrets: Secrets,
+    /// Numbers connections (see [`Lazy::Ready`]).
+    connections: AtomicU64,
 }
 
 /// One usable handle for one operation.
 #[derive(Clone)]
-pub(crate) enum Handle {
-    Standalone(ConnectionManager),
+pub(crate) struct Handle {
+    link: Link,
+    ticket: Ticket,
+}
+
+#[derive(Clone)]
+enum Link {
+    Standalone(MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+/// Which connection a handle was given: its slot and number.
+#[derive(Clone, Copy)]
+struct Ticket {
+    slot: usize,
+    id: u64,
 }
 
 fn current_runtime() -> Result<RuntimeId, RemoteError> {
@@ -122,6 +213,14 @@ fn current_runtime() -> Result<RuntimeId, RemoteError> {
                 "the Redis tier runs on tokio; no tokio runtime is running".to_owned(),
             )
         })
+}
+
+/// A redis error as the core sees it: a timeout, or a message without credentials.
+fn remote_error(secrets: &Secrets, e: &RedisError) -> RemoteError {
+    if e.is_timeout() {
+        return RemoteError::Timeout;
+    }
+    RemoteError::Backend(secrets.scrub(&e.to_string()))
 }
 
 impl Conn {
@@ -144,15 +243,13 @@ impl Conn {
             {
                 Ok(client) => Kind::Standalone {
                     client,
-                    pools: PerRuntime::new(),
-                    settings: ConnectionManagerConfig::new()
+                    slots: Slots::new(config.pool_size),
+                    // One attempt per operation: while Redis is down an operation fails at once
+                    // (the core's breaker then skips the tier) instead of retrying inside the
+                    // caller's time budget. The next operation tries again.
+                    settings: AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(config.connect_timeout))
-                        .set_response_timeout(Some(config.response_timeout))
-                        // One attempt per operation: while Redis is down an operation fails at
-                        // once (the core's breaker then skips the tier) instead of retrying
-                        // inside the caller's time budget. The next operation tries again.
-                        .set_number_of_retries(0),
-                    pool_size: config.pool_size,
+                        .set_response_timeout(Some(config.response_timeout)),
                 },
                 Err(e) => Kind::Invalid(secrets.scrub(&format!("invalid Redis URL: {e}"))),
             },
@@ -169,7 +266,7 @@ impl Conn {
                 {
                     Ok(client) => Kind::Cluster {
                         client,
-                        states: PerRuntime::new(),
+                        slots: Slots::new(1),
                     },
                     Err(e) => Kind::Invalid(
                         secrets.scrub(&format!("invalid Redis Cluster configuration: {e}")),
@@ -177,15 +274,16 @@ impl Conn {
                 }
             }
         };
-        Conn { kind, secrets }
+        Conn {
+            kind,
+            secrets,
+            connections: AtomicU64::new(0),
+        }
     }
 
     /// A redis error as the core sees it: a timeout, or a message without credentials.
     pub(crate) fn error(&self, e: &RedisError) -> RemoteError {
-        if e.is_timeout() {
-            return RemoteError::Timeout;
-        }
-        RemoteError::Backend(self.secrets.scrub(&e.to_string()))
+        remote_error(&self.secrets, e)
     }
 
     /// A handle for one operation, connecting first if needed.
@@ -196,94 +294,56 @@ impl Conn {
             Kind::Standalone {
                 client,
                 settings,
-                pool_size,
-                pools,
+                slots,
             } => {
-                let pool = pools.with(
-                    runtime,
-                    || {
-                        Arc::new(Pool {
-                            // `new_lazy_with_config` only fails for push/resubscribe settings,
-                            // which are never set here.
-                            managers: (0..*pool_size)
-                                .filter_map(|_| {
-                                    ConnectionManager::new_lazy_with_config(
-                                        client.clone(),
-                                        settings.clone(),
-                                    )
-                                    .ok()
-                                })
-                                .collect(),
-                            next: AtomicUsize::new(0),
+                let (c, ticket) = slots
+                    .get(runtime, || {
+                        let (client, settings) = (client.clone(), settings.clone());
+                        self.connect(async move {
+                            client
+                                .get_multiplexed_async_connection_with_config(&settings)
+                                .await
                         })
-                    },
-                    |pool| Arc::clone(pool),
-                );
-                let n = pool.managers.len();
-                let i = match n {
-                    0 => {
-                        return Err(RemoteError::Backend(
-                            "could not create a Redis connection manager".to_owned(),
-                        ));
-                    }
-                    1 => 0,
-                    n => pool.next.fetch_add(1, Ordering::Relaxed) % n,
-                };
-                Ok(Handle::Standalone(pool.managers[i].clone()))
+                    })
+                    .await?;
+                Ok(Handle {
+                    link: Link::Standalone(c),
+                    ticket,
+                })
             }
-            Kind::Cluster { client, states } => {
-                let connecting = states.with(
-                    runtime,
-                    || ClusterState::Idle,
-                    |state| match state {
-                        ClusterState::Ready(c) => Err(c.clone()),
-                        ClusterState::Connecting(f) => Ok(f.clone()),
-                        ClusterState::Idle => {
-                            let f = self.connect_cluster(client);
-                            *state = ClusterState::Connecting(f.clone());
-                            Ok(f)
-                        }
-                    },
-                );
-                let connecting = match connecting {
-                    Err(ready) => return Ok(Handle::Cluster(ready)),
-                    Ok(f) => f,
-                };
-                let result = connecting.clone().await;
-                states.with(
-                    runtime,
-                    || ClusterState::Idle,
-                    |state| {
-                        if let ClusterState::Connecting(f) = state
-                            && f.ptr_eq(&connecting)
-                        {
-                            *state = match &result {
-                                Ok(c) => ClusterState::Ready(c.clone()),
-                                Err(_) => ClusterState::Idle,
-                            };
-                        }
-                    },
-                );
-                result.map(Handle::Cluster)
+            Kind::Cluster { client, slots } => {
+                let (c, ticket) = slots
+                    .get(runtime, || {
+                        let client = client.clone();
+                        self.connect(async move { client.get_async_connection().await })
+                    })
+                    .await?;
+                Ok(Handle {
+                    link: Link::Cluster(c),
+                    ticket,
+                })
             }
         }
     }
 
-    /// Starts connecting to the cluster in a spawned task, so that the attempt finishes (and is
-    /// kept) even when the operation that started it times out first.
-    fn connect_cluster(&self, client: &ClusterClient) -> Connecting {
-        let client = client.clone();
+    /// Starts a connection attempt in a spawned task, so that it finishes (and is kept) even
+    /// when the operation that started it times out first.
+    fn connect<C: Clone + Send + Sync + 'static>(
+        &self,
+        attempt: impl Future<Output = Result<C, RedisError>> + Send + 'static,
+    ) -> Connecting<C> {
+        let id = self.connections.fetch_add(1, Ordering::Relaxed);
         let secrets = self.secrets.clone();
         let task = tokio::spawn(async move {
-            client
-                .get_async_connection()
+            attempt
                 .await
-                .map_err(|e| RemoteError::Backend(secrets.scrub(&e.to_string())))
+                .map(|c| (c, id))
+                .map_err(|e| remote_error(&secrets, &e))
         });
         async move {
             task.await.unwrap_or_else(|e| {
                 Err(RemoteError::Backend(format!(
-                    "Redis Cluster connection task failed: {e}"
+                    "Redis connection task failed: {e}"
                 )))
             })
         }
@@ -291,37 +351,28 @@ impl Conn {
         .shared()
     }
 
-    /// Called with every failed command's error: a cluster connection whose link is gone is
-    /// dropped so that the next operation connects again from the seeds.
-    fn note_failure(&self, e: &RedisError) {
-        if let Kind::Cluster { states, .. } = &self.kind
-            && e.is_connection_dropped()
-            && let Ok(runtime) = current_runtime()
-        {
-            states.with(
-                runtime,
-                || ClusterState::Idle,
-                |state| {
-                    if matches!(state, ClusterState::Ready(_)) {
-                        *state = ClusterState::Idle;
-                    }
-                },
-            );
+    /// Called with every failed command's error: a connection whose link is gone (or that is no
+    /// longer usable: a reply it could not parse, say) is dropped so that the next operation
+    /// connects again (from the seeds, on a cluster).
+    fn fail(&self, handle: &Handle, e: RedisError) -> RemoteError {
+        if e.is_unrecoverable_error() {
+            match &self.kind {
+                Kind::Standalone { slots, .. } => slots.forget(handle.ticket),
+                Kind::Cluster { slots, .. } => slots.forget(handle.ticket),
+                Kind::Invalid(_) => {}
+            }
         }
-    }
-
-    fn fail(&self, e: RedisError) -> RemoteError {
-        self.note_failure(&e);
         self.error(&e)
     }
 
     /// Runs one command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RemoteError> {
-        let result = match self.handle().await? {
-            Handle::Standalone(mut c) => cmd.query_async(&mut c).await,
-            Handle::Cluster(mut c) => cmd.query_async(&mut c).await,
+        let handle = self.handle().await?;
+        let result = match handle.link.clone() {
+            Link::Standalone(mut c) => cmd.query_async(&mut c).await,
+            Link::Cluster(mut c) => cmd.query_async(&mut c).await,
         };
-        result.map_err(|e| self.fail(e))
+        result.map_err(|e| self.fail(&handle, e))
     }
 
     /// Runs independent commands: one pipeline (one round trip) on a standalone server;
@@ -331,17 +382,18 @@ impl Conn {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        match self.handle().await? {
-            Handle::Standalone(mut c) => {
+        let handle = self.handle().await?;
+        match handle.link.clone() {
+            Link::Standalone(mut c) => {
                 let mut pipe = redis::pipe();
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
                 pipe.query_async::<Vec<Value>>(&mut c)
                     .await
-                    .map_err(|e| self.fail(e))
+                    .map_err(|e| self.fail(&handle, e))
             }
-            Handle::Cluster(c) => self.concurrently(&c, cmds).await,
+            Link::Cluster(c) => self.concurrently(&handle, &c, cmds).await,
         }
     }
 
@@ -358,26 +410,28 @@ impl Conn {
         if cmds.len() < 2 || !matches!(self.kind, Kind::Cluster { .. }) {
             return self.batch(cmds).await;
         }
-        match self.handle().await? {
-            Handle::Cluster(mut c) => {
+        let handle = self.handle().await?;
+        match handle.link.clone() {
+            Link::Cluster(mut c) => {
                 let rest = cmds.split_off(1);
                 let first = cmds[0]
                     .query_async::<Value>(&mut c)
                     .await
-                    .map_err(|e| self.fail(e))?;
+                    .map_err(|e| self.fail(&handle, e))?;
                 let mut replies = Vec::with_capacity(1 + rest.len());
                 replies.push(first);
-                replies.extend(self.concurrently(&c, rest).await?);
+                replies.extend(self.concurrently(&handle, &c, rest).await?);
                 Ok(replies)
             }
             // A cluster backend hands out cluster handles only.
-            Handle::Standalone(_) => self.batch(cmds).await,
+            Link::Standalone(_) => self.batch(cmds).await,
         }
     }
 
     /// Runs commands concurrently on a cluster, each routed to its own slot's node.
     async fn concurrently(
         &self,
+        handle: &Handle,
         c: &ClusterConnection,
         cmds: Vec<Cmd>,
     ) -> Result<Vec<Value>, RemoteError> {
@@ -386,7 +440,7 @@ impl Conn {
             async move { cmd.query_async::<Value>(&mut c).await }
         }))
         .await
-        .map_err(|e| self.fail(e))
+        .map_err(|e| self.fail(handle, e))
     }
 
     /// Unlinks `keys`, returning how many existed. On a cluster the keys are grouped by slot
@@ -423,15 +477,15 @@ impl Conn {
     /// every master of a cluster. Never `KEYS`. Returns how many keys were removed.
     pub(crate) async fn scan_unlink(&self, glob: &str) -> Result<u64, RemoteError> {
         let handle = self.handle().await?;
-        match handle {
-            Handle::Standalone(mut c) => {
+        match handle.link.clone() {
+            Link::Standalone(mut c) => {
                 let mut removed = 0;
                 let mut cursor = 0u64;
                 loop {
                     let (next, keys): (u64, Vec<Vec<u8>>) = scan_cmd(cursor, glob)
                         .query_async(&mut c)
                         .await
-                        .map_err(|e| self.fail(e))?;
+                        .map_err(|e| self.fail(&handle, e))?;
                     removed += self.unlink(keys).await?;
                     if next == 0 {
                         return Ok(removed);
@@ -439,10 +493,11 @@ impl Conn {
                     cursor = next;
                 }
             }
-            Handle::Cluster(c) => {
-                let masters = self.masters(&c).await?;
+            Link::Cluster(c) => {
+                let masters = self.masters(&handle, &c).await?;
                 let per_master = masters.into_iter().map(|(host, port)| {
                     let mut c = c.clone();
+                    let handle = &handle;
                     async move {
                         let mut removed = 0;
                         let mut cursor = 0u64;
@@ -454,9 +509,9 @@ impl Conn {
                             let reply = c
                                 .route_command(scan_cmd(cursor, glob), route)
                                 .await
-                                .map_err(|e| self.fail(e))?;
-                            let (next, keys): (u64, Vec<Vec<u8>>) =
-                                redis::from_redis_value(reply).map_err(|e| self.fail(e.into()))?;
+                                .map_err(|e| self.fail(handle, e))?;
+                            let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(reply)
+                                .map_err(|e| self.fail(handle, e.into()))?;
                             removed += self.unlink(keys).await?;
                             if next == 0 {
                                 return Ok::<u64, RemoteError>(removed);
@@ -472,7 +527,11 @@ impl Conn {
 
     /// The masters of the cluster, from `CLUSTER SLOTS` (supported by every Redis version that
     /// has a cluster, unlike `CLUSTER SHARDS`).
-    async fn masters(&self, c: &ClusterConnection) -> Result<Vec<(String, u16)>, RemoteError> {
+    async fn masters(
+        &self,
+        handle: &Handle,
+        c: &ClusterConnection,
+    ) -> Result<Vec<(String, u16)>, RemoteError> {
         let mut c = c.clone();
         let reply = c
             .route_command(
@@ -480,7 +539,7 @@ impl Conn {
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
             )
             .await
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail(handle, e))?;
         let masters = parse_cluster_slots(reply);
         if masters.is_empty() {
             return Err(RemoteError::Backend(

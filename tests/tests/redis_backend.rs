@@ -731,3 +731,84 @@ async fn an_invalidation_finishes_when_the_caller_stops_waiting() {
     .await;
     assert_eq!(t.get("k1999").await.unwrap(), None);
 }
+
+/// A connection attempt refused by the server itself (not by the network) is retried by a later
+/// operation: a password rotated on the server after the application's deploy, say.
+#[tokio::test]
+async fn a_refused_authentication_is_retried_once_the_server_accepts_it() {
+    let server = RedisServer::start_with_args(&["--requirepass", "old-pw-4410"]);
+    let port = server.port();
+    let b = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://:new-pw-4410@127.0.0.1:{port}"))
+            .namespace("rotated"),
+    );
+    let t = b.tier("c");
+    assert!(bounded(t.get("k")).await.is_err(), "the server refuses it");
+
+    // The server now takes the application's password.
+    server.cli(&[
+        "-a",
+        "old-pw-4410",
+        "--no-auth-warning",
+        "CONFIG",
+        "SET",
+        "requirepass",
+        "new-pw-4410",
+    ]);
+    eventually(
+        Duration::from_secs(5),
+        "operations succeed with the accepted password",
+        || async { bounded(t.set("k", b"v".to_vec(), None, &[])).await.is_ok() },
+    )
+    .await;
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// Something other than Redis on the port (here an HTTP server, answering every connection with
+/// a 400 and keeping it open) fails each operation fast; once Redis has the port, the same
+/// backend connects.
+#[tokio::test]
+async fn another_protocol_on_the_port_is_retried_once_redis_answers_there() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let port = free_port(false);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let http = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut open = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                        open.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    });
+    let b = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{port}")).namespace("http"),
+    );
+    let t = b.tier("c");
+    for _ in 0..2 {
+        let started = Instant::now();
+        assert!(bounded(t.get("k")).await.is_err(), "not Redis");
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    http.join().unwrap();
+    let _server = RedisServer::start_on_port(port, &[]);
+    eventually(
+        Duration::from_secs(5),
+        "operations succeed once Redis has the port",
+        || async { bounded(t.set("k", b"v".to_vec(), None, &[])).await.is_ok() },
+    )
+    .await;
+    assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
