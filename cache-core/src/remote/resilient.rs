@@ -70,7 +70,8 @@ impl Resilience {
         self
     }
 
-    /// How long the breaker stays open before letting one probe through.
+    /// How long the breaker stays open before letting one probe through (`Duration::MAX`: no
+    /// probe, ever).
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
         self
@@ -269,12 +270,11 @@ impl Breaker {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         let probing = self.state.load(Ordering::Acquire) == HALF_OPEN;
         if probing || failures >= self.settings.failure_threshold {
-            self.reopen_at_ms.store(
-                self.now_ms().saturating_add(
-                    u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX),
-                ),
-                Ordering::Release,
-            );
+            // Saturating: a period too long for `u64` milliseconds (`Duration::MAX`) means open
+            // for good, not an overflow panic, nor a cast wrapping it to a short one.
+            let open_for_ms = u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX);
+            self.reopen_at_ms
+                .store(self.now_ms().saturating_add(open_for_ms), Ordering::Release);
             if self.state.swap(OPEN, Ordering::AcqRel) == CLOSED {
                 tracing::warn!(
                     failures,
@@ -440,6 +440,26 @@ mod tests {
         b.on_failure();
         assert_eq!(b.admit(), Admit::Refused);
         assert_eq!(b.admit(), Admit::Refused);
+    }
+
+    #[test]
+    fn an_open_period_too_long_for_milliseconds_stays_open() {
+        // `Duration::MAX`, and exactly 2^64 ms (which a cast to `u64` turns into 0).
+        for open_for in [
+            Duration::MAX,
+            Duration::new(18_446_744_073_709_551, 616_000_000),
+        ] {
+            let b = Breaker {
+                // A breaker that has been running for a while.
+                origin: Instant::now()
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or_else(Instant::now),
+                ..Breaker::new(Resilience::new().failure_threshold(1).open_for(open_for))
+            };
+            b.on_failure();
+            assert_eq!(b.state(), BreakerState::Open);
+            assert_eq!(b.admit(), Admit::Refused, "{open_for:?}: no probe yet");
+        }
     }
 
     #[tokio::test]
