@@ -343,18 +343,21 @@ impl Store {
             .await;
         drop(ticket);
         match written {
-            Ok(()) => {
-                self.announce(Invalidation::Key {
-                    cache: self.name.to_string(),
-                    key: key.to_owned(),
-                })
-                .await
-            }
-            Err(RemoteError::CircuitOpen) => {}
+            // Never sent: the remote tier still holds what the other instances may have copied.
+            Err(RemoteError::CircuitOpen | RemoteError::TooLarge { .. }) => return,
+            Ok(()) => {}
+            // A write that timed out or failed on the way may still have landed (a slow link:
+            // the `SET` was on the wire); announced like a delete, either way, or the others
+            // would keep their copies of the old value until their L1 TTL.
             Err(e) => {
                 tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed")
             }
         }
+        self.announce(Invalidation::Key {
+            cache: self.name.to_string(),
+            key: key.to_owned(),
+        })
+        .await
     }
 
     /// Tells the other instances to drop an entry from their memory tier (hybrid caches only).

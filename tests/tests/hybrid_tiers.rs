@@ -244,3 +244,64 @@ async fn past_the_l1_ttl_a_value_fresh_in_redis_is_read_from_redis_not_refreshed
         assert_eq!(PROFILE_RUNS.load(Ordering::SeqCst), 1, "{what}");
     }
 }
+
+/// A write-through that runs out of the core's timeout may still land in Redis (a slow link: the
+/// `SET` is on the wire). It is announced all the same, or another instance would keep serving
+/// its memory copy of the old value until the L1 TTL while Redis holds the new one.
+#[tokio::test]
+async fn a_write_that_timed_out_is_announced_since_it_may_have_landed() {
+    use tests::fault_proxy::{FaultProxy, ProxyMode};
+
+    // The proxy owns a runtime: started and dropped off this one's threads.
+    let port = server().port();
+    let proxy = tokio::task::spawn_blocking(move || FaultProxy::start(port))
+        .await
+        .expect("proxy started");
+    let a = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(proxy.url()).namespace("timed-out-write"),
+        ))
+        .cache("items", Policy::new().ttl_secs(600).tier(Tier::Hybrid))
+        .resilience(
+            Resilience::new()
+                .timeout(Duration::from_millis(100))
+                .failure_threshold(1_000),
+        )
+        .build();
+    tests::backplane_subscribed(&a).await;
+    let b = instance("timed-out-write", Policy::new().ttl_secs(600)).await;
+    let (ca, cb) = (a.cache("items"), b.cache("items"));
+    let runs = AtomicU64::new(0);
+
+    ca.set("k", "old".to_owned()).await;
+    backplane_reaches(&b, |s| s.applied >= 1).await;
+    let old: String = cb
+        .get_or_insert_with("k", || async { unreachable!() })
+        .await;
+    assert_eq!(old, "old", "B holds the old value in memory");
+    let applied = b.backplane_stats().unwrap().applied;
+
+    // Each way 300 ms: A's `SET` outlasts its 100 ms timeout, and lands.
+    proxy.set(ProxyMode::Latency(Duration::from_millis(300)));
+    ca.set("k", "new".to_owned()).await;
+    assert!(
+        a.stats()[0].remote.clone().unwrap_or_default().timeouts >= 1,
+        "A's write timed out"
+    );
+    backplane_reaches(&b, |s| s.applied > applied).await;
+    let now: String = cb
+        .get_or_insert_with("k", || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            "computed".to_owned()
+        })
+        .await;
+    assert_eq!(
+        (now.as_str(), runs.load(Ordering::SeqCst)),
+        ("new", 0),
+        "B dropped its copy and read the new value from Redis"
+    );
+    drop(a);
+    tokio::task::spawn_blocking(move || drop(proxy))
+        .await
+        .unwrap();
+}
