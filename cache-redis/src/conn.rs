@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cache_core::RemoteError;
 use futures_util::FutureExt;
@@ -28,8 +28,16 @@ use crate::redact::Secrets;
 /// Keys per `SCAN` step, per `SPOP`, and per `UNLINK` on a standalone server.
 pub(crate) const BATCH: usize = 500;
 
-/// A connection attempt, shared by the operations waiting for it: the connection and its number.
-type Connecting<C> = Shared<BoxFuture<'static, Result<(C, u64), RemoteError>>>;
+/// A connection attempt, shared by the operations waiting for it.
+type Connecting<C> = Shared<BoxFuture<'static, Result<(C, Arc<Live>), RemoteError>>>;
+
+/// What is known of one connection besides itself.
+struct Live {
+    /// Tells this connection from one that replaced it in its slot.
+    id: u64,
+    /// A check of the connection is under way (see [`Conn::check`]).
+    checking: AtomicBool,
+}
 
 /// One connection slot.
 ///
@@ -41,8 +49,7 @@ enum Lazy<C> {
     /// Not connected (never, or the last attempt or link failed): the next operation connects.
     Idle,
     Connecting(Connecting<C>),
-    /// Connected; the number tells this connection from one that replaced it.
-    Ready(C, u64),
+    Ready(C, Arc<Live>),
 }
 
 /// How many runtimes' connections are kept; past this the least recently used are dropped.
@@ -121,7 +128,7 @@ impl<C: Clone + Send + Sync + 'static> Slots<C> {
             n => self.next.fetch_add(1, Ordering::Relaxed) % n,
         };
         let connecting = self.on(runtime, |all| match &all[slot] {
-            Lazy::Ready(c, id) => Err((c.clone(), *id)),
+            Lazy::Ready(c, live) => Err((c.clone(), Arc::clone(live))),
             Lazy::Connecting(f) => Ok(f.clone()),
             Lazy::Idle => {
                 let f = connect();
@@ -129,7 +136,7 @@ impl<C: Clone + Send + Sync + 'static> Slots<C> {
                 Ok(f)
             }
         });
-        let (c, id) = match connecting {
+        let (c, live) = match connecting {
             Err(ready) => ready,
             Ok(f) => {
                 let result = f.clone().await;
@@ -139,7 +146,7 @@ impl<C: Clone + Send + Sync + 'static> Slots<C> {
                     {
                         // A failed attempt leaves the slot idle: the next operation tries again.
                         all[slot] = match &result {
-                            Ok((c, id)) => Lazy::Ready(c.clone(), *id),
+                            Ok((c, live)) => Lazy::Ready(c.clone(), Arc::clone(live)),
                             Err(_) => Lazy::Idle,
                         };
                     }
@@ -147,14 +154,22 @@ impl<C: Clone + Send + Sync + 'static> Slots<C> {
                 result?
             }
         };
-        Ok((c, Ticket { slot, id }))
+        Ok((c, Ticket { slot, live }))
     }
+}
 
-    /// Forgets the connection `ticket` was given, unless it was already replaced.
-    fn forget(&self, ticket: Ticket) {
+/// Giving up a connection, whatever its type.
+trait Forget: Send + Sync {
+    /// Forgets the connection `ticket` was given, unless it was already replaced: the next
+    /// operation in its slot connects again.
+    fn forget(&self, ticket: &Ticket);
+}
+
+impl<C: Clone + Send + Sync + 'static> Forget for Slots<C> {
+    fn forget(&self, ticket: &Ticket) {
         if let Ok(runtime) = current_runtime() {
             self.on(runtime, |all| {
-                if matches!(all[ticket.slot], Lazy::Ready(_, id) if id == ticket.id) {
+                if matches!(&all[ticket.slot], Lazy::Ready(_, live) if live.id == ticket.live.id) {
                     all[ticket.slot] = Lazy::Idle;
                 }
             });
@@ -166,11 +181,11 @@ enum Kind {
     Standalone {
         client: redis::Client,
         settings: AsyncConnectionConfig,
-        slots: Slots<MultiplexedConnection>,
+        slots: Arc<Slots<MultiplexedConnection>>,
     },
     Cluster {
         client: ClusterClient,
-        slots: Slots<ClusterConnection>,
+        slots: Arc<Slots<ClusterConnection>>,
     },
     /// The configuration could not be turned into a client (a malformed URL, say). Every
     /// operation reports this; nothing panics.
@@ -190,6 +205,13 @@ pub(crate) struct Conn {
 pub(crate) struct Handle {
     link: Link,
     ticket: Ticket,
+    slots: Arc<dyn Forget>,
+}
+
+impl Handle {
+    fn forget(&self) {
+        self.slots.forget(&self.ticket);
+    }
 }
 
 #[derive(Clone)]
@@ -198,11 +220,11 @@ enum Link {
     Cluster(ClusterConnection),
 }
 
-/// Which connection a handle was given: its slot and number.
-#[derive(Clone, Copy)]
+/// Which connection a handle was given: its slot, and the connection's own state.
+#[derive(Clone)]
 struct Ticket {
     slot: usize,
-    id: u64,
+    live: Arc<Live>,
 }
 
 fn current_runtime() -> Result<RuntimeId, RemoteError> {
@@ -243,7 +265,7 @@ impl Conn {
             {
                 Ok(client) => Kind::Standalone {
                     client,
-                    slots: Slots::new(config.pool_size),
+                    slots: Arc::new(Slots::new(config.pool_size)),
                     // One attempt per operation: while Redis is down an operation fails at once
                     // (the core's breaker then skips the tier) instead of retrying inside the
                     // caller's time budget. The next operation tries again.
@@ -266,7 +288,7 @@ impl Conn {
                 {
                     Ok(client) => Kind::Cluster {
                         client,
-                        slots: Slots::new(1),
+                        slots: Arc::new(Slots::new(1)),
                     },
                     Err(e) => Kind::Invalid(
                         secrets.scrub(&format!("invalid Redis Cluster configuration: {e}")),
@@ -309,6 +331,7 @@ impl Conn {
                 Ok(Handle {
                     link: Link::Standalone(c),
                     ticket,
+                    slots: Arc::clone(slots) as Arc<dyn Forget>,
                 })
             }
             Kind::Cluster { client, slots } => {
@@ -321,6 +344,7 @@ impl Conn {
                 Ok(Handle {
                     link: Link::Cluster(c),
                     ticket,
+                    slots: Arc::clone(slots) as Arc<dyn Forget>,
                 })
             }
         }
@@ -332,12 +356,15 @@ impl Conn {
         &self,
         attempt: impl Future<Output = Result<C, RedisError>> + Send + 'static,
     ) -> Connecting<C> {
-        let id = self.connections.fetch_add(1, Ordering::Relaxed);
+        let live = Arc::new(Live {
+            id: self.connections.fetch_add(1, Ordering::Relaxed),
+            checking: AtomicBool::new(false),
+        });
         let secrets = self.secrets.clone();
         let task = tokio::spawn(async move {
             attempt
                 .await
-                .map(|c| (c, id))
+                .map(|c| (c, live))
                 .map_err(|e| remote_error(&secrets, &e))
         });
         async move {
@@ -353,26 +380,36 @@ impl Conn {
 
     /// Called with every failed command's error: a connection whose link is gone (or that is no
     /// longer usable: a reply it could not parse, say) is dropped so that the next operation
-    /// connects again (from the seeds, on a cluster).
+    /// connects again (from the seeds, on a cluster); one whose reply came too late is checked.
     fn fail(&self, handle: &Handle, e: RedisError) -> RemoteError {
         if e.is_unrecoverable_error() {
-            match &self.kind {
-                Kind::Standalone { slots, .. } => slots.forget(handle.ticket),
-                Kind::Cluster { slots, .. } => slots.forget(handle.ticket),
-                Kind::Invalid(_) => {}
-            }
+            handle.forget();
+        } else if e.is_timeout() {
+            check(handle);
         }
         self.error(&e)
+    }
+
+    /// Awaits `op`, a command on `handle`'s connection. If the caller stops waiting first, the
+    /// connection is checked (see [`check`]).
+    async fn on<T>(
+        &self,
+        handle: &Handle,
+        op: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RemoteError> {
+        let mut abandoned = Abandoned(Some(handle));
+        let result = op.await;
+        abandoned.0 = None;
+        result.map_err(|e| self.fail(handle, e))
     }
 
     /// Runs one command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RemoteError> {
         let handle = self.handle().await?;
-        let result = match handle.link.clone() {
-            Link::Standalone(mut c) => cmd.query_async(&mut c).await,
-            Link::Cluster(mut c) => cmd.query_async(&mut c).await,
-        };
-        result.map_err(|e| self.fail(&handle, e))
+        match handle.link.clone() {
+            Link::Standalone(mut c) => self.on(&handle, cmd.query_async(&mut c)).await,
+            Link::Cluster(mut c) => self.on(&handle, cmd.query_async(&mut c)).await,
+        }
     }
 
     /// Runs independent commands: one pipeline (one round trip) on a standalone server;
@@ -389,9 +426,8 @@ impl Conn {
                 for cmd in cmds {
                     pipe.add_command(cmd);
                 }
-                pipe.query_async::<Vec<Value>>(&mut c)
+                self.on(&handle, pipe.query_async::<Vec<Value>>(&mut c))
                     .await
-                    .map_err(|e| self.fail(&handle, e))
             }
             Link::Cluster(c) => self.concurrently(&handle, &c, cmds).await,
         }
@@ -414,10 +450,9 @@ impl Conn {
         match handle.link.clone() {
             Link::Cluster(mut c) => {
                 let rest = cmds.split_off(1);
-                let first = cmds[0]
-                    .query_async::<Value>(&mut c)
-                    .await
-                    .map_err(|e| self.fail(&handle, e))?;
+                let first = self
+                    .on(&handle, cmds[0].query_async::<Value>(&mut c))
+                    .await?;
                 let mut replies = Vec::with_capacity(1 + rest.len());
                 replies.push(first);
                 replies.extend(self.concurrently(&handle, &c, rest).await?);
@@ -435,12 +470,11 @@ impl Conn {
         c: &ClusterConnection,
         cmds: Vec<Cmd>,
     ) -> Result<Vec<Value>, RemoteError> {
-        try_join_all(cmds.into_iter().map(|cmd| {
+        let all = try_join_all(cmds.into_iter().map(|cmd| {
             let mut c = c.clone();
             async move { cmd.query_async::<Value>(&mut c).await }
-        }))
-        .await
-        .map_err(|e| self.fail(handle, e))
+        }));
+        self.on(handle, all).await
     }
 
     /// Unlinks `keys`, returning how many existed. On a cluster the keys are grouped by slot
@@ -548,6 +582,50 @@ impl Conn {
         }
         Ok(masters)
     }
+}
+
+/// Checks `handle`'s connection when dropped armed: the caller stopped waiting for its reply.
+struct Abandoned<'a>(Option<&'a Handle>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0 {
+            check(handle);
+        }
+    }
+}
+
+/// Checks a connection whose reply came too late, or was given up on: the core's timeout is
+/// usually shorter than the response timeout, and a caller that stops waiting leaves redis-rs
+/// nothing to time out, so a connection that went silent for good (a middlebox dropped its
+/// state: no FIN, no RST) was kept until TCP gave up, many minutes later, every operation on it
+/// timing out meanwhile. A `PING` on it (one check at a time per connection), answered only
+/// after every earlier reply, must come back within the response timeout, or the connection is
+/// forgotten and the next operation connects again. A server that is slow but answers keeps
+/// its connection.
+fn check(handle: &Handle) {
+    let live = &handle.ticket.live;
+    if live.checking.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        live.checking.store(false, Ordering::Release);
+        return;
+    };
+    let handle = handle.clone();
+    runtime.spawn(async move {
+        let ping = redis::cmd("PING");
+        let answered = match handle.link.clone() {
+            Link::Standalone(mut c) => ping.query_async::<Value>(&mut c).await,
+            Link::Cluster(mut c) => ping.query_async::<Value>(&mut c).await,
+        };
+        if let Err(e) = answered
+            && (e.is_unrecoverable_error() || e.is_timeout())
+        {
+            handle.forget();
+        }
+        handle.ticket.live.checking.store(false, Ordering::Release);
+    });
 }
 
 fn unlink_cmd(keys: Vec<Vec<u8>>) -> Cmd {

@@ -1,7 +1,8 @@
 //! [`FaultProxy`]: a TCP proxy the tests own, between an application and Redis, that passes
 //! bytes, slows them, resets connections, black-holes them or cuts the link, switched while the
-//! test runs. It reproduces network faults that stopping or pausing Redis cannot: a slow link, a
-//! middlebox resetting connections, a partition that leaves connections half-open.
+//! test runs, and can strand the connections open at one moment for good. It reproduces network
+//! faults that stopping or pausing Redis cannot: a slow link, a middlebox resetting connections,
+//! a partition that leaves connections half-open, a middlebox that forgot a connection.
 //!
 //! It runs on its own two-thread tokio runtime, so blocking tests and async tests can both use it,
 //! and stops (closing every connection) when dropped.
@@ -69,6 +70,9 @@ struct Counters {
 pub struct FaultProxy {
     port: u16,
     mode: watch::Sender<ProxyMode>,
+    /// How many times [`strand`](Self::strand) was called; a connection accepted when it was
+    /// lower is stranded.
+    strands: watch::Sender<u64>,
     counters: Arc<Counters>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -98,20 +102,31 @@ impl FaultProxy {
             .expect("bind the proxy's port");
         let port = listener.local_addr().expect("local addr").port();
         let (mode, _) = watch::channel(ProxyMode::Pass);
+        let (strands, _) = watch::channel(0);
         let counters = Arc::new(Counters::default());
         let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port));
         runtime.spawn(accept_loop(
             listener,
             upstream,
             mode.clone(),
+            strands.clone(),
             Arc::clone(&counters),
         ));
         FaultProxy {
             port,
             mode,
+            strands,
             counters,
             runtime: Some(runtime),
         }
+    }
+
+    /// Strands every open connection: it forwards nothing more, ever, and sends nothing back
+    /// (no FIN, no RST), while new connections are served as the mode says. What a middlebox
+    /// that dropped a connection's state (a NAT or firewall timeout, a failover of the
+    /// middlebox) does to it: TCP would only give up after many minutes of retransmissions.
+    pub fn strand(&self) {
+        self.strands.send_modify(|n| *n += 1);
     }
 
     /// Switches the mode; open connections follow at once.
@@ -158,6 +173,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
     mode: watch::Sender<ProxyMode>,
+    strands: watch::Sender<u64>,
     counters: Arc<Counters>,
 ) {
     loop {
@@ -166,10 +182,13 @@ async fn accept_loop(
         };
         counters.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = client.set_nodelay(true);
+        let mut stranded = strands.subscribe();
+        stranded.borrow_and_update();
         tokio::spawn(connection(
             client,
             upstream,
             mode.subscribe(),
+            stranded,
             Arc::clone(&counters),
         ));
     }
@@ -186,6 +205,7 @@ async fn connection(
     client: TcpStream,
     upstream: SocketAddr,
     mut mode: watch::Receiver<ProxyMode>,
+    stranded: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) {
     // A black hole accepts and then sits still, even before connecting upstream.
@@ -213,9 +233,16 @@ async fn connection(
         client_read,
         server_write,
         mode.clone(),
+        stranded.clone(),
         Arc::clone(&counters),
     );
-    let down = pump(server_read, client_write, mode, Arc::clone(&counters));
+    let down = pump(
+        server_read,
+        client_write,
+        mode,
+        stranded,
+        Arc::clone(&counters),
+    );
     // When either direction ends, the whole connection ends (both tasks are dropped here).
     let ended = tokio::select! {
         e = up => e,
@@ -253,11 +280,13 @@ enum End {
 
 /// Copies one direction under the mode in force. On `Reset` both sockets of the connection get
 /// `SO_LINGER` 0 (they close with RST when the connection's halves drop); on `Cut` they close
-/// normally.
+/// normally. Once stranded it stops for good, holding both sockets open (see
+/// [`FaultProxy::strand`]).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut mode: watch::Receiver<ProxyMode>,
+    mut stranded: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) -> End {
     let mut buf = vec![0u8; 16 * 1024];
@@ -294,6 +323,11 @@ async fn pump(
                 }
                 continue;
             }
+            _ = stranded.changed() => {
+                // Dropping the halves would close them; they stay, silent.
+                let _kept = (from, to);
+                return std::future::pending().await;
+            }
         };
         // The chunk is in hand: apply the mode to it.
         let mut now = *mode.borrow_and_update();
@@ -306,6 +340,10 @@ async fn pump(
         }
         if let Some(end) = fatal(now, &from, &to) {
             return end;
+        }
+        if stranded.has_changed().unwrap_or(false) {
+            let _kept = (from, to);
+            return std::future::pending().await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return End::Closed;

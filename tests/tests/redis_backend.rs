@@ -812,3 +812,44 @@ async fn another_protocol_on_the_port_is_retried_once_redis_answers_there() {
     .await;
     assert_eq!(t.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A connection that goes silent for good (a middlebox dropped its state: no FIN, no RST, and
+/// TCP would retransmit for many minutes) is given up once a reply is later than
+/// `response_timeout`, although the core's shorter timeout stops waiting for each operation
+/// first; the next operations connect again.
+#[tokio::test]
+async fn a_connection_gone_silent_is_replaced_after_the_response_timeout() {
+    use tests::fault_proxy::FaultProxy;
+
+    // The proxy owns a runtime: started and dropped off this one's threads.
+    let port = server().port();
+    let proxy = tokio::task::spawn_blocking(move || FaultProxy::start(port))
+        .await
+        .unwrap();
+    let b = RedisBackend::new(
+        RedisConfig::standalone(proxy.url())
+            .namespace("stranded")
+            .connect_timeout(Duration::from_millis(300))
+            .response_timeout(Duration::from_millis(300)),
+    );
+    let t = b.tier("c");
+    t.set("k", b"v".to_vec(), None, &[]).await.unwrap();
+
+    proxy.strand();
+    // Each operation bounded as the core bounds it (100 ms by default).
+    let as_the_core_calls = || tokio::time::timeout(Duration::from_millis(100), t.get("k"));
+    assert!(
+        as_the_core_calls().await.is_err(),
+        "the stranded connection answers nothing"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "an operation succeeds on a new connection",
+        || async { matches!(as_the_core_calls().await, Ok(Ok(Some(_)))) },
+    )
+    .await;
+    assert_eq!(proxy.counts().accepted, 2, "one new connection");
+    tokio::task::spawn_blocking(move || drop(proxy))
+        .await
+        .unwrap();
+}
