@@ -19,7 +19,10 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::io::tcp::TcpSettings;
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError,
+    ServerErrorKind, Value,
+};
 use tokio::runtime::Id as RuntimeId;
 
 use crate::config::{Mode, RedisConfig};
@@ -381,8 +384,12 @@ impl Conn {
     /// Called with every failed command's error: a connection whose link is gone (or that is no
     /// longer usable: a reply it could not parse, say) is dropped so that the next operation
     /// connects again (from the seeds, on a cluster); one whose reply came too late is checked.
+    ///
+    /// So is a connection to a server that became a replica (`READONLY`): after a failover
+    /// behind a stable address (a DNS name, a virtual IP), it would otherwise stay on the
+    /// former master, every write refused, while a new connection reaches the promoted one.
     fn fail(&self, handle: &Handle, e: RedisError) -> RemoteError {
-        if e.is_unrecoverable_error() {
+        if e.is_unrecoverable_error() || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
             handle.forget();
         } else if e.is_timeout() {
             check(handle);

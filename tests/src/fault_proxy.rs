@@ -10,7 +10,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +73,8 @@ pub struct FaultProxy {
     /// How many times [`strand`](Self::strand) was called; a connection accepted when it was
     /// lower is stranded.
     strands: watch::Sender<u64>,
+    /// The port on `127.0.0.1` new connections are forwarded to.
+    upstream: Arc<AtomicU16>,
     counters: Arc<Counters>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -104,10 +106,10 @@ impl FaultProxy {
         let (mode, _) = watch::channel(ProxyMode::Pass);
         let (strands, _) = watch::channel(0);
         let counters = Arc::new(Counters::default());
-        let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port));
+        let upstream = Arc::new(AtomicU16::new(upstream_port));
         runtime.spawn(accept_loop(
             listener,
-            upstream,
+            Arc::clone(&upstream),
             mode.clone(),
             strands.clone(),
             Arc::clone(&counters),
@@ -116,6 +118,7 @@ impl FaultProxy {
             port,
             mode,
             strands,
+            upstream,
             counters,
             runtime: Some(runtime),
         }
@@ -127,6 +130,12 @@ impl FaultProxy {
     /// middlebox) does to it: TCP would only give up after many minutes of retransmissions.
     pub fn strand(&self) {
         self.strands.send_modify(|n| *n += 1);
+    }
+
+    /// Forwards new connections to `127.0.0.1:port` from now on; open ones stay with the server
+    /// they reached. What a DNS name or a virtual IP moved to a promoted replica does.
+    pub fn set_upstream(&self, port: u16) {
+        self.upstream.store(port, Ordering::Relaxed);
     }
 
     /// Switches the mode; open connections follow at once.
@@ -171,7 +180,7 @@ impl Drop for FaultProxy {
 
 async fn accept_loop(
     listener: TcpListener,
-    upstream: SocketAddr,
+    upstream: Arc<AtomicU16>,
     mode: watch::Sender<ProxyMode>,
     strands: watch::Sender<u64>,
     counters: Arc<Counters>,
@@ -184,6 +193,7 @@ async fn accept_loop(
         let _ = client.set_nodelay(true);
         let mut stranded = strands.subscribe();
         stranded.borrow_and_update();
+        let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, upstream.load(Ordering::Relaxed)));
         tokio::spawn(connection(
             client,
             upstream,

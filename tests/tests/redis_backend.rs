@@ -853,3 +853,40 @@ async fn a_connection_gone_silent_is_replaced_after_the_response_timeout() {
         .await
         .unwrap();
 }
+
+/// A failover behind a stable address (a DNS name or a virtual IP that now leads to the promoted
+/// replica) leaves the open connection on the former master, now a replica, which refuses every
+/// write (`READONLY`). That connection is dropped, and the next operation reaches the new master.
+#[tokio::test]
+async fn a_connection_to_a_demoted_master_is_replaced() {
+    use tests::fault_proxy::FaultProxy;
+
+    let old = RedisServer::start();
+    let new = RedisServer::start();
+    // The proxy owns a runtime: started and dropped off this one's threads.
+    let port = old.port();
+    let proxy = tokio::task::spawn_blocking(move || FaultProxy::start(port))
+        .await
+        .unwrap();
+    let b = RedisBackend::new(RedisConfig::standalone(proxy.url()).namespace("failover"));
+    let t = b.tier("c");
+    t.set("k", b"v1".to_vec(), None, &[]).await.unwrap();
+
+    // The failover: `new` is the master, `old` its replica, the address leads to `new`.
+    old.cli(&["REPLICAOF", "127.0.0.1", &new.port().to_string()]);
+    proxy.set_upstream(new.port());
+    let err = bounded(t.set("k", b"v2".to_vec(), None, &[]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read only replica"), "{err}");
+    eventually(
+        Duration::from_secs(5),
+        "a write reaches the new master",
+        || async { bounded(t.set("k", b"v2".to_vec(), None, &[])).await.is_ok() },
+    )
+    .await;
+    assert_eq!(new.cli(&["EXISTS", &b.redis_key("c", "k")]), "1");
+    tokio::task::spawn_blocking(move || drop(proxy))
+        .await
+        .unwrap();
+}
