@@ -38,7 +38,7 @@ type Connecting<C> = Shared<BoxFuture<'static, Result<(C, Arc<Live>), RemoteErro
 struct Live {
     /// Tells this connection from one that replaced it in its slot.
     id: u64,
-    /// A check of the connection is under way (see [`Conn::check`]).
+    /// A check of the connection is under way (see [`check`]).
     checking: AtomicBool,
 }
 
@@ -199,7 +199,7 @@ enum Kind {
 pub(crate) struct Conn {
     kind: Kind,
     secrets: Secrets,
-    /// Numbers connections (see [`Lazy::Ready`]).
+    /// Numbers connections (see [`Live::id`]).
     connections: AtomicU64,
 }
 
