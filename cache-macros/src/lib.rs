@@ -95,7 +95,8 @@ mod conditions_md {}
 /// arguments serialized with `serde` (so they must implement `serde::Serialize`):
 /// `my_app::users::get_user:4f1e...` or, for `fn size<T>()`, `my_app::size::<u32>`. Methods that
 /// name `Self` add its type (`::<Self=my_app::Repo>`); `self` itself and `_` arguments are never
-/// part of the key, and `skip(...)` leaves out more.
+/// part of the key, nor is an argument that its `#[cfg(..)]` configures out, and `skip(...)`
+/// leaves out more.
 ///
 /// The path of a function of a module is `module_path!()` and its name. A function in an `impl`
 /// or a trait, or inside another function, has the path of that scope instead, as the compiler

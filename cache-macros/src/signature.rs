@@ -3,7 +3,7 @@
 
 use proc_macro2::Ident;
 use syn::visit::Visit;
-use syn::{FnArg, Pat, Signature, Type};
+use syn::{Attribute, FnArg, Pat, Signature, Type};
 
 use crate::errors::Errors;
 use crate::key_template::Template;
@@ -15,6 +15,9 @@ pub(crate) struct Binding {
     pub(crate) arg_ty: Type,
     /// The argument is exactly this name (`id: u64`, `mut id: u64`), not a part of a pattern.
     pub(crate) whole_arg: bool,
+    /// The argument's `#[cfg(..)]` attributes: generated code that reads it carries them too, so
+    /// that it is left out where the argument is configured out.
+    pub(crate) cfgs: Vec<Attribute>,
 }
 
 /// The names a signature binds, in order.
@@ -35,6 +38,7 @@ impl Inputs {
                 FnArg::Receiver(_) => inputs.has_receiver = true,
                 FnArg::Typed(typed) => {
                     let whole_arg = matches!(&*typed.pat, Pat::Ident(p) if p.subpat.is_none());
+                    let cfgs = cfg_attrs(&typed.attrs);
                     let mut names = Vec::new();
                     collect(&typed.pat, &mut names);
                     inputs
@@ -43,6 +47,7 @@ impl Inputs {
                             ident,
                             arg_ty: (*typed.ty).clone(),
                             whole_arg,
+                            cfgs: cfgs.clone(),
                         }));
                 }
             }
@@ -92,6 +97,16 @@ impl Inputs {
         }
         names
     }
+}
+
+/// The `#[cfg(..)]` attributes among `attrs` (of a function or an argument), to put on generated
+/// code that must exist exactly when the item it reads does.
+pub(crate) fn cfg_attrs(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .cloned()
+        .collect()
 }
 
 /// `` `a`, `b` `` for messages.

@@ -1115,3 +1115,48 @@ fn equal_hash_maps_share_a_key() {
     assert_eq!(MAP_KEY_RUNS.load(SeqCst), 1, "one run, then hits");
     assert_eq!(m.cache("default").len(), 1);
 }
+
+// --- arguments under `#[cfg]` ---------------------------------------------------------------
+
+static CFG_ARG_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `absent` is configured out: the function takes `present` and `other` only.
+#[cached]
+pub fn cfg_args(#[cfg(not(test))] absent: u32, #[cfg(test)] present: u32, other: u32) -> u32 {
+    CFG_ARG_RUNS.fetch_add(1, SeqCst);
+    present + other
+}
+
+/// Its one argument is configured out: it takes none.
+#[cached]
+fn cfg_no_args(#[cfg(not(test))] absent: u32) -> u32 {
+    CFG_ARG_RUNS.fetch_add(1, SeqCst);
+    7
+}
+
+#[cache_core::invalidates(cfg_args(present, other))]
+fn cfg_args_changed(present: u32, other: u32) {
+    let _ = (present, other);
+}
+
+/// The default key and the key companion cover the arguments that are configured in, and leave
+/// out the one that is not.
+#[test]
+fn an_argument_under_cfg_is_keyed_only_when_configured_in() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(cfg_args(1, 2), 3);
+        assert_eq!(cfg_args(1, 2), 3);
+        assert_eq!(cfg_args(2, 1), 3);
+        assert_eq!(CFG_ARG_RUNS.load(SeqCst), 2, "one run per argument pair");
+
+        cfg_args_changed(1, 2);
+        assert_eq!(cfg_args(1, 2), 3);
+        assert_eq!(cfg_args(2, 1), 3);
+        assert_eq!(CFG_ARG_RUNS.load(SeqCst), 3, "only (1, 2) was invalidated");
+
+        assert_eq!(cfg_no_args(), 7);
+        assert_eq!(cfg_no_args(), 7);
+        assert_eq!(CFG_ARG_RUNS.load(SeqCst), 4, "one run, then a hit");
+    });
+}

@@ -74,6 +74,16 @@ macro_rules! key_args_tuple {
     };
 }
 
+/// No arguments: a default key whose every argument is configured out by its `#[cfg]` (a function
+/// that takes none has no argument hash at all), an empty MessagePack array.
+impl KeyArgsTuple for () {
+    #[inline]
+    fn serialize_args(&self, out: &mut ArgBytes) -> Result<(), rmp_serde::encode::Error> {
+        out.array_header(0);
+        Ok(())
+    }
+}
+
 key_args_tuple!(1: A.0);
 key_args_tuple!(2: A.0, B.1);
 key_args_tuple!(3: A.0, B.1, C.2);

@@ -76,8 +76,8 @@ pub(crate) enum GenericKeyPart {
     Type(Ident),
     /// A const parameter `N`, written by value.
     Const(Ident),
-    /// An `x: impl Trait` argument: its anonymous type, written by name.
-    ImplArg(Ident),
+    /// An `x: impl Trait` argument: its anonymous type, written by name (and its `#[cfg]`s).
+    ImplArg(Ident, Vec<syn::Attribute>),
 }
 
 /// An argument hashed into a default key, with the span its type check is reported at.
@@ -86,6 +86,8 @@ pub(crate) struct KeyArg {
     /// The first and last token of the argument's type (or of its name in a pattern), so a
     /// missing `Serialize` is underlined there.
     pub(crate) span: (Span, Span),
+    /// The argument's `#[cfg]`s: configured out, it is not in the key.
+    pub(crate) cfgs: Vec<syn::Attribute>,
 }
 
 /// Checks `args` against `item`. `None` if anything was wrong (all of it is in `errors`).
@@ -534,6 +536,7 @@ fn default_key(
             } else {
                 (b.ident.span(), b.ident.span())
             },
+            cfgs: b.cfgs.clone(),
         })
         .collect();
 
@@ -552,7 +555,7 @@ fn default_key(
             .bindings
             .iter()
             .filter(|b| b.whole_arg && has_impl_trait(&b.arg_ty))
-            .map(|b| GenericKeyPart::ImplArg(b.ident.clone())),
+            .map(|b| GenericKeyPart::ImplArg(b.ident.clone(), b.cfgs.clone())),
     );
 
     DefaultKey {

@@ -36,6 +36,7 @@ use syn::{FnArg, ItemFn, Pat, PatIdent};
 use super::check::{KeyPlan, Plan};
 use super::expand::key_body;
 use crate::codegen::{Access, local};
+use crate::signature::cfg_attrs;
 
 /// The companion's name for a function named `ident`.
 pub(crate) fn companion_ident(ident: &Ident, span: Span) -> Ident {
@@ -47,7 +48,7 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
     let sig = &item.sig;
     let vis = &item.vis;
     let name = companion_ident(&sig.ident, sig.ident.span());
-    let cfgs = item.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let item_cfgs = cfg_attrs(&item.attrs);
     let generics = &sig.generics;
     let where_clause = &generics.where_clause;
 
@@ -70,6 +71,8 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
                 access.insert("self".to_owned(), prefix);
             }
             FnArg::Typed(typed) => {
+                // A parameter configured out of the function is out of the companion too.
+                let cfgs = cfg_attrs(&typed.attrs);
                 let ty = &typed.ty;
                 // `&impl A + B` is ambiguous.
                 let ty = match &**ty {
@@ -97,22 +100,22 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
                             (false, false) => quote!(*),
                         };
                         if shared_ref {
-                            params.push(quote! { #ident: #ty });
+                            params.push(quote! { #(#cfgs)* #ident: #ty });
                         } else {
-                            params.push(quote! { #ident: &#ty });
+                            params.push(quote! { #(#cfgs)* #ident: &#ty });
                         }
                         access.insert(ident.to_string(), prefix);
                     }
                     pat => {
                         let arg_name = local(&format!("__cache_arg_{i}"));
-                        params.push(quote! { #arg_name: &#ty });
+                        params.push(quote! { #(#cfgs)* #arg_name: &#ty });
                         let mut pat = pat.clone();
                         Unbind {
                             access: &mut access,
                             derefs: 0,
                         }
                         .visit_pat_mut(&mut pat);
-                        destructure.extend(quote! { let #pat = #arg_name; });
+                        destructure.extend(quote! { #(#cfgs)* let #pat = #arg_name; });
                     }
                 }
             }
@@ -147,7 +150,7 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
     };
     let fn_token = quote_spanned!(sig.fn_token.span=> fn);
     quote! {
-        #(#cfgs)*
+        #(#item_cfgs)*
         #[doc(hidden)]
         #[allow(
             dead_code,

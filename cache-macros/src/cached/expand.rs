@@ -367,44 +367,51 @@ fn default_key(
         }
     };
 
-    let mut generics: Vec<TokenStream> = Vec::new();
+    // Each part with the `#[cfg]`s of the argument it reads, if any.
+    let mut generics: Vec<(&[syn::Attribute], TokenStream)> = Vec::new();
     if key.self_ty {
-        generics.push(quote! { #local_k.lit("Self="); #local_k.type_name::<Self>(); });
+        generics.push((
+            &[],
+            quote! { #local_k.lit("Self="); #local_k.type_name::<Self>(); },
+        ));
     }
     for part in &key.generics {
         generics.push(match part {
-            GenericKeyPart::Type(ident) => quote! { #local_k.type_name::<#ident>(); },
-            GenericKeyPart::Const(ident) => quote! { #local_k.part(&#ident); },
-            GenericKeyPart::ImplArg(ident) => {
+            GenericKeyPart::Type(ident) => (&[], quote! { #local_k.type_name::<#ident>(); }),
+            GenericKeyPart::Const(ident) => (&[], quote! { #local_k.part(&#ident); }),
+            GenericKeyPart::ImplArg(ident, cfgs) => {
                 let value = access.reference(ident, ident.span());
-                quote! {
+                let part = quote! {
                     #local_k.lit(#c::__private::core::any::type_name_of_val(#value));
-                }
+                };
+                (cfgs, part)
             }
         });
     }
     if !generics.is_empty() {
         let mut first = true;
         out.extend(quote! { #local_k.lit("::<"); });
-        for generic in generics {
-            if !std::mem::take(&mut first) {
-                out.extend(quote! { #local_k.lit(","); });
-            }
-            out.extend(generic);
+        for (cfgs, generic) in generics {
+            let separator = (!std::mem::take(&mut first)).then(|| quote! { #local_k.lit(","); });
+            out.extend(quote! { #(#cfgs)* { #separator #generic } });
         }
         out.extend(quote! { #local_k.lit(">"); });
     }
 
     if !key.args.is_empty() {
-        let refs = key
-            .args
-            .iter()
-            .map(|arg| access.reference(&arg.ident, arg.ident.span()));
+        // An argument under `#[cfg]` is a tuple element under it too: configured out, it is not
+        // hashed (and not named, so the function still compiles).
+        let refs = key.args.iter().map(|arg| {
+            let cfgs = &arg.cfgs;
+            let value = access.reference(&arg.ident, arg.ident.span());
+            quote! { #(#cfgs)* #value }
+        });
         let args = args_tuple(refs.collect());
         // One argument that is a primitive integer (an id) takes the one-store path of
-        // `args_hash_or_int`; anything else (`None`) goes through serde.
+        // `args_hash_or_int`; anything else (`None`) goes through serde, which writes the same
+        // key more slowly (and is all an argument that may be configured out can take).
         let int = match key.args.as_slice() {
-            [arg] => {
+            [arg] if arg.cfgs.is_empty() => {
                 let span = arg.ident.span();
                 int_probe(c, span, &access.reference(&arg.ident, span))
             }
@@ -475,7 +482,9 @@ fn default_key(
             let mut ident = arg.ident.clone();
             ident.set_span(last);
             let amp = quote_spanned!(first=> &);
+            let cfgs = &arg.cfgs;
             checks.extend(quote_spanned! {last=>
+                #(#cfgs)*
                 #c::__private::assert_key_arg(#amp #ident);
             });
         }
