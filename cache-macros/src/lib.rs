@@ -674,6 +674,19 @@ pub fn cache_if(args: TokenStream, item: TokenStream) -> TokenStream {
 /// fn rename(id: u64) {}
 /// ```
 ///
+/// A function that returns a future (`impl Future`, `Pin<Box<dyn Future>>`, which is what
+/// `#[async_trait]` makes of an `async fn`) only makes it, and the work runs when it is awaited:
+/// removing the entries when it returns would be too early, and blind to an `Err`. It is an
+/// error; make it an `async fn`, or have it await one that is `#[invalidates]`.
+///
+/// ```compile_fail
+/// # use cache_core::invalidates;
+/// #[invalidates(key = "user:{id}")]
+/// fn save(id: u64) -> impl std::future::Future<Output = Result<(), String>> {
+///     async move { let _ = id; Ok(()) }
+/// }
+/// ```
+///
 /// After the body, an `async fn` holds its successful value (the `Ok` value of a `Result`)
 /// across the invalidation's `.await`: a `Result<Rc<T>, E>` makes the future `!Send` where it
 /// was not. Errors are never held.

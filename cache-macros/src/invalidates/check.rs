@@ -1,7 +1,7 @@
 //! The rules that need the function: which options go together, what a placeholder may name,
 //! and where `#[invalidates]` may be. Turns [`Args`] into the [`Plan`] that `expand.rs` writes out.
 
-use syn::{ItemFn, Path};
+use syn::{ItemFn, Path, ReturnType, Type, TypeParamBound};
 
 use super::parse::{Args, KeySpec, Target};
 use crate::attrs;
@@ -29,6 +29,18 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         errors.spanned_by(
             constness,
             "`#[invalidates]` cannot be applied to a `const fn`: caches are invalidated at run time; remove `const` or `#[invalidates]`",
+        );
+    }
+    if sig.asyncness.is_none()
+        && let ReturnType::Type(_, ty) = &sig.output
+        && is_future(ty)
+    {
+        errors.spanned_by(
+            ty,
+            format!(
+                "`#[invalidates]` cannot be applied to a function that returns a future: the entries would be removed when `{}` makes the future, before it runs and whether or not it succeeds; make it an `async fn` (in a `#[async_trait]` impl, put `#[invalidates]` on an `async fn` that the method awaits)",
+                sig.ident
+            ),
         );
     }
     if let Some(index) = attrs::position(&item.attrs, "cached") {
@@ -88,4 +100,40 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         all,
         before: args.before.is_some_and(|b| b.value),
     })
+}
+
+/// Whether a return type is, as written, a future: `impl Future<..>`, `Pin<Box<dyn Future<..>>>`
+/// (what `#[async_trait]` makes of an `async fn`), or `BoxFuture<..>`. The function's body only
+/// makes it; the work it stands for runs later, when the caller awaits it.
+fn is_future(ty: &Type) -> bool {
+    let future_bound = |bounds: &syn::punctuated::Punctuated<TypeParamBound, _>| {
+        bounds.iter().any(|bound| {
+            matches!(bound, TypeParamBound::Trait(t)
+                if t.path.segments.last().is_some_and(|s| s.ident == "Future" || s.ident == "IntoFuture"))
+        })
+    };
+    match ty {
+        Type::Paren(p) => is_future(&p.elem),
+        Type::Group(g) => is_future(&g.elem),
+        Type::ImplTrait(t) => future_bound(&t.bounds),
+        Type::TraitObject(t) => future_bound(&t.bounds),
+        Type::Path(p) => {
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            if last.ident == "BoxFuture" || last.ident == "LocalBoxFuture" {
+                return true;
+            }
+            // `Pin<Box<..>>`, `Box<..>`: a future behind a pointer is a future.
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return false;
+            };
+            (last.ident == "Pin" || last.ident == "Box")
+                && args
+                    .args
+                    .iter()
+                    .any(|arg| matches!(arg, syn::GenericArgument::Type(inner) if is_future(inner)))
+        }
+        _ => false,
+    }
 }
