@@ -212,15 +212,19 @@ fn owned_arguments(sig: &syn::Signature, option: &str, errors: &Errors) {
     );
     for arg in &sig.inputs {
         match arg {
-            FnArg::Receiver(receiver) if receiver.reference.is_some() => {
-                errors.spanned_by(
-                    receiver,
-                    format!(
-                        "{advice} `self`; take `self` by value (for example `self: Arc<Self>`), or remove `{option}`"
-                    ),
-                );
+            FnArg::Receiver(receiver) => {
+                // `&self`, and the typed forms that borrow: `self: &Self`, `self: Pin<&mut Self>`.
+                let mut finder = Borrows::default();
+                finder.visit_type(&receiver.ty);
+                if receiver.reference.is_some() || finder.found.is_some() {
+                    errors.spanned_by(
+                        receiver,
+                        format!(
+                            "{advice} `self`; take `self` by value (for example `self: Arc<Self>`), or remove `{option}`"
+                        ),
+                    );
+                }
             }
-            FnArg::Receiver(_) => {}
             FnArg::Typed(typed) => {
                 let mut finder = Borrows::default();
                 finder.visit_type(&typed.ty);
