@@ -140,8 +140,25 @@ impl CallSite {
 /// `app::Repo::name`, `<app::Repo as app::Loader>::name`, `app::outer::inner`.
 ///
 /// Found once per function (the first call) and kept: a hit reads one initialized `OnceLock`.
+///
+/// Except where the scope has type arguments that the function's signature does not show: a
+/// function without `self` that does not name `Self` may still read the impl's `T` or the
+/// implementor's `Self` in its body (`impl<T> Repo<T> { fn size() }`, a trait's provided
+/// `fn greeting()` calling `Self::name()`). The type declared in its body is not generic, so its
+/// name spells them `_` or not at all (`app::Repo<_>`, `app::Named`), and every instance would
+/// share entries. Such a function's key starts with the scope of one of its instances instead,
+/// as spelled for a closure in its body (`app::Repo<u8>`, `<app::Ada as app::Named>`), worked out
+/// on each call.
 #[derive(Debug)]
-pub struct ItemScope(OnceLock<Option<&'static str>>);
+pub struct ItemScope(OnceLock<Scope>);
+
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The same for every instance (a function of a module: `None`).
+    Fixed(Option<&'static str>),
+    /// Each instance's own: see [`ItemScope`].
+    PerInstance,
+}
 
 impl ItemScope {
     /// An item scope not yet looked at.
@@ -154,28 +171,88 @@ impl ItemScope {
     /// a type declared in the body of the function (or of its key companion, a sibling), which
     /// is `<scope>::<function>::<marker>`; `module` is the function's `module_path!()`. `None`
     /// for a function of the module itself.
+    ///
+    /// For a function whose key names `Self` (`::<Self=..>`), so its instances are told apart.
     #[inline(always)]
     pub fn nested(
         &'static self,
         marker: fn() -> &'static str,
         module: &'static str,
     ) -> Option<&'static str> {
-        *self.0.get_or_init(|| nested_scope(marker(), module))
+        match *self
+            .0
+            .get_or_init(|| Scope::Fixed(nested_scope(marker(), module)))
+        {
+            Scope::Fixed(scope) => scope,
+            Scope::PerInstance => unreachable!("only `nested_instance` finds per-instance scopes"),
+        }
+    }
+
+    /// [`nested`](Self::nested) for a function whose key does not name `Self`: `instance` is
+    /// the `type_name` of a closure in its body, `<scope>::<function>[<..>]::{{closure}}`, whose
+    /// scope has this instance's type arguments where `marker`'s has `_` or none.
+    #[inline(always)]
+    pub fn nested_instance(
+        &'static self,
+        marker: fn() -> &'static str,
+        instance: &'static str,
+        module: &'static str,
+    ) -> Option<&'static str> {
+        let scope = *self.0.get_or_init(|| {
+            let fixed = nested_scope(marker(), module);
+            if fixed == nested_scope(instance, module) {
+                Scope::Fixed(fixed)
+            } else {
+                Scope::PerInstance
+            }
+        });
+        match scope {
+            Scope::Fixed(scope) => scope,
+            Scope::PerInstance => nested_scope(instance, module),
+        }
     }
 }
 
-fn nested_scope(marker: &'static str, module: &str) -> Option<&'static str> {
-    // `<scope>::<function>::<marker>`, with `::{{closure}}` after the function in an `async fn`
-    // (its body is a coroutine); the function's name and the marker's are identifiers.
-    let (mut function, _marker) = marker.rsplit_once("::")?;
-    while let Some((outer, _)) = function
-        .rsplit_once("::")
-        .filter(|(_, last)| last.starts_with("{{"))
+/// The `type_name` of `value`'s type, for a closure: see [`ItemScope::nested_instance`].
+#[inline(always)]
+pub fn type_name_of<T>(_: &T) -> &'static str {
+    std::any::type_name::<T>()
+}
+
+fn nested_scope(name: &'static str, module: &str) -> Option<&'static str> {
+    // `<scope>::<function>::<marker>`, or `<scope>::<function>::{{closure}}`, with `::{{closure}}`
+    // after the function in an `async fn` (its body is a coroutine). The function's segment may
+    // have type arguments (`size<u8>`), which may hold paths: segments are split outside
+    // brackets.
+    let (mut function, _marker) = split_last_segment(name)?;
+    while let Some((outer, _)) =
+        split_last_segment(function).filter(|(_, last)| last.starts_with("{{"))
     {
         function = outer;
     }
-    let (scope, _function) = function.rsplit_once("::")?;
+    let (scope, _function) = split_last_segment(function)?;
     (!same_path(scope, module)).then_some(scope)
+}
+
+/// `a::b<c::d>::e` into `a::b<c::d>` and `e`: at the last `::` outside `<..>`, `(..)` and `[..]`
+/// (the `>` of a function type's `->` closes nothing).
+fn split_last_segment(path: &str) -> Option<(&str, &str)> {
+    let bytes = path.as_bytes();
+    let mut depth = 0usize;
+    let mut i = bytes.len();
+    while i > 0 {
+        i -= 1;
+        match bytes[i] {
+            b'>' if i > 0 && bytes[i - 1] == b'-' => i -= 1,
+            b'>' | b')' | b']' => depth += 1,
+            b'<' | b'(' | b'[' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && i > 0 && bytes[i - 1] == b':' => {
+                return Some((&path[..i - 1], &path[i + 1..]));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether two paths name the same module: `module_path!()` keeps raw identifiers (`r#async`),
@@ -689,5 +766,29 @@ mod tests {
             nested_scope("app::outer::__cache_key_inner::M", "app"),
             Some("app::outer")
         );
+    }
+
+    #[test]
+    fn a_closure_names_the_scope_of_its_instance() {
+        assert_eq!(
+            nested_scope("app::Repo<u8>::size::{{closure}}", "app"),
+            Some("app::Repo<u8>")
+        );
+        assert_eq!(
+            nested_scope(
+                "<app::Ada as app::Named>::greet::{{closure}}::{{closure}}",
+                "app"
+            ),
+            Some("<app::Ada as app::Named>")
+        );
+        // Type arguments with paths, tuples and function types, on the scope and the function.
+        assert_eq!(
+            nested_scope(
+                "app::Repo<(alloc::string::String, fn(u8) -> app::X)>::get<core::option::Option<u8>>::{{closure}}",
+                "app"
+            ),
+            Some("app::Repo<(alloc::string::String, fn(u8) -> app::X)>")
+        );
+        assert_eq!(nested_scope("app::get<app::X>::{{closure}}", "app"), None);
     }
 }

@@ -1160,3 +1160,89 @@ fn an_argument_under_cfg_is_keyed_only_when_configured_in() {
         assert_eq!(CFG_ARG_RUNS.load(SeqCst), 4, "one run, then a hit");
     });
 }
+
+// --- associated functions that do not name `Self` ---------------------------------------------
+
+static GREETER_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A provided method without `self` whose body reads `Self`: its signature does not say so.
+pub trait Greeter {
+    fn name() -> String;
+
+    #[cached]
+    fn greeting(id: u64) -> String {
+        GREETER_RUNS.fetch_add(1, SeqCst);
+        format!("{} {id}", Self::name())
+    }
+}
+
+#[derive(Debug)]
+pub struct Ada;
+#[derive(Debug)]
+pub struct Bob;
+impl Greeter for Ada {
+    fn name() -> String {
+        "Ada".to_owned()
+    }
+}
+impl Greeter for Bob {
+    fn name() -> String {
+        "Bob".to_owned()
+    }
+}
+
+/// Each implementor's calls are its own entries.
+#[test]
+fn a_provided_method_is_keyed_by_its_implementor() {
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(Ada::greeting(1), "Ada 1");
+            assert_eq!(Bob::greeting(1), "Bob 1");
+        }
+    });
+    assert_eq!(GREETER_RUNS.load(SeqCst), 2, "one run per implementor");
+}
+
+static SIZE_OF_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug)]
+pub struct SizeOf<T>(std::marker::PhantomData<T>);
+
+impl<T> SizeOf<T> {
+    /// Reads the impl's `T`, which its signature does not name.
+    #[cached]
+    pub async fn size(extra: u64) -> u64 {
+        SIZE_OF_RUNS.fetch_add(1, SeqCst);
+        std::mem::size_of::<T>() as u64 + extra
+    }
+}
+
+#[cache_core::invalidates(SizeOf::<u64>::size(extra))]
+async fn size_of_u64_changed(extra: u64) {
+    let _ = extra;
+}
+
+/// A function of a generic impl is keyed by the impl's type arguments, and its key companion
+/// renders the same key.
+#[tokio::test]
+async fn a_function_of_a_generic_impl_is_keyed_by_its_type_arguments() {
+    let m = manager();
+    m.scope(async {
+        for _ in 0..2 {
+            assert_eq!(SizeOf::<u8>::size(0).await, 1);
+            assert_eq!(SizeOf::<u64>::size(0).await, 8);
+        }
+        assert_eq!(SIZE_OF_RUNS.load(SeqCst), 2, "one run per type argument");
+
+        size_of_u64_changed(0).await;
+        assert_eq!(SizeOf::<u8>::size(0).await, 1);
+        assert_eq!(SizeOf::<u64>::size(0).await, 8);
+        assert_eq!(
+            SIZE_OF_RUNS.load(SeqCst),
+            3,
+            "only `SizeOf<u64>`'s entry was removed"
+        );
+    })
+    .await;
+}

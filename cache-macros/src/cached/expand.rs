@@ -349,14 +349,30 @@ fn default_key(
     // or two local `fn inner`s of one module, do not share entries (see `ItemScope`). The marker
     // is declared here, in the body of the function or of its key companion: both are in the same
     // scope, so both keys start the same.
+    // A function whose key does not name `Self` may still be one of many instances (of a generic
+    // impl, or a trait's provided method) that the marker cannot tell apart: a closure's name
+    // can (see `ItemScope::nested_instance`).
+    let scope = if key.self_ty {
+        quote! {
+            __CACHE_KEY_SCOPE.nested(
+                #c::__private::core::any::type_name::<__CacheKeyScope>,
+                ::core::module_path!(),
+            )
+        }
+    } else {
+        quote! {
+            __CACHE_KEY_SCOPE.nested_instance(
+                #c::__private::core::any::type_name::<__CacheKeyScope>,
+                #c::__private::type_name_of(&|| ()),
+                ::core::module_path!(),
+            )
+        }
+    };
     let mut out = quote! {
         #[allow(dead_code)]
         struct __CacheKeyScope;
         static __CACHE_KEY_SCOPE: #c::__private::ItemScope = #c::__private::ItemScope::new();
-        match __CACHE_KEY_SCOPE.nested(
-            #c::__private::core::any::type_name::<__CacheKeyScope>,
-            ::core::module_path!(),
-        ) {
+        match #scope {
             ::core::option::Option::None => {
                 #local_k.lit(::core::concat!(::core::module_path!(), "::", #fn_name));
             }
