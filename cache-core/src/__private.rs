@@ -141,14 +141,15 @@ impl CallSite {
 ///
 /// Found once per function (the first call) and kept: a hit reads one initialized `OnceLock`.
 ///
-/// Except where the scope has type arguments that the function's signature does not show: a
-/// function without `self` that does not name `Self` may still read the impl's `T` or the
-/// implementor's `Self` in its body (`impl<T> Repo<T> { fn size() }`, a trait's provided
-/// `fn greeting()` calling `Self::name()`). The type declared in its body is not generic, so its
-/// name spells them `_` or not at all (`app::Repo<_>`, `app::Named`), and every instance would
-/// share entries. Such a function's key starts with the scope of one of its instances instead,
-/// as spelled for a closure in its body (`app::Repo<u8>`, `<app::Ada as app::Named>`), worked out
-/// on each call.
+/// Except where the scope has type arguments: a function of a generic `impl<T>`, or a trait's
+/// provided method, may read `T`, the trait's arguments or the implementor's `Self` in its body
+/// whatever its signature shows (`impl<T> Repo<T> { fn size() }`, a provided `fn greeting()`
+/// calling `Self::name()`, `trait Sizer<T> { fn size(&self) }` implemented twice for one type).
+/// The type declared in its body is not generic, so its name spells them `_` or not at all
+/// (`app::Repo<_>`, `app::Named`), and those instances would share entries. Such a function's
+/// key starts with the scope of its instance instead, as spelled for a closure in its body
+/// (`app::Repo<u8>`, `<app::Ada as app::Named>`, `<app::X as app::Sizer<u8>>`), worked out on
+/// each call.
 #[derive(Debug)]
 pub struct ItemScope(OnceLock<Scope>);
 
@@ -169,30 +170,12 @@ impl ItemScope {
 
     /// The scope the function is in when it is not its module: `marker` gives the `type_name` of
     /// a type declared in the body of the function (or of its key companion, a sibling), which
-    /// is `<scope>::<function>::<marker>`; `module` is the function's `module_path!()`. `None`
-    /// for a function of the module itself.
-    ///
-    /// For a function whose key names `Self` (`::<Self=..>`), so its instances are told apart.
+    /// is `<scope>::<function>::<marker>`; `instance` that of a closure there,
+    /// `<scope>::<function>[<..>]::{{closure}}`, whose scope has this instance's type arguments
+    /// where `marker`'s has `_` or none; `module` is the function's `module_path!()`. `None` for
+    /// a function of the module itself.
     #[inline(always)]
     pub fn nested(
-        &'static self,
-        marker: fn() -> &'static str,
-        module: &'static str,
-    ) -> Option<&'static str> {
-        match *self
-            .0
-            .get_or_init(|| Scope::Fixed(nested_scope(marker(), module)))
-        {
-            Scope::Fixed(scope) => scope,
-            Scope::PerInstance => unreachable!("only `nested_instance` finds per-instance scopes"),
-        }
-    }
-
-    /// [`nested`](Self::nested) for a function whose key does not name `Self`: `instance` is
-    /// the `type_name` of a closure in its body, `<scope>::<function>[<..>]::{{closure}}`, whose
-    /// scope has this instance's type arguments where `marker`'s has `_` or none.
-    #[inline(always)]
-    pub fn nested_instance(
         &'static self,
         marker: fn() -> &'static str,
         instance: &'static str,
@@ -213,7 +196,7 @@ impl ItemScope {
     }
 }
 
-/// The `type_name` of `value`'s type, for a closure: see [`ItemScope::nested_instance`].
+/// The `type_name` of `value`'s type, for a closure: see [`ItemScope::nested`].
 #[inline(always)]
 pub fn type_name_of<T>(_: &T) -> &'static str {
     std::any::type_name::<T>()

@@ -102,11 +102,11 @@ mod conditions_md {}
 /// or a trait, or inside another function, has the path of that scope instead, as the compiler
 /// spells it (`my_app::Repo::get`, `<my_app::Db as my_app::Loader>::load`,
 /// `my_app::handler::inner`), so that methods of the same name from different impls, and local
-/// functions of the same name in different functions, never share entries. In a generic `impl`,
-/// or as a trait's provided method, a function that neither takes `self` nor names `Self` may
-/// still read `T` or `Self` in its body: its path is its instance's (`my_app::Repo<u8>::size`,
-/// `<my_app::Ada as my_app::Named>::greeting`). That spelling comes from `std::any::type_name`,
-/// as the `Self=` part always did, and may change with the compiler.
+/// functions of the same name in different functions, never share entries. A function of a
+/// generic `impl`, or a trait's provided method, may read `T`, the trait's type arguments or
+/// `Self` in its body whatever its signature shows: its path is its instance's
+/// (`my_app::Repo<u8>::size`, `<my_app::Ada as my_app::Named>::greeting`). That spelling comes
+/// from `std::any::type_name`, as the `Self=` part always did, and may change with the compiler.
 ///
 /// The hash tells `None`, `Some(None)` and `Some(())` apart, and a map's entries are hashed in
 /// the order of their bytes, so equal `HashMap`s share a key. A `HashSet` argument is a compile

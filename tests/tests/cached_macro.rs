@@ -1246,3 +1246,32 @@ async fn a_function_of_a_generic_impl_is_keyed_by_its_type_arguments() {
     })
     .await;
 }
+
+static SIZER_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A provided method of a generic trait: `Self` is the same type in both impls below, the trait's
+/// type argument is not.
+pub trait Sizer<T> {
+    #[cached]
+    fn size(&self, extra: u64) -> u64 {
+        SIZER_RUNS.fetch_add(1, SeqCst);
+        std::mem::size_of::<T>() as u64 + extra
+    }
+}
+
+#[derive(Debug)]
+pub struct BothSizes;
+impl Sizer<u8> for BothSizes {}
+impl Sizer<u64> for BothSizes {}
+
+#[test]
+fn a_provided_method_is_keyed_by_the_traits_type_arguments() {
+    let m = manager();
+    m.scope_sync(|| {
+        for _ in 0..2 {
+            assert_eq!(<BothSizes as Sizer<u8>>::size(&BothSizes, 0), 1);
+            assert_eq!(<BothSizes as Sizer<u64>>::size(&BothSizes, 0), 8);
+        }
+    });
+    assert_eq!(SIZER_RUNS.load(SeqCst), 2, "one run per impl");
+}

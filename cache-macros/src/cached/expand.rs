@@ -349,24 +349,14 @@ fn default_key(
     // or two local `fn inner`s of one module, do not share entries (see `ItemScope`). The marker
     // is declared here, in the body of the function or of its key companion: both are in the same
     // scope, so both keys start the same.
-    // A function whose key does not name `Self` may still be one of many instances (of a generic
-    // impl, or a trait's provided method) that the marker cannot tell apart: a closure's name
-    // can (see `ItemScope::nested_instance`).
-    let scope = if key.self_ty {
-        quote! {
-            __CACHE_KEY_SCOPE.nested(
-                #c::__private::core::any::type_name::<__CacheKeyScope>,
-                ::core::module_path!(),
-            )
-        }
-    } else {
-        quote! {
-            __CACHE_KEY_SCOPE.nested_instance(
-                #c::__private::core::any::type_name::<__CacheKeyScope>,
-                #c::__private::type_name_of(&|| ()),
-                ::core::module_path!(),
-            )
-        }
+    // In a generic impl or a trait's provided method, the marker's name spells the scope's type
+    // arguments `_` or not at all; a closure's spells those of the instance (see `ItemScope`).
+    let scope = quote! {
+        __CACHE_KEY_SCOPE.nested(
+            #c::__private::core::any::type_name::<__CacheKeyScope>,
+            #c::__private::type_name_of(&|| ()),
+            ::core::module_path!(),
+        )
     };
     let mut out = quote! {
         #[allow(dead_code)]
