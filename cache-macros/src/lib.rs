@@ -53,6 +53,8 @@ mod conditions_md {}
 ///
 /// The cached part must be `Clone + Send + Sync + 'static` (a hit clones it out of the cache). The
 /// choice is made by the compiler from the real type, not from how the return type is spelled.
+/// In a generic function that type is the one declared: a bare type parameter (`-> T`) is cached
+/// whole even when a caller picks `T = Result<_, _>`; declare `-> Result<T, E>` to cache only `Ok`.
 ///
 /// # Options
 ///
