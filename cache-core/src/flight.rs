@@ -147,6 +147,46 @@ impl Flight {
     }
 }
 
+/// The computations whose bodies this thread is running (polling, for an async body) now, as
+/// (store, key hash).
+///
+/// A body that asks for its own key (two cached functions sharing a key template, one calling
+/// the other) would otherwise join its own flight and wait for itself for ever: such a caller
+/// computes on its own instead. Marked only while the body runs, not for its whole task, so
+/// that callers of the key that the same task runs side by side (`join!`) still share one
+/// computation. A body that hands the call to another task or thread and waits for it is not
+/// recognised.
+mod computing {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static NOW: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Marks (store, hash) as running on this thread until the guard drops (unwinding included).
+    pub(super) fn enter(store: usize, hash: u64) -> Entered {
+        NOW.with(|now| now.borrow_mut().push((store, hash)));
+        Entered
+    }
+
+    pub(super) fn contains(store: usize, hash: u64) -> bool {
+        NOW.with(|now| now.borrow().contains(&(store, hash)))
+    }
+
+    pub(super) struct Entered;
+
+    impl Drop for Entered {
+        fn drop(&mut self) {
+            NOW.with(|now| now.borrow_mut().pop());
+        }
+    }
+}
+
+/// The identity of a store in [`computing`].
+fn store_id(store: &Store) -> usize {
+    std::ptr::from_ref(store) as usize
+}
+
 /// Whether the caller runs inside a current-thread tokio runtime (see `get_or_compute_blocking`).
 fn on_current_thread_runtime() -> bool {
     tokio::runtime::Handle::try_current()
@@ -226,6 +266,9 @@ fn join<T: Clone + Send + Sync + 'static>(
         // cannot tell, and leads.
         MapEntry::Occupied(mut o) if o.get().key.as_bytes() == key.as_bytes() => {
             let current = o.get();
+            if computing::contains(store_id(store), hash) {
+                return Role::Alone;
+            }
             if *current.tags == *tags && epochs.snapshot(hash, tags) == current.generation {
                 return Role::Follow(current.clone());
             }
@@ -1029,6 +1072,7 @@ enum BodyEnd<R> {
 /// need tokio's timer: outside a tokio runtime they are not applied.
 async fn run_body<F: Future + ?Sized>(
     body: &mut Pin<Box<F>>,
+    (store, hash): (&Store, u64),
     span: &tracing::Span,
     soft: Option<Duration>,
     hard: Option<Duration>,
@@ -1044,6 +1088,7 @@ async fn run_body<F: Future + ?Sized>(
     std::future::poll_fn(|cx| {
         let polled = {
             let _entered = span.enter();
+            let _computing = computing::enter(store_id(store), hash);
             catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx)))
         };
         match polled {
@@ -1293,7 +1338,7 @@ async fn lead<R, J: Job<R>>(
         .map(|t| t.saturating_sub(waited));
     let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
-    match run_body(&mut body, &span, soft, hard).await {
+    match run_body(&mut body, (store, hash), &span, soft, hard).await {
         BodyEnd::Returned(out) => {
             let ended_ms = body_ended(store, started);
             match at.take_returned(
@@ -1438,7 +1483,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         .map(|h| h.saturating_sub(started.elapsed()));
     let span = miss_span(&store, &key);
     let tags = opts.tags.clone();
-    let end = run_body(&mut body, &span, None, hard).await;
+    let end = run_body(&mut body, (&store, hash), &span, None, hard).await;
     let ended_ms = body_ended(&store, started);
     let why = match end {
         BodyEnd::Returned(out) if !strategy.failed(&out) => {
@@ -1522,7 +1567,10 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     let epoch = store.memory.epochs.snapshot(hash, &opts.tags);
     let tags = opts.tags.clone();
     let (started_ms, started) = store.memory.clock.reading();
-    let ran = catch_unwind(AssertUnwindSafe(|| miss_span(&store, &key).in_scope(body)));
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let _computing = computing::enter(store_id(&store), hash);
+        miss_span(&store, &key).in_scope(body)
+    }));
     let ended_ms = body_ended(&store, started);
     let why = match ran {
         Ok(out) if !strategy.failed(&out) => {
@@ -1637,7 +1685,10 @@ fn lead_blocking<R, J: SyncJob<R>>(
     let (strategy, body) = job.into_parts();
     let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
-    let ran = catch_unwind(AssertUnwindSafe(|| span.in_scope(body)));
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let _computing = computing::enter(store_id(store), hash);
+        span.in_scope(body)
+    }));
     let ended_ms = body_ended(store, started);
     let out = match ran {
         Ok(out) => out,

@@ -651,3 +651,42 @@ fn get_answers_an_entry_in_its_refresh_ahead_window_and_counts_one_past_its_ttl(
     let s = c.stats();
     assert_eq!((s.hits, s.misses), (1, 1), "{s:?}");
 }
+
+/// A cached computation that asks for its own key (two functions sharing a key template, one
+/// calling the other) cannot wait for itself: the inner call computes on its own.
+#[tokio::test]
+async fn a_computation_asking_for_its_own_key_does_not_wait_for_itself() {
+    let cache = CacheManager::builder().build().cache("c");
+    let inner_cache = cache.clone();
+    let outer = cache.get_or_insert_with("user:1", || async move {
+        inner_cache
+            .get_or_insert_with("user:1", || async { 1u32 })
+            .await
+            + 1
+    });
+    let value = tokio::time::timeout(Duration::from_secs(10), outer)
+        .await
+        .expect("the inner call waited for the outer one, which waits for it");
+    assert_eq!(value, 2, "the outer value is the one stored last");
+    assert_eq!(cache.get::<u32>("user:1").await, Some(2));
+}
+
+#[test]
+fn a_blocking_computation_asking_for_its_own_key_does_not_wait_for_itself() {
+    let cache = CacheManager::builder().build().cache("c");
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn({
+        let cache = cache.clone();
+        move || {
+            let value = cache.blocking().get_or_insert_with("user:1", || {
+                cache.blocking().get_or_insert_with("user:1", || 1u32) + 1
+            });
+            done.send(value).unwrap();
+        }
+    });
+    let value = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the inner call waited for the outer one, which waits for it");
+    worker.join().unwrap();
+    assert_eq!(value, 2);
+}

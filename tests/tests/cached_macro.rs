@@ -1275,3 +1275,36 @@ fn a_provided_method_is_keyed_by_the_traits_type_arguments() {
     });
     assert_eq!(SIZER_RUNS.load(SeqCst), 2, "one run per impl");
 }
+
+// --- a body asking for its own key ------------------------------------------------------------
+
+static ROW_RUNS: AtomicUsize = AtomicUsize::new(0);
+static VIEW_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "shared-key", key = "user:{id}")]
+async fn user_row(id: u64) -> u64 {
+    ROW_RUNS.fetch_add(1, SeqCst);
+    id
+}
+
+/// Shares `user_row`'s key template and calls it: the inner call finds the outer one's flight,
+/// which is its own caller.
+#[cached(cache = "shared-key", key = "user:{id}")]
+async fn user_view(id: u64) -> u64 {
+    VIEW_RUNS.fetch_add(1, SeqCst);
+    user_row(id).await + 100
+}
+
+#[tokio::test]
+async fn two_functions_sharing_a_key_one_calling_the_other_do_not_deadlock() {
+    let m = manager();
+    let view = tokio::time::timeout(Duration::from_secs(10), m.scope(user_view(7)))
+        .await
+        .expect("the inner call waited for the outer one, which waits for it");
+    assert_eq!(view, 107);
+    assert_eq!((VIEW_RUNS.load(SeqCst), ROW_RUNS.load(SeqCst)), (1, 1));
+    // The outer value was stored last; both now hit it.
+    assert_eq!(m.scope(user_view(7)).await, 107);
+    assert_eq!(m.scope(user_row(7)).await, 107);
+    assert_eq!((VIEW_RUNS.load(SeqCst), ROW_RUNS.load(SeqCst)), (1, 1));
+}
