@@ -132,9 +132,9 @@ impl RedisConfig {
     }
 
     /// The longest the connection waits for one reply (default 1 s), a backstop under the
-    /// core's per-operation timeout. A connection that leaves a reply (or the `PING` that checks
-    /// it after a caller stopped waiting) unanswered for longer is dropped, and the next
-    /// operation connects again.
+    /// core's per-operation timeout. A standalone connection that leaves a reply (or the `PING`
+    /// that checks it after a caller stopped waiting) unanswered for longer is dropped, and the
+    /// next operation connects again.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self

@@ -610,7 +610,15 @@ impl Drop for Abandoned<'_> {
 /// after every earlier reply, must come back within the response timeout, or the connection is
 /// forgotten and the next operation connects again. A server that is slow but answers keeps
 /// its connection.
+///
+/// Standalone connections only. A cluster connection is one connection per master, and a
+/// `PING` on it goes to every master: one master that stopped answering (paused, overloaded,
+/// failing over) failed the check, and the connections to all the others were dropped with it,
+/// their callers waiting for a reconnect from the seeds, again after every check.
 fn check(handle: &Handle) {
+    if matches!(handle.link, Link::Cluster(_)) {
+        return;
+    }
     let live = &handle.ticket.live;
     if live.checking.swap(true, Ordering::AcqRel) {
         return;

@@ -279,3 +279,63 @@ fn a_backend_serves_every_runtime_that_uses_it() {
         });
     }
 }
+
+/// How many connections the node on `port` has accepted since it started.
+fn connections_received(port: u16) -> u64 {
+    cli(port, &["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total_connections_received:"))
+        .and_then(|n| n.parse().ok())
+        .expect("INFO stats lists total_connections_received")
+}
+
+#[tokio::test]
+async fn a_master_that_stops_answering_leaves_the_other_masters_serving() {
+    // Its own cluster: one of its masters stops answering clients for a while.
+    let cluster = RedisCluster::start();
+    let ns = "c-slow-master";
+    let b = RedisBackend::new(
+        RedisConfig::cluster(cluster.seed_urls())
+            .namespace(ns)
+            .response_timeout(Duration::from_millis(200)),
+    );
+    let t = b.tier("c");
+    let silent_node = cluster.ports()[0];
+    let on = |prefix: &str, silent: bool| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|k| (owner(&cluster, &b.redis_key("c", k)) == silent_node) == silent)
+            .unwrap()
+    };
+    let (slow, fast) = (on("s", true), on("f", false));
+    let fast_node = owner(&cluster, &b.redis_key("c", &fast));
+    t.set(&fast, vec![1], None, &[]).await.unwrap(); // connected
+    let connections_before = connections_received(fast_node);
+
+    // One master answers no client for longer than the test runs (the cluster bus still runs:
+    // it stays a master; the cluster dies with the test).
+    cli(silent_node, &["CLIENT", "PAUSE", "10000", "ALL"]);
+    let mut failed = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    for round in 0..60 {
+        ticks.tick().await;
+        // A caller gives up on a key of the silent master, as the core's timeout does.
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), t.get(&slow)).await;
+        assert!(gave_up.is_err(), "the paused master answered: {gave_up:?}");
+        // A key of another master is served all along.
+        let read = tokio::time::timeout(Duration::from_millis(100), t.get(&fast)).await;
+        if !matches!(read, Ok(Ok(Some(_)))) {
+            failed.push((round, format!("{read:?}")));
+        }
+    }
+    // Less the connection of this `INFO` itself.
+    let reconnects = connections_received(fast_node) - connections_before - 1;
+    assert!(
+        failed.is_empty(),
+        "reads of a healthy master failed while another was silent: {failed:?}"
+    );
+    assert_eq!(
+        reconnects, 0,
+        "the healthy master's connection was replaced while another master was silent"
+    );
+}
