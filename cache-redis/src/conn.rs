@@ -132,8 +132,13 @@ impl<C: Clone + Send + Sync + 'static> Slots<C> {
         };
         let connecting = self.on(runtime, |all| match &all[slot] {
             Lazy::Ready(c, live) => Err((c.clone(), Arc::clone(live))),
-            Lazy::Connecting(f) => Ok(f.clone()),
-            Lazy::Idle => {
+            // An attempt that failed after every operation waiting for it had given up (the
+            // core's timeout is shorter than the connect timeout) is still in the slot, and its
+            // error, however old, is not this operation's answer: it connects again.
+            Lazy::Connecting(f) if !matches!(f.clone().now_or_never(), Some(Err(_))) => {
+                Ok(f.clone())
+            }
+            Lazy::Connecting(_) | Lazy::Idle => {
                 let f = connect();
                 all[slot] = Lazy::Connecting(f.clone());
                 Ok(f)

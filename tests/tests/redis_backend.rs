@@ -890,3 +890,47 @@ async fn a_connection_to_a_demoted_master_is_replaced() {
         .await
         .unwrap();
 }
+
+/// A connection attempt that failed after every operation waiting for it had given up (the
+/// core's timeout is shorter than `connect_timeout`) is not the answer of the next operation,
+/// however much later it comes: that one connects again.
+#[tokio::test]
+async fn an_attempt_that_failed_unwatched_is_not_handed_to_a_later_operation() {
+    use std::io::Read;
+
+    let port = free_port(false);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // A server that accepts one connection, answers nothing, and returns once the client gave
+    // the connection up (true), or after 10 s (false). The port is free again after it.
+    let silent = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    });
+    let b = RedisBackend::new(
+        RedisConfig::standalone(format!("redis://127.0.0.1:{port}"))
+            .namespace("unwatched")
+            .connect_timeout(Duration::from_millis(300)),
+    );
+    let t = b.tier("c");
+    // The caller gives up before the attempt does.
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), t.get("k")).await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    let attempt_ended = tokio::task::spawn_blocking(move || silent.join().unwrap())
+        .await
+        .unwrap();
+    assert!(attempt_ended, "the attempt gave its connection up");
+
+    // Redis answers on the port now.
+    let _server = RedisServer::start_on_port(port, &[]);
+    let read = bounded(t.get("k")).await;
+    assert!(matches!(read, Ok(None)), "{read:?}");
+}
