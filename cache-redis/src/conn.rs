@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cache_core::RemoteError;
 use futures_util::FutureExt;
@@ -40,7 +41,12 @@ struct Live {
     id: u64,
     /// A check of the connection is under way (see [`check`]).
     checking: AtomicBool,
+    /// When the attempt that made it started.
+    born: Instant,
 }
+
+/// How old a connection must be for a `READONLY` refusal to replace it (see [`Conn::fail`]).
+const REPLICA_RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// One connection slot.
 ///
@@ -367,6 +373,7 @@ impl Conn {
         let live = Arc::new(Live {
             id: self.connections.fetch_add(1, Ordering::Relaxed),
             checking: AtomicBool::new(false),
+            born: Instant::now(),
         });
         let secrets = self.secrets.clone();
         let task = tokio::spawn(async move {
@@ -392,9 +399,14 @@ impl Conn {
     ///
     /// So is a connection to a server that became a replica (`READONLY`): after a failover
     /// behind a stable address (a DNS name, a virtual IP), it would otherwise stay on the
-    /// former master, every write refused, while a new connection reaches the promoted one.
+    /// former master, every write refused, while a new connection reaches the promoted one. But
+    /// only once it is [`REPLICA_RECONNECT_AFTER`] old: while the address still leads to the
+    /// replica (a DNS name not moved yet, a URL naming a replica), replacing it on every refusal
+    /// made one new connection per write, and the operations after each waited for it.
     fn fail(&self, handle: &Handle, e: RedisError) -> RemoteError {
-        if e.is_unrecoverable_error() || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+        let demoted = e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            && handle.ticket.live.born.elapsed() >= REPLICA_RECONNECT_AFTER;
+        if e.is_unrecoverable_error() || demoted {
             handle.forget();
         } else if e.is_timeout() {
             check(handle);

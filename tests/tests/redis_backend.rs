@@ -934,3 +934,46 @@ async fn an_attempt_that_failed_unwatched_is_not_handed_to_a_later_operation() {
     let read = bounded(t.get("k")).await;
     assert!(matches!(read, Ok(None)), "{read:?}");
 }
+
+/// How many connections `server` has accepted since it started.
+fn connections_received(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total_connections_received:"))
+        .and_then(|n| n.parse().ok())
+        .expect("INFO stats lists total_connections_received")
+}
+
+/// A server that is (still) a replica refuses every write with `READONLY`. Its connection is
+/// replaced in case the address now leads elsewhere (see
+/// `a_connection_to_a_demoted_master_is_replaced`), but while it does not (a DNS name not moved
+/// yet), writes do not each make a new connection.
+#[tokio::test]
+async fn writes_refused_by_a_replica_do_not_each_reconnect() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    replica.cli(&["REPLICAOF", "127.0.0.1", &master.port().to_string()]);
+    let b = RedisBackend::new(RedisConfig::standalone(replica.url()).namespace("replica"));
+    let t = b.tier("c");
+    assert_eq!(bounded(t.get("k")).await.unwrap(), None); // connected
+    let before = connections_received(&replica);
+    let started = Instant::now();
+    for _ in 0..50 {
+        let refused = bounded(t.set("k", b"v".to_vec(), None, &[])).await;
+        assert!(
+            matches!(&refused, Err(e) if e.to_string().contains("read only replica")),
+            "{refused:?}"
+        );
+        assert_eq!(bounded(t.get("k")).await.unwrap(), None);
+    }
+    // Less the connection of this `INFO` itself.
+    let reconnects = connections_received(&replica) - before - 1;
+    // At most one a second (the loop takes a few milliseconds on an idle machine).
+    let allowed = 1 + started.elapsed().as_secs();
+    assert!(
+        reconnects <= allowed,
+        "{reconnects} new connections for 50 refused writes in {:?}",
+        started.elapsed()
+    );
+}
