@@ -152,7 +152,8 @@ impl Flight {
 ///
 /// A body that asks for its own key (two cached functions sharing a key template, one calling
 /// the other) would otherwise join its own flight and wait for itself for ever: such a caller
-/// computes on its own instead. Marked only while the body runs, not for its whole task, so
+/// computes on its own instead, without waiting for the distributed lock either, which its outer
+/// call holds. Marked only while the body runs, not for its whole task, so
 /// that callers of the key that the same task runs side by side (`join!`) still share one
 /// computation. A body that hands the call to another task or thread and waits for it is not
 /// recognised.
@@ -1295,7 +1296,13 @@ async fn lead<R, J: Job<R>>(
             (s, h) => s.or(h),
         };
         let wait_started = tokio::time::Instant::now();
-        match Box::pin(store.lock_or_wait(key.as_str(), codec, limit)).await {
+        let wait = if computing::contains(store_id(store), hash) {
+            // A body asking for its own key: the lock is its own outer call's.
+            LockWait::Proceed
+        } else {
+            Box::pin(store.lock_or_wait(key.as_str(), codec, limit)).await
+        };
+        match wait {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
@@ -1675,7 +1682,13 @@ fn lead_blocking<R, J: SyncJob<R>>(
                 fallback = fallback.or(kept);
             }
         }
-        match lock_or_wait_blocking(store, key, codec) {
+        // A body asking for its own key: the lock is its own outer call's.
+        let wait = if computing::contains(store_id(store), hash) {
+            LockWait::Proceed
+        } else {
+            lock_or_wait_blocking(store, key, codec)
+        };
+        match wait {
             LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed | LockWait::GaveUp => {}

@@ -305,3 +305,52 @@ async fn a_write_that_timed_out_is_announced_since_it_may_have_landed() {
         .await
         .unwrap();
 }
+
+/// A computation that asks for its own key (two functions sharing a key template, one calling
+/// the other) computes it alone, as in a memory cache: it does not wait for the distributed lock
+/// its own outer call holds, which would keep it waiting for its own value until that lock
+/// expires (here 30 s) before computing anyway.
+#[tokio::test]
+async fn a_computation_asking_for_its_own_key_does_not_wait_for_its_own_lock() {
+    let policy = Policy::new()
+        .ttl(Duration::from_secs(60))
+        .lock_ttl(Duration::from_secs(30));
+    let manager = instance("self-lock", policy).await;
+    let cache = manager.cache("items");
+    let runs = AtomicU64::new(0);
+    let outer = cache.get_or_insert_with("user:1", || async {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let inner = cache
+            .get_or_insert_with("user:1", || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                1u32
+            })
+            .await;
+        inner + 1
+    });
+    let value = tokio::time::timeout(Duration::from_secs(10), outer)
+        .await
+        .expect("the inner call waited for the lock its outer call holds");
+    assert_eq!(value, 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "each body ran once");
+}
+
+/// The same for a synchronous body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_computation_asking_for_its_own_key_does_not_wait_for_its_own_lock() {
+    let policy = Policy::new()
+        .ttl(Duration::from_secs(60))
+        .lock_ttl(Duration::from_secs(30));
+    let manager = instance("self-lock-blocking", policy).await;
+    let cache = manager.cache("items");
+    let outer = tokio::task::spawn_blocking(move || {
+        cache.blocking().get_or_insert_with("user:1", || {
+            cache.blocking().get_or_insert_with("user:1", || 1u32) + 1
+        })
+    });
+    let value = tokio::time::timeout(Duration::from_secs(10), outer)
+        .await
+        .expect("the inner call waited for the lock its outer call holds")
+        .unwrap();
+    assert_eq!(value, 2);
+}
