@@ -162,7 +162,10 @@ impl Cache {
         self.set_with(key, value, EntryOptions::default()).await
     }
 
-    /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache.
+    /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache. A value
+    /// the remote tier refuses (larger than its limit, or not serializable) stays in memory only,
+    /// and the key's previous value is deleted from the remote tier (and the other instances'
+    /// memory), so that no reader gets a value older than this one.
     pub async fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
         let mut opts = options.into_insert();
         // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
@@ -179,10 +182,15 @@ impl Cache {
         // its body fails). Moving the key's epochs makes those skip their store, as after an
         // invalidation; their callers still get their answers.
         self.store.memory.epochs.bump_key(hash);
-        if self.store.remote.is_some() {
-            self.store
+        if self.store.remote.is_some()
+            && !self
+                .store
                 .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)
-                .await;
+                .await
+        {
+            // Refused (too large, not serializable): the remote tier still holds the value this
+            // one replaces, which every instance, this one past its L1 TTL, would read again.
+            self.store.remove_remote(key).await;
         }
         self.store.put_local(key, hash, Stored::new(value), opts);
     }

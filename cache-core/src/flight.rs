@@ -800,7 +800,10 @@ async fn write_remote<T>(
     pending: Option<(T, InsertOptions, Duration)>,
 ) {
     if let (Some(codec), Some((value, opts, took))) = (codec, pending) {
-        store
+        // A computed value replaces none that is fresh: a refused one leaves the remote tier as
+        // it was (deleting and announcing it there would have every instance that computes it
+        // drop the others' memory copies in turn).
+        let _ = store
             .put_remote(key.as_str(), &value, codec, &opts, took)
             .await;
     }
@@ -1644,7 +1647,9 @@ fn write_remote_blocking<T: Send + Sync + 'static>(
     let store = store.clone();
     let key = key.as_str().to_owned();
     let codec = *codec;
-    run_blocking(async move { store.put_remote(&key, &value, &codec, &opts, took).await });
+    run_blocking(async move {
+        let _ = store.put_remote(&key, &value, &codec, &opts, took).await;
+    });
 }
 
 /// [`lead`] for synchronous bodies (no timeouts: a sync body cannot be interrupted).

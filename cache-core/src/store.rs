@@ -305,7 +305,10 @@ impl Store {
         }
     }
 
-    /// L2 write. A failure is logged and counted, never returned: the caller already has its value.
+    /// L2 write. A failure is logged and counted, not returned as an error: the caller already has
+    /// its value. Returns false when the value itself cannot go to the remote tier (too large, or
+    /// not serializable), which then keeps whatever the key held before.
+    #[must_use]
     pub(crate) async fn put_remote<T>(
         &self,
         key: &str,
@@ -313,8 +316,10 @@ impl Store {
         codec: &Codec<T>,
         opts: &InsertOptions,
         recompute: Duration,
-    ) {
-        let Some(remote) = &self.remote else { return };
+    ) -> bool {
+        let Some(remote) = &self.remote else {
+            return true;
+        };
         // Registered before the epoch check: see `write_gate`.
         let ticket = self.writes.enter();
         if let Some(epoch) = opts.epoch
@@ -325,7 +330,7 @@ impl Store {
                 != epoch
         {
             // Invalidated since the value was read or computed: writing it would bring it back.
-            return;
+            return true;
         }
         let ttl = self.remote_ttl(opts);
         // The backend keeps the value through its stale and fail-safe windows; the envelope
@@ -335,7 +340,7 @@ impl Store {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(cache = %self.name, key, error = %e, "value does not serialize; kept in memory only");
-                return;
+                return false;
             }
         };
         let written = remote
@@ -344,7 +349,8 @@ impl Store {
         drop(ticket);
         match written {
             // Never sent: the remote tier still holds what the other instances may have copied.
-            Err(RemoteError::CircuitOpen | RemoteError::TooLarge { .. }) => return,
+            Err(RemoteError::CircuitOpen) => return true,
+            Err(RemoteError::TooLarge { .. }) => return false,
             Ok(()) => {}
             // A write that timed out or failed on the way may still have landed (a slow link:
             // the `SET` was on the wire); announced like a delete, either way, or the others
@@ -353,6 +359,20 @@ impl Store {
                 tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed")
             }
         }
+        self.announce(Invalidation::Key {
+            cache: self.name.to_string(),
+            key: key.to_owned(),
+        })
+        .await;
+        true
+    }
+
+    /// Deletes a key from the remote tier and from the other instances' memory, leaving this
+    /// process's memory as it is.
+    pub(crate) async fn remove_remote(&self, key: &str) {
+        let Some(remote) = &self.remote else { return };
+        self.drain_writes().await;
+        let _ = remote.run(remote.inner.delete(key)).await;
         self.announce(Invalidation::Key {
             cache: self.name.to_string(),
             key: key.to_owned(),

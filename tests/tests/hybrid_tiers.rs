@@ -354,3 +354,56 @@ async fn a_blocking_computation_asking_for_its_own_key_does_not_wait_for_its_own
         .unwrap();
     assert_eq!(value, 2);
 }
+
+/// A value too large for Redis is refused before anything is sent, so Redis still holds the key's
+/// previous value: `Cache::set` then deletes that value and announces it, or every other instance
+/// (and this one, past its L1 TTL) would go on reading a value older than the last write.
+#[tokio::test]
+async fn a_set_too_large_for_redis_does_not_leave_the_old_value_there() {
+    let namespace = "too-large-set";
+    let a = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(server().url())
+                .namespace(namespace)
+                .max_value_bytes(1024),
+        ))
+        .cache("items", Policy::new().ttl_secs(600).tier(Tier::Hybrid))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .build();
+    tests::backplane_subscribed(&a).await;
+    let b = instance(namespace, Policy::new().ttl_secs(600)).await;
+    let (ca, cb) = (a.cache("items"), b.cache("items"));
+
+    ca.set("k", "old".to_owned()).await;
+    backplane_reaches(&b, |s| s.applied >= 1).await;
+    assert_eq!(cb.get::<String>("k").await.as_deref(), Some("old"));
+    let applied = b.backplane_stats().unwrap().applied;
+
+    // Incompressible, so its envelope stays past the limit.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let big: String = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    ca.set("k", big.clone()).await;
+    assert_eq!(
+        a.stats()[0].remote.clone().unwrap_or_default().too_large,
+        1,
+        "Redis refused the new value"
+    );
+    assert_eq!(
+        ca.get::<String>("k").await,
+        Some(big),
+        "A holds it in memory"
+    );
+    backplane_reaches(&b, |s| s.applied > applied).await;
+    assert_eq!(
+        cb.get::<String>("k").await,
+        None,
+        "B reads neither its copy of the old value nor the old value in Redis"
+    );
+}
