@@ -218,24 +218,42 @@ fn nested_scope(name: &'static str, module: &str) -> Option<&'static str> {
 }
 
 /// `a::b<c::d>::e` into `a::b<c::d>` and `e`: at the last `::` outside `<..>`, `(..)` and `[..]`
-/// (the `>` of a function type's `->` closes nothing).
+/// (the `>` of a function type's `->` closes nothing, nor does a `char` const argument: `'>'`).
 fn split_last_segment(path: &str) -> Option<(&str, &str)> {
     let bytes = path.as_bytes();
     let mut depth = 0usize;
-    let mut i = bytes.len();
-    while i > 0 {
-        i -= 1;
+    let mut last = None;
+    let mut i = 0;
+    while i < bytes.len() {
         match bytes[i] {
-            b'>' if i > 0 && bytes[i - 1] == b'-' => i -= 1,
-            b'>' | b')' | b']' => depth += 1,
-            b'<' | b'(' | b'[' => depth = depth.saturating_sub(1),
-            b':' if depth == 0 && i > 0 && bytes[i - 1] == b':' => {
-                return Some((&path[..i - 1], &path[i + 1..]));
+            b'-' if bytes.get(i + 1) == Some(&b'>') => i += 1,
+            b'\'' => i = char_literal_end(path, i).unwrap_or(i),
+            b'<' | b'(' | b'[' => depth += 1,
+            b'>' | b')' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
+                last = Some(i);
+                i += 1;
             }
             _ => {}
         }
+        i += 1;
     }
-    None
+    last.map(|i| (&path[..i], &path[i + 2..]))
+}
+
+/// Where the `char` literal opening at `start` ends (its closing quote): `'x'` or an escape,
+/// `'\''`, `'\u{301}'`. `None` for a lifetime (`'_`, `'a`), which has no closing quote.
+fn char_literal_end(path: &str, start: usize) -> Option<usize> {
+    let rest = &path[start + 1..];
+    let len = match rest.strip_prefix('\\') {
+        // An escape: one escaped character, then anything up to the closing quote.
+        Some(escaped) => {
+            let first = escaped.chars().next()?.len_utf8();
+            1 + first + escaped[first..].find('\'')?
+        }
+        None => rest.chars().next()?.len_utf8(),
+    };
+    (rest.as_bytes().get(len) == Some(&b'\'')).then_some(start + 1 + len)
 }
 
 /// Whether two paths name the same module: `module_path!()` keeps raw identifiers (`r#async`),
@@ -773,5 +791,18 @@ mod tests {
             Some("app::Repo<(alloc::string::String, fn(u8) -> app::X)>")
         );
         assert_eq!(nested_scope("app::get<app::X>::{{closure}}", "app"), None);
+        // A `char` const argument is spelled as a literal, brackets and quotes included.
+        assert_eq!(
+            nested_scope("app::S::get<'>'>::{{closure}}", "app"),
+            Some("app::S")
+        );
+        assert_eq!(
+            nested_scope("app::S<')', ']'>::get<'\\''>::{{closure}}", "app"),
+            Some("app::S<')', ']'>")
+        );
+        assert_eq!(
+            nested_scope("app::L<'_>::get<'\\u{301}', ':'>::{{closure}}", "app"),
+            Some("app::L<'_>")
+        );
     }
 }

@@ -1276,6 +1276,47 @@ fn a_provided_method_is_keyed_by_the_traits_type_arguments() {
     assert_eq!(SIZER_RUNS.load(SeqCst), 2, "one run per impl");
 }
 
+static MARK_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug)]
+pub struct Punct;
+
+impl Punct {
+    /// A const argument that is a closing bracket: `type_name` spells it as it is (`mark<'>'>`).
+    #[cached]
+    pub fn mark<const C: char>() -> String {
+        MARK_RUNS.fetch_add(1, SeqCst);
+        format!("Punct {C}")
+    }
+}
+
+/// A function of the module with the same name and const argument.
+#[cached]
+fn mark<const C: char>() -> String {
+    MARK_RUNS.fetch_add(1, SeqCst);
+    format!("free {C}")
+}
+
+/// A method keeps its impl's scope whatever characters its const arguments hold, and so never
+/// shares entries with a function of its module.
+#[test]
+fn a_char_const_argument_does_not_hide_a_methods_scope() {
+    let m = manager();
+    m.scope_sync(|| {
+        for c in 0..2 {
+            assert_eq!(Punct::mark::<'>'>(), "Punct >", "call {c}");
+            assert_eq!(mark::<'>'>(), "free >", "call {c}");
+            assert_eq!(Punct::mark::<')'>(), "Punct )", "call {c}");
+            assert_eq!(mark::<')'>(), "free )", "call {c}");
+        }
+    });
+    assert_eq!(
+        MARK_RUNS.load(SeqCst),
+        4,
+        "one run per function and argument"
+    );
+}
+
 // --- a body asking for its own key ------------------------------------------------------------
 
 static ROW_RUNS: AtomicUsize = AtomicUsize::new(0);
