@@ -912,18 +912,32 @@ fn serve_later<R, W: Work<R>>(
     let in_flight = store.flights.contains_key(&hash);
     // The value being refreshed is its fallback, with the epochs read before it.
     let refresh = |work: W, shared: Value| {
+        if !W::DETACHABLE {
+            return;
+        }
+        let kept = Kept {
+            shared,
+            times,
+            epoch,
+        };
+        // The refresh's flight is claimed here, before its task is spawned, so that the other
+        // reads of a burst find it in flight and start none of their own (claimed only once the
+        // task ran, the map stayed empty until then and every read spawned a task, each running
+        // the body when the first one's answer had ended the entry). `false`: an entry refreshed
+        // ahead is still fresh, which is no reason to stop.
+        let guard = match join::<ValueOf<R, W>>(store, key, hash, &opts.tags, false) {
+            Role::Lead(guard) if !refreshed_meanwhile(store, key, hash, Some(&kept)) => guard,
+            // Someone else computes it, or has.
+            _ => return,
+        };
         let ctx = Background {
             store: store.clone(),
             key: key.clone(),
             hash,
             opts: opts.clone(),
             fresh: *fresh,
-            guard: None,
-            fallback: Some(Kept {
-                shared,
-                times,
-                epoch,
-            }),
+            guard: Some(guard),
+            fallback: Some(kept),
             started: None,
             lock: None,
         };

@@ -243,7 +243,8 @@ async fn a_refresh_failing_after_an_invalidation_does_not_bring_the_old_value_ba
         );
         assert_eq!(m.cache("swr_fs").len(), 0);
 
-        // The refresh starts; a caller arriving now joins its flight, whose body then fails.
+        // The refresh starts. Its flight was claimed before the invalidation, so a caller
+        // arriving now does not wait for it but runs its own body (which fails too).
         sleep(Duration::from_millis(1)).await;
         assert_eq!(SWR_FS_RUNS.load(SeqCst), 2, "the refresh is under way");
         let started = Instant::now();
@@ -255,12 +256,12 @@ async fn a_refresh_failing_after_an_invalidation_does_not_bring_the_old_value_ba
         assert_eq!(
             SWR_FS_RUNS.load(SeqCst),
             3,
-            "the refresh ran, then the caller's own body: it did not get the refresh's fallback"
+            "the refresh and the caller's own body: it did not get the refresh's fallback"
         );
         assert_eq!(
             started.elapsed(),
-            Duration::from_millis(199),
-            "the rest of the refresh's body, then the caller's"
+            Duration::from_millis(100),
+            "the caller's own body alone: it did not wait for the refresh"
         );
         let s = stats(&m, "swr_fs");
         assert_eq!((s.refreshes, s.body_failures, s.fail_safe), (1, 2, 0));
@@ -1113,6 +1114,41 @@ async fn a_refresh_ahead_whose_value_is_rejected_does_not_leave_the_old_one_cach
             "the body's answer, not the replaced value"
         );
         assert_eq!(CAPPED_RUNS.load(SeqCst), 3);
+    })
+    .await;
+}
+
+static GONE_BURST_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Answers `None` from its second run on: the row is gone by the time the stale reads come.
+#[cached(cache = "gone_burst", key = "gone_burst:{id}", ttl = 10, stale = 600)]
+async fn gone_burst(id: u64) -> Option<u64> {
+    (GONE_BURST_RUNS.fetch_add(1, SeqCst) == 0).then_some(id)
+}
+
+/// Stale reads in a burst whose refresh answers `None`: one refresh, as when it answers a value.
+/// The refresh ends the stale entry, and the refreshes the other reads spawned find nothing left
+/// to refresh rather than ask the data source again each.
+#[tokio::test(start_paused = true)]
+async fn stale_reads_in_a_burst_whose_refresh_answers_none_refresh_once() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(gone_burst(1).await, Some(1));
+        advance(Duration::from_secs(11)).await;
+        for _ in 0..10 {
+            assert_eq!(gone_burst(1).await, Some(1), "stale, served at once");
+        }
+        until("the refresh's answer to end the stale entry", || {
+            m.cache("gone_burst").is_empty()
+        })
+        .await;
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            GONE_BURST_RUNS.load(SeqCst),
+            2,
+            "the first run and one refresh"
+        );
+        assert_eq!(stats(&m, "gone_burst").refreshes, 1);
     })
     .await;
 }
