@@ -52,6 +52,18 @@ impl std::fmt::Debug for Cache {
 }
 
 /// Per-entry options for [`Cache::set_with`].
+///
+/// ```
+/// use cache_core::{CacheManager, EntryOptions};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = CacheManager::builder().build().cache("sessions");
+/// let opts = EntryOptions::new().ttl(Duration::from_secs(60)).tag("user:7");
+/// cache.set_with("session:1", 1_u32, opts).await;
+/// assert_eq!(cache.invalidate_tag("user:7").await, 1);
+/// # });
+/// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct EntryOptions {
@@ -61,18 +73,35 @@ pub struct EntryOptions {
 
 impl EntryOptions {
     /// No TTL override, no tags.
+    ///
+    /// ```
+    /// let opts = cache_core::EntryOptions::new(); // the cache policy's TTL, no tags
+    /// # drop(opts);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// This entry's time to live (instead of the cache policy's), shortened by the policy's
     /// [jitter](crate::Policy::jitter) if it has one, as a computed value's TTL is.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let opts = cache_core::EntryOptions::new().ttl(Duration::from_secs(30));
+    /// # drop(opts);
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// Adds a tag, for [`Cache::invalidate_tag`].
+    ///
+    /// ```
+    /// let opts = cache_core::EntryOptions::new().tag("user:7").tag("team:3");
+    /// # drop(opts);
+    /// ```
     pub fn tag(mut self, tag: impl AsRef<str>) -> Self {
         self.tags.push(Arc::from(tag.as_ref()));
         self
@@ -98,16 +127,33 @@ impl Cache {
     }
 
     /// The current manager's cache of this name.
+    ///
+    /// ```
+    /// let users = cache_core::Cache::named("users");
+    /// assert_eq!(users.name(), "users");
+    /// ```
     pub fn named(name: &str) -> Self {
         crate::CacheManager::current().cache(name)
     }
 
     /// This cache's name.
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// assert_eq!(cache.name(), "pages");
+    /// ```
     pub fn name(&self) -> &str {
         &self.store.name
     }
 
     /// Where this cache keeps entries (memory if a remote tier was asked for without a backend).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Tier};
+    ///
+    /// let cache = CacheManager::builder().build().cache("pages");
+    /// assert_eq!(cache.tier(), Tier::Memory);
+    /// ```
     pub fn tier(&self) -> Tier {
         self.store.tier
     }
@@ -115,6 +161,16 @@ impl Cache {
     /// The value under `key`, if present, live, and of type `T` (a value stored as another type is
     /// a miss, never a wrongly typed answer). Reads memory, then the remote tier, promoting a
     /// remote hit into memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// cache.set("page:1", "hello".to_string()).await;
+    /// assert_eq!(cache.get::<String>("page:1").await.as_deref(), Some("hello"));
+    /// assert_eq!(cache.get::<u64>("page:1").await, None); // another type: a miss
+    /// assert_eq!(cache.get::<String>("page:2").await, None);
+    /// # });
+    /// ```
     pub async fn get<T: Storable>(&self, key: &str) -> Option<T> {
         let hash = lookup_hash(key.as_bytes());
         match self.store.get_local(key.as_bytes(), hash) {
@@ -158,6 +214,15 @@ impl Cache {
     }
 
     /// Stores `value` under `key` with the cache's default TTL.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("counts");
+    /// cache.set("visits", 41_u64).await;
+    /// cache.set("visits", 42_u64).await;
+    /// assert_eq!(cache.get::<u64>("visits").await, Some(42));
+    /// # });
+    /// ```
     pub async fn set<T: Storable>(&self, key: &str, value: T) {
         self.set_with(key, value, EntryOptions::default()).await
     }
@@ -166,6 +231,18 @@ impl Cache {
     /// the remote tier refuses (larger than its limit, or not serializable) stays in memory only,
     /// and the key's previous value is deleted from the remote tier (and the other instances'
     /// memory), so that no reader gets a value older than this one.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, EntryOptions};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = CacheManager::builder().build().cache("tokens");
+    /// let opts = EntryOptions::new().ttl(Duration::from_secs(300)).tag("user:7");
+    /// cache.set_with("token:abc", "secret".to_string(), opts).await;
+    /// assert_eq!(cache.get::<String>("token:abc").await.as_deref(), Some("secret"));
+    /// # });
+    /// ```
     pub async fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
         let mut opts = options.into_insert();
         // Kept past its TTL for the policy's stale and fail-safe windows, like a computed value.
@@ -196,6 +273,15 @@ impl Cache {
     }
 
     /// Removes `key` from every tier. True if an entry was removed.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// cache.set("page:1", 1_u8).await;
+    /// assert!(cache.delete("page:1").await);
+    /// assert!(!cache.delete("page:1").await); // nothing left to remove
+    /// # });
+    /// ```
     pub async fn delete(&self, key: &str) -> bool {
         self.store.remove(key, lookup_hash(key.as_bytes())).await
     }
@@ -230,6 +316,19 @@ impl Cache {
 
     /// Like [`Cache::get_or_insert_with`] for fallible computations: only `Ok` is stored, and an
     /// `Err` goes back to its caller.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("users");
+    /// let failed = cache
+    ///     .try_get_or_insert_with("user:1", || async { Err::<u64, _>("db down") })
+    ///     .await;
+    /// assert_eq!(failed, Err("db down")); // not stored
+    /// let ok = cache.try_get_or_insert_with("user:1", || async { Ok::<_, &str>(7_u64) }).await;
+    /// assert_eq!(ok, Ok(7));
+    /// assert_eq!(cache.get::<u64>("user:1").await, Some(7));
+    /// # });
+    /// ```
     pub async fn try_get_or_insert_with<T, E, F, Fut>(&self, key: &str, init: F) -> Result<T, E>
     where
         T: Storable,
@@ -260,11 +359,34 @@ impl Cache {
     /// copies until they expire; to drop those too, use
     /// [`CacheManager::invalidate_tag`](crate::CacheManager::invalidate_tag), which does the same
     /// everywhere.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, EntryOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = CacheManager::builder().build().cache("posts");
+    /// cache.set_with("post:1", 1_u32, EntryOptions::new().tag("author:9")).await;
+    /// cache.set_with("post:2", 2_u32, EntryOptions::new().tag("author:9")).await;
+    /// cache.set("post:3", 3_u32).await;
+    /// assert_eq!(cache.invalidate_tag("author:9").await, 2);
+    /// assert_eq!(cache.len(), 1);
+    /// # });
+    /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
         self.store.remove_tag(tag).await
     }
 
     /// Removes everything, in every tier. Returns how many entries were removed from memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// cache.set("a", 1_u8).await;
+    /// cache.set("b", 2_u8).await;
+    /// assert_eq!(cache.clear().await, 2);
+    /// assert!(cache.is_empty());
+    /// # });
+    /// ```
     pub async fn clear(&self) -> usize {
         let n = self.store.memory.clear();
         if let Some(remote) = &self.store.remote {
@@ -283,26 +405,67 @@ impl Cache {
 
     /// This cache's counters (the memory tier's, and the remote tier's in
     /// [`CacheStats::remote`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// cache.set("a", 1_u8).await;
+    /// let _ = cache.get::<u8>("a").await;
+    /// let _ = cache.get::<u8>("b").await;
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.hits, stats.misses), (1, 1));
+    /// # });
+    /// ```
     pub fn stats(&self) -> CacheStats {
         self.store.stats()
     }
 
     /// Entries held in memory now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// assert_eq!(cache.len(), 0);
+    /// cache.set("a", 1_u8).await;
+    /// assert_eq!(cache.len(), 1);
+    /// # });
+    /// ```
     pub fn len(&self) -> usize {
         self.store.memory.len()
     }
 
     /// True when nothing is held in memory.
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// assert!(cache.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The eviction strategy of this cache's memory tier.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Eviction, Policy};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .cache("hot", Policy::new().eviction(Eviction::Lfu))
+    ///     .build();
+    /// assert_eq!(manager.cache("hot").eviction(), Eviction::Lfu);
+    /// assert_eq!(manager.cache("other").eviction(), Eviction::S3Fifo);
+    /// ```
     pub fn eviction(&self) -> Eviction {
         self.store.memory.eviction()
     }
 
     /// The synchronous form of this API, for code that is not async.
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("config");
+    /// cache.blocking().set("retries", 3_u8);
+    /// assert_eq!(cache.blocking().get::<u8>("retries"), Some(3));
+    /// ```
     pub fn blocking(&self) -> BlockingCache<'_> {
         BlockingCache { cache: self }
     }
@@ -329,6 +492,13 @@ impl BlockingCache<'_> {
     }
 
     /// See [`Cache::get`].
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("config");
+    /// cache.blocking().set("theme", "dark".to_string());
+    /// assert_eq!(cache.blocking().get::<String>("theme").as_deref(), Some("dark"));
+    /// assert_eq!(cache.blocking().get::<String>("font"), None);
+    /// ```
     pub fn get<T: Storable>(&self, key: &str) -> Option<T> {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         self.run(async move { cache.get::<T>(&key).await })
@@ -336,17 +506,38 @@ impl BlockingCache<'_> {
     }
 
     /// See [`Cache::set`].
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("config");
+    /// cache.blocking().set("retries", 3_u8);
+    /// assert_eq!(cache.blocking().get::<u8>("retries"), Some(3));
+    /// ```
     pub fn set<T: Storable>(&self, key: &str, value: T) {
         self.set_with(key, value, EntryOptions::default())
     }
 
     /// See [`Cache::set_with`].
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, EntryOptions};
+    ///
+    /// let cache = CacheManager::builder().build().cache("config");
+    /// cache.blocking().set_with("theme", "dark".to_string(), EntryOptions::new().tag("ui"));
+    /// assert_eq!(cache.blocking().get::<String>("theme").as_deref(), Some("dark"));
+    /// ```
     pub fn set_with<T: Storable>(&self, key: &str, value: T, options: EntryOptions) {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         self.run(async move { cache.set_with(&key, value, options).await });
     }
 
     /// See [`Cache::delete`].
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("config");
+    /// cache.blocking().set("theme", "dark".to_string());
+    /// assert!(cache.blocking().delete("theme"));
+    /// assert!(!cache.blocking().delete("theme"));
+    /// ```
     pub fn delete(&self, key: &str) -> bool {
         let (cache, key) = (self.cache.clone(), key.to_owned());
         self.run(async move { cache.delete(&key).await })
@@ -354,6 +545,13 @@ impl BlockingCache<'_> {
     }
 
     /// See [`Cache::get_or_insert_with`]; concurrent callers block until the first one's value.
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("config");
+    /// let c = cache.blocking();
+    /// assert_eq!(c.get_or_insert_with("lang", || "en".to_string()), "en");
+    /// assert_eq!(c.get_or_insert_with("lang", || -> String { unreachable!("cached") }), "en");
+    /// ```
     pub fn get_or_insert_with<T: Storable>(&self, key: &str, init: impl FnOnce() -> T) -> T {
         let key = KeyBuf::from_key(key);
         let strategy = WithCodec::new(PlainStrategy::new(), Some(Codec::serde()));
