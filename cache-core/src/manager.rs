@@ -102,6 +102,17 @@ impl Default for CacheManager {
 }
 
 /// The global manager was already set (by an earlier `install`, or by first use of a cache).
+///
+/// ```
+/// use cache_core::CacheManager;
+///
+/// let first = CacheManager::builder().install();
+/// assert!(first.is_ok());
+/// // The global manager is in place: a second install hands it back as the error.
+/// let again = CacheManager::builder().install().unwrap_err();
+/// assert!(again.to_string().contains("already in place"));
+/// # drop(again.0);
+/// ```
 #[derive(Debug, Clone)]
 pub struct AlreadyInstalled(pub CacheManager);
 
@@ -116,6 +127,16 @@ impl fmt::Display for AlreadyInstalled {
 impl std::error::Error for AlreadyInstalled {}
 
 /// Configures a [`CacheManager`].
+///
+/// ```
+/// use cache_core::{CacheManager, Policy};
+///
+/// let manager = CacheManager::builder()
+///     .default_policy(Policy::new().ttl_secs(60))
+///     .cache("users", Policy::new().ttl_secs(1800))
+///     .build();
+/// assert_eq!(manager.policy("users").ttl_value().unwrap().as_secs(), 1800);
+/// ```
 #[derive(Default)]
 #[must_use]
 pub struct CacheManagerBuilder {
@@ -144,18 +165,43 @@ impl fmt::Debug for CacheManagerBuilder {
 
 impl CacheManagerBuilder {
     /// The policy of a named cache.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .cache("users", Policy::new().max_entries(500))
+    ///     .build();
+    /// assert_eq!(manager.policy("users").max_entries_value(), 500);
+    /// ```
     pub fn cache(mut self, name: impl Into<String>, policy: Policy) -> Self {
         self.policies.insert(name.into(), policy);
         self
     }
 
     /// The policy of caches not named with [`CacheManagerBuilder::cache`].
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .default_policy(Policy::new().ttl_secs(120))
+    ///     .build();
+    /// assert_eq!(manager.policy("anything").ttl_value().unwrap().as_secs(), 120);
+    /// ```
     pub fn default_policy(mut self, policy: Policy) -> Self {
         self.default_policy = policy;
         self
     }
 
     /// The clock deciding expiry (default: [`Clock::Coarse`]).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock};
+    ///
+    /// let manager = CacheManager::builder().clock(Clock::manual()).build();
+    /// assert!(matches!(manager.clock(), Clock::Manual(_)));
+    /// ```
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
@@ -163,30 +209,76 @@ impl CacheManagerBuilder {
 
     /// The remote backend (for example `cache_redis::RedisBackend`) behind caches whose policy
     /// has [`Tier::Remote`](crate::Tier::Remote) or [`Tier::Hybrid`](crate::Tier::Hybrid).
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend; // cache_redis::RedisBackend in production
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .remote(MemoryBackend::new())
+    ///     .cache("users", Policy::new().tier(Tier::Remote))
+    ///     .build();
+    /// assert_eq!(manager.cache("users").tier(), Tier::Remote);
+    /// ```
     pub fn remote(mut self, backend: impl RemoteBackend) -> Self {
         self.remote = Some(Arc::new(backend));
         self
     }
 
     /// Timeouts and circuit breaker of the remote backend.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Resilience};
+    /// use std::time::Duration;
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .resilience(Resilience::new().timeout(Duration::from_millis(50)).failure_threshold(3))
+    ///     .build();
+    /// # drop(manager);
+    /// ```
     pub fn resilience(mut self, resilience: Resilience) -> Self {
         self.resilience = resilience;
         self
     }
 
     /// Adds a warmer; see [`Warmer`].
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Warmer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .warmer(Warmer::new("nothing", || async { Ok::<_, String>(0) }))
+    ///     .build();
+    /// assert_eq!(manager.warm().await.len(), 1);
+    /// # });
+    /// ```
     pub fn warmer(mut self, warmer: Warmer) -> Self {
         self.warmers.push(warmer);
         self
     }
 
     /// Alert thresholds; see [`AlertRules`].
+    ///
+    /// ```
+    /// use cache_core::{AlertRules, CacheManager};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .alerts(AlertRules::new().min_hit_rate(0.8))
+    ///     .build();
+    /// assert!(manager.check_alerts().is_empty(), "no window has ended yet");
+    /// ```
     pub fn alerts(mut self, rules: AlertRules) -> Self {
         self.alerts = Some(rules);
         self
     }
 
     /// A manager for explicit use or for [`CacheManager::scope`].
+    ///
+    /// ```
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// assert!(manager.cache_names().is_empty(), "caches are created on first use");
+    /// ```
     pub fn build(self) -> CacheManager {
         let any_hybrid = self.default_policy.tier == Tier::Hybrid
             || self.policies.values().any(|p| p.tier == Tier::Hybrid);
@@ -249,21 +341,53 @@ impl CacheManagerBuilder {
 
 impl CacheManager {
     /// Starts configuring a manager.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy};
+    ///
+    /// let manager = CacheManager::builder().cache("users", Policy::new()).build();
+    /// # drop(manager);
+    /// ```
     pub fn builder() -> CacheManagerBuilder {
         CacheManagerBuilder::default()
     }
 
     /// The global manager: the installed one, or the embedded default.
+    ///
+    /// ```
+    /// use cache_core::CacheManager;
+    ///
+    /// // Nothing installed: the embedded default, the same one every time.
+    /// let a = CacheManager::global().cache("greetings");
+    /// a.blocking().set("hello", "world".to_string());
+    /// let b = CacheManager::global().cache("greetings");
+    /// assert_eq!(b.blocking().get::<String>("hello").as_deref(), Some("world"));
+    /// ```
     pub fn global() -> &'static CacheManager {
         GLOBAL.get_or_init(CacheManager::default)
     }
 
     /// The manager cached functions use here: the innermost scope's, or the global one.
+    ///
+    /// ```
+    /// use cache_core::CacheManager;
+    ///
+    /// let scoped = CacheManager::builder().build();
+    /// scoped.scope_sync(|| CacheManager::current().cache("inside"));
+    /// assert_eq!(scoped.cache_names(), ["inside"]);
+    /// ```
     pub fn current() -> CacheManager {
         with_current(|m, _| m.clone())
     }
 
     /// The handle of a named cache, created with its policy on first use.
+    ///
+    /// ```
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// let users = manager.cache("users");
+    /// users.blocking().set("user:1", 1_u32);
+    /// assert_eq!(manager.cache("users").blocking().get::<u32>("user:1"), Some(1));
+    /// ```
     pub fn cache(&self, name: &str) -> Cache {
         Cache::from_store(self.store(name))
     }
@@ -323,11 +447,28 @@ impl CacheManager {
     }
 
     /// Names of the caches created so far, sorted.
+    ///
+    /// ```
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("users");
+    /// manager.cache("pages");
+    /// assert_eq!(manager.cache_names(), ["pages", "users"]);
+    /// ```
     pub fn cache_names(&self) -> Vec<String> {
         self.stores().iter().map(|s| s.name.to_string()).collect()
     }
 
     /// The policy a cache of this name has (or would have).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .cache("users", Policy::new().ttl_secs(30))
+    ///     .build();
+    /// assert_eq!(manager.policy("users").ttl_value().unwrap().as_secs(), 30);
+    /// assert_eq!(manager.policy("other").ttl_value(), None); // the default policy
+    /// ```
     pub fn policy(&self, name: &str) -> Policy {
         self.inner
             .policies
@@ -424,6 +565,11 @@ impl CacheManager {
 
     /// The backplane's counters, when this manager has one (a hybrid cache and a backend that
     /// offers a backplane).
+    ///
+    /// ```
+    /// // A memory-only manager has no backplane.
+    /// assert!(cache_core::CacheManager::builder().build().backplane_stats().is_none());
+    /// ```
     pub fn backplane_stats(&self) -> Option<BackplaneStats> {
         self.inner.subscriber.get().map(|s| s.counters.snapshot())
     }
@@ -476,17 +622,41 @@ impl CacheManager {
     }
 
     /// The clock this manager's caches expire entries by.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock};
+    ///
+    /// assert!(matches!(CacheManager::builder().build().clock(), Clock::Coarse));
+    /// ```
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
 
     /// Stats of every cache created so far, sorted by name.
+    ///
+    /// ```
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("users").blocking().set("a", 1_u8);
+    /// manager.cache("pages").blocking().get::<u8>("a");
+    /// let stats = manager.stats();
+    /// assert_eq!((stats[0].name.as_str(), stats[0].misses), ("pages", 1));
+    /// assert_eq!((stats[1].name.as_str(), stats[1].inserts), ("users", 1));
+    /// ```
     pub fn stats(&self) -> Vec<CacheStats> {
         self.stores().iter().map(|s| s.stats()).collect()
     }
 
     /// Zeroes every cache's counters, its remote tier's included (entries, weight and the
     /// breaker's state stay).
+    ///
+    /// ```
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// let users = manager.cache("users");
+    /// users.blocking().set("a", 1_u8);
+    /// manager.reset_stats();
+    /// assert_eq!(users.stats().inserts, 0);
+    /// assert_eq!(users.len(), 1, "entries stay");
+    /// ```
     pub fn reset_stats(&self) {
         // Under the alert state's lock, whose window then counts from zero: against the counts
         // at its start, a reset would hide the window's lookups until they passed those counts.
@@ -503,6 +673,21 @@ impl CacheManager {
 
     /// Sweeps expired entries now instead of waiting for the maintenance thread (tests use this
     /// after moving a manual or paused clock).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock, Policy};
+    /// use std::time::Duration;
+    ///
+    /// let clock = Clock::manual();
+    /// let manager = CacheManager::builder()
+    ///     .clock(clock.clone())
+    ///     .default_policy(Policy::new().ttl_secs(10))
+    ///     .build();
+    /// manager.cache("c").blocking().set("k", 1_u8);
+    /// clock.advance(Duration::from_secs(11));
+    /// manager.run_pending_maintenance();
+    /// assert_eq!(manager.cache("c").len(), 0);
+    /// ```
     pub fn run_pending_maintenance(&self) {
         for store in self.stores() {
             while store.memory.sweep_expired(usize::MAX) > 0 {}
@@ -534,6 +719,17 @@ impl CacheManager {
     }
 
     /// Runs `f` with this manager as the current one on this thread.
+    ///
+    /// ```
+    /// use cache_core::{cached, CacheManager};
+    ///
+    /// #[cached]
+    /// fn answer() -> u32 { 42 }
+    ///
+    /// let manager = CacheManager::builder().build();
+    /// assert_eq!(manager.scope_sync(answer), 42);
+    /// assert_eq!(manager.stats()[0].inserts, 1);
+    /// ```
     pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
         let _active = ScopeCount::enter();
         let previous =
