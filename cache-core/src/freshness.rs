@@ -52,11 +52,26 @@ pub enum RefreshAhead {
 
 impl RefreshAhead {
     /// XFetch with β = 1.
+    ///
+    /// ```
+    /// use cache_core::{Policy, RefreshAhead};
+    ///
+    /// assert_eq!(RefreshAhead::xfetch(), RefreshAhead::XFetch { beta: 1.0 });
+    /// let p = Policy::new().ttl_secs(300).refresh_ahead(RefreshAhead::xfetch());
+    /// # drop(p);
+    /// ```
     pub const fn xfetch() -> Self {
         RefreshAhead::XFetch { beta: 1.0 }
     }
 
     /// XFetch with eagerness `beta` (clamped to at least 0.01).
+    ///
+    /// ```
+    /// use cache_core::RefreshAhead;
+    ///
+    /// assert_eq!(RefreshAhead::xfetch_beta(2.0), RefreshAhead::XFetch { beta: 2.0 });
+    /// assert_eq!(RefreshAhead::xfetch_beta(0.0), RefreshAhead::XFetch { beta: 0.01 });
+    /// ```
     pub fn xfetch_beta(beta: f64) -> Self {
         RefreshAhead::XFetch {
             beta: beta.max(0.01),
@@ -64,6 +79,13 @@ impl RefreshAhead {
     }
 
     /// Refresh entries read after `fraction` of their TTL (clamped to 0.01..=0.99).
+    ///
+    /// ```
+    /// use cache_core::RefreshAhead;
+    ///
+    /// assert_eq!(RefreshAhead::after(0.8), RefreshAhead::After(0.8));
+    /// assert_eq!(RefreshAhead::after(1.5), RefreshAhead::After(0.99));
+    /// ```
     pub fn after(fraction: f64) -> Self {
         RefreshAhead::After(fraction.clamp(0.01, 0.99))
     }
@@ -101,6 +123,13 @@ impl std::fmt::Display for TimedOut {
 impl std::error::Error for TimedOut {}
 
 /// The default fail-safe throttle: how long a fallback value is served as fresh after a failure.
+///
+/// ```
+/// use cache_core::DEFAULT_FAIL_SAFE_THROTTLE;
+/// use std::time::Duration;
+///
+/// assert_eq!(DEFAULT_FAIL_SAFE_THROTTLE, Duration::from_secs(30));
+/// ```
 pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
 
 /// A call's freshness settings: a function's own options over its cache's policy.

@@ -11,6 +11,14 @@ use crate::{RefreshAhead, Tier};
 ///
 /// All three keep the hit path free of locks: a hit only bumps a small counter in the entry, and
 /// the bookkeeping happens on insert, under the cache's eviction lock.
+///
+/// ```
+/// use cache_core::{Eviction, Policy};
+///
+/// assert_eq!(Eviction::default(), Eviction::S3Fifo);
+/// let p = Policy::new().eviction(Eviction::Lru);
+/// # drop(p);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Eviction {
@@ -28,6 +36,14 @@ pub enum Eviction {
 }
 
 /// Computes an entry's weight in bytes for [`Policy::max_weight`].
+///
+/// ```
+/// use cache_core::Weigher;
+/// use std::sync::Arc;
+///
+/// let by_key: Weigher = Arc::new(|key, _value| key.len() as u64);
+/// assert_eq!(by_key("user:1", &0_u32), 6);
+/// ```
 pub type Weigher = Arc<dyn Fn(&str, &(dyn Any + Send + Sync)) -> u64 + Send + Sync>;
 
 /// The rules of one named cache.
@@ -99,14 +115,33 @@ impl Default for Policy {
 }
 
 /// The default bound: enough for a service's hot set, small enough not to surprise anyone.
+///
+/// ```
+/// assert_eq!(cache_core::Policy::new().max_entries_value(), cache_core::DEFAULT_MAX_ENTRIES);
+/// ```
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 /// The default TTL of the distributed single-flight lock ([`Policy::lock_ttl`]): longer than
 /// most bodies a cache fronts, short enough that a crashed holder delays the others briefly.
+///
+/// ```
+/// use cache_core::{DEFAULT_LOCK_TTL, Policy};
+///
+/// assert_eq!(Policy::new().lock_ttl_value(), DEFAULT_LOCK_TTL);
+/// ```
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
 
 impl Policy {
     /// The default policy: no TTL, at most [`DEFAULT_MAX_ENTRIES`] entries, S3-FIFO eviction.
+    ///
+    /// ```
+    /// use cache_core::{DEFAULT_MAX_ENTRIES, Policy, Tier};
+    ///
+    /// let p = Policy::new();
+    /// assert_eq!(p.ttl_value(), None);
+    /// assert_eq!(p.max_entries_value(), DEFAULT_MAX_ENTRIES);
+    /// assert_eq!(p.tier_value(), Tier::Memory);
+    /// ```
     pub fn new() -> Self {
         Policy {
             ttl: None,
@@ -130,23 +165,51 @@ impl Policy {
     }
 
     /// Default time to live of entries (a function's own `ttl` wins).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().ttl(Duration::from_secs(90));
+    /// assert_eq!(p.ttl_value(), Some(Duration::from_secs(90)));
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// [`Policy::ttl`] in whole seconds.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Policy::new().ttl_secs(90).ttl_value(), Some(Duration::from_secs(90)));
+    /// ```
     pub fn ttl_secs(self, secs: u64) -> Self {
         self.ttl(Duration::from_secs(secs))
     }
 
     /// Entries live until evicted or invalidated.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// assert_eq!(Policy::new().ttl_secs(90).no_ttl().ttl_value(), None);
+    /// ```
     pub fn no_ttl(mut self) -> Self {
         self.ttl = None;
         self
     }
 
     /// The most entries the memory tier holds (at least 1).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// assert_eq!(Policy::new().max_entries(500).max_entries_value(), 500);
+    /// assert_eq!(Policy::new().max_entries(0).max_entries_value(), 1);
+    /// ```
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n.max(1);
         self
@@ -154,6 +217,13 @@ impl Policy {
 
     /// The most bytes the memory tier holds, as measured by the weigher. An entry heavier than
     /// this on its own is evicted as it is inserted, leaving the others in place.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// let p = Policy::new().max_weight(256 << 20); // 256 MiB, by the default weigher
+    /// # drop(p);
+    /// ```
     pub fn max_weight(mut self, bytes: u64) -> Self {
         self.max_weight = Some(bytes);
         self
@@ -183,6 +253,15 @@ impl Policy {
     }
 
     /// The eviction strategy.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Eviction, Policy};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .cache("scans", Policy::new().eviction(Eviction::Lru))
+    ///     .build();
+    /// assert_eq!(manager.cache("scans").eviction(), Eviction::Lru);
+    /// ```
     pub fn eviction(mut self, e: Eviction) -> Self {
         self.eviction = e;
         self
@@ -192,6 +271,17 @@ impl Policy {
     /// hybrid tier needs a backend, given with
     /// [`CacheManagerBuilder::remote`](crate::CacheManagerBuilder::remote); without one the
     /// cache stays in memory and says so in a warning.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// // No backend configured: the cache stays in memory.
+    /// let manager = CacheManager::builder()
+    ///     .cache("users", Policy::new().tier(Tier::Hybrid))
+    ///     .build();
+    /// assert_eq!(manager.policy("users").tier_value(), Tier::Hybrid);
+    /// assert_eq!(manager.cache("users").tier(), Tier::Memory);
+    /// ```
     pub fn tier(mut self, tier: Tier) -> Self {
         self.tier = tier;
         self
@@ -201,6 +291,15 @@ impl Policy {
     /// example 24 h in memory, 7 days in Redis). Never longer than the entry's remaining TTL.
     /// A memory copy that ends before its entry is not kept for stale or fail-safe windows nor
     /// refreshed ahead: past it, the next read fetches the value from Redis.
+    ///
+    /// ```
+    /// use cache_core::{Policy, Tier};
+    /// use std::time::Duration;
+    ///
+    /// let day = Duration::from_secs(86_400);
+    /// let p = Policy::new().tier(Tier::Hybrid).ttl(7 * day).l1_ttl(day);
+    /// # drop(p);
+    /// ```
     pub fn l1_ttl(mut self, ttl: Duration) -> Self {
         self.l1_ttl = Some(ttl);
         self
@@ -245,6 +344,16 @@ impl Policy {
 
     /// How long a fail-safe value is served as fresh after a failure before the body is tried
     /// again (default 30 s, never past the fail-safe window).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new()
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .fail_safe_throttle(Duration::from_secs(5));
+    /// # drop(p);
+    /// ```
     pub fn fail_safe_throttle(mut self, throttle: Duration) -> Self {
         self.fail_safe_throttle = Some(throttle);
         self
@@ -253,6 +362,13 @@ impl Policy {
     /// Refreshes entries in the background before they expire; see [`RefreshAhead`]. Like
     /// [`Policy::stale`], only for `#[cached]` functions that name `stale`, `refresh_ahead` or
     /// `soft_timeout` themselves.
+    ///
+    /// ```
+    /// use cache_core::{Policy, RefreshAhead};
+    ///
+    /// let p = Policy::new().ttl_secs(300).refresh_ahead(RefreshAhead::after(0.8));
+    /// # drop(p);
+    /// ```
     pub fn refresh_ahead(mut self, mode: RefreshAhead) -> Self {
         self.refresh_ahead = mode;
         self
@@ -275,6 +391,16 @@ impl Policy {
     /// Soft timeout of a cached function's body: past it, a caller that has a stale or fail-safe
     /// value gets that value and the body finishes in the background (async `#[cached]` functions
     /// that name `stale`, `refresh_ahead` or `soft_timeout` themselves, as for [`Policy::stale`]).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new()
+    ///     .stale(Duration::from_secs(600))
+    ///     .soft_timeout(Duration::from_millis(200));
+    /// # drop(p);
+    /// ```
     pub fn soft_timeout(mut self, timeout: Duration) -> Self {
         self.soft_timeout = Some(timeout);
         self
@@ -284,6 +410,14 @@ impl Policy {
     /// value or, for a function returning `Result<_, E>` with `E: From<cache_core::TimedOut>`,
     /// a timeout error. Functions of other return types ignore a policy's hard timeout (their
     /// `#[cached(timeout = ..)]` is a compile error).
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::new().hard_timeout(Duration::from_secs(2));
+    /// # drop(p);
+    /// ```
     pub fn hard_timeout(mut self, timeout: Duration) -> Self {
         self.hard_timeout = Some(timeout);
         self
@@ -344,16 +478,35 @@ impl Policy {
     }
 
     /// Whether distributed single flight is on.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    ///
+    /// assert!(Policy::new().distributed_lock_value());
+    /// assert!(!Policy::new().distributed_lock(false).distributed_lock_value());
+    /// ```
     pub fn distributed_lock_value(&self) -> bool {
         self.distributed_lock
     }
 
     /// The distributed lock's TTL.
+    ///
+    /// ```
+    /// use cache_core::{DEFAULT_LOCK_TTL, Policy};
+    ///
+    /// assert_eq!(Policy::new().lock_ttl_value(), DEFAULT_LOCK_TTL);
+    /// ```
     pub fn lock_ttl_value(&self) -> Duration {
         self.lock_ttl
     }
 
     /// The bounded wait for another instance's value.
+    ///
+    /// ```
+    /// use cache_core::{DEFAULT_LOCK_TTL, Policy};
+    ///
+    /// assert_eq!(Policy::new().lock_wait_value(), 2 * DEFAULT_LOCK_TTL);
+    /// ```
     pub fn lock_wait_value(&self) -> Duration {
         self.lock_wait_or_default()
     }
@@ -363,16 +516,35 @@ impl Policy {
     }
 
     /// The tier.
+    ///
+    /// ```
+    /// use cache_core::{Policy, Tier};
+    ///
+    /// assert_eq!(Policy::new().tier(Tier::Remote).tier_value(), Tier::Remote);
+    /// ```
     pub fn tier_value(&self) -> Tier {
         self.tier
     }
 
     /// The default TTL, if any.
+    ///
+    /// ```
+    /// use cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Policy::new().ttl_secs(5).ttl_value(), Some(Duration::from_secs(5)));
+    /// ```
     pub fn ttl_value(&self) -> Option<Duration> {
         self.ttl
     }
 
     /// The entry bound.
+    ///
+    /// ```
+    /// use cache_core::{DEFAULT_MAX_ENTRIES, Policy};
+    ///
+    /// assert_eq!(Policy::new().max_entries_value(), DEFAULT_MAX_ENTRIES);
+    /// ```
     pub fn max_entries_value(&self) -> usize {
         self.max_entries
     }
