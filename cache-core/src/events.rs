@@ -35,6 +35,14 @@ enum Target {
 
 /// A named invalidation event and its targets. Register it with
 /// [`CacheManager::register_event`](crate::CacheManager::register_event).
+///
+/// ```
+/// use cache_core::{CacheManager, Event};
+///
+/// let manager = CacheManager::builder().build();
+/// manager.register_event(Event::new("user_update", ["user_id"]).key("users", "user:{user_id}"))?;
+/// # Ok::<(), cache_core::EventError>(())
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Event {
@@ -45,6 +53,14 @@ pub struct Event {
 
 impl Event {
     /// An event with its parameter names; every placeholder in a target must be one of them.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventError};
+    ///
+    /// let manager = CacheManager::builder().build();
+    /// let typo = Event::new("user_update", ["user_id"]).key("users", "user:{id}");
+    /// assert!(matches!(manager.register_event(typo), Err(EventError::UnknownPlaceholder { .. })));
+    /// ```
     pub fn new<P: Into<String>>(
         name: impl Into<String>,
         params: impl IntoIterator<Item = P>,
@@ -57,6 +73,18 @@ impl Event {
     }
 
     /// Invalidates one key (a template over the parameters) in a named cache.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("user_update", ["id"]).key("users", "user:{id}"))?;
+    /// manager.cache("users").set("user:7", 7_u32).await;
+    /// assert_eq!(manager.fire("user_update", &EventArgs::new().arg("id", 7)).await?, 1);
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn key(mut self, cache: impl Into<String>, template: impl Into<String>) -> Self {
         self.targets.push(Target::Key {
             cache: cache.into(),
@@ -67,6 +95,21 @@ impl Event {
 
     /// Invalidates the keys of a named cache matching a glob; parameter values are escaped, so
     /// they match only themselves.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("user_update", ["id"]).pattern("videos", "user:{id}:*"))?;
+    /// let videos = manager.cache("videos");
+    /// videos.set("user:7:a", 1_u8).await;
+    /// videos.set("user:7:b", 2_u8).await;
+    /// videos.set("user:8:a", 3_u8).await;
+    /// assert_eq!(manager.fire("user_update", &EventArgs::new().arg("id", 7)).await?, 2);
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn pattern(mut self, cache: impl Into<String>, template: impl Into<String>) -> Self {
         self.targets.push(Target::Pattern {
             cache: cache.into(),
@@ -76,6 +119,19 @@ impl Event {
     }
 
     /// Invalidates every entry, in every cache, carrying this tag.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, EntryOptions, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("team_update", ["team"]).tag("team:{team}"))?;
+    /// let tagged = EntryOptions::new().tag("team:3");
+    /// manager.cache("members").set_with("member:1", 1_u8, tagged).await;
+    /// assert_eq!(manager.fire("team_update", &EventArgs::new().arg("team", 3)).await?, 1);
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn tag(mut self, template: impl Into<String>) -> Self {
         self.targets.push(Target::Tag {
             template: template.into(),
@@ -84,6 +140,18 @@ impl Event {
     }
 
     /// Empties a named cache.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("reindex", Vec::<String>::new()).cache("search"))?;
+    /// manager.cache("search").set("q:rust", 1_u8).await;
+    /// assert_eq!(manager.fire("reindex", &EventArgs::new()).await?, 1);
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn cache(mut self, cache: impl Into<String>) -> Self {
         self.targets.push(Target::Cache {
             cache: cache.into(),
@@ -93,6 +161,13 @@ impl Event {
 }
 
 /// The arguments an event is fired with.
+///
+/// ```
+/// use cache_core::EventArgs;
+///
+/// let args = EventArgs::new().arg("user_id", 7).arg("region", "eu");
+/// # drop(args);
+/// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct EventArgs {
@@ -101,11 +176,38 @@ pub struct EventArgs {
 
 impl EventArgs {
     /// No arguments.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("flush", Vec::<String>::new()).cache("c"))?;
+    /// assert_eq!(manager.fire("flush", &EventArgs::new()).await?, 0);
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds an argument; its `Display` output is what the templates see.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs, EventError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("user_update", ["id"]).key("users", "user:{id}"))?;
+    /// let typo = EventArgs::new().arg("user_id", 7);
+    /// let err = manager.fire("user_update", &typo).await.unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     EventError::MissingArgument { .. } | EventError::UnexpectedArgument { .. }
+    /// ));
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn arg(mut self, name: impl Into<String>, value: impl fmt::Display) -> Self {
         self.values.push((name.into(), value.to_string()));
         self
@@ -120,6 +222,16 @@ impl EventArgs {
 }
 
 /// Why registering or firing an event failed.
+///
+/// ```
+/// use cache_core::{CacheManager, EventArgs, EventError};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder().build();
+/// let err = manager.fire("nobody_registered_this", &EventArgs::new()).await.unwrap_err();
+/// assert_eq!(err, EventError::UnknownEvent("nobody_registered_this".into()));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EventError {

@@ -14,6 +14,15 @@ impl CacheManager {
     /// `key` is the logical key as stored: a template's literal parts with each argument value
     /// escaped ([`escape_key_part`](crate::escape_key_part)); numbers and plain words are
     /// unchanged.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("users").set("user:7", 7_u32).await;
+    /// assert!(manager.invalidate_key("users", "user:7").await);
+    /// assert!(!manager.invalidate_key("users", "user:7").await);
+    /// # });
+    /// ```
     pub async fn invalidate_key(&self, cache: &str, key: &str) -> bool {
         self.store(cache)
             .remove(key, lookup_hash(key.as_bytes()))
@@ -21,6 +30,18 @@ impl CacheManager {
     }
 
     /// Removes every entry, in every cache, tagged `tag`. Returns how many left memory.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, EntryOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// let tagged = || EntryOptions::new().tag("user:7");
+    /// manager.cache("users").set_with("user:7", 7_u32, tagged()).await;
+    /// manager.cache("posts").set_with("post:1", 1_u32, tagged()).await;
+    /// assert_eq!(manager.invalidate_tag("user:7").await, 2); // across caches
+    /// # });
+    /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
         let stores = self.stores();
         let removed = stores.iter().map(|s| s.memory.remove_tag(tag)).sum();
@@ -46,17 +67,50 @@ impl CacheManager {
     /// Returns how many. Build patterns from untrusted values with
     /// [`escape_glob`](crate::escape_glob), or use a pattern template in `#[invalidates]`, which
     /// escapes for you.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, escape_glob};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// let search = manager.cache("search");
+    /// search.set("q:rust", 1_u8).await;
+    /// search.set("q:r*", 2_u8).await;
+    /// let exact = format!("q:{}", escape_glob("r*")); // only the key `q:r*`
+    /// assert_eq!(manager.invalidate_pattern("search", &exact).await, 1);
+    /// assert_eq!(manager.invalidate_pattern("search", "q:*").await, 1);
+    /// # });
+    /// ```
     pub async fn invalidate_pattern(&self, cache: &str, pattern: &str) -> usize {
         self.cache(cache).invalidate_pattern(pattern).await
     }
 
     /// Empties a named cache, in every tier. Returns how many entries left memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("pages").set("a", 1_u8).await;
+    /// manager.cache("users").set("a", 1_u8).await;
+    /// assert_eq!(manager.invalidate_cache("pages").await, 1);
+    /// assert_eq!(manager.cache("users").len(), 1);
+    /// # });
+    /// ```
     pub async fn invalidate_cache(&self, cache: &str) -> usize {
         self.cache(cache).clear().await
     }
 
     /// Empties every cache, and the backend's whole namespace. Returns how many entries left
     /// memory.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("pages").set("a", 1_u8).await;
+    /// manager.cache("users").set("a", 1_u8).await;
+    /// assert_eq!(manager.invalidate_all().await, 2);
+    /// # });
+    /// ```
     pub async fn invalidate_all(&self) -> usize {
         let stores = self.stores();
         let removed = stores.iter().map(|s| s.memory.clear()).sum();
@@ -75,6 +129,15 @@ impl CacheManager {
 
     /// Registers (or replaces) an invalidation event. Fails if a template is malformed or uses a
     /// placeholder that is not a parameter of the event.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event};
+    ///
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("user_update", ["id"]).tag("user:{id}"))?;
+    /// assert!(manager.register_event(Event::new("broken", ["id"]).tag("user:{id")).is_err());
+    /// # Ok::<(), cache_core::EventError>(())
+    /// ```
     pub fn register_event(&self, event: Event) -> Result<(), EventError> {
         self.events_mut().register(event)
     }
@@ -82,6 +145,19 @@ impl CacheManager {
     /// Fires an event: performs every invalidation it names, with `args` in the templates.
     /// Returns how many entries left memory. Fails, invalidating nothing, if the event is unknown
     /// or an argument is missing or unexpected.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Event, EventArgs};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder().build();
+    /// manager.register_event(Event::new("user_update", ["id"]).key("users", "user:{id}"))?;
+    /// manager.cache("users").set("user:7", 7_u32).await;
+    /// assert_eq!(manager.fire("user_update", &EventArgs::new().arg("id", 7)).await?, 1);
+    /// assert!(manager.fire("user_update", &EventArgs::new()).await.is_err(), "missing `id`");
+    /// # Ok::<(), cache_core::EventError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn fire(&self, event: &str, args: &EventArgs) -> Result<usize, EventError> {
         let actions = self.events().resolve(event, args)?;
         let mut removed = 0;

@@ -94,17 +94,43 @@ pub fn cache(name: &str) -> Cache {
 
 /// Removes `key` from the named cache `cache` of the current manager; see
 /// [`CacheManager::invalidate_key`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// cache_core::cache("users").set("user:7", 7_u32).await;
+/// assert!(cache_core::invalidate_key("users", "user:7").await);
+/// assert_eq!(cache_core::cache("users").get::<u32>("user:7").await, None);
+/// # });
+/// ```
 pub async fn invalidate_key(cache: &str, key: &str) -> bool {
     CacheManager::current().invalidate_key(cache, key).await
 }
 
 /// Removes every entry tagged `tag` from the current manager's caches; see
 /// [`CacheManager::invalidate_tag`].
+///
+/// ```
+/// use cache_core::EntryOptions;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let tagged = EntryOptions::new().tag("user:7");
+/// cache_core::cache("users").set_with("user:7", 7_u32, tagged).await;
+/// assert_eq!(cache_core::invalidate_tag("user:7").await, 1);
+/// # });
+/// ```
 pub async fn invalidate_tag(tag: &str) -> usize {
     CacheManager::current().invalidate_tag(tag).await
 }
 
 /// Removes the keys of a named cache matching a glob; see [`CacheManager::invalidate_pattern`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// cache_core::cache("search").set("q:rust", 1_u8).await;
+/// cache_core::cache("search").set("q:redis", 2_u8).await;
+/// assert_eq!(cache_core::invalidate_pattern("search", "q:r*").await, 2);
+/// # });
+/// ```
 pub async fn invalidate_pattern(cache: &str, pattern: &str) -> usize {
     CacheManager::current()
         .invalidate_pattern(cache, pattern)
@@ -112,16 +138,44 @@ pub async fn invalidate_pattern(cache: &str, pattern: &str) -> usize {
 }
 
 /// Empties a named cache of the current manager.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// cache_core::cache("pages").set("a", 1_u8).await;
+/// assert_eq!(cache_core::invalidate_cache("pages").await, 1);
+/// assert!(cache_core::cache("pages").is_empty());
+/// # });
+/// ```
 pub async fn invalidate_cache(cache: &str) -> usize {
     CacheManager::current().invalidate_cache(cache).await
 }
 
 /// Empties every cache of the current manager.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// cache_core::cache("pages").set("a", 1_u8).await;
+/// cache_core::cache("users").set("a", 1_u8).await;
+/// assert_eq!(cache_core::invalidate_all().await, 2);
+/// # });
+/// ```
 pub async fn invalidate_all() -> usize {
     CacheManager::current().invalidate_all().await
 }
 
 /// Fires an invalidation event on the current manager; see [`CacheManager::fire`].
+///
+/// ```
+/// use cache_core::{CacheManager, Event, EventArgs};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let event = Event::new("user_update", ["id"]).key("users", "user:{id}");
+/// CacheManager::current().register_event(event)?;
+/// cache_core::cache("users").set("user:7", 7_u32).await;
+/// assert_eq!(cache_core::fire("user_update", &EventArgs::new().arg("id", 7)).await?, 1);
+/// # Ok::<(), cache_core::EventError>(())
+/// # }).unwrap();
+/// ```
 pub async fn fire(event: &str, args: &EventArgs) -> Result<usize, EventError> {
     CacheManager::current().fire(event, args).await
 }
