@@ -59,6 +59,14 @@ enum Item {
 impl Glob {
     /// Compiles `pattern`. Every string is a valid pattern, read as Redis reads it (see the
     /// module docs for unclosed brackets and a trailing `\`).
+    ///
+    /// ```
+    /// use cache_core::Glob;
+    ///
+    /// let g = Glob::new("user:[0-9]*");
+    /// assert!(g.matches("user:42"));
+    /// assert!(!g.matches("user:ada"));
+    /// ```
     pub fn new(pattern: &str) -> Self {
         let p = pattern.as_bytes();
         let mut tokens = Vec::new();
@@ -97,16 +105,35 @@ impl Glob {
     }
 
     /// The pattern as written.
+    ///
+    /// ```
+    /// assert_eq!(cache_core::Glob::new("user:*").as_str(), "user:*");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
     /// True when the pattern has no wildcard, so it names exactly one key.
+    ///
+    /// ```
+    /// use cache_core::Glob;
+    ///
+    /// assert!(Glob::new(r"user:\*").is_literal()); // an escaped `*` is a plain byte
+    /// assert!(!Glob::new("user:*").is_literal());
+    /// ```
     pub fn is_literal(&self) -> bool {
         self.tokens.iter().all(|t| matches!(t, Token::Byte(_)))
     }
 
     /// Whether `text` matches the whole pattern.
+    ///
+    /// ```
+    /// use cache_core::Glob;
+    ///
+    /// let g = Glob::new("session:?:*");
+    /// assert!(g.matches("session:a:123"));
+    /// assert!(!g.matches("session:ab:123"));
+    /// ```
     pub fn matches(&self, text: &str) -> bool {
         let text = text.as_bytes();
         let (mut p, mut t) = (0, 0);

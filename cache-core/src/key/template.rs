@@ -29,6 +29,15 @@ pub(crate) enum Render {
 }
 
 /// A template that does not parse.
+///
+/// ```
+/// use cache_core::{CacheManager, Event, EventError};
+///
+/// let manager = CacheManager::builder().build();
+/// let err = manager.register_event(Event::new("e", ["id"]).tag("user:{id")).unwrap_err();
+/// let EventError::Template(err) = err else { panic!("{err}") };
+/// assert!(err.to_string().contains("user:{id"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateError {
     pub(crate) template: String,
