@@ -51,6 +51,13 @@ impl Default for AlertRules {
 
 impl AlertRules {
     /// No thresholds; a 5-minute window; a hit rate is judged only over 100 lookups or more.
+    ///
+    /// ```
+    /// use cache_core::{AlertRules, CacheManager};
+    ///
+    /// let manager = CacheManager::builder().alerts(AlertRules::new()).build();
+    /// assert!(manager.check_alerts().is_empty(), "no thresholds, no alerts");
+    /// ```
     pub fn new() -> Self {
         AlertRules {
             window: Duration::from_secs(300),
@@ -62,30 +69,66 @@ impl AlertRules {
     }
 
     /// The evaluation window.
+    ///
+    /// ```
+    /// use cache_core::AlertRules;
+    /// use std::time::Duration;
+    ///
+    /// let rules = AlertRules::new().window(Duration::from_secs(60));
+    /// # drop(rules);
+    /// ```
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
     }
 
     /// Alert when a cache's hit rate over the window is below `rate` (0.0 to 1.0).
+    ///
+    /// ```
+    /// use cache_core::AlertRules;
+    ///
+    /// let rules = AlertRules::new().min_hit_rate(0.9); // alert under 90% hits
+    /// # drop(rules);
+    /// ```
     pub fn min_hit_rate(mut self, rate: f64) -> Self {
         self.min_hit_rate = Some(rate);
         self
     }
 
     /// Judge the hit rate only when the window saw at least this many lookups.
+    ///
+    /// ```
+    /// use cache_core::AlertRules;
+    ///
+    /// let rules = AlertRules::new().min_hit_rate(0.9).min_lookups(1_000);
+    /// # drop(rules);
+    /// ```
     pub fn min_lookups(mut self, n: u64) -> Self {
         self.min_lookups = n;
         self
     }
 
     /// Alert when a cache's memory tier holds more than `bytes` (the guides' memory alert).
+    ///
+    /// ```
+    /// use cache_core::AlertRules;
+    ///
+    /// let rules = AlertRules::new().max_weight(512 << 20); // 512 MiB
+    /// # drop(rules);
+    /// ```
     pub fn max_weight(mut self, bytes: u64) -> Self {
         self.max_weight = Some(bytes);
         self
     }
 
     /// Alert when a cache evicts more than `per_sec` entries per second over the window.
+    ///
+    /// ```
+    /// use cache_core::AlertRules;
+    ///
+    /// let rules = AlertRules::new().max_evictions_per_sec(100.0);
+    /// # drop(rules);
+    /// ```
     pub fn max_evictions_per_sec(mut self, per_sec: f64) -> Self {
         self.max_evictions_per_sec = Some(per_sec);
         self
@@ -93,6 +136,22 @@ impl AlertRules {
 }
 
 /// Which rule tripped.
+///
+/// ```
+/// use cache_core::{AlertKind, AlertRules, CacheManager, Clock, Policy};
+/// use std::time::Duration;
+///
+/// let clock = Clock::manual();
+/// let manager = CacheManager::builder()
+///     .clock(clock.clone())
+///     .cache("users", Policy::new().max_weight(1 << 20))
+///     .alerts(AlertRules::new().window(Duration::from_secs(60)).max_weight(1))
+///     .build();
+/// manager.check_alerts(); // opens the first window
+/// manager.cache("users").blocking().set("user:1", 1_u32);
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(manager.check_alerts()[0].kind, AlertKind::HighWeight);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum AlertKind {
@@ -105,6 +164,22 @@ pub enum AlertKind {
 }
 
 /// One tripped rule for one cache and window.
+///
+/// ```
+/// use cache_core::{AlertRules, CacheManager, Clock};
+/// use std::time::Duration;
+///
+/// let clock = Clock::manual();
+/// let manager = CacheManager::builder()
+///     .clock(clock.clone())
+///     .alerts(AlertRules::new().window(Duration::from_secs(60)).min_hit_rate(0.5).min_lookups(1))
+///     .build();
+/// manager.check_alerts(); // opens the first window
+/// manager.cache("users").blocking().get::<u32>("absent");
+/// clock.advance(Duration::from_secs(60));
+/// let alert = &manager.check_alerts()[0];
+/// assert_eq!((alert.cache.as_str(), alert.value, alert.threshold), ("users", 0.0, 0.5));
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Alert {
@@ -176,6 +251,15 @@ impl CacheManager {
     /// usually ends a window first. Returns nothing in the middle of a window, and nothing for a
     /// window whose alerts were already returned; of windows that ended since the last call, only
     /// the latest one's alerts are kept. Tests call it after moving the clock.
+    ///
+    /// ```
+    /// use cache_core::{AlertRules, CacheManager};
+    ///
+    /// // Without alert rules there is nothing to check.
+    /// assert!(CacheManager::builder().build().check_alerts().is_empty());
+    /// let manager = CacheManager::builder().alerts(AlertRules::new().max_weight(1)).build();
+    /// assert!(manager.check_alerts().is_empty(), "the first window has only begun");
+    /// ```
     pub fn check_alerts(&self) -> Vec<Alert> {
         let Some(state) = self.alert_state() else {
             return Vec::new();

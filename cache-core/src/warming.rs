@@ -66,6 +66,17 @@ impl fmt::Debug for Warmer {
 impl Warmer {
     /// A warmer that runs `f` (at start, with [`CacheManager::warm`] or
     /// [`CacheManager::spawn_warmers`]).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Warmer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let failing = Warmer::new("feeds", || async { Err::<usize, _>("upstream down") });
+    /// let manager = CacheManager::builder().warmer(failing).build();
+    /// let report = manager.warm().await;
+    /// assert_eq!(report[0].error.as_deref(), Some("upstream down")); // reported, not fatal
+    /// # });
+    /// ```
     pub fn new<F, Fut, E>(name: impl Into<String>, f: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -85,12 +96,27 @@ impl Warmer {
     }
 
     /// Runs again every `interval` after the first run (with [`CacheManager::spawn_warmers`]).
+    ///
+    /// ```
+    /// use cache_core::Warmer;
+    /// use std::time::Duration;
+    ///
+    /// let warmer = Warmer::new("config", || async { Ok::<_, String>(0) })
+    ///     .every(Duration::from_secs(60));
+    /// # drop(warmer);
+    /// ```
     pub fn every(mut self, interval: Duration) -> Self {
         self.interval = Some(interval);
         self
     }
 
     /// The warmer's name.
+    ///
+    /// ```
+    /// use cache_core::Warmer;
+    ///
+    /// assert_eq!(Warmer::new("config", || async { Ok::<_, String>(0) }).name(), "config");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -159,6 +185,18 @@ pub(crate) fn panicked(panic: &(dyn Any + Send)) -> String {
 }
 
 /// What one warmer run did.
+///
+/// ```
+/// use cache_core::{CacheManager, Warmer};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder()
+///     .warmer(Warmer::new("ten", || async { Ok::<_, String>(10) }))
+///     .build();
+/// let report = &manager.warm().await[0];
+/// assert_eq!((report.warmer.as_str(), report.loaded, report.error.as_deref()), ("ten", 10, None));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct WarmReport {
@@ -171,6 +209,20 @@ pub struct WarmReport {
 }
 
 /// A warmer's counters.
+///
+/// ```
+/// use cache_core::{CacheManager, Warmer};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder()
+///     .warmer(Warmer::new("ten", || async { Ok::<_, String>(10) }))
+///     .build();
+/// manager.warm().await;
+/// manager.warm().await;
+/// let stats = &manager.warmer_stats()[0];
+/// assert_eq!((stats.runs, stats.errors, stats.loaded), (2, 0, 20));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct WarmerStats {
@@ -193,6 +245,21 @@ impl CacheManager {
     /// subscription, which clears the memory tiers and keeps values computed across it from being
     /// stored (see [`CacheManager::backplane_subscribed`]): warmed before it, the entries would
     /// be lost. With no warmer there is nothing to lose, so it returns at once.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Warmer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .warmer(Warmer::new("boom", || async {
+    ///         let config: Option<usize> = None;
+    ///         Ok::<_, String>(config.expect("bad config"))
+    ///     }))
+    ///     .build();
+    /// let report = manager.warm().await;
+    /// assert_eq!(report[0].error.as_deref(), Some("panicked: bad config"));
+    /// # });
+    /// ```
     pub async fn warm(&self) -> Vec<WarmReport> {
         if self.warmers().is_empty() {
             return Vec::new();
@@ -211,6 +278,23 @@ impl CacheManager {
     /// one. A run that fails or panics is counted and the warmer keeps its schedule. The tasks
     /// end when the manager is dropped (a run under way first finishes), not at their next
     /// interval: they hold the warmers, and whatever their closures captured.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Warmer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .warmer(Warmer::new("greeting", || async {
+    ///         cache_core::cache("static").set("hello", "world".to_string()).await;
+    ///         Ok::<_, String>(1)
+    ///     }))
+    ///     .build();
+    /// for task in manager.spawn_warmers() {
+    ///     task.await.unwrap(); // no interval: one run, then done
+    /// }
+    /// assert_eq!(manager.warmer_stats()[0].loaded, 1);
+    /// # });
+    /// ```
     pub fn spawn_warmers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.warmers()
             .iter()
@@ -241,6 +325,16 @@ impl CacheManager {
     }
 
     /// Every warmer's counters.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Warmer};
+    ///
+    /// let manager = CacheManager::builder()
+    ///     .warmer(Warmer::new("config", || async { Ok::<_, String>(1) }))
+    ///     .build();
+    /// let stats = manager.warmer_stats();
+    /// assert_eq!((stats[0].name.as_str(), stats[0].runs), ("config", 0));
+    /// ```
     pub fn warmer_stats(&self) -> Vec<WarmerStats> {
         self.warmers().iter().map(Warmer::stats).collect()
     }
