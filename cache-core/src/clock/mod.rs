@@ -77,12 +77,34 @@ pub enum Clock {
 
 impl Clock {
     /// The coarse, process-wide clock (the default).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock};
+    ///
+    /// let manager = CacheManager::builder().clock(Clock::coarse()).build();
+    /// assert!(matches!(manager.clock(), Clock::Coarse));
+    /// ```
     pub fn coarse() -> Self {
         Clock::Coarse
     }
 
     /// Tokio's clock, measured from the moment this is called. Create it inside the runtime whose
     /// time is paused (for example in a `#[tokio::test(start_paused = true)]`).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .clock(Clock::tokio())
+    ///     .default_policy(Policy::new().ttl_secs(60))
+    ///     .build();
+    /// manager.cache("c").set("k", 1_u8).await;
+    /// tokio::time::advance(Duration::from_secs(61)).await;
+    /// assert_eq!(manager.cache("c").get::<u8>("k").await, None);
+    /// # });
+    /// ```
     pub fn tokio() -> Self {
         Clock::Tokio(TokioClock {
             origin: tokio::time::Instant::now(),
@@ -91,11 +113,34 @@ impl Clock {
     }
 
     /// A manual clock starting at zero; move it with [`Clock::advance`].
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Clock, Policy};
+    /// use std::time::Duration;
+    ///
+    /// let clock = Clock::manual();
+    /// let manager = CacheManager::builder()
+    ///     .clock(clock.clone())
+    ///     .default_policy(Policy::new().ttl_secs(60))
+    ///     .build();
+    /// manager.cache("c").blocking().set("k", 1_u8);
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(manager.cache("c").blocking().get::<u8>("k"), None);
+    /// ```
     pub fn manual() -> Self {
         Clock::Manual(ManualClock::default())
     }
 
     /// Moves a manual clock forward. Does nothing on the other clocks, whose time is not ours to move.
+    ///
+    /// ```
+    /// use cache_core::Clock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = Clock::manual();
+    /// clock.advance(Duration::from_secs(1)); // moves it
+    /// Clock::coarse().advance(Duration::from_secs(1)); // does nothing
+    /// ```
     pub fn advance(&self, by: Duration) {
         if let Clock::Manual(m) = self {
             m.ms.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
@@ -136,6 +181,14 @@ impl Clock {
 }
 
 /// See [`Clock::tokio`].
+///
+/// ```
+/// use cache_core::Clock;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// assert!(matches!(Clock::tokio(), Clock::Tokio(_)));
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct TokioClock {
     origin: tokio::time::Instant,
@@ -154,6 +207,12 @@ impl TokioClock {
 }
 
 /// See [`Clock::manual`].
+///
+/// ```
+/// use cache_core::Clock;
+///
+/// assert!(matches!(Clock::manual(), Clock::Manual(_)));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ManualClock {
     ms: Arc<AtomicU64>,

@@ -43,6 +43,15 @@ pub struct TestClock {
 
 impl TestClock {
     /// A manual clock at zero.
+    ///
+    /// ```
+    /// use cache_core::testing::TestClock;
+    /// use cache_core::{CacheManager, Clock};
+    ///
+    /// let clock = TestClock::manual();
+    /// let manager = CacheManager::builder().clock(clock.clock()).build();
+    /// assert!(matches!(manager.clock(), Clock::Manual(_)));
+    /// ```
     pub fn manual() -> Self {
         TestClock {
             clock: Clock::manual(),
@@ -51,6 +60,23 @@ impl TestClock {
 
     /// Tokio's clock. Create it inside a runtime whose time is paused; [`advance`](Self::advance)
     /// then calls `tokio::time::advance`, which panics if time is not paused.
+    ///
+    /// ```
+    /// use cache_core::testing::TestClock;
+    /// use cache_core::{CacheManager, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let clock = TestClock::tokio();
+    /// let manager = CacheManager::builder()
+    ///     .clock(clock.clock())
+    ///     .default_policy(Policy::new().ttl_secs(5))
+    ///     .build();
+    /// manager.cache("c").set("k", 1_u8).await;
+    /// clock.advance(Duration::from_secs(5), [&manager]).await;
+    /// assert!(manager.cache("c").is_empty());
+    /// # });
+    /// ```
     pub fn tokio() -> Self {
         TestClock {
             clock: Clock::tokio(),
@@ -58,12 +84,38 @@ impl TestClock {
     }
 
     /// The clock to give [`CacheManagerBuilder::clock`](crate::CacheManagerBuilder::clock).
+    ///
+    /// ```
+    /// use cache_core::testing::TestClock;
+    /// use cache_core::CacheManager;
+    ///
+    /// let clock = TestClock::manual();
+    /// let manager = CacheManager::builder().clock(clock.clock()).build();
+    /// # drop(manager);
+    /// ```
     pub fn clock(&self) -> Clock {
         self.clock.clone()
     }
 
     /// Moves time forward by `by`, then sweeps the expired entries of every manager in
     /// `managers` (as their maintenance thread would), so stats and memory reflect the new time.
+    ///
+    /// ```
+    /// use cache_core::testing::TestClock;
+    /// use cache_core::{CacheManager, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let clock = TestClock::manual();
+    /// let manager = CacheManager::builder()
+    ///     .clock(clock.clock())
+    ///     .default_policy(Policy::new().ttl_secs(5))
+    ///     .build();
+    /// manager.cache("c").set("k", 1_u8).await;
+    /// clock.advance(Duration::from_secs(5), [&manager]).await;
+    /// assert_eq!(manager.cache("c").stats().entries, 0, "swept");
+    /// # });
+    /// ```
     pub async fn advance<'a>(
         &self,
         by: Duration,
