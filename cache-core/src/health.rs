@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 use crate::{BreakerState, CacheManager};
 
 /// The health of every tier of a [`CacheManager`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = cache_core::CacheManager::builder().build();
+/// let health = manager.health().await;
+/// assert!(health.healthy && health.remote.is_none());
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Health {
@@ -20,6 +28,16 @@ pub struct Health {
 }
 
 /// The memory tier's state.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = cache_core::CacheManager::builder().build();
+/// manager.cache("users").set("user:1", 1_u32).await;
+/// let memory = manager.health().await.memory;
+/// assert_eq!(memory.entries, 1);
+/// assert_eq!(memory.caches.len(), 1);
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MemoryHealth {
@@ -32,6 +50,17 @@ pub struct MemoryHealth {
 }
 
 /// How full one named cache's memory tier is.
+///
+/// ```
+/// use cache_core::{CacheManager, Policy};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder().cache("users", Policy::new().max_entries(100)).build();
+/// manager.cache("users").set("user:1", 1_u32).await;
+/// let fill = &manager.health().await.memory.caches[0];
+/// assert_eq!((fill.name.as_str(), fill.entries, fill.max_entries), ("users", 1, 100));
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CacheFill {
@@ -44,6 +73,18 @@ pub struct CacheFill {
 }
 
 /// The remote tier's state.
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{BreakerState, CacheManager};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder().remote(MemoryBackend::new()).build();
+/// let remote = manager.health().await.remote.expect("a backend is configured");
+/// assert!(remote.reachable);
+/// assert_eq!(remote.breaker, BreakerState::Closed);
+/// # });
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RemoteHealth {

@@ -117,6 +117,19 @@ impl Histogram {
 /// Percentiles of a latency, in microseconds (each at most 25% above the true value, never below,
 /// and never above the largest value seen; a percentile past 2^40 ns, about 18 minutes, reads as
 /// the largest value seen).
+///
+/// ```
+/// use cache_core::cached;
+///
+/// #[cached]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let manager = cache_core::CacheManager::builder().build();
+/// manager.scope_sync(|| (square(3), square(3)));
+/// let body = &manager.stats()[0].body_latency;
+/// assert_eq!(body.count, 1, "the body ran once");
+/// assert!(body.p50_us <= body.max_us);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LatencySummary {

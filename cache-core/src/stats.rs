@@ -304,6 +304,15 @@ pub struct CacheStats {
 
 impl CacheStats {
     /// `hits / (hits + misses)`, or 0 when nothing was looked up.
+    ///
+    /// ```
+    /// let cache = cache_core::CacheManager::builder().build().cache("users");
+    /// assert_eq!(cache.stats().hit_rate(), 0.0);
+    /// cache.blocking().set("a", 1_u8);
+    /// cache.blocking().get::<u8>("a");
+    /// cache.blocking().get::<u8>("b");
+    /// assert_eq!(cache.stats().hit_rate(), 0.5);
+    /// ```
     pub fn hit_rate(&self) -> f64 {
         // Summed as floats: two counts that each fit a `u64` may not fit one together (a debug
         // build panicked on such stats, deserialized ones included).
