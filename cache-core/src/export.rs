@@ -23,6 +23,15 @@ impl CacheManager {
 }
 
 /// Renders `stats` in the Prometheus text format: one family per metric, its samples together.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let manager = cache_core::CacheManager::builder().build();
+/// manager.cache("users").get::<u32>("user:1").await;
+/// let text = cache_core::prometheus_text(&manager.stats());
+/// assert!(text.contains("cache_misses_total{cache=\"users\",tier=\"memory\"} 1"));
+/// # });
+/// ```
 pub fn prometheus_text(stats: &[CacheStats]) -> String {
     type Sample = (String, String);
     let mut families: Vec<(&str, &str, Vec<Sample>)> = Vec::new();

@@ -24,6 +24,18 @@ const HOT_KEYS_TTL: Duration = Duration::from_secs(7 * 86_400);
 impl Cache {
     /// The hottest keys of this cache, hottest first, with their estimated access counts (from a
     /// 1-in-64 sample, so counts are in sampled units).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = cache_core::CacheManager::builder().build().cache("pages");
+    /// cache.set("home", 1_u8).await;
+    /// cache.set("about", 2_u8).await;
+    /// for _ in 0..1_000 {
+    ///     cache.get::<u8>("home").await;
+    /// }
+    /// assert_eq!(cache.hot_keys(1)[0].0, "home");
+    /// # });
+    /// ```
     pub fn hot_keys(&self, n: usize) -> Vec<(String, u64)> {
         self.store().memory.hot.top(n)
     }
@@ -33,6 +45,24 @@ impl CacheManager {
     /// Writes each remote-backed cache's hottest keys to its remote tier, for
     /// [`CacheManager::preload_hot_keys`] in the next instance. Returns how many keys were written.
     /// Call it on an interval (a [`Warmer`](crate::Warmer) with `every` does) and at shutdown.
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = CacheManager::builder()
+    ///     .remote(MemoryBackend::new())
+    ///     .cache("pages", Policy::new().tier(Tier::Hybrid))
+    ///     .build();
+    /// let pages = manager.cache("pages");
+    /// pages.set("home", 1_u8).await;
+    /// for _ in 0..1_000 {
+    ///     pages.get::<u8>("home").await;
+    /// }
+    /// assert_eq!(manager.persist_hot_keys().await, 1);
+    /// # });
+    /// ```
     pub async fn persist_hot_keys(&self) -> usize {
         let mut written = 0;
         for store in self.stores() {
@@ -71,6 +101,31 @@ impl CacheManager {
     /// each hybrid cache, with their remaining TTL. Returns how many entries were loaded. Failures
     /// are skipped: preloading only ever saves work. Waits first (at most 5 s) for the backplane's
     /// first subscription, which clears the memory tiers.
+    ///
+    /// ```
+    /// use cache_core::testing::{MemoryBackend, SharedBackend};
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = SharedBackend::new(MemoryBackend::new());
+    /// let instance = || {
+    ///     CacheManager::builder()
+    ///         .remote(backend.clone())
+    ///         .cache("pages", Policy::new().tier(Tier::Hybrid))
+    ///         .build()
+    /// };
+    /// let old = instance();
+    /// old.cache("pages").set("home", 1_u8).await;
+    /// for _ in 0..1_000 {
+    ///     old.cache("pages").get::<u8>("home").await;
+    /// }
+    /// old.persist_hot_keys().await;
+    ///
+    /// let new = instance(); // a restart: its memory is empty
+    /// assert_eq!(new.preload_hot_keys().await, 1);
+    /// assert_eq!(new.cache("pages").len(), 1);
+    /// # });
+    /// ```
     pub async fn preload_hot_keys(&self) -> usize {
         let mut loaded = 0;
         // The backplane's first subscription clears the memory tiers; entries loaded before it

@@ -25,6 +25,20 @@ impl CacheManager {
     /// `cache_remote_refused_too_large_total`, `cache_remote_lock_acquired_total`,
     /// `cache_remote_lock_waits_total`, `cache_remote_lock_wait_timeouts_total`, gauges
     /// `cache_remote_latency_mean_seconds` and `cache_remote_breaker_open`.
+    ///
+    /// ```
+    /// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    ///
+    /// let manager = cache_core::CacheManager::builder().build();
+    /// manager.cache("users").blocking().set("user:1", 1_u32);
+    /// let recorder = DebuggingRecorder::new();
+    /// let snapshotter = recorder.snapshotter();
+    /// metrics::with_local_recorder(&recorder, || manager.publish_metrics());
+    /// let metrics = snapshotter.snapshot().into_vec();
+    /// let find = |name| metrics.iter().find(|(k, ..)| k.key().name() == name);
+    /// let (.., inserts) = find("cache_inserts_total").unwrap();
+    /// assert_eq!(*inserts, DebugValue::Counter(1));
+    /// ```
     pub fn publish_metrics(&self) {
         for s in self.stats() {
             let name = s.name.clone();
