@@ -17,6 +17,19 @@ use super::{BoxFuture, RemoteError};
 
 /// A publish/subscribe channel between the instances of one namespace, provided by a backend
 /// (Redis pub/sub in `cache-redis`).
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_core::remote::backplane::{Invalidation, Message};
+/// use cache_core::testing::MemoryBackend;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backplane = MemoryBackend::new().backplane().expect("MemoryBackend offers one");
+/// let message = Message { origin: 1, invalidation: Invalidation::All }.encode();
+/// backplane.publish(&message).await?; // no subscriber yet: nobody hears it
+/// # Ok::<(), cache_core::RemoteError>(())
+/// # }).unwrap();
+/// ```
 pub trait Backplane: Send + Sync + 'static {
     /// Sends `message` to every subscribed instance (including, possibly, this one).
     fn publish<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<(), RemoteError>>;
@@ -28,6 +41,25 @@ pub trait Backplane: Send + Sync + 'static {
 }
 
 /// Receives backplane traffic; implemented by cache-core's manager.
+///
+/// ```
+/// use cache_core::remote::backplane::{BackplaneSink, Message};
+/// use std::sync::Mutex;
+///
+/// /// Collects what it hears, decoded.
+/// #[derive(Default)]
+/// struct Recorder(Mutex<Vec<Message>>);
+///
+/// impl BackplaneSink for Recorder {
+///     fn on_message(&self, message: &[u8]) {
+///         self.0.lock().unwrap().extend(Message::decode(message));
+///     }
+///     fn on_resubscribed(&self) {}
+/// }
+/// # let r = Recorder::default();
+/// # r.on_message(b"not a message");
+/// # assert!(r.0.lock().unwrap().is_empty());
+/// ```
 pub trait BackplaneSink: Send + Sync + 'static {
     /// A message from some instance.
     fn on_message(&self, message: &[u8]);
@@ -39,6 +71,22 @@ pub trait BackplaneSink: Send + Sync + 'static {
 /// operator (or a test) can see that the backplane is live and that messages are applied.
 ///
 /// [`CacheManager::backplane_stats`]: crate::CacheManager::backplane_stats
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{CacheManager, Policy, Tier};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder()
+///     .remote(MemoryBackend::new())
+///     .cache("users", Policy::new().tier(Tier::Hybrid))
+///     .build();
+/// assert!(manager.backplane_subscribed(Duration::from_secs(5)).await);
+/// let stats = manager.backplane_stats().expect("a hybrid cache has a backplane");
+/// assert_eq!((stats.subscriptions, stats.applied), (1, 0));
+/// # });
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BackplaneStats {
@@ -54,6 +102,13 @@ pub struct BackplaneStats {
 }
 
 /// What one backplane message asks the other instances to evict from memory.
+///
+/// ```
+/// use cache_core::remote::backplane::Invalidation;
+///
+/// let one_key = Invalidation::Key { cache: "users".into(), key: "user:1".into() };
+/// assert_ne!(one_key, Invalidation::All);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Invalidation {
@@ -86,6 +141,13 @@ pub enum Invalidation {
 }
 
 /// The wire form of a backplane message (MessagePack with named fields).
+///
+/// ```
+/// use cache_core::remote::backplane::{Invalidation, Message};
+///
+/// let m = Message { origin: 42, invalidation: Invalidation::Tag { tag: "user:7".into() } };
+/// assert_eq!(Message::decode(&m.encode()), Some(m));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The sending instance.
@@ -96,11 +158,26 @@ pub struct Message {
 
 impl Message {
     /// Encodes the message.
+    ///
+    /// ```
+    /// use cache_core::remote::backplane::{Invalidation, Message};
+    ///
+    /// let bytes = Message { origin: 1, invalidation: Invalidation::All }.encode();
+    /// assert!(!bytes.is_empty());
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
         rmp_serde::to_vec_named(self).unwrap_or_default()
     }
 
     /// Decodes a message; `None` for anything that is not one (another app on the channel).
+    ///
+    /// ```
+    /// use cache_core::remote::backplane::{Invalidation, Message};
+    ///
+    /// let m = Message { origin: 1, invalidation: Invalidation::All };
+    /// assert_eq!(Message::decode(&m.encode()), Some(m));
+    /// assert_eq!(Message::decode(b"hello from another app"), None);
+    /// ```
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         rmp_serde::from_slice(bytes).ok()
     }

@@ -58,6 +58,12 @@ pub struct LockToken(u128);
 
 impl LockToken {
     /// A fresh token.
+    ///
+    /// ```
+    /// use cache_core::remote::LockToken;
+    ///
+    /// assert_ne!(LockToken::random(), LockToken::random());
+    /// ```
     pub fn random() -> Self {
         use std::hash::{BuildHasher, Hasher};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -75,11 +81,23 @@ impl LockToken {
     }
 
     /// A token with a given value (for backends and tests).
+    ///
+    /// ```
+    /// use cache_core::remote::LockToken;
+    ///
+    /// assert_eq!(LockToken::from_u128(7).to_string(), "00000000000000000000000000000007");
+    /// ```
     pub fn from_u128(value: u128) -> Self {
         LockToken(value)
     }
 
     /// The token's value.
+    ///
+    /// ```
+    /// use cache_core::remote::LockToken;
+    ///
+    /// assert_eq!(LockToken::from_u128(7).as_u128(), 7);
+    /// ```
     pub fn as_u128(self) -> u128 {
         self.0
     }

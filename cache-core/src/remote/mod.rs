@@ -26,10 +26,28 @@ pub(crate) use resilient::ResilientTier;
 pub use resilient::{BreakerState, RemoteStats, Resilience};
 
 /// A boxed, sendable future: what the object-safe remote traits return.
+///
+/// ```
+/// use cache_core::remote::BoxFuture;
+///
+/// fn answer<'a>() -> BoxFuture<'a, u32> {
+///     Box::pin(async { 42 })
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// assert_eq!(answer().await, 42);
+/// # });
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a remote operation failed. The core never shows these to a cached function's caller: a
 /// failed read is a miss and a failed write is logged and counted (fail-open).
+///
+/// ```
+/// use cache_core::RemoteError;
+///
+/// let e = RemoteError::TooLarge { size: 2048, limit: 1024 };
+/// assert_eq!(e.to_string(), "value of 2048 bytes exceeds the remote tier's limit of 1024 bytes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RemoteError {
@@ -69,6 +87,19 @@ impl std::error::Error for RemoteError {}
 
 /// One named cache's slice of a remote backend. Keys passed in are the cache's logical keys
 /// (`user:42`); the tier adds its own namespace and cache prefix.
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_core::testing::MemoryBackend;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let users = MemoryBackend::new().tier("users");
+/// users.set("user:1", b"raw".to_vec(), None, &[]).await?;
+/// assert_eq!(users.get("user:1").await?, Some(b"raw".to_vec()));
+/// assert!(users.delete("user:1").await?);
+/// # Ok::<(), cache_core::RemoteError>(())
+/// # }).unwrap();
+/// ```
 pub trait RemoteTier: Send + Sync + 'static {
     /// The bytes stored under `key`, if any.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>>;
@@ -125,6 +156,20 @@ pub trait RemoteTier: Send + Sync + 'static {
 }
 
 /// A remote backend: a connection (or cluster) shared by every named cache of a manager.
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_core::testing::MemoryBackend;
+/// use std::sync::Arc;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// backend.tier("users").set("user:1", b"raw".to_vec(), None, &["team:3".into()]).await?;
+/// assert_eq!(backend.delete_tag("team:3").await?, 1);
+/// assert!(backend.ping().await.is_ok());
+/// # Ok::<(), cache_core::RemoteError>(())
+/// # }).unwrap();
+/// ```
 pub trait RemoteBackend: Send + Sync + 'static {
     /// The tier of one named cache.
     fn tier(&self, cache: &str) -> Arc<dyn RemoteTier>;
@@ -149,6 +194,18 @@ pub trait RemoteBackend: Send + Sync + 'static {
 }
 
 /// Where a named cache keeps its entries.
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{CacheManager, Policy, Tier};
+///
+/// let manager = CacheManager::builder()
+///     .remote(MemoryBackend::new())
+///     .cache("sessions", Policy::new().tier(Tier::Hybrid))
+///     .build();
+/// assert_eq!(manager.cache("sessions").tier(), Tier::Hybrid);
+/// assert_eq!(manager.cache("other").tier(), Tier::Memory);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Tier {

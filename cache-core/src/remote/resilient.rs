@@ -41,6 +41,13 @@ impl Default for Resilience {
 impl Resilience {
     /// 100 ms per operation, 5 s per bulk invalidation; open after 5 consecutive failures; probe
     /// again after 1 s.
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Resilience};
+    ///
+    /// let manager = CacheManager::builder().resilience(Resilience::new()).build();
+    /// # drop(manager);
+    /// ```
     pub fn new() -> Self {
         Resilience {
             timeout: Duration::from_millis(100),
@@ -51,6 +58,14 @@ impl Resilience {
     }
 
     /// The longest any one remote operation may take before it counts as failed.
+    ///
+    /// ```
+    /// use cache_core::Resilience;
+    /// use std::time::Duration;
+    ///
+    /// let r = Resilience::new().timeout(Duration::from_millis(50));
+    /// # drop(r);
+    /// ```
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -59,12 +74,27 @@ impl Resilience {
     /// How long the caller waits for a bulk invalidation (tag, pattern, clear) before moving on.
     /// Backends finish such work even when the caller stops waiting, and a bulk timeout does not
     /// count against the backend's health: it measures the data, not the connection.
+    ///
+    /// ```
+    /// use cache_core::Resilience;
+    /// use std::time::Duration;
+    ///
+    /// let r = Resilience::new().bulk_timeout(Duration::from_secs(30));
+    /// # drop(r);
+    /// ```
     pub fn bulk_timeout(mut self, t: Duration) -> Self {
         self.bulk_timeout = t;
         self
     }
 
     /// Consecutive failures that open the breaker (at least 1).
+    ///
+    /// ```
+    /// use cache_core::Resilience;
+    ///
+    /// let r = Resilience::new().failure_threshold(10);
+    /// # drop(r);
+    /// ```
     pub fn failure_threshold(mut self, n: u32) -> Self {
         self.failure_threshold = n.max(1);
         self
@@ -72,6 +102,14 @@ impl Resilience {
 
     /// How long the breaker stays open before letting one probe through (`Duration::MAX`: no
     /// probe, ever).
+    ///
+    /// ```
+    /// use cache_core::Resilience;
+    /// use std::time::Duration;
+    ///
+    /// let r = Resilience::new().failure_threshold(3).open_for(Duration::from_secs(5));
+    /// # drop(r);
+    /// ```
     pub fn open_for(mut self, d: Duration) -> Self {
         self.open_for = d;
         self
@@ -79,6 +117,16 @@ impl Resilience {
 }
 
 /// The breaker's state.
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{BreakerState, CacheManager};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder().remote(MemoryBackend::new()).build();
+/// assert_eq!(manager.health().await.remote.unwrap().breaker, BreakerState::Closed);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum BreakerState {
@@ -91,6 +139,24 @@ pub enum BreakerState {
 }
 
 /// Counters of one remote tier.
+///
+/// ```
+/// use cache_core::testing::MemoryBackend;
+/// use cache_core::{CacheManager, Policy, Tier};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let manager = CacheManager::builder()
+///     .remote(MemoryBackend::new())
+///     .cache("users", Policy::new().tier(Tier::Remote))
+///     .build();
+/// let users = manager.cache("users");
+/// users.set("user:1", 1_u32).await;
+/// assert_eq!(users.get::<u32>("user:1").await, Some(1));
+/// assert_eq!(users.get::<u32>("user:2").await, None);
+/// let remote = users.stats().remote.expect("a remote tier");
+/// assert_eq!((remote.hits, remote.misses, remote.errors), (1, 1, 0));
+/// # });
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RemoteStats {
