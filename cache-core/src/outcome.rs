@@ -13,6 +13,17 @@ use std::marker::PhantomData;
 use crate::remote::codec::Codec;
 
 /// What a cached value must be: cloned out on every hit, shared between threads.
+///
+/// ```
+/// use cache_core::CacheValue;
+/// use std::sync::Arc;
+///
+/// struct Report { rows: Vec<u64> } // not `Clone`
+///
+/// fn cacheable<T: CacheValue>() {}
+/// cacheable::<String>();
+/// cacheable::<Arc<Report>>(); // one shared copy, cloned as a pointer
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in the cache",
     label = "cached values must be `Clone + Send + Sync + 'static`",

@@ -16,6 +16,17 @@ use super::envelope::{self, DecodeError, Meta};
 use crate::outcome::{CacheValue, Strategy};
 
 /// A value that every tier can hold: cloneable, shareable, and serializable.
+///
+/// ```
+/// use cache_core::remote::codec::Storable;
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct User { id: u64, name: String }
+///
+/// fn storable<T: Storable>() {}
+/// storable::<User>();
+/// storable::<Vec<String>>();
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a cache that may be remote",
     label = "needs `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`",
@@ -26,6 +37,13 @@ pub trait Storable: CacheValue + Serialize + DeserializeOwned {}
 impl<T: CacheValue + Serialize + DeserializeOwned> Storable for T {}
 
 /// Encodes and decodes one value type for the remote tier.
+///
+/// ```
+/// use cache_core::remote::codec::{Codec, CodecProbe, ViaNothing, ViaSerde};
+///
+/// let codec: Option<Codec<u64>> = (&&CodecProbe::<u64>::new()).codec();
+/// assert!(codec.is_some());
+/// ```
 pub struct Codec<T> {
     encode: EncodeFn<T>,
     decode: DecodeFn<T>,
@@ -49,6 +67,13 @@ impl<T> std::fmt::Debug for Codec<T> {
 
 impl<T: Storable> Codec<T> {
     /// The serde codec (named MessagePack inside the envelope).
+    ///
+    /// ```
+    /// use cache_core::remote::codec::Codec;
+    ///
+    /// let codec = Codec::<String>::serde();
+    /// # drop(codec);
+    /// ```
     pub fn serde() -> Self {
         Codec {
             encode: |key, value, meta, compress_above| {
@@ -105,6 +130,12 @@ pub struct CodecProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> CodecProbe<T> {
     /// A probe for `T`.
+    ///
+    /// ```
+    /// use cache_core::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
+    ///
+    /// assert!((&&CodecProbe::<Vec<u8>>::new()).codec().is_some());
+    /// ```
     pub const fn new() -> Self {
         CodecProbe(PhantomData)
     }
@@ -124,11 +155,26 @@ impl<T> Default for CodecProbe<T> {
 /// Finds the type a return type `R` caches (`T` of `Result<T, E>` and `Option<T>`, else `R`) and
 /// hands back the [`CodecProbe`] for it, without any bound that could fail: inherent methods on
 /// `ValueOf<Result<..>>` and `ValueOf<Option<..>>` win over [`ValueOfPlain`].
+///
+/// ```
+/// use cache_core::remote::codec::{ValueOf, ValueOfPlain, ViaNothing, ViaSerde};
+///
+/// struct Opaque;
+/// // The `u64` of a `Result<u64, _>` can go remote; a plain `Opaque` cannot.
+/// assert!((&&ValueOf::<Result<u64, Opaque>>::new().probe()).codec().is_some());
+/// assert!((&&ValueOf::<Opaque>::new().probe()).codec().is_none());
+/// ```
 #[derive(Debug)]
 pub struct ValueOf<R>(PhantomData<fn() -> R>);
 
 impl<R> ValueOf<R> {
     /// The finder for `R`.
+    ///
+    /// ```
+    /// use cache_core::remote::codec::{ValueOf, ViaNothing, ViaSerde};
+    ///
+    /// assert!((&&ValueOf::<Option<String>>::new().probe()).codec().is_some());
+    /// ```
     pub const fn new() -> Self {
         ValueOf(PhantomData)
     }
@@ -142,6 +188,14 @@ impl<R> Default for ValueOf<R> {
 
 impl<T, E> ValueOf<Result<T, E>> {
     /// `Result` caches `T`.
+    ///
+    /// ```
+    /// use cache_core::remote::codec::{ValueOf, ViaNothing, ViaSerde};
+    ///
+    /// struct NotSerde;
+    /// // The error type does not matter: only `Ok` values are stored.
+    /// assert!((&&ValueOf::<Result<u8, NotSerde>>::new().probe()).codec().is_some());
+    /// ```
     pub fn probe(&self) -> CodecProbe<T> {
         CodecProbe::new()
     }
@@ -149,12 +203,24 @@ impl<T, E> ValueOf<Result<T, E>> {
 
 impl<T> ValueOf<Option<T>> {
     /// `Option` caches `T`.
+    ///
+    /// ```
+    /// use cache_core::remote::codec::{ValueOf, ViaNothing, ViaSerde};
+    ///
+    /// assert!((&&ValueOf::<Option<u8>>::new().probe()).codec().is_some());
+    /// ```
     pub fn probe(&self) -> CodecProbe<T> {
         CodecProbe::new()
     }
 }
 
 /// The value type of every other return type is the type itself.
+///
+/// ```
+/// use cache_core::remote::codec::{ValueOf, ValueOfPlain, ViaNothing, ViaSerde};
+///
+/// assert!((&&ValueOf::<String>::new().probe()).codec().is_some());
+/// ```
 pub trait ValueOfPlain<R> {
     /// The probe for `R`.
     fn probe(&self) -> CodecProbe<R>;
@@ -167,6 +233,12 @@ impl<R> ValueOfPlain<R> for ValueOf<R> {
 }
 
 /// Chosen for [`Storable`] types.
+///
+/// ```
+/// use cache_core::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
+///
+/// assert!((&&CodecProbe::<String>::new()).codec().is_some());
+/// ```
 pub trait ViaSerde<T> {
     /// The serde codec.
     fn codec(&self) -> Option<Codec<T>>;
@@ -179,6 +251,13 @@ impl<T: Storable> ViaSerde<T> for &CodecProbe<T> {
 }
 
 /// Chosen for every other type.
+///
+/// ```
+/// use cache_core::remote::codec::{CodecProbe, ViaNothing, ViaSerde};
+///
+/// struct Opaque;
+/// assert!((&&CodecProbe::<Opaque>::new()).codec().is_none());
+/// ```
 pub trait ViaNothing<T> {
     /// No codec: memory only.
     fn codec(&self) -> Option<Codec<T>>;
@@ -196,6 +275,12 @@ impl<T> ViaNothing<T> for CodecProbe<T> {
 #[cfg(feature = "axum")]
 impl<T: Storable> CodecProbe<axum::Json<T>> {
     /// The serde codec of `T`, wrapped in `Json`.
+    ///
+    /// ```
+    /// use cache_core::remote::codec::CodecProbe;
+    ///
+    /// assert!(CodecProbe::<axum::Json<Vec<u32>>>::new().codec().is_some());
+    /// ```
     pub fn codec(&self) -> Option<Codec<axum::Json<T>>> {
         Some(Codec {
             encode: |key, value, meta, compress_above| {

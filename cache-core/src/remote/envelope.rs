@@ -24,15 +24,50 @@ use serde::de::DeserializeOwned;
 
 const MAGIC: [u8; 2] = [0xCA, 0xC5];
 /// The current format version.
+///
+/// ```
+/// use cache_core::remote::envelope::{Meta, VERSION, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 0 };
+/// let bytes = encode("k", &1_u8, meta, usize::MAX).unwrap();
+/// assert_eq!(bytes[2], VERSION);
+/// ```
 pub const VERSION: u8 = 1;
 /// Header length in bytes.
+///
+/// ```
+/// use cache_core::remote::envelope::{HEADER_LEN, Meta, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 0 };
+/// let bytes = encode("k", &"payload", meta, usize::MAX).unwrap();
+/// assert!(bytes.len() > HEADER_LEN); // the payload follows the header
+/// ```
 pub const HEADER_LEN: usize = 32;
 const FLAG_LZ4: u8 = 1;
 
 /// Payloads at least this large are compressed (when compression makes them smaller).
+///
+/// ```
+/// use cache_core::remote::envelope::{DEFAULT_COMPRESS_ABOVE, Meta, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 0 };
+/// let bytes = encode("k", &"a".repeat(4096), meta, DEFAULT_COMPRESS_ABOVE).unwrap();
+/// assert!(bytes.len() < 4096, "compressed");
+/// ```
 pub const DEFAULT_COMPRESS_ABOVE: usize = 1024;
 
 /// What was wrong with stored bytes. Every variant is treated as a miss.
+///
+/// ```
+/// use cache_core::remote::envelope::{DecodeError, Meta, decode, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 0 };
+/// let bytes = encode("user:1", &7_u32, meta, usize::MAX).unwrap();
+/// assert_eq!(decode::<u32>("user:2", &bytes, 0), Err(DecodeError::WrongKey));
+/// assert_eq!(decode::<String>("user:1", &bytes, 0), Err(DecodeError::WrongType));
+/// assert_eq!(decode::<u32>("user:1", &bytes[..10], 0), Err(DecodeError::Truncated));
+/// assert_eq!(decode::<u32>("user:1", b"{\"json\": 1}", 0), Err(DecodeError::Foreign));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -68,6 +103,14 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// The header fields of a decoded value.
+///
+/// ```
+/// use cache_core::remote::envelope::{Meta, decode, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: Some(5_000), recompute_ms: 12 };
+/// let bytes = encode("k", &1_u8, meta, usize::MAX).unwrap();
+/// assert_eq!(decode::<u8>("k", &bytes, 1_000), Ok((1, meta)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
     /// Unix milliseconds after which the value is stale, if it expires.
@@ -77,11 +120,24 @@ pub struct Meta {
 }
 
 /// The fingerprint of `T`'s type name.
+///
+/// ```
+/// use cache_core::remote::envelope::type_fingerprint;
+///
+/// assert_eq!(type_fingerprint::<u32>(), type_fingerprint::<u32>());
+/// assert_ne!(type_fingerprint::<u32>(), type_fingerprint::<u64>());
+/// ```
 pub fn type_fingerprint<T: ?Sized>() -> u64 {
     xxhash_rust::xxh3::xxh3_64(std::any::type_name::<T>().as_bytes())
 }
 
 /// Unix time in milliseconds.
+///
+/// ```
+/// use cache_core::remote::envelope::unix_ms_now;
+///
+/// assert!(unix_ms_now() > 1_600_000_000_000); // after September 2020
+/// ```
 pub fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -89,6 +145,14 @@ pub fn unix_ms_now() -> u64 {
 }
 
 /// Encodes `value` for `key`.
+///
+/// ```
+/// use cache_core::remote::envelope::{Meta, decode, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 0 };
+/// let bytes = encode("greeting", &"hello".to_string(), meta, 1024).unwrap();
+/// assert_eq!(decode::<String>("greeting", &bytes, 0).unwrap().0, "hello");
+/// ```
 pub fn encode<T: Serialize>(
     key: &str,
     value: &T,
@@ -119,6 +183,15 @@ pub fn encode<T: Serialize>(
 }
 
 /// Decodes bytes read under `key` as a `T`, checking magic, version, key, type and expiry.
+///
+/// ```
+/// use cache_core::remote::envelope::{DecodeError, Meta, decode, encode};
+///
+/// let meta = Meta { expires_at_unix_ms: Some(5_000), recompute_ms: 0 };
+/// let bytes = encode("k", &7_u32, meta, 1024).unwrap();
+/// assert_eq!(decode::<u32>("k", &bytes, 4_999).unwrap().0, 7);
+/// assert_eq!(decode::<u32>("k", &bytes, 5_000), Err(DecodeError::Expired));
+/// ```
 pub fn decode<T: DeserializeOwned>(
     key: &str,
     bytes: &[u8],
@@ -160,6 +233,14 @@ const MAX_LZ4_RATIO: usize = 256;
 
 /// Checks the header of bytes read under `key` without knowing the value's type (for preloading
 /// values whose type is only known later): magic, version, key and expiry.
+///
+/// ```
+/// use cache_core::remote::envelope::{Meta, encode, peek_meta};
+///
+/// let meta = Meta { expires_at_unix_ms: None, recompute_ms: 40 };
+/// let bytes = encode("k", &vec![0_u8; 100], meta, 1024).unwrap();
+/// assert_eq!(peek_meta("k", &bytes, 0), Ok(meta)); // the header only, no payload decode
+/// ```
 pub fn peek_meta(key: &str, bytes: &[u8], now_unix_ms: u64) -> Result<Meta, DecodeError> {
     check_header_typed(key, bytes, now_unix_ms, None)
 }
