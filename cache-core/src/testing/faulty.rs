@@ -116,21 +116,54 @@ impl fmt::Debug for Faults {
 
 impl Faults {
     /// Injects `fault` from the next operation on.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// let faults = FaultyBackend::new(MemoryBackend::new()).faults();
+    /// faults.set(Fault::FailAlways);
+    /// assert_eq!(faults.get(), Fault::FailAlways);
+    /// ```
     pub fn set(&self, fault: Fault) {
         *self.state.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
     }
 
     /// Back to [`Fault::None`].
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// let faults = FaultyBackend::new(MemoryBackend::new()).with_fault(Fault::Hang).faults();
+    /// faults.clear();
+    /// assert_eq!(faults.get(), Fault::None);
+    /// ```
     pub fn clear(&self) {
         self.set(Fault::None);
     }
 
     /// The fault in force.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// assert_eq!(FaultyBackend::new(MemoryBackend::new()).faults().get(), Fault::None);
+    /// ```
     pub fn get(&self) -> Fault {
         *self.state.fault.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What was injected so far.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = FaultyBackend::new(MemoryBackend::new()).with_fault(Fault::FailAlways);
+    /// let _ = backend.tier("users").get("user:1").await;
+    /// assert_eq!(backend.faults().counts().failed, 1);
+    /// # });
+    /// ```
     pub fn counts(&self) -> FaultCounts {
         FaultCounts {
             passed: self.state.passed.load(Ordering::Relaxed),
@@ -254,6 +287,17 @@ impl fmt::Debug for FaultyBackend {
 
 impl FaultyBackend {
     /// Wraps `inner`, with no fault in force and the generator seeded with 1.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = FaultyBackend::new(MemoryBackend::new());
+    /// assert_eq!(backend.faults().get(), Fault::None);
+    /// assert_eq!(backend.tier("users").get("user:1").await, Ok(None)); // passed through
+    /// # });
+    /// ```
     pub fn new(inner: impl RemoteBackend) -> Self {
         FaultyBackend {
             inner: Arc::new(inner),
@@ -271,6 +315,28 @@ impl FaultyBackend {
     }
 
     /// Seeds the generator behind [`Fault::FailSometimes`] (0 is taken as 1).
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // The same seed fails the same operations.
+    /// let mut runs = Vec::new();
+    /// for _ in 0..2 {
+    ///     let backend = FaultyBackend::new(MemoryBackend::new())
+    ///         .seed(7)
+    ///         .with_fault(Fault::FailSometimes(0.5));
+    ///     let tier = backend.tier("c");
+    ///     let mut failed = Vec::new();
+    ///     for _ in 0..8 {
+    ///         failed.push(tier.get("k").await.is_err());
+    ///     }
+    ///     runs.push(failed);
+    /// }
+    /// assert_eq!(runs[0], runs[1]);
+    /// # });
+    /// ```
     #[must_use]
     pub fn seed(self, seed: u64) -> Self {
         self.faults.state.rng.store(seed.max(1), Ordering::Relaxed);
@@ -278,6 +344,13 @@ impl FaultyBackend {
     }
 
     /// Starts with `fault` in force.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// let backend = FaultyBackend::new(MemoryBackend::new()).with_fault(Fault::FailAlways);
+    /// assert_eq!(backend.faults().get(), Fault::FailAlways);
+    /// ```
     #[must_use]
     pub fn with_fault(self, fault: Fault) -> Self {
         self.faults.set(fault);
@@ -285,6 +358,15 @@ impl FaultyBackend {
     }
 
     /// The switch: keep it to change the fault after the backend moved into a manager.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// let backend = FaultyBackend::new(MemoryBackend::new());
+    /// let switch = backend.faults();
+    /// switch.set(Fault::FailAlways);
+    /// assert_eq!(backend.faults().get(), Fault::FailAlways, "clones control the same backend");
+    /// ```
     pub fn faults(&self) -> Faults {
         self.faults.clone()
     }

@@ -41,6 +41,14 @@ impl fmt::Debug for SharedBackend {
 
 impl SharedBackend {
     /// Shares `backend`.
+    ///
+    /// ```
+    /// use cache_core::testing::{MemoryBackend, SharedBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// let shared = SharedBackend::new(MemoryBackend::new());
+    /// assert_eq!(shared.describe(), shared.clone().describe());
+    /// ```
     pub fn new(backend: impl RemoteBackend) -> Self {
         SharedBackend(Arc::new(backend))
     }

@@ -97,6 +97,12 @@ impl fmt::Debug for MemoryBackend {
 
 impl MemoryBackend {
     /// An empty backend.
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    ///
+    /// assert!(MemoryBackend::new().is_empty());
+    /// ```
     pub fn new() -> Self {
         // Backplane messages are small and read at once; a lagging subscriber loses the oldest
         // and is told so, like a Redis subscriber that reconnects.
@@ -110,17 +116,50 @@ impl MemoryBackend {
     }
 
     /// How many live values it holds, across all caches.
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    ///
+    /// let backend = MemoryBackend::new();
+    /// backend.put_raw("users", "user:1", b"bytes".to_vec());
+    /// assert_eq!(backend.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         let now = Instant::now();
         self.data().values.values().filter(|v| v.live(now)).count()
     }
 
     /// True when it holds no live value.
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    ///
+    /// let backend = MemoryBackend::new();
+    /// assert!(backend.is_empty());
+    /// backend.put_raw("users", "user:1", b"bytes".to_vec());
+    /// assert!(!backend.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The raw bytes (the core's value envelope) stored under `key` of `cache`.
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new();
+    /// let manager = CacheManager::builder()
+    ///     .remote(backend.clone())
+    ///     .cache("users", Policy::new().tier(Tier::Remote))
+    ///     .build();
+    /// manager.cache("users").set("user:1", 7_u32).await;
+    /// let bytes = backend.raw("users", "user:1").expect("written");
+    /// assert_eq!(&bytes[..2], &[0xCA, 0xC5]); // the envelope's magic
+    /// # });
+    /// ```
     pub fn raw(&self, cache: &str, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         self.data()
@@ -132,6 +171,21 @@ impl MemoryBackend {
 
     /// Stores raw bytes under `key` of `cache`, as another client could (for tests of what the
     /// core does with bytes it did not write).
+    ///
+    /// ```
+    /// use cache_core::testing::MemoryBackend;
+    /// use cache_core::{CacheManager, Policy, Tier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = MemoryBackend::new();
+    /// backend.put_raw("users", "user:1", b"not an envelope".to_vec());
+    /// let manager = CacheManager::builder()
+    ///     .remote(backend.clone())
+    ///     .cache("users", Policy::new().tier(Tier::Remote))
+    ///     .build();
+    /// assert_eq!(manager.cache("users").get::<u32>("user:1").await, None); // a miss, not garbage
+    /// # });
+    /// ```
     pub fn put_raw(&self, cache: &str, key: &str, bytes: Vec<u8>) {
         self.data().values.insert(
             (cache.to_owned(), key.to_owned()),
