@@ -6,6 +6,17 @@ use super::{CacheHeaders, Config};
 
 /// Marks responses with `x-cache` (and optionally `Cache-Control` / `ETag`); see the
 /// [module docs](super).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use cache_core::http::CacheHeadersLayer;
+///
+/// # async fn handler() -> &'static str { "" }
+/// let app: Router = Router::new()
+///     .route("/", get(handler))
+///     .layer(CacheHeadersLayer::new());
+/// # drop(app);
+/// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct CacheHeadersLayer {
@@ -14,6 +25,13 @@ pub struct CacheHeadersLayer {
 
 impl CacheHeadersLayer {
     /// `x-cache` only.
+    ///
+    /// ```
+    /// use cache_core::http::CacheHeadersLayer;
+    ///
+    /// let layer = CacheHeadersLayer::new(); // `x-cache`, no `Cache-Control`, no `ETag`
+    /// # drop(layer);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -24,6 +42,14 @@ impl CacheHeadersLayer {
     /// `max-age` alone lets shared caches (a CDN, a proxy) keep the response and serve it to
     /// anyone; for responses that depend on who asks (a handler keyed by the user's id), add
     /// [`private`](Self::private).
+    ///
+    /// ```
+    /// use cache_core::http::CacheHeadersLayer;
+    /// use std::time::Duration;
+    ///
+    /// let layer = CacheHeadersLayer::new().max_age(Duration::from_secs(300));
+    /// # drop(layer);
+    /// ```
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.config.max_age = Some(max_age);
         self
@@ -51,6 +77,13 @@ impl CacheHeadersLayer {
     /// (a hash of its body, which is buffered for it), and a request whose `If-None-Match`
     /// matches gets `304 Not Modified` with no body. A body whose length is not known up front
     /// (a stream) is left alone: buffering it could wait for ever.
+    ///
+    /// ```
+    /// use cache_core::http::CacheHeadersLayer;
+    ///
+    /// let layer = CacheHeadersLayer::new().etag(true);
+    /// # drop(layer);
+    /// ```
     pub fn etag(mut self, on: bool) -> Self {
         self.config.etag = on;
         self

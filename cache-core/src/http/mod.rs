@@ -36,6 +36,14 @@ use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 pub use layer::CacheHeadersLayer;
 
 /// What the cache did for one request.
+///
+/// ```
+/// use cache_core::http::CacheStatus;
+///
+/// // Combining calls keeps the strongest: any MISS wins, then STALE, then HIT.
+/// assert_eq!(CacheStatus::Hit.max(CacheStatus::Miss), CacheStatus::Miss);
+/// assert!(CacheStatus::Bypass < CacheStatus::Hit);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum CacheStatus {
@@ -52,6 +60,12 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     /// The header value: `HIT`, `MISS`, `STALE` or `BYPASS`.
+    ///
+    /// ```
+    /// use cache_core::http::CacheStatus;
+    ///
+    /// assert_eq!(CacheStatus::Stale.as_str(), "STALE");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Bypass => "BYPASS",
@@ -92,6 +106,20 @@ pub(crate) struct Config {
 }
 
 /// The service of [`CacheHeadersLayer`].
+///
+/// ```
+/// use axum::{Router, body::Body, http::Request, routing::get};
+/// use cache_core::http::CacheHeadersLayer;
+/// use tower_service::Service;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut app: Router = Router::new()
+///     .route("/", get(|| async { "no cached call" }))
+///     .layer(CacheHeadersLayer::new());
+/// let response = app.call(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+/// assert_eq!(response.headers()["x-cache"], "BYPASS");
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct CacheHeaders<S> {
     inner: S,
