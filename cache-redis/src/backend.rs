@@ -85,6 +85,18 @@ pub(crate) struct Shared {
 
 impl RedisBackend {
     /// A backend for `config`. Does not connect (see the type's docs).
+    ///
+    /// ```
+    /// use cache_core::{CacheManager, Policy, Tier};
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// // Connects on the first operation, not here: this runs without a server.
+    /// let manager = CacheManager::builder()
+    ///     .remote(RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:6379")))
+    ///     .cache("users", Policy::new().tier(Tier::Hybrid))
+    ///     .build();
+    /// assert_eq!(manager.cache("users").tier(), Tier::Hybrid);
+    /// ```
     pub fn new(config: RedisConfig) -> Self {
         let layout = Layout::new(&config.namespace, config.max_key_bytes);
         let conn = Conn::new(&config);
@@ -98,11 +110,35 @@ impl RedisBackend {
     }
 
     /// The configuration (its `Debug` output redacts passwords).
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let config = RedisConfig::standalone("redis://:s3cret@127.0.0.1").pool_size(2);
+    /// let backend = RedisBackend::new(config);
+    /// let shown = format!("{:?}", backend.config());
+    /// assert!(shown.contains("pool_size: 2") && !shown.contains("s3cret"));
+    /// ```
     pub fn config(&self) -> &RedisConfig {
         &self.shared.config
     }
 
     /// The concrete tier of one named cache (what [`RemoteBackend::tier`] returns, unboxed).
+    ///
+    /// Using the tier needs a running server:
+    ///
+    /// ```no_run
+    /// use cache_core::RemoteTier;
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:6379"));
+    /// let users = backend.redis_tier("users");
+    /// users.set("user:1", b"raw bytes".to_vec(), None, &[]).await?;
+    /// assert_eq!(users.get("user:1").await?, Some(b"raw bytes".to_vec()));
+    /// # Ok::<(), cache_core::RemoteError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn redis_tier(&self, cache: &str) -> RedisTier {
         RedisTier {
             layout: self.shared.layout.cache(cache),
@@ -112,6 +148,16 @@ impl RedisBackend {
     }
 
     /// The Redis key a logical key of `cache` is stored under (for inspection and tests).
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let config = RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop");
+    /// let backend = RedisBackend::new(config);
+    /// assert_eq!(backend.redis_key("users", "user:42"), "shop:users:user:42");
+    /// // Control characters are never sent raw: such a key is hashed.
+    /// assert!(backend.redis_key("users", "a\nb").starts_with("shop:users:h:"));
+    /// ```
     pub fn redis_key(&self, cache: &str, key: &str) -> String {
         self.shared.layout.cache(cache).value_key(key)
     }
@@ -132,6 +178,14 @@ impl RedisBackend {
     }
 
     /// The Redis key of a tag's set.
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let config = RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop");
+    /// let backend = RedisBackend::new(config);
+    /// assert_eq!(backend.tag_key("user:42"), "shop:tag:user:42");
+    /// ```
     pub fn tag_key(&self, tag: &str) -> String {
         self.shared.layout.tag_key(tag)
     }
@@ -238,6 +292,15 @@ impl RemoteBackend for RedisBackend {
 }
 
 /// One named cache's slice of a [`RedisBackend`]: keys `{namespace}:{cache}:{key}`.
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_redis::{RedisBackend, RedisConfig};
+///
+/// let backend = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:1"));
+/// let tier = backend.redis_tier("users"); // or, boxed: backend.tier("users")
+/// assert!(format!("{tier:?}").contains("users"));
+/// ```
 pub struct RedisTier {
     shared: Arc<Shared>,
     layout: CacheLayout,

@@ -46,6 +46,15 @@ pub(crate) fn channel(namespace: &str) -> String {
 
 /// cache-core's [`Backplane`] on Redis pub/sub; what
 /// [`RedisBackend::backplane`](cache_core::RemoteBackend::backplane) returns.
+///
+/// ```
+/// use cache_core::RemoteBackend;
+/// use cache_redis::{RedisBackend, RedisConfig};
+///
+/// // Made without connecting; hybrid caches of a manager with this backend use it.
+/// let backend = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:1"));
+/// assert!(backend.backplane().is_some());
+/// ```
 pub struct RedisBackplane {
     shared: Arc<Shared>,
     subscriber: Arc<SubscriberConfig>,
