@@ -71,7 +71,9 @@ pub const DEFAULT_COMPRESS_ABOVE: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// Shorter than the header.
+    /// Starts like this library's values (or is empty) but is shorter than the header, or its
+    /// compressed payload is cut short. Short bytes that do not start with the magic are
+    /// [`DecodeError::Foreign`].
     Truncated,
     /// Not written by this library (or by an incompatible version of it).
     Foreign,
