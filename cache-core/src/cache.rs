@@ -283,7 +283,10 @@ impl Cache {
     /// # });
     /// ```
     pub async fn delete(&self, key: &str) -> bool {
-        self.store.remove(key, lookup_hash(key.as_bytes())).await
+        self.store
+            .remove(key, lookup_hash(key.as_bytes()))
+            .await
+            .anywhere()
     }
 
     /// The value under `key`, or the one `init` computes, stored. Concurrent callers for the same

@@ -27,6 +27,7 @@ impl CacheManager {
         self.store(cache)
             .remove(key, lookup_hash(key.as_bytes()))
             .await
+            .anywhere()
     }
 
     /// Removes every entry, in every cache, tagged `tag`. Returns how many left memory.
@@ -163,7 +164,14 @@ impl CacheManager {
         let mut removed = 0;
         for action in actions {
             removed += match action {
-                Action::Key { cache, key } => usize::from(self.invalidate_key(&cache, &key).await),
+                // Counted as the other actions are: whether it left memory (`invalidate_key`
+                // also says whether the remote tier held it).
+                Action::Key { cache, key } => usize::from(
+                    self.store(&cache)
+                        .remove(&key, lookup_hash(key.as_bytes()))
+                        .await
+                        .from_memory,
+                ),
                 Action::Pattern { cache, pattern } => {
                     self.invalidate_pattern(&cache, &pattern).await
                 }
@@ -192,7 +200,10 @@ impl Cache {
         let glob = Glob::new(pattern);
         if glob.is_literal() {
             // Names one key: no scan. The literal is the pattern with its escapes resolved.
-            return usize::from(self.delete(&unescape(pattern)).await);
+            // Counted as a glob's matches are: whether it left memory.
+            let key = unescape(pattern);
+            let removed = self.store().remove(&key, lookup_hash(key.as_bytes())).await;
+            return usize::from(removed.from_memory);
         }
         let store = self.store();
         let removed = store.memory.remove_where(|key| glob.matches(key));

@@ -41,6 +41,23 @@ impl std::fmt::Debug for Store {
 /// Envelope bytes held in L1 until the first caller says what type they are.
 pub(crate) struct Undecoded(pub(crate) Vec<u8>);
 
+/// What [`Store::remove`] removed: callers that count entries count those that left memory (as
+/// every other invalidation does), and those that say whether the key was there ask both tiers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Removed {
+    /// A live entry left this process's memory.
+    pub(crate) from_memory: bool,
+    /// The remote tier deleted the key.
+    pub(crate) from_remote: bool,
+}
+
+impl Removed {
+    /// Whether the key was in either tier.
+    pub(crate) fn anywhere(self) -> bool {
+        self.from_memory || self.from_remote
+    }
+}
+
 /// A value read from L2, with what is left of its TTL.
 pub(crate) struct RemoteHit<T> {
     pub(crate) value: T,
@@ -405,7 +422,7 @@ impl Store {
             .await;
     }
 
-    pub(crate) async fn remove(&self, key: &str, hash: u64) -> bool {
+    pub(crate) async fn remove(&self, key: &str, hash: u64) -> Removed {
         let local = self.memory.remove(key.as_bytes(), hash);
         let remote = match &self.remote {
             Some(r) => {
@@ -424,7 +441,10 @@ impl Store {
             key: key.to_owned(),
         })
         .await;
-        local || remote
+        Removed {
+            from_memory: local,
+            from_remote: remote,
+        }
     }
 
     /// Removes a tag's entries: this cache's in memory, and the tag's remote entries (which the

@@ -210,3 +210,51 @@ async fn a_value_computed_across_an_invalidation_is_not_stored() {
         assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }
+
+/// Counts are of entries removed from memory, whatever the pattern: a literal pattern (one key,
+/// deleted without a scan) and an event's key count the same as a glob does. Instance B of a
+/// hybrid cache holds no copy of a key instance A wrote, which Redis (here the in-process
+/// backend the two share) holds: removing it removes nothing from B's memory.
+#[tokio::test]
+async fn literal_patterns_and_event_keys_count_only_what_left_memory() {
+    use cache_core::testing::MemoryBackend;
+    use cache_core::{Policy, Tier};
+
+    let backend = MemoryBackend::new();
+    let instance = || {
+        CacheManager::builder()
+            .remote(backend.clone())
+            .cache("users", Policy::new().tier(Tier::Hybrid))
+            .build()
+    };
+    let (a, b) = (instance(), instance());
+    for m in [&a, &b] {
+        assert!(
+            m.backplane_subscribed(std::time::Duration::from_secs(5))
+                .await
+        );
+    }
+    let users_b = b.cache("users");
+    b.register_event(Event::new("user_update", ["id"]).key("users", "user:{id}"))
+        .unwrap();
+
+    a.cache("users").set("user:1", 1_u32).await;
+    assert_eq!(users_b.len(), 0, "B holds no copy");
+    assert_eq!(users_b.invalidate_pattern("user:1").await, 0);
+
+    a.cache("users").set("user:2", 2_u32).await;
+    assert_eq!(users_b.len(), 0, "B holds no copy");
+    let fired = b
+        .fire("user_update", &EventArgs::new().arg("id", 2))
+        .await
+        .unwrap();
+    assert_eq!(fired, 0);
+
+    // The same state through a glob, for comparison: nothing in B's memory, nothing counted.
+    a.cache("users").set("user:3", 3_u32).await;
+    assert_eq!(users_b.invalidate_pattern("user:3*").await, 0);
+    // Each key did leave the shared remote tier.
+    for key in ["user:1", "user:2", "user:3"] {
+        assert_eq!(backend.raw("users", key), None, "{key}");
+    }
+}
