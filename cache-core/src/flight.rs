@@ -1024,11 +1024,18 @@ fn remote_stale<R, W: Work<R>>(
     let shared: Value = Arc::new(hit.value.clone());
     if W::DETACHABLE && stale_for < fresh.stale_ms {
         if store.tier.uses_memory() {
+            // Kept to serve while its refresh runs, and like any L1 copy no longer than the L1
+            // TTL: served from memory, it would otherwise stand for the whole stale window each
+            // time the refresh fails, never looking at Redis, where a newer value may be.
+            let keep_ms = times.keep_until - now;
+            let keep_ms = store
+                .l1_cap()
+                .map_or(keep_ms, |l1| keep_ms.min(l1.as_millis() as u64));
             let stale_entry = InsertOptions {
                 ttl: Some(Duration::ZERO),
                 tags: opts.tags.clone(),
                 epoch: Some(epoch),
-                keep_ms: times.keep_until - now,
+                keep_ms,
                 refresh: crate::RefreshAhead::Off,
                 delta_ms: hit.delta_ms,
                 now_ms: None,

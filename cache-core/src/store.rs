@@ -139,8 +139,7 @@ impl Store {
         if !self.tier.uses_memory() {
             return true;
         }
-        if self.tier == Tier::Hybrid
-            && let Some(l1) = self.policy.l1_ttl
+        if let Some(l1) = self.l1_cap()
             && opts.ttl.or(self.policy.ttl).is_none_or(|ttl| l1 < ttl)
         {
             // The copy ends before the value does: past the L1 TTL the value is still fresh in
@@ -152,6 +151,12 @@ impl Store {
             opts.refresh = crate::RefreshAhead::Off;
         }
         self.memory.insert(key, hash, value, opts)
+    }
+
+    /// The longest any L1 copy of this cache may live: a hybrid cache's `l1_ttl`, past which the
+    /// next read goes to L2 (which may hold a newer value whose announcement was lost).
+    pub(crate) fn l1_cap(&self) -> Option<Duration> {
+        self.policy.l1_ttl.filter(|_| self.tier == Tier::Hybrid)
     }
 
     /// Whether values of this call live in L1: always in a cache with a memory tier, and in a
