@@ -645,12 +645,18 @@ fn store_fallback<T: Clone + Send + Sync + 'static>(
     if window_end <= now || !store.tier.uses_memory() {
         return;
     }
-    let ttl = fresh.throttle_ms.min(window_end - now);
+    // In a hybrid cache the copy, like any, lives no longer than the L1 TTL: past it the next
+    // call looks at Redis, where another instance may have written a newer value whose message
+    // was lost, before the failing body is tried again.
+    let life = store.l1_cap().map_or(window_end - now, |l1| {
+        (window_end - now).min(l1.as_millis() as u64)
+    });
+    let ttl = fresh.throttle_ms.min(life);
     let opts = InsertOptions {
         ttl: Some(Duration::from_millis(ttl)),
         tags: opts.tags.clone(),
         epoch: Some(kept.epoch),
-        keep_ms: window_end - now - ttl,
+        keep_ms: life - ttl,
         refresh: crate::RefreshAhead::Off,
         delta_ms: times.delta_ms,
         now_ms: Some(now),

@@ -408,6 +408,34 @@ async fn a_set_too_large_for_redis_does_not_leave_the_old_value_there() {
     );
 }
 
+/// An instance like [`instance`] whose Redis user may not `PUBLISH`: its writes reach Redis, its
+/// announcements nobody (a failed publish, which docs/hybrid.md bounds by the L1 TTL).
+async fn instance_that_cannot_publish(namespace: &str) -> CacheManager {
+    let acl = std::process::Command::new(tests::redis_server::find_program("redis-cli"))
+        .args(["-p", &server().port().to_string()])
+        .args([
+            "ACL", "SETUSER", "nopub", "on", "nopass", "~*", "&*", "+@all",
+        ])
+        .arg("-publish")
+        .output()
+        .expect("redis-cli runs");
+    assert_eq!(String::from_utf8_lossy(&acl.stdout).trim(), "OK");
+    let manager = CacheManager::builder()
+        .remote(RedisBackend::new(
+            RedisConfig::standalone(format!("redis://nopub:x@127.0.0.1:{}", server().port()))
+                .namespace(namespace),
+        ))
+        .cache("items", Policy::new().tier(Tier::Hybrid))
+        .resilience(
+            Resilience::new()
+                .timeout(Duration::from_secs(2))
+                .failure_threshold(1_000),
+        )
+        .build();
+    tests::backplane_subscribed(&manager).await;
+    manager
+}
+
 static QUOTE_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cache_core::cached(cache = "items", key = "quote:{id}", ttl = "300ms", stale = "1m")]
@@ -426,29 +454,7 @@ async fn quote(id: u64) -> Result<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_copy_from_redis_lives_no_longer_than_the_l1_ttl() {
     let namespace = "stale-copy-l1";
-    // A's user may not `PUBLISH`: its writes reach Redis, its announcements nobody.
-    let acl = std::process::Command::new(tests::redis_server::find_program("redis-cli"))
-        .args(["-p", &server().port().to_string()])
-        .args([
-            "ACL", "SETUSER", "nopub", "on", "nopass", "~*", "&*", "+@all",
-        ])
-        .arg("-publish")
-        .output()
-        .expect("redis-cli runs");
-    assert_eq!(String::from_utf8_lossy(&acl.stdout).trim(), "OK");
-    let a = CacheManager::builder()
-        .remote(RedisBackend::new(
-            RedisConfig::standalone(format!("redis://nopub:x@127.0.0.1:{}", server().port()))
-                .namespace(namespace),
-        ))
-        .cache("items", Policy::new().tier(Tier::Hybrid))
-        .resilience(
-            Resilience::new()
-                .timeout(Duration::from_secs(2))
-                .failure_threshold(1_000),
-        )
-        .build();
-    tests::backplane_subscribed(&a).await;
+    let a = instance_that_cannot_publish(namespace).await;
     let b = instance(namespace, Policy::new().l1_ttl(Duration::from_millis(100))).await;
 
     assert_eq!(b.scope(quote(1)).await.unwrap(), "quote 1 v1");
@@ -480,6 +486,57 @@ async fn a_stale_copy_from_redis_lives_no_longer_than_the_l1_ttl() {
     assert_eq!(
         b.scope(quote(1)).await.unwrap(),
         "quote 1 v2",
+        "past the L1 TTL B reads Redis, which holds A's value"
+    );
+}
+
+static FS_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cache_core::cached(cache = "items", key = "fsq:{id}", ttl = "300ms", fail_safe = "1m")]
+async fn fsq(id: u64) -> Result<String, String> {
+    if FS_FAILS.load(Ordering::SeqCst) {
+        return Err("the data source is down".to_owned());
+    }
+    Ok(format!("fsq {id} v1"))
+}
+
+/// The fail-safe copy an instance keeps after its body failed (the old value, fresh for the
+/// throttle, 30 s by default) is an L1 copy too: in a hybrid cache it lives no longer than the L1
+/// TTL, so past it the instance reads Redis, which may hold a newer value whose message never
+/// arrived, before trying its body again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_safe_copy_lives_no_longer_than_the_l1_ttl() {
+    let namespace = "fs-copy-l1";
+    let a = instance_that_cannot_publish(namespace).await;
+    let b = instance(namespace, Policy::new().l1_ttl(Duration::from_millis(100))).await;
+
+    assert_eq!(b.scope(fsq(1)).await.unwrap(), "fsq 1 v1");
+    // Past the TTL (Redis keeps the value for its stale window), and the source goes down.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    FS_FAILS.store(true, Ordering::SeqCst);
+    assert_eq!(
+        b.scope(fsq(1)).await.unwrap(),
+        "fsq 1 v1",
+        "B serves its fail-safe value"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.cache("items").stats().body_failures == 0 {
+        assert!(Instant::now() < deadline, "B's refresh never ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A writes a newer value; its announcement fails.
+    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
+    a.cache("items").set("fsq:1", "fsq 1 v2".to_owned()).await;
+    assert!(
+        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
+        "A's PUBLISH was refused"
+    );
+    // Past B's L1 TTL.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.scope(fsq(1)).await.unwrap(),
+        "fsq 1 v2",
         "past the L1 TTL B reads Redis, which holds A's value"
     );
 }
