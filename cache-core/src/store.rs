@@ -139,16 +139,26 @@ impl Store {
         if !self.tier.uses_memory() {
             return true;
         }
-        if let Some(l1) = self.l1_cap()
-            && opts.ttl.or(self.policy.ttl).is_none_or(|ttl| l1 < ttl)
-        {
-            // The copy ends before the value does: past the L1 TTL the value is still fresh in
-            // Redis, where the next read finds it. So the copy is a plain one, neither kept for a
-            // stale window (which served it as stale and ran the body) nor refreshed ahead of
-            // the L1 TTL; Redis keeps the value for those windows of its own TTL.
-            opts.ttl = Some(l1);
-            opts.keep_ms = 0;
-            opts.refresh = crate::RefreshAhead::Off;
+        if let Some(l1) = self.l1_cap() {
+            match opts.ttl.or(self.policy.ttl) {
+                Some(ttl) if ttl <= l1 => {
+                    // The copy may serve its stale and fail-safe windows from memory, but like
+                    // any copy only until the L1 TTL: past it the next read goes to Redis, which
+                    // may hold a newer value whose message was lost.
+                    let left = l1.saturating_sub(ttl).as_millis() as u64;
+                    opts.keep_ms = opts.keep_ms.min(left);
+                }
+                _ => {
+                    // The copy ends before the value does: past the L1 TTL the value is still
+                    // fresh in Redis, where the next read finds it. So the copy is a plain one,
+                    // neither kept for a stale window (which served it as stale and ran the body)
+                    // nor refreshed ahead of the L1 TTL; Redis keeps the value for those windows
+                    // of its own TTL.
+                    opts.ttl = Some(l1);
+                    opts.keep_ms = 0;
+                    opts.refresh = crate::RefreshAhead::Off;
+                }
+            }
         }
         self.memory.insert(key, hash, value, opts)
     }

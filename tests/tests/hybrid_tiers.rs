@@ -540,3 +540,50 @@ async fn a_fail_safe_copy_lives_no_longer_than_the_l1_ttl() {
         "past the L1 TTL B reads Redis, which holds A's value"
     );
 }
+
+static PAGE_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cache_core::cached(cache = "items", key = "page:{id}", ttl = "300ms", stale = "1m")]
+async fn page(id: u64) -> Result<String, String> {
+    if PAGE_FAILS.load(Ordering::SeqCst) {
+        return Err("the data source is down".to_owned());
+    }
+    Ok(format!("page {id} v1"))
+}
+
+/// With an L1 TTL longer than the entry's TTL, the memory copy keeps its stale window (it serves
+/// stale-while-revalidate from memory), but only until the L1 TTL: past it the instance reads
+/// Redis, which may hold a newer value whose message never arrived, rather than serving its old
+/// copy for the whole stale window each time its refresh fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_kept_past_its_ttl_lives_no_longer_than_the_l1_ttl() {
+    let namespace = "kept-copy-l1";
+    let a = instance_that_cannot_publish(namespace).await;
+    let b = instance(namespace, Policy::new().l1_ttl(Duration::from_secs(1))).await;
+
+    assert_eq!(b.scope(page(1)).await.unwrap(), "page 1 v1");
+    // Past the TTL, within the L1 TTL, and the source goes down: B serves its copy stale.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    PAGE_FAILS.store(true, Ordering::SeqCst);
+    assert_eq!(b.scope(page(1)).await.unwrap(), "page 1 v1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.cache("items").stats().body_failures == 0 {
+        assert!(Instant::now() < deadline, "B's refresh never ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A writes a newer value; its announcement fails.
+    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
+    a.cache("items").set("page:1", "page 1 v2".to_owned()).await;
+    assert!(
+        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
+        "A's PUBLISH was refused"
+    );
+    // Past B's L1 TTL, counted from when B stored its copy.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        b.scope(page(1)).await.unwrap(),
+        "page 1 v2",
+        "past the L1 TTL B reads Redis, which holds A's value"
+    );
+}
