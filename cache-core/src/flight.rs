@@ -1330,10 +1330,12 @@ async fn lead<R, J: Job<R>>(
             // A body asking for its own key: the lock is its own outer call's.
             LockWait::Proceed
         } else {
-            Box::pin(store.lock_or_wait(key.as_str(), codec, limit)).await
+            Box::pin(store.lock_or_wait(key.as_str(), (hash, &opts.tags), codec, limit)).await
         };
         match wait {
-            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
+            LockWait::Appeared(hit, epoch) => {
+                return At { epoch, ..at }.promote(&opts, job.strategy(), hit, &mut guard);
+            }
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed => {}
             LockWait::GaveUp => {
@@ -1718,10 +1720,12 @@ fn lead_blocking<R, J: SyncJob<R>>(
         let wait = if computing::contains(store_id(store), hash) {
             LockWait::Proceed
         } else {
-            lock_or_wait_blocking(store, key, codec)
+            lock_or_wait_blocking(store, key, (hash, &opts.tags), codec)
         };
         match wait {
-            LockWait::Appeared(hit) => return at.promote(&opts, job.strategy(), hit, &mut guard),
+            LockWait::Appeared(hit, epoch) => {
+                return At { epoch, ..at }.promote(&opts, job.strategy(), hit, &mut guard);
+            }
             LockWait::Acquired(held) => lock = Some(held),
             LockWait::Proceed | LockWait::GaveUp => {}
         }
@@ -1767,12 +1771,14 @@ fn lead_blocking<R, J: SyncJob<R>>(
 fn lock_or_wait_blocking<T: Send + Sync + 'static>(
     store: &Arc<Store>,
     key: &KeyBuf,
+    (hash, tags): (u64, &[Arc<str>]),
     codec: &Codec<T>,
 ) -> LockWait<T> {
     let store = store.clone();
     let key = key.as_str().to_owned();
+    let tags = tags.to_vec();
     let codec = *codec;
-    run_blocking(async move { store.lock_or_wait(&key, &codec, None).await })
+    run_blocking(async move { store.lock_or_wait(&key, (hash, &tags), &codec, None).await })
         .unwrap_or(LockWait::Proceed)
 }
 

@@ -587,3 +587,67 @@ async fn a_copy_kept_past_its_ttl_lives_no_longer_than_the_l1_ttl() {
         "past the L1 TTL B reads Redis, which holds A's value"
     );
 }
+
+/// An instance that waited for another's value (the distributed lock) keeps it in memory like
+/// any L2 hit: the holder's announcement of its write, which arrives during the wait, is not an
+/// invalidation of a value read after it. (It was taken for one, so every waiting instance
+/// returned the value without storing it, and read Redis again on its next call.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_waited_for_on_another_instance_is_kept_in_memory() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    let a = instance("lock-wait-kept", Policy::new().ttl_secs(60)).await;
+    let b = instance("lock-wait-kept", Policy::new().ttl_secs(60)).await;
+    let (ca, cb) = (a.cache("items"), b.cache("items"));
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let runs = Arc::new(AtomicU64::new(0));
+
+    let holder = tokio::spawn({
+        let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
+        async move {
+            ca.get_or_insert_with("k", || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                started.notify_one();
+                release.notified().await;
+                "A's value".to_owned()
+            })
+            .await
+        }
+    });
+    // A holds the lock once its body runs.
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("A's body started");
+    let waiter = tokio::spawn({
+        let (cb, runs) = (cb.clone(), runs.clone());
+        async move {
+            cb.get_or_insert_with("k", || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                "B's value".to_owned()
+            })
+            .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cb.stats().remote.unwrap_or_default().lock_waits == 0 {
+        assert!(Instant::now() < deadline, "B never waited for A's lock");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    release.notify_one();
+    assert_eq!(holder.await.unwrap(), "A's value");
+    assert_eq!(waiter.await.unwrap(), "A's value", "B got A's value");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "only A's body ran");
+
+    assert_eq!(cb.len(), 1, "B keeps the value it waited for");
+    let remote_hits = cb.stats().remote.unwrap_or_default().hits;
+    let again: String = cb
+        .get_or_insert_with("k", || async { unreachable!() })
+        .await;
+    assert_eq!(again, "A's value");
+    assert_eq!(
+        cb.stats().remote.unwrap_or_default().hits,
+        remote_hits,
+        "B's next call is a memory hit, not another Redis read"
+    );
+}

@@ -140,8 +140,9 @@ pub enum LockAttempt {
 pub(crate) enum LockWait<T> {
     /// This instance holds the lock: compute, write the value, then drop the guard.
     Acquired(FlightLock),
-    /// Another instance's value appeared while waiting: use it as an L2 hit.
-    Appeared(RemoteHit<T>),
+    /// Another instance's value appeared while waiting: use it as an L2 hit, stored against the
+    /// invalidation epoch noted just before the read that found it.
+    Appeared(RemoteHit<T>, u64),
     /// Compute without the lock: no remote tier or no locks, the remote tier is failing, or the
     /// bounded wait ran out.
     Proceed,
@@ -214,6 +215,7 @@ impl Store {
     pub(crate) async fn lock_or_wait<T>(
         &self,
         key: &str,
+        (hash, tags): (u64, &[Arc<str>]),
         codec: &Codec<T>,
         limit: Option<Duration>,
     ) -> LockWait<T> {
@@ -242,8 +244,9 @@ impl Store {
                     // never runs for a value that is already there. (Dropping `lock` releases it.)
                     // If that read fails, the body runs, still under the lock, so that other
                     // instances that reach the backend keep waiting for this value.
-                    if let Ok(Some(hit)) = self.poll_remote(key, codec).await {
-                        return LockWait::Appeared(hit);
+                    if let Ok(Some((hit, epoch))) = self.poll_noted(key, (hash, tags), codec).await
+                    {
+                        return LockWait::Appeared(hit, epoch);
                     }
                     remote.counters.lock_acquired.incr();
                     return LockWait::Acquired(lock);
@@ -280,12 +283,27 @@ impl Store {
             // when the wait is at least the lock's TTL.
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(MAX_POLL);
-            match self.poll_remote(key, codec).await {
-                Ok(Some(hit)) => return LockWait::Appeared(hit),
+            match self.poll_noted(key, (hash, tags), codec).await {
+                Ok(Some((hit, epoch))) => return LockWait::Appeared(hit, epoch),
                 Ok(None) => {}
                 Err(()) => return LockWait::Proceed,
             }
         }
+    }
+
+    /// One look at L2 for a waited-for value, with the invalidation epoch noted just before it,
+    /// as a leader notes its own before its first read: an invalidation that overlaps the read
+    /// keeps the value out of memory, one that came before it does not. The wait began before
+    /// the value was written, and the holder announces its write, which moves this instance's
+    /// epoch: against the leader's first note every value that appeared would be refused.
+    async fn poll_noted<T>(
+        &self,
+        key: &str,
+        (hash, tags): (u64, &[Arc<str>]),
+        codec: &Codec<T>,
+    ) -> Result<Option<(RemoteHit<T>, u64)>, ()> {
+        let epoch = self.memory.epochs.snapshot(hash, tags);
+        Ok(self.poll_remote(key, codec).await?.map(|hit| (hit, epoch)))
     }
 }
 
