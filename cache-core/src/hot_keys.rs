@@ -145,6 +145,7 @@ impl CacheManager {
             let Ok(keys) = rmp_serde::from_slice::<Vec<String>>(&list) else {
                 continue;
             };
+            let mut loaded_here = 0;
             for key in keys {
                 let hash = crate::key::lookup_hash(key.as_bytes());
                 // Which tags the value carries is not known here: it goes with every tag
@@ -171,9 +172,11 @@ impl CacheManager {
                         ..Default::default()
                     },
                 );
-                loaded += usize::from(stored);
+                loaded_here += usize::from(stored);
             }
-            tracing::info!(cache = %store.name, loaded, "preloaded hot keys from the remote tier");
+            // Per cache: the running total made every cache after the first look fuller.
+            tracing::info!(cache = %store.name, loaded = loaded_here, "preloaded hot keys from the remote tier");
+            loaded += loaded_here;
         }
         loaded
     }
