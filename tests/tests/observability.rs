@@ -105,18 +105,24 @@ fn prometheus_text_has_every_family_once() {
     }
 }
 
-#[test]
-fn the_first_window_counts_from_when_it_opens() {
+/// A manager on a manual clock, checking `rules`.
+fn alerting(rules: AlertRules) -> (Clock, CacheManager) {
     let clock = Clock::manual();
     let m = CacheManager::builder()
         .clock(clock.clone())
-        .alerts(
-            AlertRules::new()
-                .window(Duration::from_secs(60))
-                .min_hit_rate(0.9)
-                .min_lookups(3),
-        )
+        .alerts(rules)
         .build();
+    (clock, m)
+}
+
+#[test]
+fn the_first_window_counts_from_when_it_opens() {
+    let (clock, m) = alerting(
+        AlertRules::new()
+            .window(Duration::from_secs(60))
+            .min_hit_rate(0.9)
+            .min_lookups(3),
+    );
     let c = m.cache("warm");
     // Misses before the first check (start-up) belong to no window.
     for _ in 0..5 {
@@ -647,16 +653,12 @@ async fn reset_stats_zeroes_the_remote_tiers_counters_too() {
 
 #[test]
 fn a_reset_in_the_middle_of_a_window_does_not_hide_that_windows_lookups() {
-    let clock = Clock::manual();
-    let m = CacheManager::builder()
-        .clock(clock.clone())
-        .alerts(
-            AlertRules::new()
-                .window(Duration::from_secs(60))
-                .min_hit_rate(0.5)
-                .min_lookups(100),
-        )
-        .build();
+    let (clock, m) = alerting(
+        AlertRules::new()
+            .window(Duration::from_secs(60))
+            .min_hit_rate(0.5)
+            .min_lookups(100),
+    );
     let c = m.cache("reset");
     for _ in 0..200 {
         c.blocking().get::<u32>("absent");
@@ -681,17 +683,13 @@ fn a_reset_in_the_middle_of_a_window_does_not_hide_that_windows_lookups() {
 
 #[test]
 fn a_window_too_long_for_u64_milliseconds_never_ends() {
-    let clock = Clock::manual();
-    let m = CacheManager::builder()
-        .clock(clock.clone())
-        // 2^62 s: its milliseconds are a multiple of 2^64, so a plain cast made it 0.
-        .alerts(
-            AlertRules::new()
-                .window(Duration::from_secs(1 << 62))
-                .min_hit_rate(0.5)
-                .min_lookups(1),
-        )
-        .build();
+    // 2^62 s: its milliseconds are a multiple of 2^64, so a plain cast made it 0.
+    let (clock, m) = alerting(
+        AlertRules::new()
+            .window(Duration::from_secs(1 << 62))
+            .min_hit_rate(0.5)
+            .min_lookups(1),
+    );
     assert!(m.check_alerts().is_empty(), "the window opens");
     m.cache("cold").blocking().get::<u32>("absent");
     clock.advance(Duration::from_secs(3600));
