@@ -436,6 +436,27 @@ async fn instance_that_cannot_publish(namespace: &str) -> CacheManager {
     manager
 }
 
+/// Waits (bounded) until `m`'s cache "items" has seen a body fail: the background refresh a stale
+/// read started has ended.
+async fn until_a_body_failed(m: &CacheManager) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.cache("items").stats().body_failures == 0 {
+        assert!(Instant::now() < deadline, "the refresh never ended");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `a` writes a newer value under `key`; the value lands in Redis but its announcement is
+/// refused (`a` is an [`instance_that_cannot_publish`]).
+async fn set_unannounced(a: &CacheManager, key: &str, value: &str) {
+    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
+    a.cache("items").set(key, value.to_owned()).await;
+    assert!(
+        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
+        "A's PUBLISH was refused"
+    );
+}
+
 static QUOTE_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cache_core::cached(cache = "items", key = "quote:{id}", ttl = "300ms", stale = "1m")]
@@ -466,21 +487,9 @@ async fn a_stale_copy_from_redis_lives_no_longer_than_the_l1_ttl() {
         "quote 1 v1",
         "B serves the stale value from Redis"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.cache("items").stats().body_failures == 0 {
-        assert!(Instant::now() < deadline, "B's refresh never ended");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_a_body_failed(&b).await;
 
-    // A writes a newer value; its announcement fails.
-    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
-    a.cache("items")
-        .set("quote:1", "quote 1 v2".to_owned())
-        .await;
-    assert!(
-        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
-        "A's PUBLISH was refused"
-    );
+    set_unannounced(&a, "quote:1", "quote 1 v2").await;
     // Past B's L1 TTL.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -519,19 +528,9 @@ async fn a_fail_safe_copy_lives_no_longer_than_the_l1_ttl() {
         "fsq 1 v1",
         "B serves its fail-safe value"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.cache("items").stats().body_failures == 0 {
-        assert!(Instant::now() < deadline, "B's refresh never ended");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_a_body_failed(&b).await;
 
-    // A writes a newer value; its announcement fails.
-    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
-    a.cache("items").set("fsq:1", "fsq 1 v2".to_owned()).await;
-    assert!(
-        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
-        "A's PUBLISH was refused"
-    );
+    set_unannounced(&a, "fsq:1", "fsq 1 v2").await;
     // Past B's L1 TTL.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -566,19 +565,9 @@ async fn a_copy_kept_past_its_ttl_lives_no_longer_than_the_l1_ttl() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     PAGE_FAILS.store(true, Ordering::SeqCst);
     assert_eq!(b.scope(page(1)).await.unwrap(), "page 1 v1");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.cache("items").stats().body_failures == 0 {
-        assert!(Instant::now() < deadline, "B's refresh never ended");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_a_body_failed(&b).await;
 
-    // A writes a newer value; its announcement fails.
-    let errors = a.cache("items").stats().remote.unwrap_or_default().errors;
-    a.cache("items").set("page:1", "page 1 v2".to_owned()).await;
-    assert!(
-        a.cache("items").stats().remote.unwrap_or_default().errors > errors,
-        "A's PUBLISH was refused"
-    );
+    set_unannounced(&a, "page:1", "page 1 v2").await;
     // Past B's L1 TTL, counted from when B stored its copy.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
