@@ -103,6 +103,55 @@ struct State {
     failed: AtomicU64,
     delayed: AtomicU64,
     hung: AtomicU64,
+    /// The next `get`'s answer to hold back, armed by [`Faults::hold_next_get`].
+    hold: Mutex<Option<HeldGet>>,
+}
+
+/// The next `get` of a [`FaultyBackend`]'s tiers, held back after the backend answered it and
+/// before its caller has the answer: the window in which a race with a write or an invalidation
+/// is decided. Made by [`Faults::hold_next_get`].
+///
+/// ```
+/// use cache_core::testing::{FaultyBackend, MemoryBackend};
+/// use cache_core::RemoteBackend;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let backend = FaultyBackend::new(MemoryBackend::new());
+/// let tier = backend.tier("users");
+/// tier.set("user:1", b"old".to_vec(), None, &[]).await.unwrap();
+/// let held = backend.faults().hold_next_get();
+/// let read = tokio::spawn({
+///     let tier = tier.clone();
+///     async move { tier.get("user:1").await }
+/// });
+/// held.reached().await; // the backend has answered "old"...
+/// tier.set("user:1", b"new".to_vec(), None, &[]).await.unwrap(); // ...then it changes
+/// held.release();
+/// assert_eq!(read.await.unwrap(), Ok(Some(b"old".to_vec())));
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct HeldGet {
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl HeldGet {
+    /// Waits until the held `get` has its answer from the wrapped backend.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held `get` return its answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    /// Run by the held `get` once it has its answer.
+    async fn hold(&self) {
+        self.reached.notify_one();
+        self.release.notified().await;
+    }
 }
 
 impl fmt::Debug for Faults {
@@ -171,6 +220,19 @@ impl Faults {
             delayed: self.state.delayed.load(Ordering::Relaxed),
             hung: self.state.hung.load(Ordering::Relaxed),
         }
+    }
+
+    /// Holds back the answer of the next `get` (of any of the backend's tiers): it reaches the
+    /// wrapped backend as usual, then waits, its answer in hand, until [`HeldGet::release`]. Use
+    /// it to put a write or an invalidation exactly between a read and its answer. Independent of
+    /// the [`Fault`] in force.
+    pub fn hold_next_get(&self) -> HeldGet {
+        let held = HeldGet {
+            reached: Arc::new(tokio::sync::Notify::new()),
+            release: Arc::new(tokio::sync::Notify::new()),
+        };
+        *self.state.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(held.clone());
+        held
     }
 
     /// A uniform draw in [0, 1) from the seeded generator.
@@ -309,6 +371,7 @@ impl FaultyBackend {
                     failed: AtomicU64::new(0),
                     delayed: AtomicU64::new(0),
                     hung: AtomicU64::new(0),
+                    hold: Mutex::new(None),
                 }),
             },
         }
@@ -408,7 +471,16 @@ struct FaultyTier {
 
 impl RemoteTier for FaultyTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, RemoteError>> {
-        Box::pin(self.faults.apply(self.inner.get(key)))
+        Box::pin(async move {
+            let answer = self.faults.apply(self.inner.get(key)).await;
+            let held = (self.faults.state.hold.lock())
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(held) = held {
+                held.hold().await;
+            }
+            answer
+        })
     }
 
     fn set<'a>(

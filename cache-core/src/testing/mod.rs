@@ -29,6 +29,6 @@ mod instances;
 mod memory_backend;
 
 pub use clock::TestClock;
-pub use faulty::{Fault, FaultCounts, Faults, FaultyBackend};
+pub use faulty::{Fault, FaultCounts, Faults, FaultyBackend, HeldGet};
 pub use instances::{SharedBackend, instances};
 pub use memory_backend::MemoryBackend;
