@@ -189,6 +189,21 @@ impl RedisBackend {
     pub fn tag_key(&self, tag: &str) -> String {
         self.shared.layout.tag_key(tag)
     }
+
+    /// The pub/sub channel of this backend's backplane (for `redis-cli SUBSCRIBE` and ACLs).
+    /// Pub/sub ignores the database number, so a database other than 0 is part of the name.
+    ///
+    /// ```
+    /// use cache_redis::{RedisBackend, RedisConfig};
+    ///
+    /// let shop = RedisBackend::new(RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop"));
+    /// assert_eq!(shop.backplane_channel(), "shop:backplane");
+    /// let on_db_2 = RedisConfig::standalone("redis://127.0.0.1:1/2").namespace("shop");
+    /// assert_eq!(RedisBackend::new(on_db_2).backplane_channel(), "shop:backplane:db2");
+    /// ```
+    pub fn backplane_channel(&self) -> String {
+        crate::backplane::channel(&self.shared.config.namespace, self.shared.config.database())
+    }
 }
 
 impl fmt::Debug for RedisBackend {

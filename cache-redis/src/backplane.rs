@@ -1,7 +1,8 @@
 //! [`RedisBackplane`]: cache-core's backplane on Redis pub/sub.
 //!
-//! One channel per namespace, `{namespace}:backplane` (the namespace written as in keys, so two
-//! namespaces never share a channel). Messages are published with `PUBLISH` on the backend's
+//! One channel per namespace and database, `{namespace}:backplane` (`{namespace}:backplane:db{N}`
+//! on a database other than 0; the namespace written as in keys, so two namespaces never share a
+//! channel). Messages are published with `PUBLISH` on the backend's
 //! ordinary connection(s); the subscription has a dedicated connection of its own, since a
 //! subscribed connection can issue nothing else.
 //!
@@ -39,9 +40,16 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long an idle subscription goes before it is checked with `PING`.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(1);
 
-/// The Redis channel of a namespace's backplane.
-pub(crate) fn channel(namespace: &str) -> String {
-    format!("{}:backplane", segment(namespace))
+/// The Redis channel of a namespace's backplane on logical database `db`.
+///
+/// Redis pub/sub ignores the database number (a message published while `SELECT`ed to 1
+/// reaches subscribers on every database), so two deployments sharing a server on different
+/// databases would otherwise empty each other's memory tiers. Database 0 keeps the plain name.
+pub(crate) fn channel(namespace: &str, db: i64) -> String {
+    match db {
+        0 => format!("{}:backplane", segment(namespace)),
+        db => format!("{}:backplane:db{db}", segment(namespace)),
+    }
 }
 
 /// cache-core's [`Backplane`] on Redis pub/sub; what
@@ -112,7 +120,7 @@ impl RedisBackplane {
             })
             .collect();
         let subscriber = Arc::new(SubscriberConfig {
-            channel: channel(&config.namespace),
+            channel: channel(&config.namespace, config.database()),
             nodes,
             cluster: config.is_cluster(),
             connect_timeout: config.connect_timeout,
@@ -120,11 +128,6 @@ impl RedisBackplane {
             secrets,
         });
         RedisBackplane { shared, subscriber }
-    }
-
-    /// The channel messages go through.
-    pub fn channel(&self) -> &str {
-        &self.subscriber.channel
     }
 }
 
@@ -453,7 +456,10 @@ mod tests {
 
     #[test]
     fn one_channel_per_namespace_written_like_keys() {
-        assert_eq!(channel("shop"), "shop:backplane");
-        assert_eq!(channel("a:b"), "a%3Ab:backplane");
+        assert_eq!(channel("shop", 0), "shop:backplane");
+        assert_eq!(channel("a:b", 0), "a%3Ab:backplane");
+        // Pub/sub is server-wide: each database gets its own channel.
+        assert_eq!(channel("shop", 3), "shop:backplane:db3");
+        assert_ne!(channel("shop:backplane:db3", 0), channel("shop", 3));
     }
 }

@@ -257,6 +257,16 @@ impl RedisConfig {
     }
 
     /// The configured URLs, as given (with passwords).
+    /// The logical database of a standalone URL (`/N`); 0 on a cluster, which has only that
+    /// one, and for a URL that does not parse (it connects nowhere anyway).
+    pub(crate) fn database(&self) -> i64 {
+        match &self.mode {
+            Mode::Standalone(url) => redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_or(0, |info| info.redis_settings().db()),
+            Mode::Cluster(_) => 0,
+        }
+    }
+
     pub(crate) fn urls(&self) -> Vec<&str> {
         match &self.mode {
             Mode::Standalone(url) => vec![url.as_str()],

@@ -640,3 +640,36 @@ async fn a_value_waited_for_on_another_instance_is_kept_in_memory() {
         "B's next call is a memory hit, not another Redis read"
     );
 }
+
+#[tokio::test]
+async fn deployments_on_different_databases_do_not_hear_each_other() {
+    // Redis pub/sub ignores the database number: without it in the channel name, an instance
+    // on database 0 emptied the memory tiers of a deployment on database 1 of the same server.
+    let on_db = |db: u8| {
+        let url = format!("{}/{db}", server().url());
+        async move {
+            let manager = CacheManager::builder()
+                .remote(RedisBackend::new(
+                    RedisConfig::standalone(url).namespace("tiers-databases"),
+                ))
+                .cache("items", Policy::new().ttl_secs(60).tier(Tier::Hybrid))
+                .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+                .build();
+            tests::backplane_subscribed(&manager).await;
+            manager
+        }
+    };
+    let (zero, one, one_again) = (on_db(0).await, on_db(1).await, on_db(1).await);
+
+    // Database 0 announces a delete, then database 1 announces one. Had they shared a
+    // channel, the subscriber on database 1 would get both, in that order.
+    zero.cache("items").delete("k").await;
+    one_again.cache("items").delete("k").await;
+    backplane_reaches(&one, |s| s.applied >= 1).await;
+    let heard = one.backplane_stats().unwrap();
+    assert_eq!(
+        (heard.applied, heard.foreign),
+        (1, 0),
+        "database 1 heard only database 1"
+    );
+}
