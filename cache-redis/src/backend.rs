@@ -256,10 +256,12 @@ impl Shared {
     }
 
     async fn ping(&self) -> Result<Duration, RemoteError> {
-        // Connect first, so the measured time is one round trip.
-        self.conn.handle().await?;
+        // Connect first, so the measured time is one round trip; and PING on that same
+        // connection, since with several per server the next `query` takes the next one,
+        // which may still have to connect.
+        let handle = self.conn.handle().await?;
         let started = Instant::now();
-        let _: String = self.conn.query(&redis::cmd("PING")).await?;
+        let _: String = self.conn.query_on(&handle, &redis::cmd("PING")).await?;
         Ok(started.elapsed())
     }
 }

@@ -430,9 +430,18 @@ impl Conn {
     /// Runs one command.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RemoteError> {
         let handle = self.handle().await?;
+        self.query_on(&handle, cmd).await
+    }
+
+    /// Runs one command on a connection already taken with [`handle`](Self::handle).
+    pub(crate) async fn query_on<T: FromRedisValue>(
+        &self,
+        handle: &Handle,
+        cmd: &Cmd,
+    ) -> Result<T, RemoteError> {
         match handle.link.clone() {
-            Link::Standalone(mut c) => self.on(&handle, cmd.query_async(&mut c)).await,
-            Link::Cluster(mut c) => self.on(&handle, cmd.query_async(&mut c)).await,
+            Link::Standalone(mut c) => self.on(handle, cmd.query_async(&mut c)).await,
+            Link::Cluster(mut c) => self.on(handle, cmd.query_async(&mut c)).await,
         }
     }
 

@@ -475,6 +475,26 @@ async fn ping_measures_a_round_trip_and_describe_names_the_server() {
     );
 }
 
+#[tokio::test]
+async fn ping_with_a_pool_times_the_connection_it_made() {
+    // With several connections per server, PING used to go to the next one in turn, which had
+    // still to connect: the "round trip" included a TCP (and TLS, AUTH) handshake.
+    let own = RedisServer::start();
+    let connections = || -> u64 {
+        let info = own.cli(&["INFO", "stats"]);
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .expect("INFO stats names the connections received");
+        line.trim().parse().unwrap()
+    };
+    let before = connections();
+    let b = RedisBackend::new(RedisConfig::standalone(own.url()).pool_size(4));
+    bounded(b.ping()).await.unwrap();
+    // `cli` itself is one connection, counted by the next INFO.
+    assert_eq!(connections() - before, 1 + 1, "ping connected once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_spreads_concurrent_operations() {
     let b = Arc::new(RedisBackend::new(
