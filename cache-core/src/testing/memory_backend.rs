@@ -31,7 +31,10 @@ use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteErro
 ///   serving and refresh on the memory tier, or seed expired envelopes
 ///   ([`put_raw`](Self::put_raw));
 /// - keys are matched by pattern as they are, where the Redis tier stores keys longer than its
-///   `max_key_bytes` or holding control characters under a hash that no pattern reaches.
+///   `max_key_bytes` or holding control characters under a hash that no pattern reaches;
+/// - a tag forgets the values that are gone (expired or deleted) now and then, where a Redis tag
+///   set keeps their names until the set expires: a key written again without the tag may
+///   still go with the tag's next invalidation there, and not here.
 ///
 /// # Examples
 ///
@@ -68,6 +71,28 @@ struct Data {
     /// `(cache, key)` → the token holding its single-flight lock, until when. Apart from the
     /// values, as in Redis, so patterns and clears never see them.
     locks: HashMap<(String, String), (LockToken, Instant)>,
+    /// Values and locks held after the last [`purge`](Data::purge).
+    after_purge: usize,
+}
+
+impl Data {
+    /// Forgets what Redis would no longer hold: values and locks past their TTL (Redis expires
+    /// them; here they stayed, every distinct key a test ever wrote), and tag records of values
+    /// that are gone. Runs once the values and locks have doubled since the last purge, so its
+    /// cost stays in proportion to the writes.
+    fn purge(&mut self, now: Instant) {
+        if self.values.len() + self.locks.len() < 2 * self.after_purge + 1024 {
+            return;
+        }
+        self.values.retain(|_, v| v.live(now));
+        self.locks.retain(|_, (_, until)| *until > now);
+        let values = &self.values;
+        self.tags.retain(|_, members| {
+            members.retain(|id| values.contains_key(id));
+            !members.is_empty()
+        });
+        self.after_purge = self.values.len() + self.locks.len();
+    }
 }
 
 struct Stored {
@@ -279,6 +304,7 @@ impl RemoteTier for MemoryTier {
         Box::pin(async move {
             let id = self.id(key);
             let mut data = self.backend.data();
+            data.purge(Instant::now());
             for tag in tags {
                 data.tags
                     .entry(tag.to_string())
@@ -341,6 +367,7 @@ impl RemoteTier for MemoryTier {
         Box::pin(async move {
             let now = Instant::now();
             let mut data = self.backend.data();
+            data.purge(now);
             let lock = data.locks.entry(self.id(key));
             match lock {
                 std::collections::hash_map::Entry::Occupied(mut held) => {
@@ -447,6 +474,42 @@ mod tests {
         assert_eq!(
             tier.try_lock("k", other, hold).await,
             Ok(LockAttempt::Acquired)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_redis_expires_does_not_pile_up() {
+        // Values and locks past their TTL, and the tag records of values gone, were kept for
+        // ever: a long test writing distinct keys held every one it ever wrote, where Redis
+        // holds the live ones.
+        let backend = MemoryBackend::new();
+        let tier = backend.tier("c");
+        let ttl = Duration::from_secs(1);
+        for i in 0..100_000u32 {
+            let key = format!("k{i}");
+            let tags = [Arc::from("all"), Arc::from(format!("t{i}"))];
+            tier.set(&key, vec![1], Some(ttl), &tags).await.unwrap();
+            let token = LockToken::random();
+            assert_eq!(
+                tier.try_lock(&key, token, ttl).await,
+                Ok(LockAttempt::Acquired)
+            );
+            if i % 1_000 == 999 {
+                // The last 1,000 keys expire: at most 1,000 are ever live.
+                tokio::time::advance(ttl).await;
+            }
+        }
+        let data = backend.data();
+        let members: usize = data.tags.values().map(HashSet::len).sum();
+        let held = (
+            data.values.len(),
+            data.locks.len(),
+            data.tags.len(),
+            members,
+        );
+        assert!(
+            held.0 <= 8_000 && held.1 <= 8_000 && held.2 <= 8_000 && held.3 <= 16_000,
+            "(values, locks, tags, tag members) held for at most 1,000 live keys: {held:?}"
         );
     }
 }
