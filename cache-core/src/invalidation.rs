@@ -1,7 +1,8 @@
 //! Invalidation entry points of a [`CacheManager`]: by key, tag, pattern, named cache, event, or
 //! everything. Each acts on every tier of the caches it names; remote failures are logged and
 //! counted, never returned (the memory tier is always cleaned, and a remote entry that survives an
-//! outage still expires by its TTL). Counts are of entries removed from memory.
+//! outage still expires by its TTL). Counts are of entries removed from memory. A named cache
+//! that does not exist here is not created, unless it has a remote tier to clean.
 
 use crate::events::{Action, Event, EventArgs, EventError};
 use crate::key::{Glob, lookup_hash};
@@ -24,10 +25,13 @@ impl CacheManager {
     /// # });
     /// ```
     pub async fn invalidate_key(&self, cache: &str, key: &str) -> bool {
-        self.store(cache)
-            .remove(key, lookup_hash(key.as_bytes()))
-            .await
-            .anywhere()
+        match self.store_to_invalidate(cache) {
+            Some(store) => store
+                .remove(key, lookup_hash(key.as_bytes()))
+                .await
+                .anywhere(),
+            None => false,
+        }
     }
 
     /// Removes every entry, in every cache, tagged `tag`. Returns how many left memory.
@@ -83,7 +87,10 @@ impl CacheManager {
     /// # });
     /// ```
     pub async fn invalidate_pattern(&self, cache: &str, pattern: &str) -> usize {
-        self.cache(cache).invalidate_pattern(pattern).await
+        match self.store_to_invalidate(cache) {
+            Some(store) => Cache::from_store(store).invalidate_pattern(pattern).await,
+            None => 0,
+        }
     }
 
     /// Empties a named cache, in every tier. Returns how many entries left memory.
@@ -98,7 +105,10 @@ impl CacheManager {
     /// # });
     /// ```
     pub async fn invalidate_cache(&self, cache: &str) -> usize {
-        self.cache(cache).clear().await
+        match self.store_to_invalidate(cache) {
+            Some(store) => Cache::from_store(store).clear().await,
+            None => 0,
+        }
     }
 
     /// Empties every cache, and the backend's whole namespace. Returns how many entries left
@@ -166,12 +176,15 @@ impl CacheManager {
             removed += match action {
                 // Counted as the other actions are: whether it left memory (`invalidate_key`
                 // also says whether the remote tier held it).
-                Action::Key { cache, key } => usize::from(
-                    self.store(&cache)
-                        .remove(&key, lookup_hash(key.as_bytes()))
-                        .await
-                        .from_memory,
-                ),
+                Action::Key { cache, key } => match self.store_to_invalidate(&cache) {
+                    Some(store) => usize::from(
+                        store
+                            .remove(&key, lookup_hash(key.as_bytes()))
+                            .await
+                            .from_memory,
+                    ),
+                    None => 0,
+                },
                 Action::Pattern { cache, pattern } => {
                     self.invalidate_pattern(&cache, &pattern).await
                 }

@@ -431,6 +431,26 @@ impl CacheManager {
             .clone()
     }
 
+    /// The store an invalidation of the cache `name` acts on: the cache if it exists here, else
+    /// a new one only if it has a remote tier, which another instance or an earlier process may
+    /// have filled. A memory-only cache that does not exist holds nothing to remove; creating one
+    /// for each name (about 80 KiB of counters, hot-key sketch and maps) let invalidations of
+    /// names that are never used grow the manager without bound.
+    pub(crate) fn store_to_invalidate(&self, name: &str) -> Option<Arc<Store>> {
+        let existing = self
+            .inner
+            .caches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        if existing.is_some() {
+            return existing;
+        }
+        let remote = self.inner.remote.is_some() && self.policy(name).tier.uses_remote();
+        remote.then(|| self.store(name))
+    }
+
     pub(crate) fn stores(&self) -> Vec<Arc<Store>> {
         let caches = self.inner.caches.read().unwrap_or_else(|e| e.into_inner());
         let mut stores: Vec<_> = caches.values().cloned().collect();

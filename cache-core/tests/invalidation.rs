@@ -1,8 +1,10 @@
 //! Invalidation by tag, pattern and event, and the escaping that keeps argument values from acting
 //! as wildcards.
 
+use cache_core::testing::MemoryBackend;
 use cache_core::{
-    CacheManager, EntryOptions, Event, EventArgs, EventError, escape_glob, escape_key_part,
+    CacheManager, EntryOptions, Event, EventArgs, EventError, Policy, Tier, escape_glob,
+    escape_key_part,
 };
 
 async fn seeded() -> CacheManager {
@@ -257,4 +259,50 @@ async fn literal_patterns_and_event_keys_count_only_what_left_memory() {
     for key in ["user:1", "user:2", "user:3"] {
         assert_eq!(backend.raw("users", key), None, "{key}");
     }
+}
+
+#[tokio::test]
+async fn invalidating_a_cache_that_does_not_exist_creates_none() {
+    // Each invalidation of a name that was never used created a cache of that name (about 80 KiB
+    // of counters, hot-key sketch and maps), so invalidations of distinct names, which hold
+    // nothing to remove, grew the manager without bound.
+    let m = seeded().await;
+    for i in 0..1_000 {
+        let name = format!("absent:{i}");
+        assert!(!m.invalidate_key(&name, "user:1").await);
+        assert_eq!(m.invalidate_pattern(&name, "user:*").await, 0);
+        assert_eq!(m.invalidate_cache(&name).await, 0);
+    }
+    m.register_event(Event::new("gone", ["id"]).key("absent:event", "user:{id}"))
+        .unwrap();
+    assert_eq!(
+        m.fire("gone", &EventArgs::new().arg("id", 1))
+            .await
+            .unwrap(),
+        0
+    );
+    let names = m.cache_names();
+    assert_eq!(
+        names.len(),
+        1,
+        "{} caches, from {:?}",
+        names.len(),
+        &names[..names.len().min(3)]
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_reaches_the_remote_tier_of_a_cache_not_used_here() {
+    // Another instance (or an earlier process) may have written it there.
+    let backend = MemoryBackend::new();
+    let instance = || {
+        CacheManager::builder()
+            .remote(backend.clone())
+            .cache("users", Policy::new().tier(Tier::Remote))
+            .build()
+    };
+    instance().cache("users").set("user:1", 1_u32).await;
+    assert_eq!(backend.len(), 1);
+    assert!(instance().invalidate_key("users", "user:1").await);
+    assert!(backend.is_empty());
 }
