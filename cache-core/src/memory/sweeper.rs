@@ -24,13 +24,38 @@ const ALERT_EVERY: Duration = Duration::from_secs(1);
 /// How long the thread sleeps while parked: sweeps and alerts then run about this often.
 const PARKED_WAKE: Duration = Duration::from_secs(1);
 
-static STORES: Mutex<Vec<Weak<MemoryStore>>> = Mutex::new(Vec::new());
+static STORES: Mutex<SweepList> = Mutex::new(SweepList(Vec::new()));
 /// The maintenance thread, once started (`None` if it could not be).
 static THREAD: OnceLock<Option<Thread>> = OnceLock::new();
 
+/// The stores the maintenance thread sweeps, held weakly so that a dropped cache goes.
+#[derive(Default)]
+struct SweepList(Vec<Weak<MemoryStore>>);
+
+impl SweepList {
+    /// Adds `store`, first forgetting the dropped stores when the list is full. A dropped store's
+    /// `Weak` keeps its allocation (36 KiB: the counters are inline) until it leaves the list;
+    /// left to the sweeps, which run a few times a second (once a second while the thread is
+    /// parked), a loop creating managers pinned thousands. Pruning only when the vector would
+    /// grow keeps the cost amortised constant, and the list within twice the most stores alive at
+    /// once.
+    fn add(&mut self, store: &Arc<MemoryStore>) {
+        if self.0.len() == self.0.capacity() {
+            self.0.retain(|w| w.strong_count() > 0);
+        }
+        self.0.push(Arc::downgrade(store));
+    }
+
+    /// The stores still alive; the others are forgotten.
+    fn live(&mut self) -> Vec<Arc<MemoryStore>> {
+        self.0.retain(|w| w.strong_count() > 0);
+        self.0.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
 /// Adds a store to the sweep list and starts the thread on first use.
 pub(crate) fn register(store: &Arc<MemoryStore>) {
-    super::lock(&STORES).push(Arc::downgrade(store));
+    super::lock(&STORES).add(store);
     THREAD.get_or_init(|| {
         clock::refresh_coarse();
         let spawned = std::thread::Builder::new()
@@ -108,16 +133,41 @@ fn survive(step: &str, f: impl FnOnce()) -> bool {
 }
 
 fn live_stores() -> Vec<Arc<MemoryStore>> {
-    let mut stores = super::lock(&STORES);
-    stores.retain(|w| w.strong_count() > 0);
-    stores.iter().filter_map(Weak::upgrade).collect()
+    super::lock(&STORES).live()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::{Clock, Policy};
+
+    #[test]
+    fn dropped_stores_do_not_pile_up_between_sweeps() {
+        // A dropped store's `Weak` keeps its allocation (36 KiB: its counters are inline) until
+        // it leaves the list, which only the sweeps did, at most a few times a second: a loop
+        // creating managers (a property test, a test harness) pinned thousands of them.
+        let mut list = SweepList::default();
+        let kept = MemoryStore::new("kept".into(), Policy::new(), Clock::manual());
+        list.add(&kept);
+        for i in 0..2_000 {
+            let name = format!("dropped:{i}");
+            list.add(&MemoryStore::new(
+                name.into(),
+                Policy::new(),
+                Clock::manual(),
+            ));
+        }
+        assert!(
+            list.0.len() <= 64,
+            "{} stores listed, 1 of them alive",
+            list.0.len()
+        );
+        assert_eq!(list.live().len(), 1);
+    }
+
     #[test]
     fn a_panicking_step_is_survived() {
-        assert!(!super::survive("test", || panic!("a value's Drop")));
-        assert!(super::survive("test", || {}));
+        assert!(!survive("test", || panic!("a value's Drop")));
+        assert!(survive("test", || {}));
     }
 }
