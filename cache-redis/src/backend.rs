@@ -22,9 +22,10 @@ use crate::keys::{CacheLayout, Layout};
 /// extended when the value outlives it, never shortened; a set that already exists without a
 /// TTL stays without one (it holds a value that never expires); a value without a TTL makes the
 /// set persistent. So a tag set never expires before one of its values, and sets of expiring
-/// values expire with the last of them instead of leaking. One script (rather than
-/// `EXPIRE .. NX` then `EXPIRE .. GT`) because only it can tell a new set from a persistent one,
-/// and it runs on Redis 6 as well as 7. It touches only `KEYS[1]`, so it is cluster-safe.
+/// values expire with the last of them; a set that new values keep extending keeps the names of
+/// the expired ones too, until the tag is invalidated (see `docs/redis.md`). One script (rather
+/// than `EXPIRE .. NX` then `EXPIRE .. GT`) because only it can tell a new set from a persistent
+/// one, and it runs on Redis 6 as well as 7. It touches only `KEYS[1]`, so it is cluster-safe.
 const TAG_SCRIPT: &str = r"
 local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SADD', KEYS[1], ARGV[2])
