@@ -124,6 +124,11 @@ pub fn prometheus_text(stats: &[CacheStats]) -> String {
         memory(|s| s.refreshes.to_string()),
     );
     family(
+        "cache_refreshes_skipped_total",
+        "counter",
+        memory(|s| s.refreshes_skipped.to_string()),
+    );
+    family(
         "cache_fail_safe_total",
         "counter",
         memory(|s| s.fail_safe.to_string()),

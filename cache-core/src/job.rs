@@ -11,6 +11,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::CacheManager;
 use crate::freshness::{Freshness, TimedOut};
@@ -270,11 +271,18 @@ where
     }
 
     fn refresh_in_background(self, ctx: Background) -> Result<(), Self> {
+        let Some(slot) = RefreshThread::claim() else {
+            // Dropping `ctx` gives up the refresh's flight: the stale value is served, and the
+            // next stale read of the key tries again.
+            refresh_skipped(&ctx);
+            return Ok(());
+        };
         let manager = scoped_manager();
         let (strategy, body) = (self.strategy, self.body);
         let spawned = std::thread::Builder::new()
-            .name("cache-refresh".into())
+            .name(REFRESH_THREAD_NAME.into())
             .spawn(move || {
+                let _slot = slot;
                 let run = move || crate::flight::background_blocking(ctx, &strategy, body);
                 match manager {
                     Some(m) => m.scope_sync(run),
@@ -298,6 +306,65 @@ where
 
     fn into_parts(self) -> (S, F) {
         (self.strategy, self.body)
+    }
+}
+
+/// The name of the threads sync background refreshes run on.
+pub(crate) const REFRESH_THREAD_NAME: &str = "cache-refresh";
+
+/// How many sync background refreshes may run at once, process-wide. Each has a thread of its
+/// own (a sync body may block, so it cannot share a runtime's threads); without a bound, a
+/// burst of stale reads of distinct keys started a thread per key (2,000 reads, 2,000
+/// threads). Past it a stale read still serves its value and leaves the refresh to a later
+/// read, counted in [`CacheStats::refreshes_skipped`](crate::CacheStats::refreshes_skipped).
+/// 64 blocking bodies at once is already more than most databases want from one process.
+///
+/// ```
+/// use cache_core::{CacheManager, MAX_SYNC_REFRESH_THREADS};
+///
+/// let manager = CacheManager::builder().build();
+/// // Nothing skipped yet; a storm of stale reads past this many would show here.
+/// assert_eq!(manager.cache("settings").stats().refreshes_skipped, 0);
+/// assert_eq!(MAX_SYNC_REFRESH_THREADS, 64);
+/// ```
+pub const MAX_SYNC_REFRESH_THREADS: usize = 64;
+
+static SYNC_REFRESH_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_SYNC_REFRESH_THREADS`] places, held by a refresh thread until it ends.
+struct RefreshThread(());
+
+impl RefreshThread {
+    fn claim() -> Option<Self> {
+        SYNC_REFRESH_THREADS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SYNC_REFRESH_THREADS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| RefreshThread(()))
+    }
+}
+
+impl Drop for RefreshThread {
+    fn drop(&mut self) {
+        SYNC_REFRESH_THREADS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Notes a sync refresh left to a later read because every refresh thread was busy: counted,
+/// and logged once per process at warn level (a storm of stale reads would otherwise log per
+/// read).
+fn refresh_skipped(ctx: &Background) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    ctx.store.memory.counters.refreshes_skipped.incr();
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            cache = %ctx.store.name,
+            limit = MAX_SYNC_REFRESH_THREADS,
+            "every sync background refresh thread is busy; stale values are served and their refreshes left to later reads"
+        );
+    } else {
+        tracing::debug!(cache = %ctx.store.name, key = %ctx.key.as_str(), "sync background refresh skipped: every refresh thread is busy");
     }
 }
 

@@ -68,6 +68,7 @@ pub use export::prometheus_text;
 pub use freshness::{DEFAULT_FAIL_SAFE_THROTTLE, RefreshAhead, TimedOut};
 pub use health::{CacheFill, Health, MemoryHealth, RemoteHealth};
 pub use histogram::LatencySummary;
+pub use job::MAX_SYNC_REFRESH_THREADS;
 pub use key::template::TemplateError;
 pub use key::{Glob, escape_glob, escape_key_part};
 pub use manager::{AlreadyInstalled, CacheManager, CacheManagerBuilder};

@@ -55,6 +55,7 @@ impl CacheManager {
             mem("cache_bypassed_total", s.bypassed);
             mem("cache_stale_served_total", s.stale_served);
             mem("cache_refreshes_total", s.refreshes);
+            mem("cache_refreshes_skipped_total", s.refreshes_skipped);
             mem("cache_fail_safe_total", s.fail_safe);
             mem("cache_body_failures_total", s.body_failures);
             mem("cache_timeouts_total", s.timeouts);

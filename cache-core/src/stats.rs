@@ -212,6 +212,7 @@ pub(crate) struct Counters {
     pub(crate) preload_hits: StripedCounter,
     pub(crate) stale_served: StripedCounter,
     pub(crate) refreshes: StripedCounter,
+    pub(crate) refreshes_skipped: StripedCounter,
     pub(crate) fail_safe: StripedCounter,
     pub(crate) body_failures: StripedCounter,
     pub(crate) timeouts: StripedCounter,
@@ -281,6 +282,11 @@ pub struct CacheStats {
     /// Background refreshes started (stale-while-revalidate and refresh-ahead).
     #[serde(default)]
     pub refreshes: u64,
+    /// Sync background refreshes not started because all
+    /// [`MAX_SYNC_REFRESH_THREADS`](crate::MAX_SYNC_REFRESH_THREADS) were busy: the stale value
+    /// was served and the refresh left to a later read.
+    #[serde(default)]
+    pub refreshes_skipped: u64,
     /// Failed body runs (`Err`, panic, hard timeout) answered with a fail-safe value instead:
     /// once per run, however many callers were waiting on it (those count in `coalesced`, or in
     /// `timeouts` when a timeout answered them first).
