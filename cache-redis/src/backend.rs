@@ -15,32 +15,59 @@ use crate::config::RedisConfig;
 use crate::conn::{BATCH, Conn};
 use crate::keys::{CacheLayout, Layout};
 
-/// Records a value key in a tag set and keeps the set alive at least as long as the value.
+/// Records a value key in a tag's record and keeps the record alive as long as its values.
 ///
-/// `KEYS[1]` is the tag set, `ARGV[1]` the value's TTL in milliseconds (`0`: none), `ARGV[2]`
-/// the value's key. A set created here gets the value's TTL; an existing set with a TTL is
-/// extended when the value outlives it, never shortened; a set that already exists without a
-/// TTL stays without one (it holds a value that never expires); a value without a TTL makes the
-/// set persistent. So a tag set never expires before one of its values, and sets of expiring
-/// values expire with the last of them; a set that new values keep extending keeps the names of
-/// the expired ones too, until the tag is invalidated (see `docs/redis.md`). One script (rather
-/// than `EXPIRE .. NX` then `EXPIRE .. GT`) because only it can tell a new set from a persistent
-/// one, and it runs on Redis 6 as well as 7. It touches only `KEYS[1]`, so it is cluster-safe.
+/// `KEYS[1]` is the record, a sorted set of value keys each scored by when its value expires (ms
+/// since the epoch on the record's server; `+inf`: never), `ARGV[1]` the value's TTL in
+/// milliseconds (`0`: none), `ARGV[2]` the value's key. First the names of values that have
+/// expired leave the record, so it names the tag's live values (and those that expired since
+/// its last write) rather than every value ever tagged. The value's score only grows: two
+/// writers of one key may tag it in the other order than they wrote it, and the longer expiry
+/// may be the value that stayed. The record then expires with its latest member (persistent
+/// while one never expires), so it never expires before one of its values.
+///
+/// The time is the record's server's (`TIME`), read after the value's `SET` was acknowledged,
+/// so a score is never earlier than its value's expiry: on a standalone server it is the clock
+/// that expires the value, and on a cluster, where the value may live on another node, each
+/// node counts the same TTL from about the same moment on its own clock, so their clocks need
+/// not agree. Scripts calling `TIME` before writing are replicated by their effects (the
+/// default since Redis 5). It touches only `KEYS[1]`, so it is cluster-safe.
 const TAG_SCRIPT: &str = r"
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('SADD', KEYS[1], ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now))
 local ttl = tonumber(ARGV[1])
-if ttl <= 0 then
-  redis.call('PERSIST', KEYS[1])
-elseif existed == 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-else
-  local current = redis.call('PTTL', KEYS[1])
-  if current >= 0 and current < ttl then
-    redis.call('PEXPIRE', KEYS[1], ttl)
+local expires = math.huge
+if ttl > 0 then
+  expires = now + ttl
+end
+local old = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not old or (old ~= 'inf' and tonumber(old) < expires) then
+  local score = '+inf'
+  if expires ~= math.huge then
+    score = string.format('%.0f', expires)
   end
+  redis.call('ZADD', KEYS[1], score, ARGV[2])
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+if last == 'inf' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIREAT', KEYS[1], last)
 end
 return 1
+";
+
+/// Takes up to `ARGV[1]` members out of the tag record `KEYS[1]` and returns their names.
+/// A script around `ZPOPMIN` so that the reply is the same flat list of names whatever protocol
+/// the connection speaks (RESP3 would nest `[name, score]` pairs). It touches only `KEYS[1]`.
+const POP_SCRIPT: &str = r"
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local names = {}
+for i = 1, #popped, 2 do
+  names[#names + 1] = popped[i]
+end
+return names
 ";
 
 /// Releases a single-flight lock only if it still holds the caller's token: `KEYS[1]` is the
@@ -178,14 +205,16 @@ impl RedisBackend {
         self.shared.layout.cache(cache).lock_key(key)
     }
 
-    /// The Redis key of a tag's set.
+    /// The Redis key of a tag's record: a sorted set of the Redis keys of the values carrying
+    /// the tag, each scored by its value's expiry in milliseconds since the epoch (`+inf` for
+    /// a value without TTL).
     ///
     /// ```
     /// use cache_redis::{RedisBackend, RedisConfig};
     ///
     /// let config = RedisConfig::standalone("redis://127.0.0.1:1").namespace("shop");
     /// let backend = RedisBackend::new(config);
-    /// assert_eq!(backend.tag_key("user:42"), "shop:tag:user:42");
+    /// assert_eq!(backend.tag_key("user:42"), "shop:%tag:user:42");
     /// ```
     pub fn tag_key(&self, tag: &str) -> String {
         self.shared.layout.tag_key(tag)
@@ -237,17 +266,29 @@ async fn detached<T: Send + 'static>(
 
 impl Shared {
     async fn delete_tag(self: Arc<Self>, tag: String) -> Result<u64, RemoteError> {
-        let tag_key = self.layout.tag_key(&tag);
+        let mut pop = redis::cmd("EVAL");
+        pop.arg(POP_SCRIPT)
+            .arg(1)
+            .arg(self.layout.tag_key(&tag))
+            .arg(BATCH);
+        let mut removed = self.drain(&pop).await?;
+        // The plain set versions before the sorted records kept (see `Layout::legacy_tag_key`):
+        // values they tagged may still live. Usually one `SPOP` that finds nothing.
+        let mut spop = redis::cmd("SPOP");
+        spop.arg(self.layout.legacy_tag_key(&tag)).arg(BATCH);
+        removed += self.drain(&spop).await?;
+        Ok(removed)
+    }
+
+    /// Runs `pop` (which takes up to [`BATCH`] value keys out of a tag's record and returns
+    /// them) and unlinks what it took, until it takes less than a batch; returns how many values
+    /// existed. Popping is atomic, so a value tagged while this runs is either popped (and
+    /// unlinked) here or stays recorded for the next invalidation. Running detached (see
+    /// `detached`), a popped batch is always unlinked. A record disappears with its last member.
+    async fn drain(&self, pop: &Cmd) -> Result<u64, RemoteError> {
         let mut removed = 0;
-        // `SPOP` takes members out atomically, so a value tagged while this runs is either
-        // popped (and unlinked) here or stays recorded for the next invalidation. Running
-        // detached (see `detached`), a popped batch is always unlinked. The set disappears with
-        // its last member.
         loop {
-            let members: Vec<Vec<u8>> = self
-                .conn
-                .query(redis::cmd("SPOP").arg(&tag_key).arg(BATCH))
-                .await?;
+            let members: Vec<Vec<u8>> = self.conn.query(pop).await?;
             let last = members.len() < BATCH;
             removed += self.conn.unlink(members).await?;
             if last {
@@ -413,7 +454,7 @@ impl RemoteTier for RedisTier {
                 });
             }
             // The value first, then its tags: a `delete_tag` running in between can miss this
-            // one write (as any invalidation racing a write may), but a tag set never names a
+            // one write (as any invalidation racing a write may), but a tag record never names a
             // key that was then written without it.
             let cmds = self.set_commands(key, value, ttl, tags);
             self.shared.conn.first_then_batch(cmds).await.map(drop)

@@ -29,7 +29,7 @@ use tokio::runtime::Id as RuntimeId;
 use crate::config::{Mode, RedisConfig};
 use crate::redact::Secrets;
 
-/// Keys per `SCAN` step, per `SPOP`, and per `UNLINK` on a standalone server.
+/// Keys per `SCAN` step, per pop from a tag record, and per `UNLINK` on a standalone server.
 pub(crate) const BATCH: usize = 500;
 
 /// A connection attempt, shared by the operations waiting for it.

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! {namespace}:{cache}:{key}     a value (a string holding the core's envelope)
-//! {namespace}:tag:{tag}         a set of the full value keys carrying the tag
+//! {namespace}:%tag:{tag}        a tag's record: a sorted set of the full value keys carrying
+//!                               the tag, each scored by its value's expiry
 //! {namespace}:lock:{cache}:{key} the distributed single-flight lock of a value (its owner's token)
+//! {namespace}:tag:{tag}         a tag's set as versions before the sorted records wrote it
+//!                               (only drained now, see `Layout::legacy_tag_key`)
 //! ```
 //!
 //! The namespace and the cache name are *segments*: a `:` or `%` in them is percent-encoded, and
 //! a cache named exactly `tag` or `lock` is written `%74ag` or `%6Cock`, so no cache's keys can
-//! fall under another cache's, another namespace's, the tag sets' or the locks' prefix. Locks
+//! fall under another cache's, another namespace's, the tag records', the legacy tag sets' or the
+//! locks' prefix (`%tag` is no segment of a name: a name's `%` is always written `%25`). Locks
 //! live outside their cache's prefix so that pattern invalidation and clearing a cache, which scan
 //! that prefix for values, never see them; clearing the whole namespace does delete them, which
 //! is harmless (a holder's compare-and-delete then finds nothing, and a waiter may take a fresh
@@ -21,8 +25,13 @@ use std::fmt::Write;
 
 use cache_core::escape_glob;
 
-/// The segment that holds tag sets.
+/// The segment of the tag sets older versions wrote (plain sets, never trimmed). Still reserved:
+/// such sets may outlive an upgrade, and a cache named `tag` keeps its escaped name.
 const TAG_SEGMENT: &str = "tag";
+/// The segment that holds tag records (sorted sets). Not `tag`, so that an upgraded instance
+/// never meets an older version's plain set under a record's name (`WRONGTYPE`), and one no
+/// cache or namespace name can produce (their `%` is written `%25`).
+const TAG_RECORD_SEGMENT: &str = "%tag";
 /// The segment that holds distributed single-flight locks.
 const LOCK_SEGMENT: &str = "lock";
 
@@ -80,17 +89,30 @@ impl Layout {
         }
     }
 
-    /// `{namespace}:tag:{tag}` (a tag too long or with control characters is hashed like a key).
+    /// `{namespace}:%tag:{tag}`, the tag's record (a tag too long or with control characters is
+    /// hashed like a key).
     pub(crate) fn tag_key(&self, tag: &str) -> String {
+        self.key_of_tag(TAG_RECORD_SEGMENT, tag)
+    }
+
+    /// `{namespace}:tag:{tag}`, where versions before the sorted records kept the tag's plain
+    /// set. Nothing writes it any more; invalidating the tag drains it, so that values such
+    /// versions tagged are still removed (see `docs/redis.md` for when that can stop).
+    pub(crate) fn legacy_tag_key(&self, tag: &str) -> String {
+        self.key_of_tag(TAG_SEGMENT, tag)
+    }
+
+    fn key_of_tag(&self, segment: &str, tag: &str) -> String {
         let tag = if needs_hash(tag, self.max_key_bytes) {
             Cow::Owned(hashed(tag))
         } else {
             Cow::Borrowed(tag)
         };
-        format!("{}{TAG_SEGMENT}:{tag}", self.ns_prefix)
+        format!("{}{segment}:{tag}", self.ns_prefix)
     }
 
-    /// The glob matching every key of the namespace (values of every cache, tag sets, locks).
+    /// The glob matching every key of the namespace (values of every cache, tag records and
+    /// legacy tag sets, locks).
     pub(crate) fn namespace_glob(&self) -> String {
         format!("{}*", escape_glob(&self.ns_prefix))
     }
@@ -240,7 +262,8 @@ mod tests {
         let l = Layout::new("app", 512);
         let users = l.cache("users");
         assert_eq!(users.value_key("user:42"), "app:users:user:42");
-        assert_eq!(l.tag_key("team:7"), "app:tag:team:7");
+        assert_eq!(l.tag_key("team:7"), "app:%tag:team:7");
+        assert_eq!(l.legacy_tag_key("team:7"), "app:tag:team:7");
         assert_eq!(users.pattern("user:\\*"), "app:users:user:\\*");
         assert_eq!(users.all(), "app:users:*");
         assert_eq!(users.lock_key("user:42"), "app:lock:users:user:42");
@@ -258,9 +281,11 @@ mod tests {
         assert_eq!(segment("lock"), "%6Cock");
         assert_eq!(segment("%6Cock"), "%256Cock");
         let l = Layout::new("app", 512);
-        // A cache named `tag` never writes into the tag sets' space, one named `lock` never
-        // into the locks'.
+        // A cache named `tag` never writes into the legacy tag sets' space, one named `lock`
+        // never into the locks', one named `%tag` never into the tag records'.
         assert_eq!(l.cache("tag").value_key("x"), "app:%74ag:x");
+        assert_eq!(l.cache("%tag").value_key("x"), "app:%25tag:x");
+        assert_ne!(l.cache("%tag").value_key("x"), l.tag_key("x"));
         assert_eq!(l.cache("lock").value_key("c:k"), "app:%6Cock:c:k");
         assert_ne!(l.cache("lock").value_key("c:k"), l.cache("c").lock_key("k"));
         // A namespace containing `:` is not under another namespace's prefix.
@@ -293,6 +318,7 @@ mod tests {
             long.replace("n:c:", "n:lock:c:")
         );
         let l = Layout::new("n", 16);
-        assert!(l.tag_key("t\u{0}").starts_with("n:tag:h:"));
+        assert!(l.tag_key("t\u{0}").starts_with("n:%tag:h:"));
+        assert!(l.legacy_tag_key("t\u{0}").starts_with("n:tag:h:"));
     }
 }

@@ -15,11 +15,12 @@
 //! - **Lazy and panic-free.** [`RedisBackend::new`] never connects and never fails; the first
 //!   operation connects, operations while Redis is down fail fast, and the connection heals
 //!   itself when Redis returns. Connection and reply timeouts bound every wait.
-//! - **Namespaced.** Keys are `{namespace}:{cache}:{key}`; tag sets are
-//!   `{namespace}:tag:{tag}`. Clearing a cache or a namespace touches nothing else.
+//! - **Namespaced.** Keys are `{namespace}:{cache}:{key}`; tag records are
+//!   `{namespace}:%tag:{tag}`. Clearing a cache or a namespace touches nothing else.
 //! - **No database-wide commands.** Bulk deletes are `SCAN MATCH` + `UNLINK` in batches, on every
-//!   master of a cluster; never `KEYS`, `FLUSHDB` or `FLUSHALL`. Tags are Redis sets, so
-//!   invalidating a tag touches only its members, in whichever slots they live.
+//!   master of a cluster; never `KEYS`, `FLUSHDB` or `FLUSHALL`. A tag's record is a
+//!   sorted set of its values' keys, so invalidating a tag touches only its members, in
+//!   whichever slots they live; each write of the tag drops the names of expired values.
 //! - **No leaked passwords.** `Debug`, [`describe`](cache_core::RemoteBackend::describe),
 //!   logs and error messages show URLs through [`redact`].
 //!

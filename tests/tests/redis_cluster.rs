@@ -114,7 +114,7 @@ async fn tags_whose_members_span_slots() {
             .unwrap();
     }
     assert_spread("c-tags");
-    assert_eq!(cluster().cli(&["SCARD", &b.tag_key("team:1")]), "80");
+    assert_eq!(names_in(&b.tag_key("team:1")), 80);
     assert_eq!(b.delete_tag("team:1").await.unwrap(), 80);
     for i in 0..40 {
         assert_eq!(users.get(&format!("u{i}")).await.unwrap(), None);
@@ -122,6 +122,99 @@ async fn tags_whose_members_span_slots() {
         assert!(users.get(&format!("untagged{i}")).await.unwrap().is_some());
     }
     assert_eq!(cluster().cli(&["EXISTS", &b.tag_key("team:1")]), "0");
+}
+
+/// How many value names the record at `key` holds, whatever its type (a sorted set; a plain set
+/// as older versions wrote).
+fn names_in(key: &str) -> usize {
+    let count = match cluster().cli(&["TYPE", key]).as_str() {
+        "zset" => "ZCARD",
+        "set" => "SCARD",
+        "none" => return 0,
+        other => panic!("{key} holds a {other}"),
+    };
+    cluster().cli(&[count, key]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_tag_record_forgets_values_that_expired_on_the_cluster() {
+    // Values spread over every master, their tag's record on one: short-lived values under a tag
+    // that longer-lived ones keep alive. The record used to keep every name until the tag was
+    // invalidated; now the next write drops the expired ones, and invalidation still reaches
+    // every live value.
+    let b = backend("c-tag-trim");
+    let t = b.tier("c");
+    let tag = tags(&["category:books"]);
+    let record = b.tag_key("category:books");
+    for i in 0..50 {
+        t.set(
+            &format!("live{i}"),
+            vec![1],
+            Some(Duration::from_secs(60)),
+            &tag,
+        )
+        .await
+        .unwrap();
+    }
+    let short: Vec<String> = (0..150).map(|i| format!("short{i}")).collect();
+    for key in &short {
+        t.set(key, vec![1], Some(Duration::from_millis(100)), &tag)
+            .await
+            .unwrap();
+    }
+    assert_spread("c-tag-trim");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for key in &short {
+        while t.get(key).await.unwrap().is_some() {
+            assert!(std::time::Instant::now() < deadline, "expired within 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    t.set("last", vec![1], Some(Duration::from_secs(60)), &tag)
+        .await
+        .unwrap();
+    assert_eq!(names_in(&record), 51, "the live values only");
+
+    assert_eq!(b.delete_tag("category:books").await.unwrap(), 51);
+    for i in 0..50 {
+        assert_eq!(t.get(&format!("live{i}")).await.unwrap(), None);
+    }
+    assert_eq!(t.get("last").await.unwrap(), None);
+    assert_eq!(cluster().cli(&["EXISTS", &record]), "0");
+}
+
+#[tokio::test]
+async fn invalidation_drains_the_tag_sets_of_older_versions_on_the_cluster() {
+    // An older version's values and the plain set naming them under `{namespace}:tag:{tag}`,
+    // beside this version's record of the same tag (on another slot).
+    let b = backend("c-tag-legacy");
+    let t = b.tier("c");
+    let legacy = "c-tag-legacy:tag:team:7";
+    let old: Vec<String> = (0..60).map(|i| format!("old{i}")).collect();
+    for key in &old {
+        t.set(key, vec![1], Some(Duration::from_secs(60)), &[])
+            .await
+            .unwrap();
+    }
+    let mut sadd = vec!["SADD".to_owned(), legacy.to_owned()];
+    sadd.extend(old.iter().map(|k| b.redis_key("c", k)));
+    let sadd: Vec<&str> = sadd.iter().map(String::as_str).collect();
+    assert_eq!(cluster().cli(&sadd), "60");
+    t.set(
+        "new",
+        vec![1],
+        Some(Duration::from_secs(60)),
+        &tags(&["team:7"]),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(b.delete_tag("team:7").await.unwrap(), 61);
+    for key in old.iter().map(String::as_str).chain(["new"]) {
+        assert_eq!(t.get(key).await.unwrap(), None, "{key}");
+    }
+    assert_eq!(cluster().cli(&["EXISTS", legacy]), "0");
+    assert_eq!(cluster().cli(&["EXISTS", &b.tag_key("team:7")]), "0");
 }
 
 #[tokio::test]
@@ -218,7 +311,7 @@ async fn a_value_exists_before_any_tag_names_it() {
     let ns = "c-tag-order";
     let b = RedisBackend::new(RedisConfig::cluster(cluster.seed_urls()).namespace(ns));
     let t = b.tier("c");
-    let tag_key = format!("{ns}:tag:t");
+    let tag_key = b.tag_key("t");
     let tag_node = owner(&cluster, &tag_key);
     // A value on another master than its tag set, and a probe key on the tag set's master.
     let on = |prefix: &str, same: bool| {
@@ -251,16 +344,14 @@ async fn a_value_exists_before_any_tag_names_it() {
     // A read on the tag set's master over the same connection: a tag script sent along with the
     // SET has run by the time it answers.
     t.get(&probe).await.unwrap();
-    let named_early = cli(tag_node, &["SISMEMBER", &tag_key, &value_key]);
+    // `ZSCORE` answers nothing (an empty line) for a value the record does not name.
+    let named_early = cli(tag_node, &["ZSCORE", &tag_key, &value_key]);
     cli(value_node, &["CLIENT", "UNPAUSE"]);
     writer.await.unwrap().unwrap();
     // Named before it existed, a value can escape its tag for good: a `delete_tag` popping the
     // set in between deletes nothing, and the SET lands after it.
-    assert_eq!(
-        named_early, "0",
-        "the tag named the value before it existed"
-    );
-    assert_eq!(cli(tag_node, &["SISMEMBER", &tag_key, &value_key]), "1");
+    assert_eq!(named_early, "", "the tag named the value before it existed");
+    assert_ne!(cli(tag_node, &["ZSCORE", &tag_key, &value_key]), "");
     assert_eq!(cli(value_node, &["EXISTS", &value_key]), "1");
 }
 
