@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -16,7 +17,7 @@ use crate::events::EventRegistry;
 use crate::memory::MemoryStore;
 use crate::remote::ResilientTier;
 use crate::remote::backplane::{
-    self, Backplane, BackplaneSink, BackplaneStats, Invalidation, Message,
+    self, Backlog, Backplane, BackplaneSink, BackplaneStats, Invalidation, Message, Next, Pushed,
 };
 use crate::remote::resilient::Breaker;
 use crate::remote::{RemoteBackend, Resilience};
@@ -526,10 +527,13 @@ impl CacheManager {
         let Some((backplane, origin)) = &self.inner.backplane else {
             return;
         };
+        let manager = Arc::downgrade(&self.inner);
+        let counters = Arc::new(SubscriberCounters::default());
         let subscriber = Arc::new(Subscriber {
-            manager: Arc::downgrade(&self.inner),
+            backlog: start_applier(manager.clone(), counters.clone()),
+            manager,
             origin: *origin,
-            counters: SubscriberCounters::default(),
+            counters,
         });
         let sink: Arc<dyn BackplaneSink> = subscriber.clone();
         let _ = self.inner.subscriber.set(subscriber);
@@ -820,11 +824,26 @@ impl FirstSubscription {
     }
 }
 
-/// Applies other instances' invalidations to this manager's memory tiers.
+/// Hears other instances' invalidations for this manager's memory tiers.
+///
+/// The backplane's subscription loop calls it for each message. It decodes the message and only
+/// queues it for the applier thread ([`apply_queued`]): applying may take time in proportion to
+/// a memory tier, and the loop must go on reading meanwhile (see [`Backlog`]).
 struct Subscriber {
     manager: std::sync::Weak<Inner>,
     origin: u128,
-    counters: SubscriberCounters,
+    counters: Arc<SubscriberCounters>,
+    /// Messages waiting for the applier thread; `None` if it could not start, and the
+    /// subscription loop then applies each message itself.
+    backlog: Option<Arc<Backlog<Invalidation>>>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if let Some(backlog) = &self.backlog {
+            backlog.close();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -833,6 +852,7 @@ struct SubscriberCounters {
     /// Woken at each subscription (see [`CacheManager::first_subscription`]).
     subscribed: tokio::sync::Notify,
     applied: AtomicU64,
+    overflowed: AtomicU64,
     own: AtomicU64,
     foreign: AtomicU64,
 }
@@ -842,6 +862,7 @@ impl SubscriberCounters {
         BackplaneStats {
             subscriptions: self.subscriptions.load(Ordering::Acquire),
             applied: self.applied.load(Ordering::Acquire),
+            overflowed: self.overflowed.load(Ordering::Acquire),
             own: self.own.load(Ordering::Relaxed),
             foreign: self.foreign.load(Ordering::Relaxed),
         }
@@ -850,6 +871,8 @@ impl SubscriberCounters {
 
 impl BackplaneSink for Subscriber {
     fn on_message(&self, bytes: &[u8]) {
+        // Decoded here, which is cheap, so that this instance's own messages and foreign payloads
+        // take no room in the backlog.
         let Some(message) = Message::decode(bytes) else {
             self.counters.foreign.fetch_add(1, Ordering::Relaxed);
             return;
@@ -858,66 +881,149 @@ impl BackplaneSink for Subscriber {
             self.counters.own.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Some(inner) = self.manager.upgrade() else {
+        let Some(backlog) = &self.backlog else {
+            if let Some(inner) = self.manager.upgrade() {
+                apply(
+                    &CacheManager { inner },
+                    message.invalidation,
+                    &self.counters,
+                );
+            }
             return;
         };
-        let manager = CacheManager { inner };
-        let existing = |name: &str| {
-            manager
-                .inner
-                .caches
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(name)
-                .cloned()
-        };
-        match message.invalidation {
-            Invalidation::Key { cache, key } => {
-                if let Some(store) = existing(&cache) {
-                    store
-                        .memory
-                        .remove(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()));
-                }
-            }
-            Invalidation::Tag { tag } => {
-                for store in manager.stores() {
-                    store.memory.remove_tag(&tag);
-                }
-            }
-            Invalidation::Pattern { cache, pattern } => {
-                if let Some(store) = existing(&cache) {
-                    let glob = crate::Glob::new(&pattern);
-                    store.memory.remove_where(|k| glob.matches(k));
-                }
-            }
-            Invalidation::Cache { cache } => {
-                if let Some(store) = existing(&cache) {
-                    store.memory.clear();
-                }
-            }
-            Invalidation::All => {
-                for store in manager.stores() {
-                    store.memory.clear();
-                }
-            }
+        if let Pushed::Refused { first: true } = backlog.push(message.invalidation, bytes.len()) {
+            tracing::warn!(
+                queued = backplane::BACKLOG_MESSAGES,
+                "cache backplane: invalidations arrive faster than this instance applies them; clearing the memory tiers of remote-backed caches instead of queueing more"
+            );
         }
-        // Counted once applied, so a reader that sees the count sees the eviction.
-        self.counters.applied.fetch_add(1, Ordering::Release);
     }
 
     fn on_resubscribed(&self) {
         let Some(inner) = self.manager.upgrade() else {
             return;
         };
-        let manager = CacheManager { inner };
-        for store in manager.stores() {
-            if store.remote.is_some() {
-                let n = store.memory.clear();
-                tracing::info!(cache = %store.name, entries = n, "backplane reconnected; cleared the memory tier, which may have missed invalidations");
-            }
-        }
+        clear_remote_backed(&CacheManager { inner }, "backplane reconnected");
         self.counters.subscriptions.fetch_add(1, Ordering::Release);
         self.counters.subscribed.notify_waiters();
+    }
+}
+
+/// Starts the thread that applies a subscriber's queued messages, and returns its backlog;
+/// `None` if the thread could not start.
+///
+/// A thread rather than a task on cache-core's I/O runtime: that runtime has one thread, which
+/// also runs the subscription loop and the remote I/O of synchronous callers, and applying is
+/// synchronous work that may take long.
+fn start_applier(
+    manager: std::sync::Weak<Inner>,
+    counters: Arc<SubscriberCounters>,
+) -> Option<Arc<Backlog<Invalidation>>> {
+    let backlog = Arc::new(Backlog::new(
+        backplane::BACKLOG_MESSAGES,
+        backplane::BACKLOG_BYTES,
+    ));
+    let queue = backlog.clone();
+    let spawned = std::thread::Builder::new()
+        .name("cache-core-backplane".into())
+        .spawn(move || apply_queued(&queue, &manager, &counters));
+    match spawned {
+        Ok(_) => Some(backlog),
+        Err(e) => {
+            tracing::error!(error = %e, "cache-core could not start its backplane thread; messages are applied as they are read");
+            None
+        }
+    }
+}
+
+/// The applier thread: applies queued messages in order, and after a gap clears the memory
+/// tiers instead. Ends with the subscriber, or at the first message after its manager is gone.
+fn apply_queued(
+    backlog: &Backlog<Invalidation>,
+    manager: &std::sync::Weak<Inner>,
+    counters: &SubscriberCounters,
+) {
+    loop {
+        let next = backlog.next();
+        let Some(inner) = manager.upgrade() else {
+            return;
+        };
+        let manager = CacheManager { inner };
+        let done = match next {
+            Next::Apply(invalidation) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                apply(&manager, invalidation, counters)
+            })),
+            Next::Gap { missed } => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                clear_remote_backed(
+                    &manager,
+                    "backplane messages arrived faster than they were applied",
+                );
+                // Counted once cleared, as `applied` is once applied.
+                counters.overflowed.fetch_add(missed, Ordering::Release);
+            })),
+            Next::Closed => return,
+        };
+        // A user's `Drop` run by a removal, or a tracing layer, may panic: without this thread
+        // no message would be applied again.
+        if let Err(panic) = done {
+            tracing::error!(error = %crate::warming::panicked(&*panic), "applying a backplane message failed; the backplane thread goes on");
+        }
+    }
+}
+
+/// Applies one invalidation from another instance to `manager`'s memory tiers.
+fn apply(manager: &CacheManager, invalidation: Invalidation, counters: &SubscriberCounters) {
+    let existing = |name: &str| {
+        manager
+            .inner
+            .caches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    };
+    match invalidation {
+        Invalidation::Key { cache, key } => {
+            if let Some(store) = existing(&cache) {
+                store
+                    .memory
+                    .remove(key.as_bytes(), crate::key::lookup_hash(key.as_bytes()));
+            }
+        }
+        Invalidation::Tag { tag } => {
+            for store in manager.stores() {
+                store.memory.remove_tag(&tag);
+            }
+        }
+        Invalidation::Pattern { cache, pattern } => {
+            if let Some(store) = existing(&cache) {
+                let glob = crate::Glob::new(&pattern);
+                store.memory.remove_where(|k| glob.matches(k));
+            }
+        }
+        Invalidation::Cache { cache } => {
+            if let Some(store) = existing(&cache) {
+                store.memory.clear();
+            }
+        }
+        Invalidation::All => {
+            for store in manager.stores() {
+                store.memory.clear();
+            }
+        }
+    }
+    // Counted once applied, so a reader that sees the count sees the eviction.
+    counters.applied.fetch_add(1, Ordering::Release);
+}
+
+/// Clears the memory tier of every cache that has a remote tier, after messages may have been
+/// lost (`why`): nothing it holds can be trusted, and the remote tier still has the values.
+fn clear_remote_backed(manager: &CacheManager, why: &str) {
+    for store in manager.stores() {
+        if store.remote.is_some() {
+            let n = store.memory.clear();
+            tracing::info!(cache = %store.name, entries = n, reason = why, "cleared the memory tier, which may have missed invalidations");
+        }
     }
 }
 

@@ -8,12 +8,33 @@
 //! holds can be trusted, and the remote tier still has the values, so the cost is one L2 read per
 //! key. (Revalidating each entry would need a version per key in the remote tier and a round trip
 //! per entry anyway.)
+//!
+//! Messages are applied by a thread of the instance's own, behind a bounded `Backlog`: the
+//! subscription loop only queues them, so it keeps reading however slowly they are applied. When
+//! the backlog is full the instance is in a gap too, and clears the same way instead of falling
+//! further behind.
 
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
 
 use super::{BoxFuture, RemoteError};
+
+mod backlog;
+pub(crate) use backlog::{Backlog, Next, Pushed};
+
+/// The most messages from other instances waiting to be applied. A message names one key, tag,
+/// pattern or cache, and is applied in microseconds unless it sweeps a large memory tier, so the
+/// backlog fills only when applying is slow: 1,024 is about a second of a busy deployment's
+/// invalidations (a thousand writes a second across its instances). At that rate an instance
+/// further behind would serve entries invalidated more than a second ago; clearing instead costs
+/// one Redis read per key read again.
+pub(crate) const BACKLOG_MESSAGES: usize = 1024;
+
+/// The most encoded bytes of the messages waiting to be applied (beyond the first): a message is
+/// about a hundred bytes, so this bounds the backlog's memory only against unusually long keys,
+/// tags or patterns.
+pub(crate) const BACKLOG_BYTES: usize = 1 << 20;
 
 /// A publish/subscribe channel between the instances of one namespace, provided by a backend
 /// (Redis pub/sub in `cache-redis`).
@@ -61,7 +82,9 @@ pub trait Backplane: Send + Sync + 'static {
 /// # assert!(r.0.lock().unwrap().is_empty());
 /// ```
 pub trait BackplaneSink: Send + Sync + 'static {
-    /// A message from some instance.
+    /// A message from some instance. cache-core's sink only queues it for the thread that
+    /// applies messages, so this never waits for an eviction: a backend calls it from its
+    /// subscription loop as it reads.
     fn on_message(&self, message: &[u8]);
     /// The subscription was (re-)established after a gap: messages may have been lost.
     fn on_resubscribed(&self);
@@ -95,6 +118,12 @@ pub struct BackplaneStats {
     pub subscriptions: u64,
     /// Messages from other instances, applied to this instance's memory tiers.
     pub applied: u64,
+    /// Messages from other instances not applied one by one because this instance fell behind:
+    /// refused by its full backlog of messages waiting to be applied, or discarded from it. Each
+    /// such gap cleared the memory tier of every cache that has a remote tier, which covers them;
+    /// counted once cleared. (See `docs/hybrid.md`, guarantee 3.)
+    #[serde(default)]
+    pub overflowed: u64,
     /// This instance's own messages, ignored.
     pub own: u64,
     /// Payloads on the channel that are not backplane messages, ignored.

@@ -32,7 +32,7 @@
 //! | `clear` | `invalidate_cache("items")` | `ok removed=N us=T` |
 //! | `all` | `invalidate_all()` | `ok removed=N us=T` |
 //! | `stats` | the cache's counters | `l1_hits=.. l1_misses=.. l2_hits=.. l2_misses=.. l2_errors=.. entries=.. runs=.. lock_acquired=.. lock_waits=.. lock_wait_timeouts=..` |
-//! | `bp` | the backplane's counters | `subscriptions=.. applied=.. own=.. foreign=..` |
+//! | `bp` | the backplane's counters | `subscriptions=.. applied=.. overflowed=.. own=.. foreign=..` |
 //! | `wait FIELD N MS` | waits until backplane counter `FIELD` ≥ N, for at most MS ms | `ok FIELD=.. us=T` / `timeout FIELD=..` |
 //! | `quit` | exits | `bye` |
 //!
@@ -355,8 +355,8 @@ async fn run(manager: &CacheManager, words: &[&str]) -> Result<String, String> {
         "bp" => {
             let b = manager.backplane_stats().unwrap_or_default();
             format!(
-                "subscriptions={} applied={} own={} foreign={}",
-                b.subscriptions, b.applied, b.own, b.foreign
+                "subscriptions={} applied={} overflowed={} own={} foreign={}",
+                b.subscriptions, b.applied, b.overflowed, b.own, b.foreign
             )
         }
         "wait" => {
@@ -382,6 +382,7 @@ fn counter(stats: &BackplaneStats, field: &str) -> Result<u64, String> {
     Ok(match field {
         "subscriptions" => stats.subscriptions,
         "applied" => stats.applied,
+        "overflowed" => stats.overflowed,
         "own" => stats.own,
         "foreign" => stats.foreign,
         other => return Err(format!("no backplane counter {other:?}")),
