@@ -101,7 +101,7 @@ key_args_tuple!(14: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11
 key_args_tuple!(15: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14);
 key_args_tuple!(16: A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11, M.12, N.13, O.14, P.15);
 
-/// The serialized bytes of a default key's arguments: on the stack up to [`ARG_INLINE`] bytes
+/// The serialized bytes of a default key's arguments: on the stack up to 64 bytes
 /// (ids, short strings), on the heap past that. A thread-local scratch `Vec` served before; its
 /// access and borrow flag cost more than the few bytes a typical argument list needs.
 #[derive(Debug)]
