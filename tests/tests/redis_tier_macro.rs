@@ -741,6 +741,59 @@ fn a_sync_function_uses_redis_on_the_io_runtime() {
     assert_eq!(stats.hits, 1, "{stats:?}");
 }
 
+static RELEASE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "users", key = "release:{id}")]
+fn sync_release(id: u64) -> Account {
+    RELEASE_RUNS.fetch_add(1, SeqCst);
+    account(id)
+}
+
+/// A sync function takes its distributed lock on cache-core's I/O runtime and drops it on the
+/// caller's thread. The release went to the runtime current there: in a `#[tokio::test]` (a
+/// current-thread runtime, blocked by the sync call) it ran only at the test's next `.await`, so
+/// the next miss of the key from sync code found the lock held and waited out its TTL.
+#[tokio::test]
+async fn a_sync_functions_lock_is_released_while_its_callers_runtime_is_blocked() {
+    const NS: &str = "macro-sync-release";
+    let lock_ttl = Duration::from_secs(3);
+    let m = CacheManager::builder()
+        .remote(RedisBackend::new(config(NS)))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache(
+            "users",
+            Policy::new()
+                .tier(Tier::Remote)
+                .ttl_secs(60)
+                .lock_ttl(lock_ttl),
+        )
+        .build();
+    let lock = RedisBackend::new(config(NS)).lock_key("users", "release:1");
+    let key = cache_core::__private::KeyBuf::from_key("release:1");
+    // All in sync code: this thread does not return to the test's runtime until the end.
+    m.scope_sync(|| {
+        assert_eq!(sync_release(1), account(1));
+        let deadline = Instant::now() + lock_ttl / 3;
+        while raw::exists(&lock) {
+            assert!(
+                Instant::now() < deadline,
+                "the lock was not released within {:?} of the call",
+                lock_ttl / 3
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cache_core::__private::invalidate_key_blocking("users", &key);
+        assert_eq!(sync_release(1), account(1));
+    });
+    assert_eq!(RELEASE_RUNS.load(SeqCst), 2);
+    let stats = remote_stats(&m, "users");
+    assert_eq!(
+        (stats.lock_acquired, stats.lock_waits),
+        (2, 0),
+        "the second miss took the lock without waiting: {stats:?}"
+    );
+}
+
 // --- values that cannot go to Redis ---------------------------------------------------------
 
 /// Not serde-serializable: `#[cached]` accepts it (it needs only `Clone`), but it cannot travel.

@@ -157,9 +157,13 @@ pub(crate) enum LockWait<T> {
 /// The release is sent from a spawned task rather than awaited: a `Drop` cannot await, and the
 /// leader's caller already has its value, so it should not pay the round trip. Waiters do not
 /// need the release to find the value (they poll the value itself); it only frees the key for the
-/// next miss sooner. The task runs on the caller's tokio runtime when there is one (it already
-/// has a connection), else on cache-core's I/O runtime. If neither runs it (a runtime shutting
-/// down), the lock expires after its TTL, which is also what happens when the holder crashes.
+/// next miss sooner. The task runs on the tokio runtime that took the lock (it already has a
+/// connection), else on cache-core's I/O runtime. Not on the runtime current where the lock is
+/// dropped: a synchronous caller takes it on cache-core's I/O runtime and drops it on its own
+/// thread, which may be blocking a current-thread runtime that would run the release only at its
+/// next `.await`, after the caller's next miss of the key found the lock still held. If no
+/// runtime runs it (one shutting down), the lock expires after its TTL, which is also what
+/// happens when the holder crashes.
 ///
 /// A `FlightLock` exists from just before the `SET NX` is sent: if the caller's future is dropped
 /// while the command is in flight, or the attempt times out, Redis may have applied it without
@@ -172,6 +176,8 @@ pub(crate) struct FlightLock {
     key: Box<str>,
     token: LockToken,
     armed: bool,
+    /// The runtime that sent the `SET NX`, for the release.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl FlightLock {
@@ -182,6 +188,7 @@ impl FlightLock {
             key: key.into(),
             token,
             armed: true,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -202,9 +209,9 @@ impl Drop for FlightLock {
         let release = async move {
             let _ = remote.run(remote.inner.unlock(&key, token)).await;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn(release)),
-            Err(_) => super::blocking::spawn(release),
+        match self.runtime.take() {
+            Some(handle) => drop(handle.spawn(release)),
+            None => super::blocking::spawn(release),
         }
     }
 }
