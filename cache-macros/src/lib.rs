@@ -119,7 +119,8 @@ mod conditions_md {}
 /// `Query(q)`, `Json(body)`) are arguments like any other; a `State<S>` argument (with its type
 /// argument, bare or through axum's path) is never part of the key; and an argument of a per-user
 /// extractor type (`HeaderMap`, `TypedHeader`, `CookieJar`, `SignedCookieJar`,
-/// `PrivateCookieJar`, `Cookies`, `Extension`, `Request`, `Parts`) is a compile error unless it is
+/// `PrivateCookieJar`, `Cookies`, `Extension`, `Request`, `Parts`; also inside `Option<..>` or
+/// `Result<.., _>`, axum's optional extraction) is a compile error unless it is
 /// in `skip(...)` or the key is explicit: the default key could not tell users apart, and one
 /// user's response would be served to the others. A type of your own that shares one of these
 /// names is an ordinary argument when named through a path of yours (`crate::api::Request`,

@@ -251,13 +251,41 @@ pub(crate) const PER_USER_EXTRACTORS: &[(&str, bool)] = &[
     ("Parts", false),
 ];
 
-/// The per-user extractor `ty` is, if any (see [`PER_USER_EXTRACTORS`]), through references: a
-/// helper that takes `&HeaderMap` reads per-user input as much as a handler does.
+/// The extractor inside `Option<T>` or `Result<T, E>` (bare, or through `std`/`core`'s path): how
+/// axum extracts `T` without rejecting the request when it is missing.
+fn optional_extraction(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let segments = &p.path.segments;
+    let last = segments.last()?;
+    let through_std = segments.len() == 1
+        || segments.len() == 3 && ["std", "core"].iter().any(|r| segments[0].ident == r);
+    if !through_std || !(last.ident == "Option" || last.ident == "Result") {
+        return None;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(a) => match a.args.first()? {
+            syn::GenericArgument::Type(inner) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The per-user extractor `ty` is, if any (see [`PER_USER_EXTRACTORS`]), through references (a
+/// helper that takes `&HeaderMap` reads per-user input as much as a handler does) and through the
+/// `Option<..>` and `Result<.., _>` that axum extracts optionally (`Option<Extension<User>>` for
+/// an optional login reads the user as much as `Extension<User>` does).
 pub(crate) fn per_user_extractor(ty: &Type) -> Option<&Ident> {
     let ty = match ty {
         Type::Reference(r) => return per_user_extractor(&r.elem),
         ty => ty,
     };
+    if let Some(inner) = optional_extraction(ty) {
+        return per_user_extractor(inner);
+    }
     let segment = extractor_path(ty)?;
     PER_USER_EXTRACTORS
         .iter()
