@@ -550,6 +550,26 @@ mod tests {
         assert_eq!(ours(&Some(Some(1u8))), [1]);
     }
 
+    /// A struct is written as `rmp_serde` writes it, fields in their declared order (keys stored
+    /// by earlier releases depend on it): declaring the same fields in another order is another
+    /// key, as docs/guide.md warns, unlike the order of a map's entries.
+    #[test]
+    fn a_structs_fields_are_keyed_in_their_declared_order() {
+        #[derive(Serialize)]
+        struct Before {
+            id: u32,
+            name: &'static str,
+        }
+        #[derive(Serialize)]
+        struct After {
+            name: &'static str,
+            id: u32,
+        }
+        let before = ours(&Before { id: 7, name: "ada" });
+        assert_eq!(before, rmp(&Before { id: 7, name: "ada" }));
+        assert_ne!(before, ours(&After { name: "ada", id: 7 }));
+    }
+
     /// A `HashMap` iterates in a different order in each process (each map, even): its key must
     /// not depend on that.
     #[test]

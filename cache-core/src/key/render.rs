@@ -28,7 +28,8 @@ impl<T: fmt::Display + ?Sized> KeyPart for T {
 /// Arguments that can take part in a default key (no `key = ...`): anything `serde::Serialize`.
 ///
 /// They are serialized as MessagePack with named fields and hashed with XXH3-128, so the key is
-/// stable across processes, releases and reordered struct fields.
+/// stable across processes and releases. A struct's fields are written in their declared order:
+/// reordering them (as renaming, adding or removing one) changes the key.
 #[diagnostic::on_unimplemented(
     message = "argument of type `{Self}` cannot be part of the default cache key",
     label = "this argument does not implement `serde::Serialize`",
