@@ -320,18 +320,23 @@ fn miss_span(store: &Store, key: &KeyBuf) -> tracing::Span {
 #[inline]
 fn note(status: Status) {
     #[cfg(feature = "axum")]
-    crate::http::record(match status {
-        Status::Miss => crate::http::CacheStatus::Miss,
-        Status::Stale => crate::http::CacheStatus::Stale,
-    });
+    match status {
+        Status::Miss => crate::http::record(crate::http::CacheStatus::Miss),
+        Status::Stale => crate::http::record(crate::http::CacheStatus::Stale),
+        Status::FellBack => crate::http::record_fallback(),
+    }
     #[cfg(not(feature = "axum"))]
     let _ = status;
 }
 
 #[derive(Clone, Copy)]
 enum Status {
+    /// The call runs its body.
     Miss,
+    /// The call serves a value past its TTL without running its body.
     Stale,
+    /// The call, which ran its body (a `Miss`), serves a fallback instead of its outcome.
+    FellBack,
 }
 
 /// How a call is stored and served: its insert options, and its freshness settings.
@@ -679,7 +684,8 @@ struct At<'a> {
 
 impl At<'_> {
     /// Serves a fail-safe value in place of a failed body's outcome, to the caller and its
-    /// followers, and keeps it as fresh for the throttle.
+    /// followers, and keeps it as fresh for the throttle. The caller ran the body (and noted a
+    /// `Miss`), so the note here turns its call into a stale one.
     fn fail_safe<R, S: Strategy<R>>(
         &self,
         opts: &InsertOptions,
@@ -690,7 +696,7 @@ impl At<'_> {
     ) -> R {
         let store = self.store;
         store.memory.counters.fail_safe.incr();
-        note(Status::Stale);
+        note(Status::FellBack);
         tracing::warn!(cache = %store.name, key = self.key.as_str(), why, "cached function failed; serving its fail-safe value");
         // The caller gets its fallback even if it was read before an invalidation that ran
         // since: the caller arrived before the invalidation returned, so either answer is
@@ -1412,7 +1418,7 @@ async fn lead<R, J: Job<R>>(
         BodyEnd::SoftTimedOut => {
             store.memory.counters.timeouts.incr();
             store.memory.counters.stale_served.incr();
-            note(Status::Stale);
+            note(Status::FellBack);
             let Some(fallback) = fallback else {
                 unreachable!("a soft timeout is set only with a fallback")
             };

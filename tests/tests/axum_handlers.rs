@@ -433,6 +433,58 @@ async fn a_5xx_status_tuple_is_a_failure_the_fail_safe_value_replaces() {
     .await;
 }
 
+/// Answers at once on its first run; later runs take 5 s (its database got slow).
+#[cached(cache = "handlers", ttl = 10, fail_safe = 600, soft_timeout = "100ms")]
+async fn slowed(State(s): State<AppState>, Path(id): Path<u64>) -> Json<Item> {
+    let run = s.runs.fetch_add(1, Ordering::SeqCst) + 1;
+    if run > 1 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    Json(Item {
+        id,
+        page: run as u32,
+    })
+}
+
+/// A call that ran its body but answered with its fail-safe value (the body failed) or its
+/// soft-timeout fallback served a value past its TTL: `STALE`, as the layer's docs say, not the
+/// `MISS` its body run had recorded first, which hid every fallback answer of an outage.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_answer_is_marked_stale() {
+    let m = CacheManager::builder()
+        .clock(cache_core::Clock::tokio())
+        .cache("handlers", Policy::new().max_entries(1000))
+        .build();
+    m.scope(async {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/kept/{id}", get(kept_status))
+            .route("/slowed/{id}", get(slowed))
+            .with_state(AppState { runs: runs.clone() })
+            .layer(CacheHeadersLayer::new());
+        let first = get_path(&app, "/kept/5").await;
+        assert_eq!((first.status, x_cache(&first)), (StatusCode::OK, "MISS"));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        // The handler runs again and answers 503: the kept 200 is served.
+        let failed = get_path(&app, "/kept/5").await;
+        assert_eq!(failed.body, first.body);
+        assert_eq!(x_cache(&failed), "STALE");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+        runs.store(0, Ordering::SeqCst);
+        let first = get_path(&app, "/slowed/6").await;
+        assert_eq!(x_cache(&first), "MISS");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        // The handler runs again and passes its soft timeout: the kept value is served.
+        let slow = get_path(&app, "/slowed/6").await;
+        assert_eq!(slow.body, first.body);
+        assert_eq!(x_cache(&slow), "STALE");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(m.cache("handlers").stats().fail_safe, 1);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_streamed_body_is_passed_through_without_an_etag() {
     // Buffering a stream to hash it could wait for ever (server-sent events); its length is not

@@ -5,9 +5,11 @@
 //!
 //! The layer runs the inner service inside a tokio task-local; the cache runtime records each
 //! cached call's outcome into it when it is set (one task-local check per cached call, and only
-//! with this feature). Several cached calls in one request combine: any `MISS` makes the response
-//! a `MISS`, else any `STALE` a `STALE`, else any `HIT` a `HIT`; a request that made no cached
-//! call (or only bypassed ones) is a `BYPASS`.
+//! with this feature). A call that ran its body but answered with a fallback instead of the
+//! body's outcome (a fail-safe value after the body failed, a stale value past a soft timeout) is
+//! a `STALE` call, not a `MISS`. Several cached calls in one request combine: any `MISS` makes the
+//! response a `MISS`, else any `STALE` a `STALE`, else any `HIT` a `HIT`; a request that made no
+//! cached call (or only bypassed ones) is a `BYPASS`.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -52,9 +54,10 @@ pub enum CacheStatus {
     /// Every cached call was answered from a tier (memory, Redis, or another caller's flight).
     Hit,
     /// A value past its TTL was served: stale-while-revalidate, or a fail-safe value after the
-    /// body failed or passed its soft timeout (and no call ran its body in the foreground).
+    /// body failed or passed its soft timeout (and no other call answered with its body's
+    /// outcome).
     Stale,
-    /// At least one cached call ran its body.
+    /// At least one cached call ran its body and answered with its outcome.
     Miss,
 }
 
@@ -77,7 +80,30 @@ impl CacheStatus {
 }
 
 tokio::task_local! {
-    static REQUEST_STATUS: Cell<Option<CacheStatus>>;
+    static REQUEST_STATUS: Cell<Tally>;
+}
+
+/// What the cached calls of one request did, combined into its [`CacheStatus`] at the end.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    /// Calls that ran their body, less those that then answered with a fallback.
+    misses: u32,
+    stale: bool,
+    hit: bool,
+}
+
+impl Tally {
+    fn status(self) -> CacheStatus {
+        if self.misses > 0 {
+            CacheStatus::Miss
+        } else if self.stale {
+            CacheStatus::Stale
+        } else if self.hit {
+            CacheStatus::Hit
+        } else {
+            CacheStatus::Bypass
+        }
+    }
 }
 
 /// Whether a [`CacheHeadersLayer`] was ever applied in this process. Until one is, no request
@@ -93,7 +119,29 @@ pub(crate) fn record(status: CacheStatus) {
         return;
     }
     let _ = REQUEST_STATUS.try_with(|cell| {
-        cell.set(Some(cell.get().map_or(status, |s| s.max(status))));
+        let mut tally = cell.get();
+        match status {
+            CacheStatus::Bypass => {}
+            CacheStatus::Hit => tally.hit = true,
+            CacheStatus::Stale => tally.stale = true,
+            CacheStatus::Miss => tally.misses += 1,
+        }
+        cell.set(tally);
+    });
+}
+
+/// Records that a call which recorded a `MISS` when its body started answered with a fallback
+/// instead of the body's outcome: it is a `STALE` call.
+#[inline(always)]
+pub(crate) fn record_fallback() {
+    if !LAYER_IN_USE.load(Ordering::Relaxed) {
+        return;
+    }
+    let _ = REQUEST_STATUS.try_with(|cell| {
+        let mut tally = cell.get();
+        tally.misses = tally.misses.saturating_sub(1);
+        tally.stale = true;
+        cell.set(tally);
     });
 }
 
@@ -152,21 +200,14 @@ where
         let config = self.config.clone();
         let future = self.inner.call(req);
         Box::pin(async move {
-            let (res, status) = REQUEST_STATUS
-                .scope(Cell::new(None), async {
+            let (res, tally) = REQUEST_STATUS
+                .scope(Cell::new(Tally::default()), async {
                     let res = future.await;
                     (res, REQUEST_STATUS.with(Cell::get))
                 })
                 .await;
             let res = res?;
-            Ok(finish(
-                res,
-                status.unwrap_or(CacheStatus::Bypass),
-                safe,
-                &config,
-                if_none_match,
-            )
-            .await)
+            Ok(finish(res, tally.status(), safe, &config, if_none_match).await)
         })
     }
 }
