@@ -297,6 +297,64 @@ async fn the_layer_sets_cache_control_etag_and_answers_304() {
     .await;
 }
 
+/// A `HEAD` is answered by axum's router with the `GET` handler's headers and no body. With the
+/// layer inside the router (`Router::layer`) it sees the body before axum drops it; wrapped
+/// around the whole router (`ServiceBuilder`, `Layer::layer(&layer, router)`) it sees the body
+/// already dropped, and hashed that: every resource's `HEAD` got the one `ETag` of an empty body,
+/// unlike its `GET`'s, and an `If-None-Match` of that tag was a `304` for any resource.
+#[tokio::test]
+async fn a_head_never_gets_the_etag_of_the_empty_body_axum_sent_it() {
+    use tower::Layer;
+    let m = manager();
+    m.scope(async {
+        let state = AppState {
+            runs: Arc::new(AtomicUsize::new(0)),
+        };
+        let router = Router::new()
+            .route("/items/{id}", get(item))
+            .with_state(state);
+        let inner = router.clone().layer(CacheHeadersLayer::new().etag(true));
+        let outer = CacheHeadersLayer::new().etag(true).layer(router);
+        // The tag a HEAD around the router answered for the previous resource.
+        let mut previous_head_etag = None;
+        let reply = |res: axum::response::Response| Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: String::new(),
+        };
+        for path in ["/items/1?page=1", "/items/2?page=1"] {
+            let got = get_path(&inner, path).await;
+            let etag = got.headers.get(header::ETAG).expect("a GET's ETag").clone();
+            let head = || Request::head(path).body(Body::empty()).unwrap();
+            let r = send(&inner, head()).await;
+            assert_eq!(
+                r.headers.get(header::ETAG),
+                Some(&etag),
+                "inside the router"
+            );
+            let r = reply(outer.clone().oneshot(head()).await.unwrap());
+            assert_eq!(r.status, StatusCode::OK);
+            assert!(
+                r.headers.get(header::ETAG).is_none_or(|t| t == etag),
+                "around the router: {:?}, the GET's is {etag:?}",
+                r.headers.get(header::ETAG)
+            );
+            if let Some(other) = previous_head_etag.take() {
+                let mut req = head();
+                req.headers_mut().insert(header::IF_NONE_MATCH, other);
+                let r = reply(outer.clone().oneshot(req).await.unwrap());
+                assert_eq!(
+                    r.status,
+                    StatusCode::OK,
+                    "another resource's tag is no match"
+                );
+            }
+            previous_head_etag = r.headers.get(header::ETAG).cloned();
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn without_the_layer_handlers_are_cached_the_same() {
     let m = manager();

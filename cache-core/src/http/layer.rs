@@ -76,7 +76,9 @@ impl CacheHeadersLayer {
     /// With `true`, a `200` to a `GET` or `HEAD` that went through the cache gets a strong `ETag`
     /// (a hash of its body, which is buffered for it), and a request whose `If-None-Match`
     /// matches gets `304 Not Modified` with no body. A body whose length is not known up front
-    /// (a stream) is left alone: buffering it could wait for ever.
+    /// (a stream) is left alone: buffering it could wait for ever. So is the answer to a `HEAD`
+    /// when the layer wraps a whole `Router` rather than being added with `Router::layer`: axum
+    /// has dropped its body by then, and it has no `ETag` (its `GET` does).
     ///
     /// ```
     /// use cache_core::http::CacheHeadersLayer;

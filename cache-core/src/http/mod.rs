@@ -192,6 +192,7 @@ where
         // whose `If-None-Match` matched the new body would have been applied, then told
         // "not modified".
         let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+        let head = req.method() == Method::HEAD;
         let if_none_match = if self.config.etag {
             req.headers().get(header::IF_NONE_MATCH).cloned()
         } else {
@@ -207,7 +208,7 @@ where
                 })
                 .await;
             let res = res?;
-            Ok(finish(res, tally.status(), safe, &config, if_none_match).await)
+            Ok(finish(res, tally.status(), (safe, head), &config, if_none_match).await)
         })
     }
 }
@@ -215,7 +216,7 @@ where
 async fn finish(
     mut res: Response<Body>,
     status: CacheStatus,
-    safe_method: bool,
+    (safe_method, head): (bool, bool),
     config: &Config,
     if_none_match: Option<HeaderValue>,
 ) -> Response<Body> {
@@ -238,6 +239,19 @@ async fn finish(
         return res;
     };
     if !config.etag || res.status() != StatusCode::OK || res.headers().contains_key(header::ETAG) {
+        return res;
+    }
+    // Wrapped around a whole axum `Router`, the layer gets a `HEAD`'s answer with its body already
+    // dropped (its `Content-Length` still the `GET`'s): there is nothing to hash, and the hash of
+    // nothing would be one tag for every resource. Inside the router (`Router::layer`) the body is
+    // still there.
+    if head
+        && len == 0
+        && res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|l| l != "0")
+    {
         return res;
     }
     let (mut parts, body) = res.into_parts();
