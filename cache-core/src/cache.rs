@@ -262,7 +262,14 @@ impl Cache {
         if self.store.remote.is_some()
             && !self
                 .store
-                .put_remote(key, &value, &Codec::serde(), &opts, Duration::ZERO)
+                .put_remote(
+                    key,
+                    &value,
+                    &Codec::serde(),
+                    &opts,
+                    Duration::ZERO,
+                    crate::store::RemoteWrite::Set,
+                )
                 .await
         {
             // Refused (too large, not serializable): the remote tier still holds the value this

@@ -29,7 +29,7 @@ use crate::outcome::Strategy;
 use crate::remote::codec::Codec;
 use crate::remote::lock::FlightLock;
 use crate::remote::{LockWait, run_blocking, run_sync};
-use crate::store::Store;
+use crate::store::{RemoteWrite, Store};
 
 pub(crate) type Flights = HashKeyed<Arc<Flight>>;
 
@@ -816,7 +816,14 @@ async fn write_remote<T>(
         // it was (deleting and announcing it there would have every instance that computes it
         // drop the others' memory copies in turn).
         let _ = store
-            .put_remote(key.as_str(), &value, codec, &opts, took)
+            .put_remote(
+                key.as_str(),
+                &value,
+                codec,
+                &opts,
+                took,
+                RemoteWrite::Computed,
+            )
             .await;
     }
 }
@@ -1683,7 +1690,9 @@ fn write_remote_blocking<T: Send + Sync + 'static>(
     let key = key.as_str().to_owned();
     let codec = *codec;
     run_blocking(async move {
-        let _ = store.put_remote(&key, &value, &codec, &opts, took).await;
+        let _ = store
+            .put_remote(&key, &value, &codec, &opts, took, RemoteWrite::Computed)
+            .await;
     });
 }
 

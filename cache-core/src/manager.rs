@@ -76,7 +76,8 @@ struct Inner {
     remote: Option<Arc<dyn RemoteBackend>>,
     /// One breaker for the backend: its caches share a connection and fail together.
     breaker: Arc<Breaker>,
-    /// The backend's backplane, when some cache is hybrid, and this instance's id on it.
+    /// The backend's backplane, when it offers one, and this instance's id on it. Subscribed to
+    /// only when some cache is hybrid.
     backplane: Option<(Arc<dyn Backplane>, u128)>,
     /// Receives backplane messages; the subscription holds it weakly and ends with the manager.
     subscriber: OnceLock<Arc<Subscriber>>,
@@ -283,10 +284,13 @@ impl CacheManagerBuilder {
     pub fn build(self) -> CacheManager {
         let any_hybrid = self.default_policy.tier == Tier::Hybrid
             || self.policies.values().any(|p| p.tier == Tier::Hybrid);
+        // Every manager with a backend that offers a backplane publishes its invalidations, so
+        // that an admin process or a worker with only remote caches (or none configured) reaches
+        // the memory copies of the instances that have hybrid caches. Only a manager with memory
+        // copies of remote values to keep honest subscribes.
         let backplane = self
             .remote
             .as_ref()
-            .filter(|_| any_hybrid)
             .and_then(|r| r.backplane())
             .map(|b| (b, new_origin()));
         let manager = CacheManager {
@@ -305,7 +309,9 @@ impl CacheManagerBuilder {
                 alive: tokio::sync::watch::Sender::new(()),
             }),
         };
-        manager.subscribe();
+        if any_hybrid {
+            manager.subscribe();
+        }
         if manager.inner.alerts.is_some() {
             crate::alerts::watch(&manager);
         }
@@ -424,7 +430,7 @@ impl CacheManager {
                     _ => None,
                 };
                 let mut store = Store::new(memory, remote, self.inner.remote.clone());
-                if store.tier == Tier::Hybrid {
+                if store.remote.is_some() {
                     store.backplane = self.inner.backplane.clone();
                 }
                 Arc::new(store)
@@ -587,7 +593,7 @@ impl CacheManager {
         FirstSubscription(self.inner.subscriber.get().cloned())
     }
 
-    /// The backplane's counters, when this manager has one (a hybrid cache and a backend that
+    /// The backplane subscription's counters, when this manager has one (a hybrid cache and a backend that
     /// offers a backplane).
     ///
     /// ```

@@ -13,6 +13,15 @@ use crate::remote::{RemoteBackend, RemoteError, ResilientTier};
 use crate::write_gate::WriteGate;
 use crate::{CacheStats, Policy, Tier};
 
+/// Why a value is written to the remote tier, which decides whether it is announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RemoteWrite {
+    /// A body's value, after a miss or by a refresh.
+    Computed,
+    /// [`Cache::set`](crate::Cache::set) and friends.
+    Set,
+}
+
 pub(crate) struct Store {
     pub(crate) name: Arc<str>,
     pub(crate) memory: Arc<MemoryStore>,
@@ -21,7 +30,7 @@ pub(crate) struct Store {
     pub(crate) backend: Option<Arc<dyn RemoteBackend>>,
     pub(crate) tier: Tier,
     pub(crate) policy: Policy,
-    /// Where this cache announces overwrites, for hybrid caches: the backplane and this
+    /// Where this cache announces overwrites, for caches with a remote tier: the backplane and this
     /// instance's origin id.
     pub(crate) backplane: Option<(Arc<dyn Backplane>, u128)>,
     pub(crate) flights: Flights,
@@ -348,6 +357,7 @@ impl Store {
         codec: &Codec<T>,
         opts: &InsertOptions,
         recompute: Duration,
+        write: RemoteWrite,
     ) -> bool {
         let Some(remote) = &self.remote else {
             return true;
@@ -391,11 +401,17 @@ impl Store {
                 tracing::debug!(cache = %self.name, key, error = %e, "remote cache write failed")
             }
         }
-        self.announce(Invalidation::Key {
-            cache: self.name.to_string(),
-            key: key.to_owned(),
-        })
-        .await;
+        // An explicit set replaces a value other instances may hold in memory: always announced.
+        // A computed value is announced by hybrid caches only, as before: for a remote-only
+        // cache it would add a `PUBLISH` round trip to every miss, for copies that exist only
+        // where another instance runs the same cache as hybrid.
+        if write == RemoteWrite::Set || self.tier == Tier::Hybrid {
+            self.announce(Invalidation::Key {
+                cache: self.name.to_string(),
+                key: key.to_owned(),
+            })
+            .await;
+        }
         true
     }
 
@@ -412,7 +428,8 @@ impl Store {
         .await
     }
 
-    /// Tells the other instances to drop an entry from their memory tier (hybrid caches only).
+    /// Tells the other instances to drop an entry from their memory tier (caches with a remote
+    /// tier, whose keys other instances' hybrid caches may copy).
     pub(crate) async fn announce(&self, invalidation: Invalidation) {
         if let (Some((backplane, origin)), Some(remote)) = (&self.backplane, &self.remote) {
             let message = Message {

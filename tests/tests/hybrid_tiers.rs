@@ -673,3 +673,97 @@ async fn deployments_on_different_databases_do_not_hear_each_other() {
         "database 1 heard only database 1"
     );
 }
+
+#[tokio::test]
+async fn an_admin_process_without_hybrid_caches_reaches_the_instances_memory() {
+    // An admin tool or a worker invalidates what the application instances cache. It has no
+    // hybrid cache of its own; before, it got no backplane at all, so its invalidations
+    // changed Redis and never reached the instances' memory copies (until their L1 TTL).
+    let app = instance("tiers-admin", Policy::new().ttl_secs(60)).await;
+    let items = app.cache("items");
+    let remote_only = |policies: &[(&str, Tier)]| {
+        let mut builder = CacheManager::builder()
+            .remote(RedisBackend::new(
+                RedisConfig::standalone(server().url()).namespace("tiers-admin"),
+            ))
+            .resilience(Resilience::new().timeout(Duration::from_secs(2)));
+        for (name, tier) in policies {
+            builder = builder.cache(*name, Policy::new().ttl_secs(60).tier(*tier));
+        }
+        builder.build()
+    };
+    // Knows `items` as a remote cache; and one that knows no cache at all.
+    let admin = remote_only(&[("items", Tier::Remote)]);
+    let bare = remote_only(&[]);
+    assert!(
+        admin.backplane_stats().is_none(),
+        "it publishes, it does not subscribe"
+    );
+
+    let runs = AtomicU64::new(0);
+    // Each way of invalidating from the admin: the app's next read runs its body again.
+    for (what, step) in [
+        ("invalidate_key", 0),
+        ("Cache::delete", 1),
+        ("invalidate_pattern", 2),
+        ("invalidate_cache", 3),
+        ("Cache::set", 4),
+        ("invalidate_tag from a manager with no caches", 5),
+        ("invalidate_all from a manager with no caches", 6),
+    ] {
+        let key = format!("k{step}");
+        if step == 5 {
+            items
+                .set_with(
+                    &key,
+                    "tagged".to_owned(),
+                    cache_core::EntryOptions::new().tag("t5"),
+                )
+                .await;
+        } else {
+            read(&items, &key, &runs).await;
+        }
+        let before = runs.load(Ordering::SeqCst);
+        read(&items, &key, &runs).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            before,
+            "{what}: a memory hit first"
+        );
+
+        match step {
+            0 => assert!(admin.invalidate_key("items", &key).await),
+            1 => assert!(admin.cache("items").delete(&key).await),
+            2 => {
+                admin.invalidate_pattern("items", "k2*").await;
+            }
+            3 => {
+                admin.invalidate_cache("items").await;
+            }
+            4 => {
+                admin
+                    .cache("items")
+                    .set(&key, "set by admin".to_owned())
+                    .await
+            }
+            5 => {
+                bare.invalidate_tag("t5").await;
+            }
+            _ => {
+                bare.invalidate_all().await;
+            }
+        }
+        // One message per step.
+        backplane_reaches(&app, |s| s.applied > step).await;
+        let value = read(&items, &key, &runs).await;
+        if step == 4 {
+            assert_eq!(value, "set by admin", "{what}: the app reads the new value");
+        } else {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                before + 1,
+                "{what}: the app's memory copy is gone"
+            );
+        }
+    }
+}
