@@ -19,7 +19,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -152,6 +152,13 @@ pub(crate) struct MemoryStore {
     evictor: Mutex<Evictor>,
     expiry: Mutex<BinaryHeap<Reverse<(u64, Slot)>>>,
     tags: TagIndex,
+    /// Orders a tag invalidation's epoch bump and taking of the tag's records against an
+    /// insert's epoch check and recording of its tags: the insert holds the read side across
+    /// both, the invalidation the write side, so an insert either sees the bump (and stores
+    /// nothing) or has recorded its tags by the time they are taken (and its entry goes). Without
+    /// it an insert could pass its check just before the bump and record its tags just after the
+    /// take, and a value read before the invalidation outlived it.
+    tag_gate: RwLock<()>,
     pub(crate) counters: Counters,
     /// Sampled access frequencies, for hot-key preloading.
     pub(crate) hot: hot::HotKeys,
@@ -191,6 +198,7 @@ impl MemoryStore {
             next_id: AtomicU64::new(1),
             expiry: Mutex::new(BinaryHeap::new()),
             tags: TagIndex::default(),
+            tag_gate: RwLock::new(()),
             counters: Counters::default(),
             hot: hot::HotKeys::default(),
             epochs: epochs::Epochs::default(),
@@ -393,6 +401,9 @@ impl MemoryStore {
             // (epoch bump, then a removal that takes the same lock) is either seen here or finds
             // the entry.
             let slot_entry = map.entry_sync(hash);
+            // See `tag_gate`: held until the tags are recorded.
+            let _tag_gate = (opts.epoch.is_some() && !entry.tags.is_empty())
+                .then(|| self.tag_gate.read().unwrap_or_else(|e| e.into_inner()));
             if let Some(expected) = opts.epoch
                 && self.epochs.snapshot(hash, &entry.tags) != expected
             {
@@ -400,9 +411,10 @@ impl MemoryStore {
             }
             // The tag index changes under the same lock, so its records for this hash follow the
             // map's order of writes: two inserts racing on a key cannot leave the survivor
-            // unrecorded (the loser removing the winner's record as "the old entry's"), and a tag
-            // invalidation that takes the records either sees this entry's or runs before it
-            // and leaves it for the next one.
+            // unrecorded (the loser removing the winner's record as "the old entry's"); and, under
+            // the tag gate, a tag invalidation that takes the records either sees this entry's or
+            // moved the epochs before the check above (a value with no epoch to check is a write
+            // concurrent with it, and may stay).
             match slot_entry {
                 IndexEntry::Occupied(mut o) => {
                     // The old entry stays readable to lookups already under way and is dropped
@@ -650,11 +662,16 @@ impl MemoryStore {
 
     /// Removes every entry carrying `tag`, in time proportional to those entries.
     pub(crate) fn remove_tag(&self, tag: &str) -> usize {
-        // Before and after, as in `remove`; entries whose tags are unknown go with any tag.
-        self.epochs.bump_tag(tag);
-        self.epochs.bump_tag(UNKNOWN_TAGS);
-        let mut slots = self.tags.take(tag);
-        slots.extend(self.tags.take(UNKNOWN_TAGS));
+        // Before and after, as in `remove`; entries whose tags are unknown go with any tag. The
+        // first bump and the take under the gate's write side (see `tag_gate`).
+        let slots = {
+            let _gate = self.tag_gate.write().unwrap_or_else(|e| e.into_inner());
+            self.epochs.bump_tag(tag);
+            self.epochs.bump_tag(UNKNOWN_TAGS);
+            let mut slots = self.tags.take(tag);
+            slots.extend(self.tags.take(UNKNOWN_TAGS));
+            slots
+        };
         let removed = slots
             .into_iter()
             .filter(|slot| self.remove_slot(*slot, RemovalCause::Invalidated))
