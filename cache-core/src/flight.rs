@@ -458,6 +458,45 @@ fn stamp(store: &Store, opts: &mut InsertOptions, fresh: &Freshness, took_ms: u6
     opts.refresh = fresh.refresh;
 }
 
+/// An async body run under way, timed however it ends: by [`BodyRun::ended`], or when dropped
+/// unended, as happens when its caller's future is dropped (a cancelled request, an aborted task)
+/// while the body runs: that run asked the data source all the same, and `body_latency` counts
+/// every run.
+struct BodyRun<'a> {
+    store: &'a Store,
+    started: Instant,
+    timed: bool,
+}
+
+impl<'a> BodyRun<'a> {
+    fn start(store: &'a Store, started: Instant) -> Self {
+        BodyRun {
+            store,
+            started,
+            timed: false,
+        }
+    }
+
+    /// See [`body_ended`].
+    fn ended(mut self) -> u64 {
+        self.timed = true;
+        body_ended(self.store, self.started)
+    }
+
+    /// The body goes on elsewhere (past its soft timeout, in the background), which times it.
+    fn handed_off(mut self) {
+        self.timed = true;
+    }
+}
+
+impl Drop for BodyRun<'_> {
+    fn drop(&mut self) {
+        if !self.timed {
+            body_ended(self.store, self.started);
+        }
+    }
+}
+
 /// Times a body run that has just ended, however it ended: `body_latency` counts every run (its
 /// count is how often the data source was asked), a failed one answered by a fail-safe value
 /// included. Returns the clock's reading of the end, in milliseconds, for the stored entry.
@@ -1390,9 +1429,10 @@ async fn lead<R, J: Job<R>>(
         .map(|t| t.saturating_sub(waited));
     let (started_ms, started) = store.memory.clock.reading();
     let span = miss_span(store, key);
+    let run = BodyRun::start(store, started);
     match run_body(&mut body, (store, hash), &span, soft, hard).await {
         BodyEnd::Returned(out) => {
-            let ended_ms = body_ended(store, started);
+            let ended_ms = run.ended();
             match at.take_returned(
                 opts,
                 &strategy,
@@ -1413,7 +1453,7 @@ async fn lead<R, J: Job<R>>(
             }
         }
         BodyEnd::Panicked(panic) => {
-            body_ended(store, started);
+            run.ended();
             store.memory.counters.body_failures.incr();
             match fallback {
                 Some(fallback) => at.fail_safe(&opts, &strategy, fallback, &mut guard, "panicked"),
@@ -1423,6 +1463,7 @@ async fn lead<R, J: Job<R>>(
         }
         // The body goes on in the background, which times it when it ends.
         BodyEnd::SoftTimedOut => {
+            run.handed_off();
             store.memory.counters.timeouts.incr();
             store.memory.counters.stale_served.incr();
             note(Status::FellBack);
@@ -1450,7 +1491,7 @@ async fn lead<R, J: Job<R>>(
             // The configured timeout, of which a wait for another instance may have used part.
             let after = fresh.hard_timeout.unwrap_or(after);
             drop(body);
-            body_ended(store, started);
+            run.ended();
             store.memory.counters.timeouts.incr();
             store.memory.counters.body_failures.incr();
             match (fallback, on_timeout) {
@@ -1535,8 +1576,9 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
         .map(|h| h.saturating_sub(started.elapsed()));
     let span = miss_span(&store, &key);
     let tags = opts.tags.clone();
+    let run = BodyRun::start(&store, started);
     let end = run_body(&mut body, (&store, hash), &span, None, hard).await;
-    let ended_ms = body_ended(&store, started);
+    let ended_ms = run.ended();
     let why = match end {
         BodyEnd::Returned(out) if !strategy.failed(&out) => {
             let outcome = keep_computed(

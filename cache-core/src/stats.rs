@@ -302,7 +302,8 @@ pub struct CacheStats {
     pub timeouts: u64,
     /// Latency of memory-tier lookups (one in 64 sampled).
     pub lookup_latency: LatencySummary,
-    /// Latency of the wrapped function bodies (every run, failed ones included).
+    /// Latency of the wrapped function bodies (every run, failed ones and those cut short by a
+    /// dropped caller included).
     pub body_latency: LatencySummary,
     /// The remote tier's counters, for caches that have one.
     pub remote: Option<crate::RemoteStats>,
