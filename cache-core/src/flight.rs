@@ -97,17 +97,21 @@ pub(crate) struct Flight {
     /// those tags and of the whole cache when the flight was registered; see `join`.
     tags: Box<[Arc<str>]>,
     generation: u64,
+    /// Whether the leader's body runs as a tokio task (an async caller, or an async background
+    /// refresh), which some thread of its runtime must poll: see `miss_blocking`.
+    on_task: bool,
     slot: Mutex<Slot>,
     notify: tokio::sync::Notify,
     condvar: Condvar,
 }
 
 impl Flight {
-    fn new(key: &[u8], tags: &[Arc<str>], generation: u64) -> Self {
+    fn new(key: &[u8], tags: &[Arc<str>], generation: u64, on_task: bool) -> Self {
         Flight {
             key: FlightKey::new(key),
             tags: tags.into(),
             generation,
+            on_task,
             slot: Mutex::new(Slot {
                 state: State::Running,
                 waiting: false,
@@ -254,6 +258,7 @@ fn join<T: Clone + Send + Sync + 'static>(
     hash: u64,
     tags: &[Arc<str>],
     local: bool,
+    on_task: bool,
 ) -> Role<T> {
     let epochs = &store.memory.epochs;
     let flight = match store.flights.entry(hash) {
@@ -277,6 +282,7 @@ fn join<T: Clone + Send + Sync + 'static>(
                 key.as_bytes(),
                 tags,
                 epochs.snapshot(hash, tags),
+                on_task,
             ));
             o.insert(flight.clone());
             flight
@@ -287,6 +293,7 @@ fn join<T: Clone + Send + Sync + 'static>(
                 key.as_bytes(),
                 tags,
                 epochs.snapshot(hash, tags),
+                on_task,
             ));
             v.insert(flight.clone());
             flight
@@ -950,6 +957,7 @@ fn serve_later<R, W: Work<R>>(
     opts: &InsertOptions,
     fresh: &Freshness,
     work: W,
+    on_task: bool,
 ) -> Later<R, W, ValueOf<R, W>> {
     // Read before the value: an invalidation that removes it after this moves the epoch, so the
     // value is not stored again as a fallback (read after, the epoch may already include an
@@ -983,7 +991,8 @@ fn serve_later<R, W: Work<R>>(
         // task ran, the map stayed empty until then and every read spawned a task, each running
         // the body when the first one's answer had ended the entry). `false`: an entry refreshed
         // ahead is still fresh, which is no reason to stop.
-        let guard = match join::<ValueOf<R, W>>(store, key, hash, &opts.tags, false) {
+        // `on_task`: an async caller's refresh is a task, a sync caller's runs on a thread.
+        let guard = match join::<ValueOf<R, W>>(store, key, hash, &opts.tags, false, on_task) {
             Role::Lead(guard) if !refreshed_meanwhile(store, key, hash, Some(&kept)) => guard,
             // Someone else computes it, or has.
             _ => return,
@@ -1217,7 +1226,7 @@ pub(crate) async fn miss<R, J: Job<R>>(
     }
     let Plan { opts, fresh } = plan();
     let (job, fallback) = if later {
-        match serve_later(store, key, hash, &opts, &fresh, job) {
+        match serve_later(store, key, hash, &opts, &fresh, job, true) {
             Later::Served(out) => return out,
             Later::Compute(job, fallback) => (job, fallback),
         }
@@ -1226,7 +1235,7 @@ pub(crate) async fn miss<R, J: Job<R>>(
     };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local) {
+        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local, true) {
             Role::Hit(v) => return job.strategy().rebuild(v),
             Role::Lead(guard) => {
                 return lead(
@@ -1552,7 +1561,7 @@ pub(crate) async fn background<R, S: Strategy<R>, F: Future<Output = R>>(
     let mut guard = match guard {
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
-        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false) {
+        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false, true) {
             Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
                 guard
             }
@@ -1650,7 +1659,7 @@ pub(crate) fn background_blocking<R, S: Strategy<R>, F: FnOnce() -> R>(
     let mut guard = match guard {
         Some(guard) => guard,
         // `false`: an entry refreshed ahead is still fresh, which is no reason to stop.
-        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false) {
+        None => match join::<S::Value>(&store, &key, hash, &opts.tags, false, false) {
             Role::Lead(guard) if !refreshed_meanwhile(&store, &key, hash, fallback.as_ref()) => {
                 guard
             }
@@ -1874,7 +1883,7 @@ fn miss_blocking<R, J: SyncJob<R>>(
     }
     let Plan { opts, fresh } = plan();
     let (job, fallback) = if later {
-        match serve_later(store, key, hash, &opts, &fresh, job) {
+        match serve_later(store, key, hash, &opts, &fresh, job, false) {
             Later::Served(out) => return out,
             Later::Compute(job, fallback) => (job, fallback),
         }
@@ -1883,7 +1892,7 @@ fn miss_blocking<R, J: SyncJob<R>>(
     };
     let local = store.keeps_local(has_codec);
     loop {
-        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local) {
+        match join::<ValueOf<R, J>>(store, key, hash, &opts.tags, local, false) {
             Role::Hit(v) => return job.strategy().rebuild(v),
             Role::Lead(guard) => {
                 return lead_blocking(
@@ -1903,8 +1912,14 @@ fn miss_blocking<R, J: SyncJob<R>>(
             }
             // A blocking caller on a current-thread runtime cannot wait for a leader: the leader
             // may be an async task of this very thread, which cannot run while it waits (a
-            // deadlock, not a delay). It computes on its own instead.
-            Role::Follow(_) if on_current_thread_runtime() => {
+            // deadlock, not a delay). Nor can one on a multi-thread runtime wait for a leader
+            // that is a task: blocked callers may hold every worker (or the worker whose
+            // next-task slot, which others cannot steal, holds the leader), and the leader then
+            // never runs. It computes on its own instead.
+            Role::Follow(flight)
+                if on_current_thread_runtime()
+                    || (flight.on_task && tokio::runtime::Handle::try_current().is_ok()) =>
+            {
                 return lead_blocking(store, key, hash, opts, &fresh, job, codec, fallback, None);
             }
             Role::Follow(flight) => {

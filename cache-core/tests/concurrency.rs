@@ -149,3 +149,61 @@ async fn callers_dropped_at_any_await_point_leave_nothing_stuck() {
         assert_eq!(after, 7);
     }
 }
+
+/// Sync callers of a key (`Cache::blocking()`, a sync `#[cached]` function) called from tasks of
+/// a multi-thread runtime while an async task leads the key: waiting, they blocked both workers,
+/// and the leader, a task, was never polled again (a deadlock for good, which this test's own
+/// thread bounds). They compute on their own instead, as on a current-thread runtime.
+#[test]
+fn sync_callers_on_every_worker_do_not_starve_an_async_leader() {
+    let (done, finished) = std::sync::mpsc::channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = CacheManager::default();
+        let answers = rt.block_on(async move {
+            let (started, running) = tokio::sync::oneshot::channel();
+            let (cache, runs) = (m.cache("mixed"), counted.clone());
+            let leader = tokio::spawn(async move {
+                cache
+                    .get_or_insert_with("k", || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let _ = started.send(());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        7_u64
+                    })
+                    .await
+            });
+            running.await.unwrap();
+            let followers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (cache, runs) = (m.cache("mixed"), counted.clone());
+                    tokio::spawn(async move {
+                        cache.blocking().get_or_insert_with("k", || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            7_u64
+                        })
+                    })
+                })
+                .collect();
+            let mut answers = vec![leader.await.unwrap()];
+            for f in followers {
+                answers.push(f.await.unwrap());
+            }
+            answers
+        });
+        let _ = done.send(answers);
+        // Dropped on this thread it would wait for workers that a deadlock never frees.
+        std::mem::forget(rt);
+    });
+    let answers = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the async leader never finished: the blocked sync callers starved it");
+    assert_eq!(answers, [7, 7, 7]);
+    assert!(runs.load(Ordering::SeqCst) <= 3);
+}
