@@ -560,3 +560,153 @@ async fn a_call_past_the_ttl_counts_one_remote_miss() {
     assert_eq!(r.lock_acquired, 2, "{r:?}");
     assert_eq!(r.misses, 2, "one miss per call: {r:?}");
 }
+
+/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
+struct DropBefore<F> {
+    inner: Option<std::pin::Pin<Box<F>>>,
+    polls: usize,
+}
+
+impl<F: std::future::Future> std::future::Future for DropBefore<F> {
+    type Output = Option<F::Output>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.polls == 0 {
+            self.inner = None;
+            return std::task::Poll::Ready(None);
+        }
+        self.polls -= 1;
+        let inner = self.inner.as_mut().expect("polled after completion");
+        inner.as_mut().poll(cx).map(Some)
+    }
+}
+
+/// A holder dropped before each of its polls, over a real Redis, while another instance waits
+/// for its lock: the waiter always gets the value well before the lock's minute-long TTL, the
+/// lock never outlives the calls, the body runs at most once per holder, and a fresh call on
+/// either instance reads the value instead of computing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_dropped_at_any_poll_leaves_no_lock_and_no_waiter_behind() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let namespace = "lockpolls";
+    let (a, b) = (instance(namespace), instance(namespace));
+    let backend = RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace));
+    let runs = Arc::new(AtomicU64::new(0));
+    let call = |m: &cache_core::CacheManager, key: String| {
+        let (cache, runs) = (m.cache("c"), runs.clone());
+        async move {
+            cache
+                .get_or_insert_with(&key, || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    for _ in 0..3 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    7u64
+                })
+                .await
+        }
+    };
+    for polls in 0..60 {
+        let key = format!("k{polls}");
+        let lock_key = backend.lock_key("c", &key);
+        runs.store(0, Ordering::SeqCst);
+        let holder = tokio::spawn(DropBefore {
+            inner: Some(Box::pin(call(&a, key.clone()))),
+            polls,
+        });
+        let waiter = tokio::spawn(call(&b, key.clone()));
+        let held = holder.await.unwrap();
+        let started = Instant::now();
+        let waited = tokio::time::timeout(Duration::from_secs(20), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("polls {polls}: the waiter hung"))
+            .unwrap();
+        assert_eq!(waited, 7);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "polls {polls}: the waiter waited for the lock's TTL"
+        );
+        until_gone(&lock_key, &format!("polls {polls}")).await;
+        let ran = runs.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&ran), "polls {polls}: {ran} runs");
+        for m in [&a, &b] {
+            assert_eq!(call(m, key.clone()).await, 7);
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            ran,
+            "polls {polls}: read, not computed"
+        );
+        if held.is_some() {
+            assert_eq!(held, Some(7));
+            return;
+        }
+    }
+    panic!("the holder never finished within 60 polls");
+}
+
+/// A waiter dropped before each of its polls while another instance holds the lock: it leaves
+/// nothing behind (its own instance's next call reads the holder's value at once instead of
+/// computing it or waiting), and the holder's lock is released when its value is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_dropped_at_any_poll_leaves_nothing_behind() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let namespace = "lockwaiterpolls";
+    let (a, b) = (instance(namespace), instance(namespace));
+    let backend = RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace));
+    let runs = Arc::new(AtomicU64::new(0));
+    for polls in 0..12 {
+        let key = format!("k{polls}");
+        let lock_key = backend.lock_key("c", &key);
+        runs.store(0, Ordering::SeqCst);
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let (cache, body_runs) = (a.cache("c"), runs.clone());
+        let holder_key = key.clone();
+        let holder = tokio::spawn(async move {
+            cache
+                .get_or_insert_with(&holder_key, || async move {
+                    body_runs.fetch_add(1, Ordering::SeqCst);
+                    gate.await.expect("the test lets it finish");
+                    7u64
+                })
+                .await
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server().cli(&["EXISTS", &lock_key]) != "1" {
+            assert!(Instant::now() < deadline, "the holder never took the lock");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (cache, body_runs) = (b.cache("c"), runs.clone());
+        let waiter_key = key.clone();
+        let waited = DropBefore {
+            inner: Some(Box::pin(async move {
+                cache
+                    .get_or_insert_with(&waiter_key, || async move {
+                        body_runs.fetch_add(1, Ordering::SeqCst);
+                        8u64
+                    })
+                    .await
+            })),
+            polls,
+        }
+        .await;
+        assert_eq!(waited, None, "polls {polls}: still waiting for the holder");
+        go.send(()).unwrap();
+        assert_eq!(holder.await.unwrap(), 7);
+        until_gone(&lock_key, &format!("polls {polls}")).await;
+        let started = Instant::now();
+        let fresh = b
+            .cache("c")
+            .get_or_insert_with(&key, || async { 9u64 })
+            .await;
+        assert_eq!(fresh, 7, "polls {polls}: read, not computed");
+        assert!(started.elapsed() < Duration::from_secs(2), "polls {polls}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "polls {polls}");
+    }
+}
