@@ -391,3 +391,56 @@ async fn a_stale_read_dropped_at_any_poll_still_refreshes_once() {
         );
     }
 }
+
+// --- a background refresh that panics while a caller waits for it ----------------------------
+
+static REFRESH_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "refresh_panics",
+    key = "rp:{id}",
+    ttl = 10,
+    stale = 1,
+    fail_safe = 600
+)]
+async fn refreshed(id: u64) -> u64 {
+    let run = REFRESH_RUNS.fetch_add(1, SeqCst) + 1;
+    if run > 1 {
+        sleep(Duration::from_secs(2)).await;
+        panic!("the refresh panics");
+    }
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_panics_answers_its_waiters_with_the_fail_safe_value() {
+    let m = manager();
+    assert_eq!(m.scope(refreshed(1)).await, 1);
+    advance(Duration::from_millis(10_500)).await;
+    // Stale: served at once, and a refresh starts (its body takes 2 s, then panics).
+    assert_eq!(m.scope(refreshed(1)).await, 1);
+    until("the refresh to start", || REFRESH_RUNS.load(SeqCst) == 2).await;
+    // Past the stale window: this caller waits for the refresh under way rather than run the
+    // body again, and gets the fail-safe value when it panics.
+    advance(Duration::from_millis(600)).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        bounded("a waiter of the refresh", m.scope(refreshed(1))).await,
+        1
+    );
+    assert!(
+        started.elapsed() > Duration::ZERO,
+        "it waited for the refresh"
+    );
+    assert_eq!(
+        REFRESH_RUNS.load(SeqCst),
+        2,
+        "the waiter did not run the body"
+    );
+    let s = stats(&m, "refresh_panics");
+    assert_eq!(
+        (s.body_failures, s.refreshes, s.body_latency.count),
+        (1, 1, 2),
+        "{s:?}"
+    );
+}
