@@ -230,7 +230,9 @@ impl Cache {
     /// Stores `value` under `key` with its own TTL and tags, in every tier of the cache. A value
     /// the remote tier refuses (larger than its limit, or not serializable) stays in memory only,
     /// and the key's previous value is deleted from the remote tier (and the other instances'
-    /// memory), so that no reader gets a value older than this one.
+    /// memory), so that no reader gets a value older than this one. With a remote tier it first
+    /// waits for the cache's remote writes already under way, as an invalidation does (bounded
+    /// by a few of their timeouts), so that a value computed before it does not land over it.
     ///
     /// ```
     /// use cache_core::{CacheManager, EntryOptions};
@@ -259,6 +261,11 @@ impl Cache {
         // its body fails). Moving the key's epochs makes those skip their store, as after an
         // invalidation; their callers still get their answers.
         self.store.memory.epochs.bump_key(hash);
+        if self.store.remote.is_some() {
+            // A computation that checked the epochs just before the bump may have its value on
+            // the way to the remote tier: it lands first, not over this one (see `write_gate`).
+            self.store.drain_writes().await;
+        }
         if self.store.remote.is_some()
             && !self
                 .store

@@ -18,6 +18,9 @@
 //! by the caller's limit past them: a write whose future cannot run (its runtime's one thread is
 //! the one blocked on this invalidation, through a sync caller) would otherwise hold it for ever.
 //! Later writes (a new phase) never hold an invalidation up, so a busy cache cannot starve it.
+//!
+//! `Cache::set` drains the same way before its own write: a computed value whose write passed
+//! its epoch check just before the set moved the epochs would otherwise land over the set's.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -59,7 +62,7 @@ impl WriteGate {
 
     /// Waits until every write registered before this call is done, or `limit` has passed
     /// (logged: the delete then goes ahead, and such a write may land after it). Call after
-    /// bumping the epochs and before deleting remotely.
+    /// bumping the epochs and before deleting (or, for `Cache::set`, writing) remotely.
     pub(crate) async fn drain(&self, limit: std::time::Duration) {
         if tokio::time::timeout(limit, self.drain_all()).await.is_err() {
             tracing::warn!(

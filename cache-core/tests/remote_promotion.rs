@@ -90,3 +90,51 @@ async fn a_promoted_copy_goes_with_a_tag_invalidation_of_its_value() {
         "B's copy was removed with the tag, not served until its TTL"
     );
 }
+
+/// `Cache::set` while a computation of the key writes its value through to the remote tier: the
+/// computed value was read before the set, and its write, checked against the invalidation
+/// epochs just before the set moved them, was still on its way when the set's own write landed.
+/// It then landed over the set's value, and every read after the set had returned got the older
+/// one from the remote tier. The remote tier's write is held back by a delay switched on as the
+/// body returns, so the interleaving is exact.
+#[tokio::test(start_paused = true)]
+async fn a_value_computed_before_a_set_does_not_land_over_it_remotely() {
+    use cache_core::testing::Fault;
+
+    let backend = FaultyBackend::new(MemoryBackend::new());
+    let faults = backend.faults();
+    let m = CacheManager::builder()
+        .remote(backend)
+        .resilience(Resilience::new().timeout(Duration::from_secs(30)))
+        .cache("items", Policy::new().tier(Tier::Remote))
+        .build();
+    let cache = m.cache("items");
+    let (computed, done) = tokio::sync::oneshot::channel();
+    let leader = tokio::spawn({
+        let (cache, faults) = (cache.clone(), faults.clone());
+        async move {
+            cache
+                .get_or_insert_with("k", move || async move {
+                    // The database says 1; the write of this value to the remote tier is slow.
+                    faults.set(Fault::Delay(Duration::from_secs(1)));
+                    let _ = computed.send(());
+                    1_u64
+                })
+                .await
+        }
+    });
+    // On this one thread the leader has gone on to its (delayed) remote write by now.
+    done.await.unwrap();
+    faults.clear();
+    cache.set("k", 2_u64).await;
+    assert_eq!(
+        leader.await.unwrap(),
+        1,
+        "the leader's caller gets its value"
+    );
+    assert_eq!(
+        cache.get::<u64>("k").await,
+        Some(2),
+        "a read after the set returned gets the set's value"
+    );
+}
