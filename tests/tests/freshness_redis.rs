@@ -318,3 +318,93 @@ async fn a_refresh_answering_none_removes_the_stale_copy_from_redis_too() {
     assert_eq!(late.cache("articles").stats().stale_served, 0);
     assert_eq!(GONE_RUNS.load(SeqCst), 3);
 }
+
+static HELD_RUNS: AtomicU64 = AtomicU64::new(0);
+static HELD_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "prices",
+    key = "held:{id}",
+    ttl = "300ms",
+    fail_safe = "1m",
+    soft_timeout = "100ms",
+    timeout = "10s"
+)]
+async fn held_quote(id: u64) -> Result<u64, QuoteError> {
+    let run = HELD_RUNS.fetch_add(1, SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(HELD_DELAY_MS.load(SeqCst))).await;
+    Ok(id * 1000 + run)
+}
+
+/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
+struct DropBefore<F> {
+    inner: Option<std::pin::Pin<Box<F>>>,
+    polls: usize,
+}
+
+impl<F: std::future::Future> std::future::Future for DropBefore<F> {
+    type Output = Option<F::Output>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.polls == 0 {
+            self.inner = None;
+            return std::task::Poll::Ready(None);
+        }
+        self.polls -= 1;
+        let inner = self.inner.as_mut().expect("polled after completion");
+        inner.as_mut().poll(cx).map(Some)
+    }
+}
+
+/// While instance A holds the distributed lock, instance B's leading caller (which waits for
+/// the lock with a fallback in hand) is dropped before each of its polls, with two callers of
+/// its own waiting on it: they always answer with the kept value within about their soft
+/// timeout, B never runs the body, and once A's value is written B reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_waiter_dropped_at_any_poll_leaves_its_followers_their_fallback() {
+    let a = instance("fresh-lock-drop", Tier::Remote);
+    assert_eq!(a.scope(held_quote(1)).await, Ok(1001));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    HELD_DELAY_MS.store(3_000, SeqCst);
+    // A answers at its soft timeout; its body goes on under the lock for 3 s.
+    assert_eq!(a.scope(held_quote(1)).await, Ok(1001));
+    let b = instance("fresh-lock-drop", Tier::Remote);
+    for polls in 0..8 {
+        let leader = tokio::spawn(b.scope(DropBefore {
+            inner: Some(Box::pin(held_quote(1))),
+            polls,
+        }));
+        tokio::task::yield_now().await;
+        let followers: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(b.scope(held_quote(1))))
+            .collect();
+        let started = Instant::now();
+        let led = leader.await.unwrap();
+        for f in followers {
+            assert_eq!(f.await.unwrap(), Ok(1001), "polls {polls}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "polls {polls}: waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(led, None | Some(Ok(1001))),
+            "polls {polls}: {led:?}"
+        );
+        assert_eq!(
+            HELD_RUNS.load(SeqCst),
+            2,
+            "polls {polls}: only A's body ran"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.scope(held_quote(1)).await != Ok(1002) {
+        assert!(Instant::now() < deadline, "A's value within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(HELD_RUNS.load(SeqCst), 2);
+    HELD_DELAY_MS.store(0, SeqCst);
+}
