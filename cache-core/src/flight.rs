@@ -711,6 +711,9 @@ fn store_fallback<T: Clone + Send + Sync + 'static>(
         refresh: crate::RefreshAhead::Off,
         delta_ms: times.delta_ms,
         now_ms: Some(now),
+        // Not over a value computed since the fallback was read (by a caller that did not wait
+        // for this body: its flight had ended, or it computed alone).
+        only_over: Some((times.soft_at, times.expires_at)),
     };
     store
         .memory
@@ -1106,6 +1109,7 @@ fn remote_stale<R, W: Work<R>>(
                 refresh: crate::RefreshAhead::Off,
                 delta_ms: hit.delta_ms,
                 now_ms: None,
+                only_over: None,
             };
             store.memory.insert(
                 key.as_str(),

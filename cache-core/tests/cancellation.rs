@@ -444,3 +444,52 @@ async fn a_refresh_that_panics_answers_its_waiters_with_the_fail_safe_value() {
         "{s:?}"
     );
 }
+
+// --- a fail-safe fallback does not go back over a newer value --------------------------------
+
+static ROW_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "rows", key = "row:{id}", ttl = 10, fail_safe = 3600)]
+async fn maybe_row(id: u64) -> Option<u64> {
+    let _ = id;
+    match ROW_RUNS.fetch_add(1, SeqCst) + 1 {
+        1 => Some(1),
+        // The leader: the row is gone for a moment (an answer, not cached).
+        2 => {
+            sleep(Duration::from_millis(10)).await;
+            None
+        }
+        // Its two waiters then run the body each: one reads the new row...
+        3 => {
+            sleep(Duration::from_millis(10)).await;
+            Some(3)
+        }
+        // ...the other fails after that value was stored.
+        _ => {
+            sleep(Duration::from_millis(20)).await;
+            panic!("the database connection broke");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_body_does_not_put_its_fallback_over_a_newer_value() {
+    let m = manager();
+    assert_eq!(m.scope(maybe_row(0)).await, Some(1));
+    advance(Duration::from_secs(11)).await;
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(m.scope(maybe_row(0))))
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(bounded("a call", c).await.unwrap());
+    }
+    answers.sort();
+    assert_eq!(answers, [None, Some(1), Some(3)], "each its own answer");
+    assert_eq!(ROW_RUNS.load(SeqCst), 4);
+    // The newest good value is 3: the failed run's fallback (1, read before it) is older.
+    assert_eq!(
+        bounded("a fresh call", m.scope(maybe_row(0))).await,
+        Some(3)
+    );
+}

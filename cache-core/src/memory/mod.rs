@@ -133,6 +133,10 @@ pub(crate) struct InsertOptions {
     /// The clock's precise reading the caller just took (a miss that timed its body), so that
     /// the insert need not read the clock again; `None`: the insert reads it.
     pub(crate) now_ms: Option<u64>,
+    /// Store only over the entry with these `(soft_at, expires_at)`, or over none that is live:
+    /// a fail-safe value, read before its body ran, must not go over a value another computation
+    /// of the key stored meanwhile (checked under the map's shard lock, as `epoch` is).
+    pub(crate) only_over: Option<(u64, u64)>,
 }
 
 pub(crate) struct MemoryStore {
@@ -406,6 +410,12 @@ impl MemoryStore {
                 .then(|| self.tag_gate.read().unwrap_or_else(|e| e.into_inner()));
             if let Some(expected) = opts.epoch
                 && self.epochs.snapshot(hash, &entry.tags) != expected
+            {
+                return false;
+            }
+            if let (Some(kept), IndexEntry::Occupied(o)) = (opts.only_over, &slot_entry)
+                && o.get().is_live(now)
+                && (o.get().soft_at, o.get().expires_at) != kept
             {
                 return false;
             }
