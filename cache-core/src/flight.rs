@@ -1040,7 +1040,13 @@ fn serve_later<R, W: Work<R>>(
         }
         return Later::Served(out);
     }
-    if in_flight && fresh.refresh.is_on() && W::DETACHABLE {
+    if in_flight
+        && W::DETACHABLE
+        && now
+            < times
+                .expires_at
+                .saturating_add(fresh.refresh_grace_ms(times.delta_ms))
+    {
         // Refresh-ahead grace: the refresh under way will land in a moment.
         store.memory.counters.hits.incr();
         return Later::Served(work.strategy().rebuild(value));

@@ -208,12 +208,20 @@ impl Freshness {
     /// How long past its TTL an entry stays in memory: its stale and fail-safe windows, and for
     /// refresh-ahead a grace in which a read finding its refresh under way is served the old value.
     pub(crate) fn keep_ms(&self, delta_ms: u32) -> u64 {
-        let grace = if self.refresh.is_on() {
+        self.stale_ms
+            .max(self.fail_safe_ms)
+            .max(self.refresh_grace_ms(delta_ms))
+    }
+
+    /// How long past its TTL an entry refreshed ahead is still served while a refresh is under
+    /// way (`max(2δ, 1 s)`): the refresh lands in a moment. Not the whole time the entry is
+    /// kept, which a fail-safe window may make hours.
+    pub(crate) fn refresh_grace_ms(&self, delta_ms: u32) -> u64 {
+        if self.refresh.is_on() {
             (2 * u64::from(delta_ms)).max(1_000)
         } else {
             0
-        };
-        self.stale_ms.max(self.fail_safe_ms).max(grace)
+        }
     }
 
     /// The TTL with jitter applied: shortened by up to `jitter_pct` percent, never lengthened, so

@@ -493,3 +493,38 @@ async fn a_failed_body_does_not_put_its_fallback_over_a_newer_value() {
         Some(3)
     );
 }
+
+// --- the refresh-ahead grace is a grace, not the fail-safe window -------------------------------
+
+static GRACE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "grace",
+    key = "grace:{id}",
+    ttl = 10,
+    refresh_ahead = 0.8,
+    fail_safe = 3600
+)]
+async fn graced(id: u64) -> Result<u64, LoadError> {
+    let run = GRACE_RUNS.fetch_add(1, SeqCst) + 1;
+    if run > 1 {
+        sleep(Duration::from_secs(1)).await;
+    }
+    Ok(id * 1000 + run)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_long_expired_is_not_served_as_a_refresh_ahead_grace() {
+    let m = manager();
+    assert_eq!(m.scope(graced(1)).await, Ok(1001));
+    // Long past its TTL (kept only as a fail-safe fallback), far past the refresh-ahead grace.
+    advance(Duration::from_secs(1_000)).await;
+    let leader = tokio::spawn(m.scope(graced(1)));
+    until("the leader's body", || GRACE_RUNS.load(SeqCst) == 2).await;
+    // A caller while the body runs waits for it: nothing has failed, so the fallback is not an
+    // answer, and it expired 990 s ago, not "just".
+    assert_eq!(bounded("a waiter", m.scope(graced(1))).await, Ok(1002));
+    assert_eq!(leader.await.unwrap(), Ok(1002));
+    let s = stats(&m, "grace");
+    assert_eq!((s.coalesced, GRACE_RUNS.load(SeqCst)), (1, 2), "{s:?}");
+}
