@@ -107,6 +107,11 @@ async fn reads_never_go_back_past_a_finished_write_of_any_kind() {
         RUNS.load(SeqCst),
         "every body run is timed: {s:?}"
     );
+    assert_eq!(
+        s.hits + s.misses + s.stale_served,
+        6 * 8_000,
+        "every read counted once: {s:?}"
+    );
 }
 
 static TAGGED_DB: AtomicU64 = AtomicU64::new(0);

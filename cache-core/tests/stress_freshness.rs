@@ -129,6 +129,11 @@ async fn stale_and_fail_safe_reads_never_go_back_past_a_finished_write() {
         RUNS.load(SeqCst),
         "every body run is timed: {s:?}"
     );
+    assert_eq!(
+        s.hits + s.misses + s.stale_served,
+        6 * 3_000,
+        "every read counted once: {s:?}"
+    );
     assert!(
         s.stale_served > 0 && s.refreshes > 0 && s.body_failures > 0,
         "the run exercised stale values and failures: {s:?}"
