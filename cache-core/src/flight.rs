@@ -1127,19 +1127,37 @@ fn remote_stale<R, W: Work<R>>(
         store.memory.counters.stale_served.incr();
         note(Status::Stale);
         let out = work.strategy().rebuild(hit.value);
+        // The leader's epoch was read before the remote read that found the value.
+        let kept = Kept {
+            shared,
+            times,
+            epoch,
+        };
+        // The callers that joined this read get the stale value now too: it is
+        // stale-while-revalidate's answer to every concurrent caller, and the refresh's body may
+        // take long. The refresh leads a flight of its own, claimed here so that callers arriving
+        // meanwhile start no other (as `serve_later` claims one before spawning its refresh).
+        let guard = match guard.take() {
+            Some(mut joined) => {
+                joined.settle(kept.settles(store, key, hash, opts));
+                let on_task = joined.flight.on_task;
+                match join::<ValueOf<R, W>>(store, key, hash, &opts.tags, false, on_task) {
+                    Role::Lead(refresh) => Some(refresh),
+                    // Someone else computes it already.
+                    _ => return Later::Served(out),
+                }
+            }
+            // A caller computing alone: its refresh joins when it runs.
+            None => None,
+        };
         let ctx = Background {
             store: store.clone(),
             key: key.clone(),
             hash,
             opts: opts.clone(),
             fresh: *fresh,
-            guard: guard.take(),
-            // The leader's epoch was read before the remote read that found the value.
-            fallback: Some(Kept {
-                shared,
-                times,
-                epoch,
-            }),
+            guard,
+            fallback: Some(kept),
             started: None,
             lock: None,
         };

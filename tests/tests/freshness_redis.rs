@@ -408,3 +408,41 @@ async fn a_lock_waiter_dropped_at_any_poll_leaves_its_followers_their_fallback()
     assert_eq!(HELD_RUNS.load(SeqCst), 2);
     HELD_DELAY_MS.store(0, SeqCst);
 }
+
+static BURST_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(cache = "articles", key = "burst:{id}", ttl = "300ms", stale = "1m")]
+async fn burst_article(id: u64) -> String {
+    let run = BURST_RUNS.fetch_add(1, SeqCst) + 1;
+    if run > 1 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    format!("burst {id} run {run}")
+}
+
+/// Stale-while-revalidate for a burst of callers on an instance that never held the value: the
+/// one that reads it from Redis and the ones that joined its read all get the stale value at
+/// once, and one refresh runs. (The callers that joined waited for the refresh's body.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reading_a_stale_value_from_redis_is_served_at_once() {
+    let writer = instance("fresh-burst", Tier::Remote);
+    assert_eq!(writer.scope(burst_article(1)).await, "burst 1 run 1");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let reader = instance("fresh-burst", Tier::Remote);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(reader.scope(burst_article(1))))
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), "burst 1 run 1");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "nobody waited for the 500 ms refresh: {:?}",
+        started.elapsed()
+    );
+    eventually("the refresh", || BURST_RUNS.load(SeqCst) == 2).await;
+    let s = reader.cache("articles").stats();
+    assert_eq!(s.refreshes, 1, "{s:?}");
+}
