@@ -1135,18 +1135,14 @@ fn remote_stale<R, W: Work<R>>(
         };
         // The callers that joined this read get the stale value now too: it is
         // stale-while-revalidate's answer to every concurrent caller, and the refresh's body may
-        // take long. The refresh leads a flight of its own, claimed here so that callers arriving
-        // meanwhile start no other (as `serve_later` claims one before spawning its refresh).
+        // take long.
         let guard = match guard.take() {
-            Some(mut joined) => {
-                joined.settle(kept.settles(store, key, hash, opts));
-                let on_task = joined.flight.on_task;
-                match join::<ValueOf<R, W>>(store, key, hash, &opts.tags, false, on_task) {
-                    Role::Lead(refresh) => Some(refresh),
-                    // Someone else computes it already.
-                    _ => return Later::Served(out),
-                }
-            }
+            Some(joined) => match hand_over::<ValueOf<R, W>>(store, key, hash, opts, &kept, joined)
+            {
+                Some(refresh) => Some(refresh),
+                // Someone else computes it already.
+                None => return Later::Served(out),
+            },
             // A caller computing alone: its refresh joins when it runs.
             None => None,
         };
@@ -1178,6 +1174,27 @@ fn remote_stale<R, W: Work<R>>(
         },
     });
     Later::Compute(work, fallback)
+}
+
+/// Settles a leader's flight with `kept`, the stale or fallback value its caller is answered
+/// with, so that its followers get that answer now too instead of waiting for a body that goes
+/// on in the background (they may have read no value of their own: on a cache whose values are
+/// in Redis, only the leader reads it). Then claims a new flight for that body, so that callers
+/// arriving meanwhile wait for it rather than run it again (as `serve_later` claims one before
+/// spawning its refresh). `None` if another caller leads the key already.
+fn hand_over<T: Clone + Send + Sync + 'static>(
+    store: &Arc<Store>,
+    key: &KeyBuf,
+    hash: u64,
+    opts: &InsertOptions,
+    kept: &Kept,
+    mut joined: LeaderGuard,
+) -> Option<LeaderGuard> {
+    joined.settle(kept.settles(store, key, hash, opts));
+    match join::<T>(store, key, hash, &opts.tags, false, joined.flight.on_task) {
+        Role::Lead(continued) => Some(continued),
+        _ => None,
+    }
 }
 
 /// How a body run ended.
@@ -1509,6 +1526,11 @@ async fn lead<R, J: Job<R>>(
             };
             let out = strategy.rebuild(fallback.value);
             tracing::debug!(cache = %store.name, key = key.as_str(), "soft timeout: serving the stale value, the body finishes in the background");
+            // Its followers get the fallback too. If another caller leads the key by now, the
+            // body still goes on; it gives way when it finds that flight (see `background`).
+            let guard = guard.and_then(|joined| {
+                hand_over::<ValueOf<R, J>>(store, key, hash, &opts, &fallback.kept, joined)
+            });
             let ctx = Background {
                 store: store.clone(),
                 key: key.clone(),

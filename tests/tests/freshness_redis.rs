@@ -446,3 +446,54 @@ async fn a_burst_reading_a_stale_value_from_redis_is_served_at_once() {
     let s = reader.cache("articles").stats();
     assert_eq!(s.refreshes, 1, "{s:?}");
 }
+
+static SOFT_BURST_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(
+    cache = "prices",
+    key = "soft_burst:{id}",
+    ttl = "300ms",
+    fail_safe = "1m",
+    soft_timeout = "100ms",
+    timeout = "10s"
+)]
+async fn soft_burst_quote(id: u64) -> Result<u64, QuoteError> {
+    let run = SOFT_BURST_RUNS.fetch_add(1, SeqCst) + 1;
+    if run > 1 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    Ok(id * 1000 + run)
+}
+
+/// The soft timeout for a burst of callers on an instance whose fallback is in Redis only: the
+/// caller that read it answers with it at its soft timeout, and so do the callers that joined
+/// it (they read nothing themselves), instead of waiting for the slow body, which runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_its_soft_timeout_is_answered_with_the_fallback_from_redis() {
+    let a = instance("fresh-soft-burst", Tier::Remote);
+    assert_eq!(a.scope(soft_burst_quote(1)).await, Ok(1001));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let b = instance("fresh-soft-burst", Tier::Remote);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(b.scope(soft_burst_quote(1))))
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), Ok(1001));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "nobody waited for the 1.5 s body: {:?}",
+        started.elapsed()
+    );
+    // Once the body's value is written, a call reads it: the body ran once.
+    eventually("the body's value", || SOFT_BURST_RUNS.load(SeqCst) == 2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.cache("prices").get::<u64>("soft_burst:1").await.is_none() {
+        assert!(Instant::now() < deadline, "the body's value within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.scope(soft_burst_quote(1)).await, Ok(1002));
+    assert_eq!(SOFT_BURST_RUNS.load(SeqCst), 2, "the body ran once");
+}
