@@ -1349,3 +1349,48 @@ async fn two_functions_sharing_a_key_one_calling_the_other_do_not_deadlock() {
     assert_eq!(m.scope(user_row(7)).await, 107);
     assert_eq!((VIEW_RUNS.load(SeqCst), ROW_RUNS.load(SeqCst)), (1, 1));
 }
+
+// --- functions written by `macro_rules!` -----------------------------------------------------
+
+static MACRO_NAMED_RUNS: AtomicUsize = AtomicUsize::new(0);
+static MACRO_TYPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The argument's name comes from the caller and its type from the macro: two hygiene contexts.
+macro_rules! cached_square {
+    ($name:ident, $arg:ident) => {
+        #[cached]
+        async fn $name($arg: u64) -> u64 {
+            MACRO_NAMED_RUNS.fetch_add(1, SeqCst);
+            $arg * $arg
+        }
+    };
+}
+cached_square!(macro_square, n);
+
+/// The other way round: the name is the macro's, the type the caller's.
+macro_rules! cached_widen {
+    ($name:ident, $ty:ident) => {
+        #[cached]
+        fn $name(id: $ty) -> u64 {
+            MACRO_TYPED_RUNS.fetch_add(1, SeqCst);
+            u64::from(id) + 1
+        }
+    };
+}
+cached_widen!(macro_widen, u32);
+
+#[tokio::test]
+async fn a_default_key_reads_arguments_whose_name_and_type_come_from_different_macros() {
+    let m = manager();
+    m.scope(async {
+        assert_eq!(macro_square(2).await, 4);
+        assert_eq!(macro_square(3).await, 9);
+        assert_eq!(macro_square(2).await, 4);
+        assert_eq!(MACRO_NAMED_RUNS.load(SeqCst), 2);
+        assert_eq!(macro_widen(1), 2);
+        assert_eq!(macro_widen(2), 3);
+        assert_eq!(macro_widen(1), 2);
+        assert_eq!(MACRO_TYPED_RUNS.load(SeqCst), 2);
+    })
+    .await;
+}

@@ -482,11 +482,13 @@ fn default_key(
         });
         for arg in &key.args {
             // `&` on the type's first token and the name on its last: the expression `&arg`
-            // underlines the whole type.
+            // underlines the whole type. Only the name's location moves: it still resolves as
+            // written, since in a `macro_rules!` the name and the type may come from different
+            // hygiene contexts (`fn $name($arg: u64)`), and the type's would not see the name.
             let (first, last) = arg.span;
             let c = respan(c, first);
             let mut ident = arg.ident.clone();
-            ident.set_span(last);
+            ident.set_span(ident.span().located_at(last));
             let amp = quote_spanned!(first=> &);
             let cfgs = &arg.cfgs;
             checks.extend(quote_spanned! {last=>
