@@ -693,6 +693,15 @@ pub fn cache_if(args: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 /// ```
 ///
+/// A function that never returns (`-> !`) never succeeds, so nothing would be removed after it:
+/// it needs `before = true`.
+///
+/// ```compile_fail
+/// # use cache_core::invalidates;
+/// #[invalidates(key = "sessions")]
+/// fn shutdown() -> ! { std::process::exit(0) }
+/// ```
+///
 /// After the body, an `async fn` holds its successful value (the `Ok` value of a `Result`)
 /// across the invalidation's `.await`: a `Result<Rc<T>, E>` makes the future `!Send` where it
 /// was not. Errors are never held.

@@ -43,6 +43,19 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
             ),
         );
     }
+    let before = args.before.as_ref().is_some_and(|b| b.value);
+    if !before
+        && let ReturnType::Type(_, ty) = &sig.output
+        && let Type::Never(_) = **ty
+    {
+        errors.spanned_by(
+            ty,
+            format!(
+                "`#[invalidates]` removes the entries after `{}` returns successfully, and it never returns, so nothing would be removed; add `before = true` to remove them before the body runs",
+                sig.ident
+            ),
+        );
+    }
     if let Some(index) = attrs::position(&item.attrs, "cached") {
         errors.spanned_by(
             item.attrs[index].path(),
@@ -98,7 +111,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
             .map_or_else(|| "default".to_owned(), |lit| lit.value()),
         targets: args.targets,
         all,
-        before: args.before.is_some_and(|b| b.value),
+        before,
     })
 }
 
