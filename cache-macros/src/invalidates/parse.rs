@@ -154,9 +154,8 @@ struct SeenOnce {
 impl Item {
     fn parse(input: ParseStream<'_>) -> syn::Result<Item> {
         let is_option = (input.peek(Ident::peek_any) || input.peek(Token![crate]))
-            && input.peek2(Token![=])
-            && !input.peek2(Token![==])
-            && !input.peek2(Token![=>]);
+            && (input.peek2(Token![=]) && !input.peek2(Token![==]) && !input.peek2(Token![=>])
+                || option_without_value(input));
         if !is_option {
             return parse_call(input).map(|call| Item::Call(Box::new(call)));
         }
@@ -216,6 +215,15 @@ impl Item {
             Err(unknown_option(input, OPTIONS, CALL_USAGE))
         }
     }
+}
+
+/// An option's name with nothing after it (`all`, `key`): an option missing its value, which its
+/// own arm reports as such, not a function named without its arguments.
+fn option_without_value(input: ParseStream<'_>) -> bool {
+    let fork = input.fork();
+    fork.call(Ident::parse_any)
+        .is_ok_and(|name| OPTIONS.iter().any(|o| name == o))
+        && (fork.is_empty() || fork.peek(Token![,]))
 }
 
 impl KeySpec {
