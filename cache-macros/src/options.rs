@@ -2,7 +2,8 @@
 //! "set once", `name = value`, unknown-option messages with a "did you mean", string literals and
 //! arrays of templates.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Token};
@@ -17,7 +18,21 @@ pub(crate) fn parse_list<T>(
     errors: &Errors,
     parse_one: impl Fn(ParseStream<'_>) -> syn::Result<T>,
 ) -> Vec<T> {
-    let parser = |input: ParseStream<'_>| {
+    // Parsed as the contents of a group spanned at the last token: syn reports an option cut
+    // short (`key = id +`) at the end of its input, which is that group's close, where at the top
+    // level it would be the call site, the whole attribute (or the `#[cached]` that a
+    // `#[cache_if]` handed its arguments to).
+    let end = tokens
+        .clone()
+        .into_iter()
+        .last()
+        .map_or_else(Span::call_site, |tt| tt.span());
+    let mut group = Group::new(Delimiter::Parenthesis, tokens);
+    group.set_span(end);
+    let parser = |outer: ParseStream<'_>| {
+        let input;
+        syn::parenthesized!(input in outer);
+        let input = &input;
         let mut items = Vec::new();
         while !input.is_empty() {
             match parse_one(input) {
@@ -40,7 +55,7 @@ pub(crate) fn parse_list<T>(
         }
         Ok(items)
     };
-    match parser.parse2(tokens) {
+    match parser.parse2(group.into_token_stream()) {
         Ok(items) => items,
         Err(e) => {
             errors.push(e);
