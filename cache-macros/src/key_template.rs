@@ -188,11 +188,19 @@ impl Placeholder {
 }
 
 /// An identifier (keywords such as `self` included), spanned at `span`; `None` if `s` is not one.
+///
+/// A keyword that can be raw is made raw: a field or an argument with that name is `r#type` in
+/// Rust, and a template, which is text, may spell it `{item.type}` (emitted as it is, that would
+/// not parse). `self`, `Self`, `super` and `crate` have no raw form and mean themselves.
 fn parse_ident(s: &str, span: Span) -> Option<Ident> {
     // The lexer decides what an identifier is (Unicode included); it reports, never panics.
     let mut ident = Ident::parse_any.parse_str(s).ok()?;
     if ident != s {
         return None;
+    }
+    let keyword = syn::parse_str::<Ident>(s).is_err();
+    if keyword && !matches!(s, "_" | "self" | "Self" | "super" | "crate") {
+        ident = Ident::new_raw(s, span);
     }
     ident.set_span(span);
     Some(ident)
@@ -267,6 +275,27 @@ mod tests {
                 "arg name:upper"
             ]
         );
+    }
+
+    #[test]
+    fn keywords_are_raw_where_they_can_be() {
+        let t = parse("{type}:{item.type}:{item.r#type}:{self.0}").unwrap();
+        assert_eq!(
+            shape(&t),
+            [
+                "arg r#type",
+                "lit :",
+                "arg item.r#type",
+                "lit :",
+                "arg item.r#type",
+                "lit :",
+                "arg self.0"
+            ]
+        );
+        // No raw form: kept as written (and reported later as naming no argument), never a panic.
+        for text in ["{_}", "{super}", "{Self}", "{crate}", "{self.super}"] {
+            let _ = parse(text);
+        }
     }
 
     #[test]

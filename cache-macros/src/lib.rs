@@ -72,7 +72,8 @@ mod conditions_md {}
 /// A template, `key = "user:{id}"`, whose placeholders name arguments:
 ///
 /// - `{id}`: the argument's `Display` output, escaped so that no two values share a key;
-/// - `{user.org.id}`: a field of an argument (`{self.id}` in a method);
+/// - `{user.org.id}`: a field of an argument (`{self.id}` in a method); a name that is a keyword
+///   may leave out its `r#` (`{item.type}` for the field `r#type`);
 /// - `{email:hash}`: a stable 64-bit hash of the value instead of the value (16 hex digits), for
 ///   personal data; `{name:lower}` and `{name:upper}` change the case;
 /// - `{{` and `}}`: literal braces.

@@ -1394,3 +1394,34 @@ async fn a_default_key_reads_arguments_whose_name_and_type_come_from_different_m
     })
     .await;
 }
+
+// --- names that are keywords ------------------------------------------------------------------
+
+static KEYWORD_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+struct Listing {
+    r#type: &'static str,
+}
+
+/// A template is text, not Rust: a field or an argument named by a keyword (`r#type`) may be
+/// written without its `r#`, or with it.
+#[cached(key = "listing:{listing.type}:{listing.r#type}:{as}:{r#as}")]
+fn listing_label(listing: &Listing, r#as: u32) -> String {
+    KEYWORD_RUNS.fetch_add(1, SeqCst);
+    format!("{} as {}", listing.r#type, r#as)
+}
+
+#[tokio::test]
+async fn a_key_template_names_keyword_fields_and_arguments_with_or_without_r_hash() {
+    let m = manager();
+    m.scope(async {
+        let (flat, house) = (Listing { r#type: "flat" }, Listing { r#type: "house" });
+        assert_eq!(listing_label(&flat, 1), "flat as 1");
+        assert_eq!(listing_label(&house, 1), "house as 1");
+        assert_eq!(listing_label(&flat, 2), "flat as 2");
+        assert_eq!(listing_label(&flat, 1), "flat as 1");
+        assert_eq!(KEYWORD_RUNS.load(SeqCst), 3);
+    })
+    .await;
+    assert_eq!(m.cache("default").len(), 3);
+}
