@@ -553,6 +553,41 @@ async fn impl_trait_arguments_work_and_are_keyed_by_type() {
     );
 }
 
+static WRAPPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Serialize)]
+struct Wrapped<T>(T);
+
+/// `impl Trait` inside a pattern argument's type: the argument is destructured, and its type
+/// still goes in the key.
+#[cached]
+fn wrapped_type(Wrapped(value): Wrapped<impl Serialize>) -> String {
+    WRAPPED_RUNS.fetch_add(1, SeqCst);
+    std::any::type_name_of_val(&value).to_owned()
+}
+
+/// The key companion renders the same key, type included.
+#[cache_core::invalidates(wrapped_type(wrapped))]
+fn forget_wrapped(wrapped: Wrapped<u64>) {
+    let _ = wrapped;
+}
+
+#[test]
+fn impl_trait_in_a_pattern_argument_is_keyed_by_type() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(wrapped_type(Wrapped(1u8)), "u8");
+        // Serializes like `1u8`, but is another type: another entry.
+        assert_eq!(wrapped_type(Wrapped(1u64)), "u64");
+        assert_eq!(wrapped_type(Wrapped(1u8)), "u8");
+        assert_eq!(WRAPPED_RUNS.load(SeqCst), 2);
+        forget_wrapped(Wrapped(1));
+        assert_eq!(wrapped_type(Wrapped(1u64)), "u64");
+        assert_eq!(wrapped_type(Wrapped(1u8)), "u8");
+    });
+    assert_eq!(WRAPPED_RUNS.load(SeqCst), 3);
+}
+
 static FLOW_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Debug, PartialEq)]

@@ -76,7 +76,8 @@ pub(crate) enum GenericKeyPart {
     Type(Ident),
     /// A const parameter `N`, written by value.
     Const(Ident),
-    /// An `x: impl Trait` argument: its anonymous type, written by name (and its `#[cfg]`s).
+    /// A binding of an argument whose type holds `impl Trait` (`x: impl Trait`, or each name of
+    /// a pattern over such a type): its type, written by name (and the argument's `#[cfg]`s).
     ImplArg(Ident, Vec<syn::Attribute>),
 }
 
@@ -554,11 +555,13 @@ fn default_key(
             GenericParam::Lifetime(_) => None,
         })
         .collect();
+    // An `impl Trait` in a pattern argument's type (`Wrapped(v): Wrapped<impl Serialize>`) is
+    // reached through the names the pattern binds: the argument itself is not one.
     generics.extend(
         inputs
             .bindings
             .iter()
-            .filter(|b| b.whole_arg && has_impl_trait(&b.arg_ty))
+            .filter(|b| has_impl_trait(&b.arg_ty))
             .map(|b| GenericKeyPart::ImplArg(b.ident.clone(), b.cfgs.clone())),
     );
 
