@@ -52,7 +52,8 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// Takes the `#[cache_if]` attributes off `func` into `args`; reports an `#[invalidates]` on it.
+/// Takes the `#[cache_if]` attributes off `func` into `args`; reports an `#[invalidates]` or a
+/// second `#[cached]` on it.
 fn take_stacked(func: &mut ItemFn, args: &mut parse::Args, errors: &Errors) {
     let mut kept = Vec::with_capacity(func.attrs.len());
     for attr in std::mem::take(&mut func.attrs) {
@@ -71,6 +72,17 @@ fn take_stacked(func: &mut ItemFn, args: &mut parse::Args, errors: &Errors) {
                 path: Some(attr.path().clone()),
             });
         } else {
+            if attrs::is_ours(attr.path(), "cached") {
+                // Left on, it would cache the cached function again, under another key, and
+                // write a second key companion of the same name.
+                errors.spanned_by(
+                    attr.path(),
+                    format!(
+                        "`#[cached]` is given twice on `{}`; keep one, with all the options",
+                        func.sig.ident
+                    ),
+                );
+            }
             if attrs::is_ours(attr.path(), "invalidates") {
                 errors.spanned_by(
                     attr.path(),
