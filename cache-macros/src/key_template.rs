@@ -138,6 +138,13 @@ impl Template {
             Part::Lit(_) => None,
         })
     }
+
+    pub(crate) fn placeholders_mut(&mut self) -> impl Iterator<Item = &mut Placeholder> {
+        self.parts.iter_mut().filter_map(|part| match part {
+            Part::Placeholder(p) => Some(p),
+            Part::Lit(_) => None,
+        })
+    }
 }
 
 impl Placeholder {

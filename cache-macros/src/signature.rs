@@ -1,7 +1,7 @@
 //! What a function's arguments bind: `id: u64` binds `id`; `Path(id): Path<u64>` binds `id`;
 //! `(a, b): (u32, u32)` binds `a` and `b`; `_: T` binds nothing; `self` is the receiver.
 
-use proc_macro2::Ident;
+use proc_macro2::{Ident, Span};
 use syn::visit::Visit;
 use syn::{Attribute, FnArg, Pat, Signature, Type};
 
@@ -24,6 +24,8 @@ pub(crate) struct Binding {
 pub(crate) struct Inputs {
     /// The function takes `self` in some form.
     pub(crate) has_receiver: bool,
+    /// The `self` token, if any, for the resolution of a template's `{self..}`.
+    receiver: Option<Span>,
     pub(crate) bindings: Vec<Binding>,
 }
 
@@ -31,11 +33,15 @@ impl Inputs {
     pub(crate) fn of(sig: &Signature) -> Inputs {
         let mut inputs = Inputs {
             has_receiver: false,
+            receiver: None,
             bindings: Vec::new(),
         };
         for arg in &sig.inputs {
             match arg {
-                FnArg::Receiver(_) => inputs.has_receiver = true,
+                FnArg::Receiver(receiver) => {
+                    inputs.has_receiver = true;
+                    inputs.receiver = Some(receiver.self_token.span);
+                }
                 FnArg::Typed(typed) => {
                     let whole_arg = matches!(&*typed.pat, Pat::Ident(p) if p.subpat.is_none());
                     let cfgs = cfg_attrs(&typed.attrs);
@@ -60,15 +66,27 @@ impl Inputs {
     }
 
     /// Every placeholder of `template` must name an argument binding (or `self` in a method).
-    pub(crate) fn check_placeholders(&self, template: &Template, fn_name: &str, errors: &Errors) {
-        for placeholder in template.placeholders() {
+    ///
+    /// A placeholder names its binding by text, so each root takes the binding's name resolution
+    /// (keeping its own location, the literal): in a `macro_rules!`, a template written by the
+    /// macro may name an argument whose name its caller gave (`fn $name($arg: u64)`), and would
+    /// not see it with the hygiene of the literal.
+    pub(crate) fn check_placeholders(
+        &self,
+        template: &mut Template,
+        fn_name: &str,
+        errors: &Errors,
+    ) {
+        let lit = template.lit.span();
+        for placeholder in template.placeholders_mut() {
             let root = placeholder.root_name();
-            let known = if root == "self" {
-                self.has_receiver
+            let resolution = if root == "self" {
+                self.receiver
             } else {
-                self.find(&root).is_some()
+                self.find(&root).map(|b| b.ident.span())
             };
-            if known {
+            if let Some(resolution) = resolution {
+                placeholder.root.set_span(resolution.located_at(lit));
                 continue;
             }
             let names = self.names();
@@ -82,8 +100,8 @@ impl Inputs {
             } else {
                 format!("`{root}` is not an argument of `{fn_name}`")
             };
-            errors.spanned_by(
-                &template.lit,
+            errors.at(
+                lit,
                 format!("placeholder `{}`: {what}; {could_name}", placeholder.text),
             );
         }

@@ -1414,6 +1414,42 @@ macro_rules! cached_widen {
 }
 cached_widen!(macro_widen, u32);
 
+static MACRO_TEMPLATE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The template is the macro's and the argument's name the caller's: a placeholder names an
+/// argument by its text, whatever the hygiene of either.
+macro_rules! cached_by_id {
+    ($name:ident, $forget:ident, $arg:ident) => {
+        #[cached(cache = "macro-template", key = "user:{id}", tags = ["users:{id}"])]
+        fn $name($arg: u64) -> u64 {
+            MACRO_TEMPLATE_RUNS.fetch_add(1, SeqCst);
+            $arg + 1
+        }
+
+        #[cache_core::invalidates(cache = "macro-template", key = "user:{id}")]
+        fn $forget($arg: u64) {
+            let _ = $arg;
+        }
+    };
+}
+cached_by_id!(macro_user, forget_macro_user, id);
+
+#[test]
+fn a_template_written_by_a_macro_names_an_argument_named_by_its_caller() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(macro_user(1), 2);
+        assert_eq!(macro_user(2), 3);
+        assert_eq!(macro_user(1), 2);
+    });
+    assert_eq!(MACRO_TEMPLATE_RUNS.load(SeqCst), 2);
+    let cache = m.cache("macro-template");
+    assert_eq!(cache.blocking().get::<u64>("user:1"), Some(2));
+    assert_eq!(cache.blocking().get::<u64>("user:2"), Some(3));
+    m.scope_sync(|| forget_macro_user(1));
+    assert_eq!(cache.blocking().get::<u64>("user:1"), None);
+}
+
 #[tokio::test]
 async fn a_default_key_reads_arguments_whose_name_and_type_come_from_different_macros() {
     let m = manager();

@@ -118,8 +118,8 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
     let fn_name = sig.ident.to_string();
 
     let key = match args.key {
-        Some(KeySpec::Template(template)) => {
-            inputs.check_placeholders(&template, &fn_name, errors);
+        Some(KeySpec::Template(mut template)) => {
+            inputs.check_placeholders(&mut template, &fn_name, errors);
             KeyPlan::Template(template)
         }
         Some(KeySpec::Expr(expr)) => KeyPlan::Expr(expr),
@@ -131,8 +131,8 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
             "`skip` has no effect with `key`: it leaves arguments out of the default key only; remove `skip`, the key names exactly what it uses",
         );
     }
-    let tags = args.tags.unwrap_or_default();
-    for tag in &tags {
+    let mut tags = args.tags.unwrap_or_default();
+    for tag in &mut tags {
         inputs.check_placeholders(tag, &fn_name, errors);
     }
     let consumed = args

@@ -23,7 +23,7 @@ pub(crate) struct Plan {
 const NOTHING: &str = "`#[invalidates]` needs something to invalidate: a key (`key = \"user:{id}\"`, `keys = [..]`), a glob (`pattern = \"search:*\"`, `patterns = [..]`), tags (`tags = [\"user:{id}\"]`), a whole cache (`cache = \"users\", all = true`), or a `#[cached]` function called with its arguments (`get_user(id)`)";
 
 /// Checks `args` against `item`. `None` if anything was wrong (all of it is in `errors`).
-pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> {
+pub(crate) fn check(mut args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> {
     let sig = &item.sig;
     if let Some(constness) = &sig.constness {
         errors.spanned_by(
@@ -68,7 +68,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
 
     let inputs = Inputs::of(sig);
     let fn_name = sig.ident.to_string();
-    for target in &args.targets {
+    for target in &mut args.targets {
         match target {
             Target::Key(KeySpec::Template(t)) | Target::Pattern(t) | Target::Tag(t) => {
                 inputs.check_placeholders(t, &fn_name, errors);
