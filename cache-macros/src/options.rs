@@ -155,7 +155,17 @@ pub(crate) fn value_after_eq(
             format!("expected a value after `=`: write {usage}"),
         ));
     }
-    input.parse()
+    input.parse().map(ungroup)
+}
+
+/// `value` out of the invisible groups that a `macro_rules!` puts around the fragments it passes
+/// on (`ttl = $ttl` with `$ttl:expr`): read as written, `60` is an integer and `"user:{id}"` a
+/// template, not expressions to use whole.
+pub(crate) fn ungroup(value: Expr) -> Expr {
+    match value {
+        Expr::Group(group) => ungroup(*group.expr),
+        value => value,
+    }
 }
 
 /// The value as a string literal, or `message` at it.
@@ -247,7 +257,7 @@ pub(crate) fn parse_templates(
         None => error = Some(e),
     };
     for elem in array.elems {
-        match elem {
+        match ungroup(elem) {
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }) => match Template::parse(&lit, what) {

@@ -1450,6 +1450,59 @@ fn a_template_written_by_a_macro_names_an_argument_named_by_its_caller() {
     assert_eq!(cache.blocking().get::<u64>("user:1"), None);
 }
 
+static MACRO_OPTIONS_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Options passed in as `$x:expr` fragments, which reach the attribute in invisible groups.
+macro_rules! cached_with {
+    ($name:ident, $forget:ident, $cache:expr, $ttl:expr, $key:expr, $tag:expr) => {
+        #[cached(cache = $cache, ttl = $ttl, key = $key, tags = [$tag], cache_none = true)]
+        fn $name(id: u64) -> Option<u64> {
+            MACRO_OPTIONS_RUNS.fetch_add(1, SeqCst);
+            id.checked_sub(1)
+        }
+
+        #[cache_core::invalidates(cache = $cache, keys = [$key])]
+        fn $forget(id: u64) {
+            let _ = id;
+        }
+    };
+}
+cached_with!(
+    macro_item,
+    forget_macro_item,
+    "macro-options",
+    60,
+    "item:{id}",
+    "items"
+);
+
+macro_rules! forget_by_call {
+    ($name:ident, $arg:ident, $call:expr) => {
+        #[cache_core::invalidates($call)]
+        fn $name($arg: u64) {
+            let _ = $arg;
+        }
+    };
+}
+forget_by_call!(forget_macro_item_by_call, id, macro_item(id));
+
+#[test]
+fn options_given_as_macro_rules_expressions_are_read_as_written() {
+    let m = manager();
+    m.scope_sync(|| {
+        assert_eq!(macro_item(1), Some(0));
+        assert_eq!(macro_item(2), Some(1));
+        assert_eq!(macro_item(1), Some(0));
+    });
+    assert_eq!(MACRO_OPTIONS_RUNS.load(SeqCst), 2);
+    let cache = m.cache("macro-options");
+    assert_eq!(cache.blocking().get::<Option<u64>>("item:2"), Some(Some(1)));
+    m.scope_sync(|| forget_macro_item(2));
+    assert_eq!(cache.blocking().get::<Option<u64>>("item:2"), None);
+    m.scope_sync(|| forget_macro_item_by_call(1));
+    assert_eq!(cache.len(), 0);
+}
+
 #[tokio::test]
 async fn a_default_key_reads_arguments_whose_name_and_type_come_from_different_macros() {
     let m = manager();

@@ -14,7 +14,7 @@ use crate::errors::Errors;
 use crate::key_template::Template;
 use crate::options::{
     cache_name, crate_path, expect_bool, expect_str, parse_list, parse_templates, set_once,
-    unknown_option, value_after_eq,
+    ungroup, unknown_option, value_after_eq,
 };
 
 mod kw {
@@ -248,7 +248,7 @@ fn parse_keys(value: Expr) -> syn::Result<Vec<KeySpec>> {
     let mut keys = Vec::new();
     let mut error: Option<syn::Error> = None;
     for elem in array.elems {
-        match KeySpec::from_expr(elem) {
+        match KeySpec::from_expr(ungroup(elem)) {
             Ok(key) => keys.push(key),
             Err(e) => match &mut error {
                 Some(first) => first.combine(e),
@@ -264,7 +264,7 @@ fn parse_keys(value: Expr) -> syn::Result<Vec<KeySpec>> {
 
 /// `get_user(id)`, `path::to::f::<T>(a, b)`, `Self::get(self, id)`, `self.get(id)`.
 fn parse_call(input: ParseStream<'_>) -> syn::Result<CachedCall> {
-    let expr: Expr = input.parse()?;
+    let expr = ungroup(input.parse()?);
     match &expr {
         Expr::Call(call) => {
             let Expr::Path(path) = &*call.func else {
