@@ -302,6 +302,18 @@ mod conditions_md {}
 /// async fn handler(id: u64) -> impl std::fmt::Display { id }
 /// ```
 ///
+/// A function that returns a future (`impl Future`, or the `Pin<Box<dyn Future>>` that
+/// `#[async_trait]` makes of an `async fn`) only makes it: the cache would hold the future, not
+/// its output. Make it an `async fn`, or cache an `async fn` that it awaits.
+///
+/// ```compile_fail
+/// # use cache_core::cached;
+/// #[cached]
+/// fn load(id: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> {
+///     Box::pin(async move { id })
+/// }
+/// ```
+///
 /// A function that returns nothing has nothing to cache:
 ///
 /// ```compile_fail

@@ -191,6 +191,42 @@ pub(crate) fn mentions_self_type(sig: &Signature) -> bool {
     finder.0
 }
 
+/// Whether a return type is, as written, a future: `impl Future<..>`, `Pin<Box<dyn Future<..>>>`
+/// (what `#[async_trait]` makes of an `async fn`), or `BoxFuture<..>`. The function's body only
+/// makes it; the work it stands for runs later, when the caller awaits it.
+pub(crate) fn is_future(ty: &Type) -> bool {
+    let future_bound = |bounds: &syn::punctuated::Punctuated<syn::TypeParamBound, _>| {
+        bounds.iter().any(|bound| {
+            matches!(bound, syn::TypeParamBound::Trait(t)
+                if t.path.segments.last().is_some_and(|s| s.ident == "Future" || s.ident == "IntoFuture"))
+        })
+    };
+    match ty {
+        Type::Paren(p) => is_future(&p.elem),
+        Type::Group(g) => is_future(&g.elem),
+        Type::ImplTrait(t) => future_bound(&t.bounds),
+        Type::TraitObject(t) => future_bound(&t.bounds),
+        Type::Path(p) => {
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            if last.ident == "BoxFuture" || last.ident == "LocalBoxFuture" {
+                return true;
+            }
+            // `Pin<Box<..>>`, `Box<..>`: a future behind a pointer is a future.
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+                return false;
+            };
+            (last.ident == "Pin" || last.ident == "Box")
+                && args
+                    .args
+                    .iter()
+                    .any(|arg| matches!(arg, syn::GenericArgument::Type(inner) if is_future(inner)))
+        }
+        _ => false,
+    }
+}
+
 /// The names bound by an argument pattern, in order (`Path(id)` binds `id`; `_` binds nothing).
 pub(crate) fn bound_names(pat: &Pat) -> Vec<Ident> {
     let mut names = Vec::new();

@@ -13,7 +13,7 @@ use crate::codegen::first_last;
 use crate::errors::Errors;
 use crate::key_template::Template;
 use crate::signature::{
-    Inputs, bound_names, has_impl_trait, is_state_extractor, mentions_self_type,
+    Inputs, bound_names, has_impl_trait, is_future, is_state_extractor, mentions_self_type,
     per_user_extractor, quoted_list,
 };
 
@@ -352,6 +352,16 @@ fn check_return(item: &ItemFn, errors: &Errors) -> Option<Type> {
             return None;
         }
         _ => {}
+    }
+    if item.sig.asyncness.is_none() && is_future(ty) {
+        errors.spanned_by(
+            ty,
+            format!(
+                "`#[cached]` cannot be applied to a function that returns a future: the cache would hold the future, not its output; make `{}` an `async fn` (in an `#[async_trait]` impl, put `#[cached]` on an `async fn` that the method awaits)",
+                item.sig.ident
+            ),
+        );
+        return None;
     }
     let mut finder = Unownable {
         errors,

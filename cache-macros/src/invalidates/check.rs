@@ -1,12 +1,12 @@
 //! The rules that need the function: which options go together, what a placeholder may name,
 //! and where `#[invalidates]` may be. Turns [`Args`] into the [`Plan`] that `expand.rs` writes out.
 
-use syn::{ItemFn, Path, ReturnType, Type, TypeParamBound};
+use syn::{ItemFn, Path, ReturnType, Type};
 
 use super::parse::{Args, KeySpec, Target};
 use crate::attrs;
 use crate::errors::Errors;
-use crate::signature::Inputs;
+use crate::signature::{Inputs, is_future};
 
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
@@ -113,40 +113,4 @@ pub(crate) fn check(mut args: Args, item: &ItemFn, errors: &Errors) -> Option<Pl
         all,
         before,
     })
-}
-
-/// Whether a return type is, as written, a future: `impl Future<..>`, `Pin<Box<dyn Future<..>>>`
-/// (what `#[async_trait]` makes of an `async fn`), or `BoxFuture<..>`. The function's body only
-/// makes it; the work it stands for runs later, when the caller awaits it.
-fn is_future(ty: &Type) -> bool {
-    let future_bound = |bounds: &syn::punctuated::Punctuated<TypeParamBound, _>| {
-        bounds.iter().any(|bound| {
-            matches!(bound, TypeParamBound::Trait(t)
-                if t.path.segments.last().is_some_and(|s| s.ident == "Future" || s.ident == "IntoFuture"))
-        })
-    };
-    match ty {
-        Type::Paren(p) => is_future(&p.elem),
-        Type::Group(g) => is_future(&g.elem),
-        Type::ImplTrait(t) => future_bound(&t.bounds),
-        Type::TraitObject(t) => future_bound(&t.bounds),
-        Type::Path(p) => {
-            let Some(last) = p.path.segments.last() else {
-                return false;
-            };
-            if last.ident == "BoxFuture" || last.ident == "LocalBoxFuture" {
-                return true;
-            }
-            // `Pin<Box<..>>`, `Box<..>`: a future behind a pointer is a future.
-            let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-                return false;
-            };
-            (last.ident == "Pin" || last.ident == "Box")
-                && args
-                    .args
-                    .iter()
-                    .any(|arg| matches!(arg, syn::GenericArgument::Type(inner) if is_future(inner)))
-        }
-        _ => false,
-    }
 }
