@@ -364,16 +364,13 @@ fn duration_ms(value: &Expr, name: &str, usage: &str) -> syn::Result<u64> {
         }
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
-        }) => match parse_duration(&s.value()) {
+        }) => match parse_duration(&s.value(), &format!("`{name}`")) {
             Ok(0) => Err(syn::Error::new(
                 s.span(),
                 format!("`{name}` must be greater than zero; leave the option out instead"),
             )),
             Ok(ms) => Ok(ms),
-            Err(message) => Err(syn::Error::new(
-                s.span(),
-                message.replacen("invalid TTL", &format!("invalid `{name}`"), 1),
-            )),
+            Err(message) => Err(syn::Error::new(s.span(), message)),
         },
         other => Err(syn::Error::new_spanned(
             other,
@@ -400,7 +397,7 @@ impl Ttl {
             }) => {
                 if !int.suffix().is_empty() {
                     let written = int.to_string();
-                    let as_string = match parse_duration(&written) {
+                    let as_string = match parse_duration(&written, "TTL") {
                         Ok(_) => format!(", or a duration string: `ttl = \"{written}\"`"),
                         Err(_) => String::new(),
                     };
@@ -424,7 +421,7 @@ impl Ttl {
             }
             Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
-            }) => match parse_duration(&s.value()) {
+            }) => match parse_duration(&s.value(), "TTL") {
                 Ok(0) => Err(zero(s.span())),
                 Ok(ms) => Ok(Ttl { ms }),
                 Err(message) => Err(syn::Error::new(s.span(), message)),
@@ -437,14 +434,15 @@ impl Ttl {
     }
 }
 
-/// Milliseconds in a duration string such as `"30m"`, `"1h30m"`, `"500ms"`, `"1h 30m"`.
-fn parse_duration(text: &str) -> Result<u64, String> {
+/// Milliseconds in a duration string such as `"30m"`, `"1h30m"`, `"500ms"`, `"1h 30m"`. `what`
+/// names the option in messages: `TTL`, `` `stale` ``.
+fn parse_duration(text: &str, what: &str) -> Result<u64, String> {
     let invalid = |why: String| {
         format!(
-            "invalid TTL `{text}`: {why}; write numbers with units ({UNITS}), as in `\"30m\"` or `\"1h30m\"`"
+            "invalid {what} `{text}`: {why}; write numbers with units ({UNITS}), as in `\"30m\"` or `\"1h30m\"`"
         )
     };
-    let too_large = || format!("TTL `{text}` is too large");
+    let too_large = || format!("{what} `{text}` is too large");
     let mut rest = text.trim_start();
     let mut total: u64 = 0;
     if rest.is_empty() {
@@ -515,13 +513,13 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30m"), Ok(1_800_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("1h 30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("500ms"), Ok(500));
-        assert_eq!(parse_duration("2d"), Ok(172_800_000));
-        assert_eq!(parse_duration("45s"), Ok(45_000));
-        assert_eq!(parse_duration("0s"), Ok(0));
+        assert_eq!(parse_duration("30m", "TTL"), Ok(1_800_000));
+        assert_eq!(parse_duration("1h30m", "TTL"), Ok(5_400_000));
+        assert_eq!(parse_duration("1h 30m", "TTL"), Ok(5_400_000));
+        assert_eq!(parse_duration("500ms", "TTL"), Ok(500));
+        assert_eq!(parse_duration("2d", "TTL"), Ok(172_800_000));
+        assert_eq!(parse_duration("45s", "TTL"), Ok(45_000));
+        assert_eq!(parse_duration("0s", "TTL"), Ok(0));
         for bad in [
             "",
             "30",
@@ -532,7 +530,10 @@ mod tests {
             "1.5h",
             "99999999999999999999s",
         ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                parse_duration(bad, "TTL").is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

@@ -25,4 +25,9 @@ fn e(x: u32) -> u32 {
     x
 }
 
+#[cached(ttl = 60, fail_safe = "99999999999999999999s")]
+fn f(x: u32) -> u32 {
+    x
+}
+
 fn main() {}
