@@ -387,6 +387,20 @@ mod shapes {
         RUNS.fetch_add(1, SeqCst);
         format!("{email}{name}{n}")
     }
+
+    /// A reference to a type parameter: `T` is what the function's callers infer (`str` for a
+    /// `&str`), which the key spells.
+    #[cached]
+    pub(crate) fn by_generic_ref<T: ?Sized + Serialize>(value: &T) -> usize {
+        RUNS.fetch_add(1, SeqCst);
+        std::mem::size_of_val(value)
+    }
+
+    #[cached]
+    pub(crate) fn by_impl_ref(value: &(impl Serialize + ?Sized)) -> usize {
+        RUNS.fetch_add(1, SeqCst);
+        std::mem::size_of_val(value)
+    }
 }
 
 #[invalidates(
@@ -395,6 +409,8 @@ mod shapes {
     shapes::by_impl(x, &shapes::Query { page: 2 }),
     shapes::by_type::<u16>(4),
     shapes::formatted(y.as_str(), "ADA", -5),
+    shapes::by_generic_ref(y.as_str()),
+    shapes::by_impl_ref(&x),
 )]
 fn shapes_update(id: u64, x: u32, y: String) {
     let _ = (id, x, y);
@@ -410,10 +426,12 @@ fn companions_render_the_same_keys_as_their_functions() {
             shapes::by_impl(9u32, &shapes::Query { page: 2 });
             shapes::by_type::<u16>(4);
             shapes::formatted("why", "ADA", -5);
+            shapes::by_generic_ref("why");
+            shapes::by_impl_ref(&9u32);
         };
         call_all();
         call_all();
-        assert_eq!(runs(&shapes::RUNS), 5);
+        assert_eq!(runs(&shapes::RUNS), 7);
         shapes_update(5, 9, "why".to_owned());
         assert_eq!(
             m.cache("default").len(),
@@ -421,7 +439,7 @@ fn companions_render_the_same_keys_as_their_functions() {
             "every entry was found by its companion"
         );
         call_all();
-        assert_eq!(runs(&shapes::RUNS), 10);
+        assert_eq!(runs(&shapes::RUNS), 14);
     });
 }
 

@@ -14,7 +14,8 @@
 //! }
 //! ```
 //!
-//! It takes every argument by reference (a shared reference as it is), with the function's own
+//! It takes every argument by reference (a shared reference as it is, unless to a type parameter
+//! or an `impl Trait`), with the function's own
 //! types, generics and where clause, so a call site passes what it would pass to the function,
 //! borrowed, and the compiler checks it. The key is written by the same code as the function's (`expand::key_body`); only the
 //! way a binding is reached differs, and [`Access`] makes every `KeyBuf` method see the same type
@@ -88,10 +89,14 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
                     }) => {
                         // A shared reference is taken as it is, so that a call site's `&(arg)`
                         // reaches it by deref coercion (`&&String` to `&str`), as a call of the
-                        // function itself would.
+                        // function itself would. Not a reference to a type parameter or an
+                        // `impl Trait` (`&T`): there `&(arg)` would make `T` a reference
+                        // (`&str` for `str`), which a default key spells; borrowed once more,
+                        // `T` is inferred as in a call of the function.
                         let shared_ref = matches!(
                             &*typed.ty,
-                            syn::Type::Reference(r) if r.mutability.is_none()
+                            syn::Type::Reference(r)
+                                if r.mutability.is_none() && !is_generic(&r.elem, generics)
                         );
                         // The derefs (or borrow) that give the binding's type in the function.
                         let prefix = match (shared_ref, by_ref.is_some()) {
@@ -167,6 +172,20 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
         #vis #fn_token #name #generics (#(#params),*) -> #ret #where_clause {
             #body
         }
+    }
+}
+
+/// Whether `ty` is one of the function's type parameters or an `impl Trait`, as written.
+fn is_generic(ty: &syn::Type, generics: &syn::Generics) -> bool {
+    match ty {
+        syn::Type::Paren(p) => is_generic(&p.elem, generics),
+        syn::Type::Group(g) => is_generic(&g.elem, generics),
+        syn::Type::ImplTrait(_) => true,
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|ident| generics.type_params().any(|param| param.ident == *ident)),
+        _ => false,
     }
 }
 
