@@ -401,6 +401,12 @@ mod shapes {
         RUNS.fetch_add(1, SeqCst);
         std::mem::size_of_val(value)
     }
+
+    #[cached]
+    pub(crate) fn by_generic_ref_ref<T: ?Sized + Serialize>(value: &&T) -> usize {
+        RUNS.fetch_add(1, SeqCst);
+        std::mem::size_of_val(*value)
+    }
 }
 
 #[invalidates(
@@ -411,6 +417,7 @@ mod shapes {
     shapes::formatted(y.as_str(), "ADA", -5),
     shapes::by_generic_ref(y.as_str()),
     shapes::by_impl_ref(&x),
+    shapes::by_generic_ref_ref(&y.as_str()),
 )]
 fn shapes_update(id: u64, x: u32, y: String) {
     let _ = (id, x, y);
@@ -428,10 +435,11 @@ fn companions_render_the_same_keys_as_their_functions() {
             shapes::formatted("why", "ADA", -5);
             shapes::by_generic_ref("why");
             shapes::by_impl_ref(&9u32);
+            shapes::by_generic_ref_ref(&"why");
         };
         call_all();
         call_all();
-        assert_eq!(runs(&shapes::RUNS), 7);
+        assert_eq!(runs(&shapes::RUNS), 8);
         shapes_update(5, 9, "why".to_owned());
         assert_eq!(
             m.cache("default").len(),
@@ -439,7 +447,7 @@ fn companions_render_the_same_keys_as_their_functions() {
             "every entry was found by its companion"
         );
         call_all();
-        assert_eq!(runs(&shapes::RUNS), 14);
+        assert_eq!(runs(&shapes::RUNS), 16);
     });
 }
 

@@ -175,11 +175,13 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
     }
 }
 
-/// Whether `ty` is one of the function's type parameters or an `impl Trait`, as written.
+/// Whether `ty` is one of the function's type parameters or an `impl Trait`, as written, or a
+/// reference to one (`&T`: behind `&&T` too, the call site's borrow would be taken into `T`).
 fn is_generic(ty: &syn::Type, generics: &syn::Generics) -> bool {
     match ty {
         syn::Type::Paren(p) => is_generic(&p.elem, generics),
         syn::Type::Group(g) => is_generic(&g.elem, generics),
+        syn::Type::Reference(r) => is_generic(&r.elem, generics),
         syn::Type::ImplTrait(_) => true,
         syn::Type::Path(p) if p.qself.is_none() => p
             .path
