@@ -126,3 +126,51 @@ fn a_policy_stale_window_a_function_cannot_use_is_warned_about() {
         "{lines:#?}"
     );
 }
+
+static BELOW_RUNS: AtomicUsize = AtomicUsize::new(0);
+static ABOVE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(cache = "instrumented")]
+#[tracing::instrument]
+fn instrumented_below(n: u64) -> u64 {
+    BELOW_RUNS.fetch_add(1, Ordering::SeqCst);
+    n + 1
+}
+
+#[tracing::instrument]
+#[cached(cache = "instrumented")]
+fn instrumented_above(n: u64) -> u64 {
+    ABOVE_RUNS.fetch_add(1, Ordering::SeqCst);
+    n + 2
+}
+
+/// As docs/observability.md says: below `#[cached]`, `#[tracing::instrument]` covers every call;
+/// above it, the body only.
+#[test]
+fn instrument_covers_every_call_below_cached_and_the_body_above_it() {
+    let m = CacheManager::builder().build();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(recorder.clone(), || {
+        tracing::callsite::rebuild_interest_cache();
+        m.scope_sync(|| {
+            for _ in 0..3 {
+                assert_eq!(instrumented_below(1), 2);
+                assert_eq!(instrumented_above(1), 3);
+            }
+        })
+    });
+    assert_eq!(BELOW_RUNS.load(Ordering::SeqCst), 1);
+    assert_eq!(ABOVE_RUNS.load(Ordering::SeqCst), 1);
+    let lines = recorder.0.lock().unwrap().clone();
+    let spans = |name: &str| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("span {name} ")))
+            .count()
+    };
+    assert_eq!(
+        (spans("instrumented_below"), spans("instrumented_above")),
+        (3, 1),
+        "{lines:#?}"
+    );
+}
