@@ -13,7 +13,7 @@ use crate::Glob;
 use crate::remote::backplane::{Backplane, BackplaneSink};
 use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteError, RemoteTier};
 
-/// A [`RemoteBackend`] kept in this process's memory: values with their TTLs, tag sets, pattern
+/// A [`RemoteBackend`] kept in this process's memory: values with their TTLs, tag records, pattern
 /// deletes, single-flight locks and a backplane, behind one mutex.
 ///
 /// **It is not Redis.** It stores and answers like the Redis tier does, so the core's code paths
@@ -33,7 +33,8 @@ use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteErro
 /// - keys are matched by pattern as they are, where the Redis tier stores keys longer than its
 ///   `max_key_bytes` or holding control characters under a hash that no pattern reaches;
 /// - a tag forgets the values that are gone (expired or deleted) now and then, where a Redis tag
-///   set keeps their names until the set expires: a key written again without the tag may
+///   record keeps a name until the expiry it was scored with has passed and the tag is written
+///   again (or the record expires): a key deleted, then written again without the tag, may
 ///   still go with the tag's next invalidation there, and not here.
 ///
 /// # Examples
