@@ -15,8 +15,9 @@ impl CacheManager {
     /// `cache_misses_total` (label `cache`, and `tier` = `memory` or `remote`),
     /// `cache_inserts_total`, `cache_evictions_total`, `cache_expirations_total`,
     /// `cache_invalidations_total`, `cache_coalesced_total`, `cache_bypassed_total`,
-    /// `cache_stale_served_total`, `cache_refreshes_total`, `cache_fail_safe_total`,
-    /// `cache_body_failures_total`, `cache_timeouts_total`, `cache_body_runs_total`; gauges
+    /// `cache_stale_served_total`, `cache_refreshes_total`, `cache_refreshes_skipped_total`,
+    /// `cache_fail_safe_total`, `cache_body_failures_total`, `cache_timeouts_total`,
+    /// `cache_body_runs_total`; gauges
     /// `cache_entries`, `cache_weight_bytes`, `cache_hit_ratio`,
     /// `cache_lookup_duration_p50_seconds`, `cache_lookup_duration_p99_seconds`,
     /// `cache_body_duration_p50_seconds`, `cache_body_duration_p99_seconds`; and for remote tiers
