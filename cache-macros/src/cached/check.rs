@@ -183,6 +183,17 @@ fn fresh_plan(args: &Args, sig: &syn::Signature, errors: &Errors) -> FreshPlan {
             }
         }
     }
+    if let (Some(soft), Some(hard)) = (&args.soft_timeout, &args.timeout)
+        && soft.ms >= hard.ms
+    {
+        errors.at(
+            soft.span,
+            format!(
+                "`soft_timeout` ({} ms) must be shorter than `timeout` ({} ms): the hard timeout ends the wait first, so the soft one would never answer with the fallback",
+                soft.ms, hard.ms
+            ),
+        );
+    }
     let background = [
         args.stale.as_ref().map(|t| ("stale", t.span)),
         args.refresh_ahead
