@@ -581,13 +581,28 @@ async fn a_copy_kept_past_its_ttl_lives_no_longer_than_the_l1_ttl() {
 /// any L2 hit: the holder's announcement of its write, which arrives during the wait, is not an
 /// invalidation of a value read after it. (It was taken for one, so every waiting instance
 /// returned the value without storing it, and read Redis again on its next call.)
+///
+/// The order is pinned: B's poll is held until the announcement has been applied on B, so B reads
+/// the value after it. Left to timing, the announcement could also arrive after B stored the
+/// value and evict it, which is correct (B cannot tell it announces the value it holds) and costs
+/// one read, but is not what this test is about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_waited_for_on_another_instance_is_kept_in_memory() {
+    use cache_core::testing::FaultyBackend;
     use std::sync::Arc;
     use tokio::sync::Notify;
 
     let a = instance("lock-wait-kept", Policy::new().ttl_secs(60)).await;
-    let b = instance("lock-wait-kept", Policy::new().ttl_secs(60)).await;
+    let b_backend = FaultyBackend::new(RedisBackend::new(
+        RedisConfig::standalone(server().url()).namespace("lock-wait-kept"),
+    ));
+    let b_faults = b_backend.faults();
+    let b = CacheManager::builder()
+        .remote(b_backend)
+        .cache("items", Policy::new().ttl_secs(60).tier(Tier::Hybrid))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .build();
+    tests::backplane_subscribed(&b).await;
     let (ca, cb) = (a.cache("items"), b.cache("items"));
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let runs = Arc::new(AtomicU64::new(0));
@@ -623,8 +638,17 @@ async fn a_value_waited_for_on_another_instance_is_kept_in_memory() {
         assert!(Instant::now() < deadline, "B never waited for A's lock");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // B's next look at the value, made while A still computes, answers "none yet" and is held.
+    let poll = b_faults.hold_next_get();
+    tokio::time::timeout(Duration::from_secs(5), poll.reached())
+        .await
+        .expect("B polled for A's value");
+    let applied = b.backplane_stats().expect("hybrid").applied;
     release.notify_one();
     assert_eq!(holder.await.unwrap(), "A's value");
+    // A has written and announced; B applies the announcement while it is still waiting.
+    backplane_reaches(&b, |s| s.applied > applied).await;
+    poll.release();
     assert_eq!(waiter.await.unwrap(), "A's value", "B got A's value");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "only A's body ran");
 
