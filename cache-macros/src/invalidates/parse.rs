@@ -163,6 +163,7 @@ impl Item {
             let k: kw::keys = input.parse()?;
             let value =
                 value_after_eq(input, k.span, "`keys = [\"user:{id}\", \"profile:{id}\"]`")?;
+            reject_empty_list(&value, "keys", "key", "\"user:{id}\"")?;
             Ok(Item::Keys(k, parse_keys(value)?))
         } else if input.peek(kw::key) {
             let k: kw::key = input.parse()?;
@@ -175,6 +176,7 @@ impl Item {
         } else if input.peek(kw::patterns) {
             let k: kw::patterns = input.parse()?;
             let value = value_after_eq(input, k.span, "`patterns = [\"search:*\"]`")?;
+            reject_empty_list(&value, "patterns", "glob", "\"search:*\"")?;
             Ok(Item::Patterns(
                 k,
                 parse_templates(value, "pattern", "patterns", "search:*")?,
@@ -190,6 +192,7 @@ impl Item {
         } else if input.peek(kw::tags) {
             let k: kw::tags = input.parse()?;
             let value = value_after_eq(input, k.span, "`tags = [\"user:{id}\"]`")?;
+            reject_empty_list(&value, "tags", "tag", "\"user:{id}\"")?;
             Ok(Item::Tags(
                 k,
                 parse_templates(value, "tag", "tags", "user:{id}")?,
@@ -214,6 +217,22 @@ impl Item {
         } else {
             Err(unknown_option(input, OPTIONS, CALL_USAGE))
         }
+    }
+}
+
+/// `keys = []`, `patterns = []`, `tags = []`: a list that removes nothing is a slip (a list left
+/// to fill in, or filled by a macro that produced nothing), reported at the brackets rather than
+/// left to the "nothing to invalidate" error on the whole attribute, or to silently do nothing
+/// beside other targets.
+fn reject_empty_list(value: &Expr, option: &str, what: &str, example: &str) -> syn::Result<()> {
+    match value {
+        Expr::Array(array) if array.elems.is_empty() => Err(syn::Error::new_spanned(
+            array,
+            format!(
+                "`{option} = []` names no {what} to invalidate: list at least one, as in `{option} = [{example}]`, or remove the option"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
