@@ -355,6 +355,75 @@ async fn a_head_never_gets_the_etag_of_the_empty_body_axum_sent_it() {
     .await;
 }
 
+/// What a client reads off the wire for a `304`, from a real listening server: axum gives the
+/// empty `304` body a `Content-Length: 0`, which hyper drops from a `GET`'s answer but sends with a
+/// `HEAD`'s, telling the client the resource is empty. RFC 9110 allows a `304` a `Content-Length`
+/// only when it is the length of the `200`'s content; the `HEAD`'s now carries that one.
+#[tokio::test]
+async fn a_304_on_the_wire_never_claims_an_empty_resource() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let m = manager();
+    let scoped = m.clone();
+    let router = app(AppState {
+        runs: Arc::new(AtomicUsize::new(0)),
+    })
+    .layer(axum::middleware::from_fn(
+        move |req: Request<Body>, next: axum::middleware::Next| {
+            let m = scoped.clone();
+            async move { m.scope(next.run(req)).await }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // One request on its own connection; the head of the answer, lower-cased, and its body.
+    let exchange = |request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+        (head.to_ascii_lowercase(), body.to_owned())
+    };
+    let request = |method: &str, etag: Option<&str>| {
+        let condition = etag.map_or(String::new(), |t| format!("if-none-match: {t}\r\n"));
+        format!(
+            "{method} /items/9?page=3 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{condition}\r\n"
+        )
+    };
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
+
+    let (head, body) = exchange(request("GET", None)).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let etag = header(&head, "etag").expect("an ETag");
+    let length = body.len().to_string();
+    assert_eq!(header(&head, "content-length"), Some(length.clone()));
+
+    let (head, body) = exchange(request("GET", Some(&etag))).await;
+    assert!(head.starts_with("http/1.1 304"), "{head}");
+    assert_eq!(body, "");
+    assert_eq!(header(&head, "content-length"), None, "{head}");
+
+    let (head, body) = exchange(request("HEAD", Some(&etag))).await;
+    assert!(head.starts_with("http/1.1 304"), "{head}");
+    assert_eq!(body, "");
+    assert_eq!(header(&head, "etag"), Some(etag.clone()));
+    assert_eq!(
+        header(&head, "content-length"),
+        Some(length.clone()),
+        "the GET's length, not 0"
+    );
+
+    let (head, _) = exchange(request("HEAD", None)).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(header(&head, "content-length"), Some(length));
+}
+
 #[tokio::test]
 async fn without_the_layer_handlers_are_cached_the_same() {
     let m = manager();

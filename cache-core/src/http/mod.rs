@@ -279,8 +279,18 @@ async fn finish(
     }
     if matches {
         parts.status = StatusCode::NOT_MODIFIED;
-        parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::CONTENT_TYPE);
+        // Left without one, axum gives the empty body a `Content-Length: 0`, which hyper drops
+        // from a `GET`'s `304` but sends with a `HEAD`'s, where it says the resource is empty.
+        // RFC 9110 (8.6) lets a `304` carry the length of the `200`'s content, and a `HEAD` is
+        // answered with that length anyway.
+        if head {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        } else {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, Body::from(bytes))
