@@ -224,17 +224,18 @@ impl AlertState {
 static WATCHED: Mutex<Vec<WeakManager>> = Mutex::new(Vec::new());
 
 pub(crate) fn watch(manager: &CacheManager) {
-    WATCHED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(manager.downgrade());
+    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    // A dropped manager's allocation lives as long as a weak reference to it: pruned here as
+    // well as each second, a program that builds managers in a loop keeps only the live ones.
+    watched.retain(WeakManager::is_alive);
+    watched.push(manager.downgrade());
 }
 
 /// Called by the maintenance thread about once a second.
 pub(crate) fn evaluate_watched() {
     let managers: Vec<CacheManager> = {
         let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
-        watched.retain(|w| w.upgrade().is_some());
+        watched.retain(WeakManager::is_alive);
         watched.iter().filter_map(WeakManager::upgrade).collect()
     };
     for m in managers {
@@ -346,5 +347,30 @@ impl CacheManager {
             .map(|s| (s.name.clone(), (s.hits, s.misses, s.evictions)))
             .collect();
         state.unreturned = alerts;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AlertRules;
+
+    #[test]
+    fn managers_built_and_dropped_in_a_loop_are_not_kept() {
+        for _ in 0..1_000 {
+            drop(
+                CacheManager::builder()
+                    .alerts(AlertRules::new().max_weight(1))
+                    .build(),
+            );
+        }
+        let dead = WATCHED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| !w.is_alive())
+            .count();
+        // Other tests of this binary may have dropped a manager of theirs since their last build.
+        assert!(dead < 16, "{dead} dropped managers still pinned");
     }
 }

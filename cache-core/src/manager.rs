@@ -783,6 +783,11 @@ impl WeakManager {
     pub(crate) fn upgrade(&self) -> Option<CacheManager> {
         self.0.upgrade().map(|inner| CacheManager { inner })
     }
+
+    /// Whether the manager still exists, without taking a reference to it.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 /// A random id for this instance on the backplane.
