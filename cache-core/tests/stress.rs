@@ -4,33 +4,13 @@
 //! `Cache::set` the new version. Once such a write has returned, no read that starts later may
 //! return an older version; every body run is counted; nothing deadlocks.
 
+mod stress_support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::time::Duration;
 
-use cache_core::{CacheManager, EntryOptions, cached};
-
-const KEYS: usize = 4;
-
-/// The "database": a version per key, bumped by writers.
-static DB: [AtomicU64; KEYS] = [const { AtomicU64::new(0) }; KEYS];
-/// For each key, the newest version a write has finished invalidating or setting.
-static FLOOR: [AtomicU64; KEYS] = [const { AtomicU64::new(0) }; KEYS];
-static RUNS: AtomicU64 = AtomicU64::new(0);
-/// For each key, the kind of its last finished write (see `write`), for the failure message.
-static LAST_HOW: [AtomicU64; KEYS] = [const { AtomicU64::new(0) }; KEYS];
-
-/// A tiny deterministic generator (xorshift), so a failure reproduces with its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use cache_core::{CacheManager, cached};
+use stress_support::{DB, Mix, RUNS, TASKS};
 
 #[cached(cache = "stress", key = "row:{k}", tags = ["row:{k}"], ttl = 3600)]
 async fn row(k: usize, pause: u64) -> u64 {
@@ -42,74 +22,22 @@ async fn row(k: usize, pause: u64) -> u64 {
     v
 }
 
-/// Writers of one key take its lock, so two writes of a key do not race each other: what is
-/// checked is reads against writes.
-async fn write(m: &CacheManager, locks: &[tokio::sync::Mutex<()>], k: usize, how: u64) {
-    let _held = locks[k].lock().await;
-    let version = DB[k].fetch_add(1, SeqCst) + 1;
-    let key = format!("row:{k}");
-    match how {
-        0 => {
-            m.invalidate_key("stress", &key).await;
-        }
-        1 => {
-            m.invalidate_tag(&key).await;
-        }
-        2 => {
-            m.invalidate_pattern("stress", &format!("row:{k}*")).await;
-        }
-        3 => {
-            m.invalidate_cache("stress").await;
-        }
-        _ => {
-            let tagged = EntryOptions::new().tag(&key);
-            m.cache("stress").set_with(&key, version, tagged).await;
-        }
-    }
-    LAST_HOW[k].store(how, SeqCst);
-    FLOOR[k].fetch_max(version, SeqCst);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_never_go_back_past_a_finished_write_of_any_kind() {
     let m = CacheManager::builder().build();
-    let locks: Arc<Vec<tokio::sync::Mutex<()>>> =
-        Arc::new((0..KEYS).map(|_| tokio::sync::Mutex::new(())).collect());
-    let mut tasks = Vec::new();
-    for seed in 1..=6u64 {
-        let (m, locks) = (m.clone(), locks.clone());
-        tasks.push(tokio::spawn(m.clone().scope(async move {
-            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            for _ in 0..8_000 {
-                let k = (rng.next() % KEYS as u64) as usize;
-                if rng.next().is_multiple_of(5) {
-                    write(&m, &locks, k, rng.next() % 5).await;
-                }
-                let floor = FLOOR[k].load(SeqCst);
-                let seen = row(k, rng.next() % 3).await;
-                assert!(
-                    seen >= floor,
-                    "seed {seed}, key {k}: read version {seen} after a write of {floor} returned (write kind {})",
-                    LAST_HOW[k].load(SeqCst)
-                );
-            }
-        })));
-    }
-    for t in tasks {
-        tokio::time::timeout(Duration::from_secs(60), t)
-            .await
-            .expect("no deadlock")
-            .unwrap();
-    }
-    let s = m.cache("stress").stats();
-    assert_eq!(
-        s.body_latency.count,
-        RUNS.load(SeqCst),
-        "every body run is timed: {s:?}"
-    );
+    let mix = Mix {
+        reads: 8_000,
+        write_one_in: 5,
+        pauses: false,
+    };
+    stress_support::race_reads_and_writes(&m, mix, |k, [pause, ..]| async move {
+        Some(row(k, pause % 3).await)
+    })
+    .await;
+    let s = stress_support::every_run_timed(&m).await;
     assert_eq!(
         s.hits + s.misses + s.stale_served,
-        6 * 8_000,
+        TASKS * 8_000,
         "every read counted once: {s:?}"
     );
 }
