@@ -6,6 +6,7 @@
 mod stress_support;
 
 use cache_core::CacheManager;
+use cache_core::testing::give_up_after;
 use stress_support::{Mix, freshness_row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,11 +21,7 @@ async fn reads_dropped_at_random_points_leave_nothing_stale_or_stuck() {
         let read = freshness_row(k, pause % 3);
         let seen = if give_up.is_multiple_of(3) {
             let polls = (polls % 4) as usize;
-            (DropBefore {
-                inner: Some(Box::pin(read)),
-                polls,
-            })
-            .await?
+            give_up_after(polls, read).await?
         } else {
             read.await
         };
@@ -36,26 +33,4 @@ async fn reads_dropped_at_random_points_leave_nothing_stale_or_stuck() {
         s.stale_served > 0 && s.refreshes > 0 && s.body_failures > 0,
         "the run exercised stale values and failures: {s:?}"
     );
-}
-
-/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
-struct DropBefore<F> {
-    inner: Option<std::pin::Pin<Box<F>>>,
-    polls: usize,
-}
-
-impl<F: std::future::Future> std::future::Future for DropBefore<F> {
-    type Output = Option<F::Output>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        if self.polls == 0 {
-            self.inner = None;
-            return std::task::Poll::Ready(None);
-        }
-        self.polls -= 1;
-        let inner = self.inner.as_mut().expect("polled after completion");
-        inner.as_mut().poll(cx).map(Some)
-    }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::RemoteTier;
 use cache_core::remote::{LockAttempt, LockToken};
+use cache_core::testing::give_up_after;
 use cache_redis::{RedisBackend, RedisConfig};
 use hybrid_common::{Db, Instance, Options, Reply, Target};
 use tests::{RedisCluster, RedisServer};
@@ -561,28 +562,6 @@ async fn a_call_past_the_ttl_counts_one_remote_miss() {
     assert_eq!(r.misses, 2, "one miss per call: {r:?}");
 }
 
-/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
-struct DropBefore<F> {
-    inner: Option<std::pin::Pin<Box<F>>>,
-    polls: usize,
-}
-
-impl<F: std::future::Future> std::future::Future for DropBefore<F> {
-    type Output = Option<F::Output>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        if self.polls == 0 {
-            self.inner = None;
-            return std::task::Poll::Ready(None);
-        }
-        self.polls -= 1;
-        let inner = self.inner.as_mut().expect("polled after completion");
-        inner.as_mut().poll(cx).map(Some)
-    }
-}
-
 /// A holder dropped before each of its polls, over a real Redis, while another instance waits
 /// for its lock: the waiter always gets the value well before the lock's minute-long TTL, the
 /// lock never outlives the calls, the body runs at most once per holder, and a fresh call on
@@ -614,10 +593,7 @@ async fn a_holder_dropped_at_any_poll_leaves_no_lock_and_no_waiter_behind() {
         let key = format!("k{polls}");
         let lock_key = backend.lock_key("c", &key);
         runs.store(0, Ordering::SeqCst);
-        let holder = tokio::spawn(DropBefore {
-            inner: Some(Box::pin(call(&a, key.clone()))),
-            polls,
-        });
+        let holder = tokio::spawn(give_up_after(polls, call(&a, key.clone())));
         let waiter = tokio::spawn(call(&b, key.clone()));
         let held = holder.await.unwrap();
         let started = Instant::now();
@@ -684,17 +660,14 @@ async fn a_waiter_dropped_at_any_poll_leaves_nothing_behind() {
         }
         let (cache, body_runs) = (b.cache("c"), runs.clone());
         let waiter_key = key.clone();
-        let waited = DropBefore {
-            inner: Some(Box::pin(async move {
-                cache
-                    .get_or_insert_with(&waiter_key, || async move {
-                        body_runs.fetch_add(1, Ordering::SeqCst);
-                        8u64
-                    })
-                    .await
-            })),
-            polls,
-        }
+        let waited = give_up_after(polls, async move {
+            cache
+                .get_or_insert_with(&waiter_key, || async move {
+                    body_runs.fetch_add(1, Ordering::SeqCst);
+                    8u64
+                })
+                .await
+        })
         .await;
         assert_eq!(waited, None, "polls {polls}: still waiting for the holder");
         go.send(()).unwrap();

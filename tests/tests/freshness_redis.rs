@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use cache_core::testing::give_up_after;
 use cache_core::{CacheManager, Policy, Resilience, Tier, cached};
 use cache_redis::{RedisBackend, RedisConfig};
 use tests::RedisServer;
@@ -336,28 +337,6 @@ async fn held_quote(id: u64) -> Result<u64, QuoteError> {
     Ok(id * 1000 + run)
 }
 
-/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
-struct DropBefore<F> {
-    inner: Option<std::pin::Pin<Box<F>>>,
-    polls: usize,
-}
-
-impl<F: std::future::Future> std::future::Future for DropBefore<F> {
-    type Output = Option<F::Output>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        if self.polls == 0 {
-            self.inner = None;
-            return std::task::Poll::Ready(None);
-        }
-        self.polls -= 1;
-        let inner = self.inner.as_mut().expect("polled after completion");
-        inner.as_mut().poll(cx).map(Some)
-    }
-}
-
 /// While instance A holds the distributed lock, instance B's leading caller (which waits for
 /// the lock with a fallback in hand) is dropped before each of its polls, with two callers of
 /// its own waiting on it: they always answer with the kept value within about their soft
@@ -372,10 +351,7 @@ async fn a_lock_waiter_dropped_at_any_poll_leaves_its_followers_their_fallback()
     assert_eq!(a.scope(held_quote(1)).await, Ok(1001));
     let b = instance("fresh-lock-drop", Tier::Remote);
     for polls in 0..8 {
-        let leader = tokio::spawn(b.scope(DropBefore {
-            inner: Some(Box::pin(held_quote(1))),
-            polls,
-        }));
+        let leader = tokio::spawn(b.scope(give_up_after(polls, held_quote(1))));
         tokio::task::yield_now().await;
         let followers: Vec<_> = (0..2)
             .map(|_| tokio::spawn(b.scope(held_quote(1))))

@@ -15,6 +15,8 @@
 //! - [`TestClock`]: a manual or paused tokio clock, moved together with the managers' expiry
 //!   sweeps, so TTL tests of the memory tiers neither sleep nor race (a remote value's logical
 //!   expiry, in its envelope, stays on the wall clock).
+//! - [`give_up_after`]: a caller that gives up, dropping its call after a set number of polls,
+//!   to check that a call cut short at any await point leaves nothing behind.
 //! - [`fuzz`]: the fuzz targets' entry points (the value envelope decoder, key templates).
 //!
 //! ```toml
@@ -25,10 +27,12 @@
 mod clock;
 mod faulty;
 pub mod fuzz;
+mod give_up;
 mod instances;
 mod memory_backend;
 
 pub use clock::TestClock;
 pub use faulty::{Fault, FaultCounts, Faults, FaultyBackend, HeldGet};
+pub use give_up::{GiveUpAfter, give_up_after};
 pub use instances::{SharedBackend, instances};
 pub use memory_backend::MemoryBackend;
