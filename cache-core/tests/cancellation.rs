@@ -5,11 +5,10 @@
 //! no more often than single flight allows, and the counts must agree with the body runs.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cache_core::testing::give_up_after;
 use cache_core::{CacheManager, CacheStats, Clock, TimedOut, cached};
 use tokio::time::{advance, sleep, timeout};
 
@@ -19,40 +18,6 @@ fn manager() -> CacheManager {
 
 fn stats(m: &CacheManager, cache: &str) -> CacheStats {
     m.cache(cache).stats()
-}
-
-/// Polls the inner future at most `polls` times, then drops it (a caller that gives up).
-struct DropBefore<F> {
-    inner: Option<Pin<Box<F>>>,
-    polls: usize,
-}
-
-fn drop_before<F: Future>(polls: usize, f: F) -> DropBefore<F> {
-    DropBefore {
-        inner: Some(Box::pin(f)),
-        polls,
-    }
-}
-
-impl<F: Future> Future for DropBefore<F> {
-    type Output = Option<F::Output>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.polls == 0 {
-            self.inner = None;
-            return Poll::Ready(None);
-        }
-        self.polls -= 1;
-        match self
-            .inner
-            .as_mut()
-            .expect("polled after completion")
-            .as_mut()
-            .poll(cx)
-        {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// Waits for `f`, failing the test if it takes an hour of (paused, so instant) time.
@@ -103,7 +68,7 @@ async fn a_leader_dropped_at_any_poll_hands_over_to_its_followers() {
     for polls in 0..10 {
         let m = manager();
         PLAIN_RUNS.store(0, SeqCst);
-        let leader = tokio::spawn(m.scope(drop_before(polls, plain(polls as u64))));
+        let leader = tokio::spawn(m.scope(give_up_after(polls, plain(polls as u64))));
         tokio::task::yield_now().await;
         let followers: Vec<_> = (0..2)
             .map(|_| tokio::spawn(m.scope(plain(polls as u64))))
@@ -243,7 +208,7 @@ async fn a_failing_leader_dropped_at_any_poll_leaves_the_fallback_to_its_followe
         assert_eq!(m.scope(guarded(1)).await, Ok(1001));
         advance(Duration::from_secs(11)).await;
         FS_FAIL.store(true, SeqCst);
-        let leader = tokio::spawn(m.scope(drop_before(polls, guarded(1))));
+        let leader = tokio::spawn(m.scope(give_up_after(polls, guarded(1))));
         tokio::task::yield_now().await;
         let followers: Vec<_> = (0..2).map(|_| tokio::spawn(m.scope(guarded(1)))).collect();
         let led = bounded("the leader", leader).await.unwrap();
@@ -295,7 +260,7 @@ async fn a_call_dropped_at_any_poll_around_its_soft_timeout_leaves_nothing_stuck
         assert_eq!(m.scope(slow(1)).await, Ok(1001));
         advance(Duration::from_secs(11)).await;
         SOFT_DELAY_MS.store(200, SeqCst);
-        let leader = tokio::spawn(m.scope(drop_before(polls, slow(1))));
+        let leader = tokio::spawn(m.scope(give_up_after(polls, slow(1))));
         tokio::task::yield_now().await;
         let follower = tokio::spawn(m.scope(slow(1)));
         let led = bounded("the leader", leader).await.unwrap();
@@ -336,7 +301,7 @@ async fn a_leader_dropped_before_its_hard_timeout_leaves_its_followers_their_own
     for polls in 0..4 {
         let m = manager();
         HARD_RUNS.store(0, SeqCst);
-        let leader = tokio::spawn(m.scope(drop_before(polls, hangs(1))));
+        let leader = tokio::spawn(m.scope(give_up_after(polls, hangs(1))));
         tokio::task::yield_now().await;
         let followers: Vec<_> = (0..2).map(|_| tokio::spawn(m.scope(hangs(1)))).collect();
         let led = bounded("the leader", leader).await.unwrap();
@@ -375,7 +340,7 @@ async fn a_stale_read_dropped_at_any_poll_still_refreshes_once() {
         SWR_RUNS.store(0, SeqCst);
         assert_eq!(m.scope(profile(1)).await, 1001);
         advance(Duration::from_secs(11)).await;
-        let led = bounded("the stale read", m.scope(drop_before(polls, profile(1)))).await;
+        let led = bounded("the stale read", m.scope(give_up_after(polls, profile(1)))).await;
         if polls == 0 {
             assert_eq!(led, None);
             continue;
