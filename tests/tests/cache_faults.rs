@@ -416,9 +416,14 @@ async fn callers_dropped_at_every_await_point_of_the_redis_path_leave_nothing_st
     );
 }
 
-/// Waits until `done` holds, checking every millisecond.
+/// Waits until `done` holds, checking every millisecond; fails the test after 10 s.
 async fn until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "the awaited condition never held"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -462,4 +467,68 @@ async fn a_probe_whose_caller_goes_away_leaves_the_breaker_able_to_close() {
         Some(2),
         "the Redis tier is used again"
     );
+}
+
+/// A Redis whose `PUBLISH` hangs or fails while reads and writes work (`Faults::set_publish`):
+/// the writing instance still answers within its timeout and Redis holds the new value, but the
+/// announcement is lost, so another instance keeps its memory copy until the publishes work
+/// again. The next announcement then reaches it.
+#[tokio::test]
+async fn a_failing_publish_delays_nothing_past_the_timeout_and_loses_only_that_announcement() {
+    let backend = FaultyBackend::new(redis("faulty-publish"));
+    let faults = backend.faults();
+    let hybrid = Policy::new().tier(Tier::Hybrid).ttl_secs(60);
+    let a = CacheManager::builder()
+        .remote(backend)
+        .resilience(resilience())
+        .cache("users", hybrid.clone())
+        .build();
+    let b = CacheManager::builder()
+        .remote(redis("faulty-publish"))
+        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
+        .cache("users", hybrid)
+        .build();
+    tests::backplane_subscribed(&a).await;
+    tests::backplane_subscribed(&b).await;
+    let applied = || b.backplane_stats().expect("hybrid").applied;
+    let (ca, cb) = (a.cache("users"), b.cache("users"));
+    let b_reads = || async { cb.get::<String>("user:1").await };
+
+    ca.set("user:1", "v1".to_owned()).await;
+    until(|| applied() >= 1).await;
+    assert_eq!(
+        b_reads().await.as_deref(),
+        Some("v1"),
+        "from Redis, now in B's memory"
+    );
+
+    for (fault, version) in [(Fault::Hang, "v2"), (Fault::FailAlways, "v3")] {
+        faults.set_publish(fault);
+        let started = Instant::now();
+        ca.set("user:1", version.to_owned()).await;
+        assert!(
+            started.elapsed() < CALL_BOUND,
+            "{fault:?}: the write took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(ca.get::<String>("user:1").await.as_deref(), Some(version));
+        assert_eq!(
+            b_reads().await.as_deref(),
+            Some("v1"),
+            "{fault:?}: the announcement is lost; B keeps its copy"
+        );
+    }
+    let injected = faults.publish_counts();
+    assert_eq!((injected.hung, injected.failed), (1, 1), "{injected:?}");
+    assert_eq!(
+        faults.counts().failed,
+        0,
+        "reads and writes were not faulted"
+    );
+
+    faults.set_publish(Fault::None);
+    let before = applied();
+    ca.set("user:1", "v4".to_owned()).await;
+    until(|| applied() > before).await;
+    assert_eq!(b_reads().await.as_deref(), Some("v4"), "announced again");
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::remote::backplane::Backplane;
+use crate::remote::backplane::{Backplane, BackplaneSink};
 use crate::remote::{BoxFuture, LockAttempt, LockToken, RemoteBackend, RemoteError, RemoteTier};
 
 /// The fault a [`FaultyBackend`] injects into every remote operation until told otherwise.
@@ -97,14 +97,36 @@ pub struct Faults {
 
 struct State {
     fault: Mutex<Fault>,
+    /// The fault of the backplane's publishes, switched apart from `fault`.
+    publish_fault: Mutex<Fault>,
     /// xorshift64* state; never zero.
     rng: AtomicU64,
+    /// What the tiers' and the backend's operations went through.
+    operations: Counters,
+    /// What the backplane's publishes went through.
+    publishes: Counters,
+    /// The next `get`'s answer to hold back, armed by [`Faults::hold_next_get`].
+    hold: Mutex<Option<HeldGet>>,
+}
+
+/// The counts behind a [`FaultCounts`].
+#[derive(Default)]
+struct Counters {
     passed: AtomicU64,
     failed: AtomicU64,
     delayed: AtomicU64,
     hung: AtomicU64,
-    /// The next `get`'s answer to hold back, armed by [`Faults::hold_next_get`].
-    hold: Mutex<Option<HeldGet>>,
+}
+
+impl Counters {
+    fn snapshot(&self) -> FaultCounts {
+        FaultCounts {
+            passed: self.passed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            delayed: self.delayed.load(Ordering::Relaxed),
+            hung: self.hung.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The next `get` of a [`FaultyBackend`]'s tiers, held back after the backend answered it and
@@ -214,12 +236,68 @@ impl Faults {
     /// # });
     /// ```
     pub fn counts(&self) -> FaultCounts {
-        FaultCounts {
-            passed: self.state.passed.load(Ordering::Relaxed),
-            failed: self.state.failed.load(Ordering::Relaxed),
-            delayed: self.state.delayed.load(Ordering::Relaxed),
-            hung: self.state.hung.load(Ordering::Relaxed),
-        }
+        self.state.operations.snapshot()
+    }
+
+    /// Injects `fault` into the backplane's publishes (the messages by which this instance tells
+    /// the others to drop entries from their memory tiers) from the next one on, apart from the
+    /// [`Fault`] of the other operations: a Redis whose `PUBLISH` fails or stalls while reads and
+    /// writes still work. Messages from other instances are still delivered. A publish is one
+    /// remote operation for the core's timeout and breaker, as in production.
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = FaultyBackend::new(MemoryBackend::new());
+    /// backend.faults().set_publish(Fault::FailAlways);
+    /// let backplane = backend.backplane().expect("MemoryBackend has one");
+    /// assert!(backplane.publish(b"hello").await.is_err());
+    /// assert_eq!(backend.tier("users").get("user:1").await, Ok(None), "reads still work");
+    /// assert_eq!(backend.faults().publish_counts().failed, 1);
+    /// assert_eq!(backend.faults().counts().failed, 0, "counted apart");
+    /// # });
+    /// ```
+    pub fn set_publish(&self, fault: Fault) {
+        *self
+            .state
+            .publish_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// The fault in force for the backplane's publishes (see [`Faults::set_publish`]).
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    ///
+    /// let faults = FaultyBackend::new(MemoryBackend::new()).faults();
+    /// faults.set(Fault::Hang);
+    /// assert_eq!(faults.publish(), Fault::None, "switched apart");
+    /// ```
+    pub fn publish(&self) -> Fault {
+        *self
+            .state
+            .publish_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was injected into the backplane's publishes so far (see [`Faults::set_publish`]).
+    ///
+    /// ```
+    /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
+    /// use cache_core::RemoteBackend;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = FaultyBackend::new(MemoryBackend::new());
+    /// backend.backplane().unwrap().publish(b"hello").await.unwrap();
+    /// assert_eq!(backend.faults().publish_counts().passed, 1);
+    /// # });
+    /// ```
+    pub fn publish_counts(&self) -> FaultCounts {
+        self.state.publishes.snapshot()
     }
 
     /// Holds back the answer of the next `get` (of any of the backend's tiers): it reaches the
@@ -264,33 +342,50 @@ impl Faults {
         &self,
         op: impl std::future::Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
+        self.inject(self.get(), &self.state.operations, op).await
+    }
+
+    /// Applies the publishes' fault to one publish.
+    async fn apply_publish<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        self.inject(self.publish(), &self.state.publishes, op).await
+    }
+
+    async fn inject<T>(
+        &self,
+        fault: Fault,
+        counters: &Counters,
+        op: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
         let fail = || {
             Err(RemoteError::Backend(
                 "injected fault (FaultyBackend)".to_owned(),
             ))
         };
-        match self.get() {
+        match fault {
             Fault::None => {}
             Fault::FailAlways => {
-                self.state.failed.fetch_add(1, Ordering::Relaxed);
+                counters.failed.fetch_add(1, Ordering::Relaxed);
                 return fail();
             }
             Fault::FailSometimes(p) => {
                 if self.draw() < p {
-                    self.state.failed.fetch_add(1, Ordering::Relaxed);
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
                     return fail();
                 }
             }
             Fault::Delay(d) => {
-                self.state.delayed.fetch_add(1, Ordering::Relaxed);
+                counters.delayed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(d).await;
             }
             Fault::Hang => {
-                self.state.hung.fetch_add(1, Ordering::Relaxed);
+                counters.hung.fetch_add(1, Ordering::Relaxed);
                 std::future::pending::<()>().await;
             }
         }
-        self.state.passed.fetch_add(1, Ordering::Relaxed);
+        counters.passed.fetch_add(1, Ordering::Relaxed);
         op.await
     }
 }
@@ -301,7 +396,8 @@ impl Faults {
 /// slows down or hangs: with the core's fail-open design, a cached function should still answer,
 /// within the configured timeout.
 ///
-/// The backplane (instance-to-instance messages) is passed through unchanged.
+/// The backplane (instance-to-instance messages) has a fault of its own, for its publishes
+/// ([`Faults::set_publish`]); by default it passes them through.
 ///
 /// # Examples
 ///
@@ -366,11 +462,10 @@ impl FaultyBackend {
             faults: Faults {
                 state: Arc::new(State {
                     fault: Mutex::new(Fault::None),
+                    publish_fault: Mutex::new(Fault::None),
                     rng: AtomicU64::new(1),
-                    passed: AtomicU64::new(0),
-                    failed: AtomicU64::new(0),
-                    delayed: AtomicU64::new(0),
-                    hung: AtomicU64::new(0),
+                    operations: Counters::default(),
+                    publishes: Counters::default(),
                     hold: Mutex::new(None),
                 }),
             },
@@ -460,7 +555,28 @@ impl RemoteBackend for FaultyBackend {
     }
 
     fn backplane(&self) -> Option<Arc<dyn Backplane>> {
-        self.inner.backplane()
+        let inner = self.inner.backplane()?;
+        Some(Arc::new(FaultyBackplane {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+/// The backplane of a [`FaultyBackend`]: publishes get [`Faults::publish`]'s fault, the
+/// subscription is the wrapped backplane's.
+struct FaultyBackplane {
+    inner: Arc<dyn Backplane>,
+    faults: Faults,
+}
+
+impl Backplane for FaultyBackplane {
+    fn publish<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(self.faults.apply_publish(self.inner.publish(message)))
+    }
+
+    fn subscribe(&self, sink: std::sync::Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()> {
+        self.inner.subscribe(sink)
     }
 }
 
