@@ -283,6 +283,14 @@ impl Cache {
             // one replaces, which every instance, this one past its L1 TTL, would read again.
             self.store.remove_remote(key).await;
         }
+        if self.store.remote.is_some() {
+            // Again after the remote write, as an invalidation bumps again after its delete: a
+            // read that began after the first bump may have found the old value in the remote
+            // tier before this write landed. Its flight, joinable under the epochs of the first
+            // bump, would hand that old value to callers that start after this set returns, and
+            // its store into memory would land over this one; both are refused from here on.
+            self.store.memory.epochs.bump_key(hash);
+        }
         self.store.put_local(key, hash, Stored::new(value), opts);
     }
 

@@ -91,6 +91,8 @@ const ROWS: usize = 4;
 static DB: [AtomicU64; ROWS] = [const { AtomicU64::new(0) }; ROWS];
 /// For each row, the newest version a write has finished invalidating or setting.
 static FLOOR: [AtomicU64; ROWS] = [const { AtomicU64::new(0) }; ROWS];
+/// For each row, the kind of its last finished write (see `write`), for the failure message.
+static LAST_HOW: [AtomicU64; ROWS] = [const { AtomicU64::new(0) }; ROWS];
 
 #[cache_core::cached(cache = "rows", key = "row:{k}", tags = ["row:{k}"], ttl = 60)]
 async fn row(k: usize, pause: u64) -> u64 {
@@ -118,6 +120,7 @@ async fn write(m: &CacheManager, locks: &[tokio::sync::Mutex<()>], k: usize, how
             m.cache("rows").set_with(&key, version, tagged).await;
         }
     }
+    LAST_HOW[k].store(how, Ordering::SeqCst);
     FLOOR[k].fetch_max(version, Ordering::SeqCst);
 }
 
@@ -146,7 +149,10 @@ async fn stress(tier: Tier, namespace: &str, server: &RedisServer) -> u64 {
                 let seen = row(k, rng.next() % 3).await;
                 if seen < floor {
                     violations.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("{tier:?} row {k}: read {seen} after a write of {floor} returned");
+                    eprintln!(
+                        "{tier:?} row {k}: read {seen} after a write of {floor} returned (write kind {})",
+                        LAST_HOW[k].load(Ordering::SeqCst)
+                    );
                 }
             }
         })));
