@@ -190,46 +190,36 @@ async fn a_read_that_overlapped_a_set_hands_no_old_value_to_callers_after_it() {
         // which the remote tier still holds; its answer is held.
         let held = faults.hold_next_get();
         let body_runs = Arc::new(AtomicU64::new(0));
-        let first = tokio::spawn({
+        let read = || {
             let (items, runs) = (items.clone(), body_runs.clone());
-            async move {
+            tokio::spawn(async move {
                 items
                     .get_or_insert_with("item:1", || async move {
                         runs.fetch_add(1, SeqCst);
                         0u64
                     })
                     .await
-            }
-        });
+            })
+        };
+        let first = read();
         held.reached().await;
         set.await.unwrap();
 
-        // The set has returned: a new caller must not wait for the old read's value.
-        let later = tokio::spawn({
-            let (items, runs) = (items.clone(), body_runs.clone());
-            async move {
-                items
-                    .get_or_insert_with("item:1", || async move {
-                        runs.fetch_add(1, SeqCst);
-                        0u64
-                    })
-                    .await
-            }
-        });
-        // Let it join the old flight if it is going to.
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
+        // The set has returned: a new caller reads for itself, while the old read is still held.
+        // (Joined to the old read, it would wait for it, and for ever here.)
+        let later = tokio::time::timeout(Duration::from_secs(10), read())
+            .await
+            .unwrap_or_else(|_| panic!("{tier:?}: a read after the set waited for the old read"))
+            .unwrap();
+        assert_eq!(
+            later, 2,
+            "{tier:?}: a read after the set returned sees the set's value"
+        );
         held.release();
         assert_eq!(
             first.await.unwrap(),
             1,
             "{tier:?}: the overlapping read may see the old value"
-        );
-        assert_eq!(
-            later.await.unwrap(),
-            2,
-            "{tier:?}: a read after the set returned sees the set's value"
         );
         assert_eq!(
             items.get::<u64>("item:1").await,
