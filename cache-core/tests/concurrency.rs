@@ -83,6 +83,8 @@ async fn read(
 }
 
 /// Polls the inner future `polls` times, then drops it (a caller that gives up mid-flight).
+/// Unlike `cache_core::testing::give_up_after` it wakes itself after each pending poll, so its
+/// polls run out on their own while the call waits, with no wake from the call's leader.
 struct DropAfter<F> {
     inner: Option<Pin<Box<F>>>,
     polls: usize,

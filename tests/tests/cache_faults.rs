@@ -469,7 +469,7 @@ async fn a_probe_whose_caller_goes_away_leaves_the_breaker_able_to_close() {
     );
 }
 
-/// A Redis whose `PUBLISH` hangs or fails while reads and writes work (`Faults::set_publish`):
+/// A Redis whose `PUBLISH` hangs or fails while reads and writes work (`Faults::set_publish_fault`):
 /// the writing instance still answers within its timeout and Redis holds the new value, but the
 /// announcement is lost, so another instance keeps its memory copy until the publishes work
 /// again. The next announcement then reaches it.
@@ -503,7 +503,7 @@ async fn a_failing_publish_delays_nothing_past_the_timeout_and_loses_only_that_a
     );
 
     for (fault, version) in [(Fault::Hang, "v2"), (Fault::FailAlways, "v3")] {
-        faults.set_publish(fault);
+        faults.set_publish_fault(fault);
         let started = Instant::now();
         ca.set("user:1", version.to_owned()).await;
         assert!(
@@ -526,7 +526,7 @@ async fn a_failing_publish_delays_nothing_past_the_timeout_and_loses_only_that_a
         "reads and writes were not faulted"
     );
 
-    faults.set_publish(Fault::None);
+    faults.set_publish_fault(Fault::None);
     let before = applied();
     ca.set("user:1", "v4".to_owned()).await;
     until(|| applied() > before).await;

@@ -19,10 +19,17 @@ fn server() -> &'static RedisServer {
 
 /// A manager with one hybrid cache, `items`, whose backplane is subscribed.
 async fn instance(namespace: &str, policy: Policy) -> CacheManager {
+    instance_on(redis(namespace), policy).await
+}
+
+fn redis(namespace: &str) -> RedisBackend {
+    RedisBackend::new(RedisConfig::standalone(server().url()).namespace(namespace))
+}
+
+/// [`instance`] on a backend of the test's making (a faulty wrapper).
+async fn instance_on(backend: impl cache_core::RemoteBackend, policy: Policy) -> CacheManager {
     let manager = CacheManager::builder()
-        .remote(RedisBackend::new(
-            RedisConfig::standalone(server().url()).namespace(namespace),
-        ))
+        .remote(backend)
         .cache("items", policy.tier(Tier::Hybrid))
         // Generous: a busy two-core machine must not turn a slow write or publish into a
         // skipped one, which would make the exact counts below wrong.
@@ -593,16 +600,9 @@ async fn a_value_waited_for_on_another_instance_is_kept_in_memory() {
     use tokio::sync::Notify;
 
     let a = instance("lock-wait-kept", Policy::new().ttl_secs(60)).await;
-    let b_backend = FaultyBackend::new(RedisBackend::new(
-        RedisConfig::standalone(server().url()).namespace("lock-wait-kept"),
-    ));
+    let b_backend = FaultyBackend::new(redis("lock-wait-kept"));
     let b_faults = b_backend.faults();
-    let b = CacheManager::builder()
-        .remote(b_backend)
-        .cache("items", Policy::new().ttl_secs(60).tier(Tier::Hybrid))
-        .resilience(Resilience::new().timeout(Duration::from_secs(2)))
-        .build();
-    tests::backplane_subscribed(&b).await;
+    let b = instance_on(b_backend, Policy::new().ttl_secs(60)).await;
     let (ca, cb) = (a.cache("items"), b.cache("items"));
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let runs = Arc::new(AtomicU64::new(0));

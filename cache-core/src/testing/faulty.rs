@@ -251,7 +251,7 @@ impl Faults {
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let backend = FaultyBackend::new(MemoryBackend::new());
-    /// backend.faults().set_publish(Fault::FailAlways);
+    /// backend.faults().set_publish_fault(Fault::FailAlways);
     /// let backplane = backend.backplane().expect("MemoryBackend has one");
     /// assert!(backplane.publish(b"hello").await.is_err());
     /// assert_eq!(backend.tier("users").get("user:1").await, Ok(None), "reads still work");
@@ -259,7 +259,7 @@ impl Faults {
     /// assert_eq!(backend.faults().counts().failed, 0, "counted apart");
     /// # });
     /// ```
-    pub fn set_publish(&self, fault: Fault) {
+    pub fn set_publish_fault(&self, fault: Fault) {
         *self
             .state
             .publish_fault
@@ -267,16 +267,16 @@ impl Faults {
             .unwrap_or_else(|e| e.into_inner()) = fault;
     }
 
-    /// The fault in force for the backplane's publishes (see [`Faults::set_publish`]).
+    /// The fault in force for the backplane's publishes (see [`Faults::set_publish_fault`]).
     ///
     /// ```
     /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
     ///
     /// let faults = FaultyBackend::new(MemoryBackend::new()).faults();
     /// faults.set(Fault::Hang);
-    /// assert_eq!(faults.publish(), Fault::None, "switched apart");
+    /// assert_eq!(faults.publish_fault(), Fault::None, "switched apart");
     /// ```
-    pub fn publish(&self) -> Fault {
+    pub fn publish_fault(&self) -> Fault {
         *self
             .state
             .publish_fault
@@ -284,7 +284,7 @@ impl Faults {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What was injected into the backplane's publishes so far (see [`Faults::set_publish`]).
+    /// What was injected into the backplane's publishes so far (see [`Faults::set_publish_fault`]).
     ///
     /// ```
     /// use cache_core::testing::{Fault, FaultyBackend, MemoryBackend};
@@ -350,7 +350,8 @@ impl Faults {
         &self,
         op: impl std::future::Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
-        self.inject(self.publish(), &self.state.publishes, op).await
+        self.inject(self.publish_fault(), &self.state.publishes, op)
+            .await
     }
 
     async fn inject<T>(
@@ -397,7 +398,7 @@ impl Faults {
 /// within the configured timeout.
 ///
 /// The backplane (instance-to-instance messages) has a fault of its own, for its publishes
-/// ([`Faults::set_publish`]); by default it passes them through.
+/// ([`Faults::set_publish_fault`]); by default it passes them through.
 ///
 /// # Examples
 ///
@@ -563,7 +564,7 @@ impl RemoteBackend for FaultyBackend {
     }
 }
 
-/// The backplane of a [`FaultyBackend`]: publishes get [`Faults::publish`]'s fault, the
+/// The backplane of a [`FaultyBackend`]: publishes get [`Faults::publish_fault`]'s fault, the
 /// subscription is the wrapped backplane's.
 struct FaultyBackplane {
     inner: Arc<dyn Backplane>,
