@@ -326,8 +326,16 @@ impl Breaker {
     }
 
     fn on_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Release);
-        if self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED {
+        // Read before writing: nearly every operation succeeds on a closed breaker with no
+        // failures counted, and unconditional writes (a store and a locked swap per operation)
+        // made every core's remote calls take this line in turn. Skipping a write that would
+        // change nothing orders the same as the write would have.
+        if self.consecutive_failures.load(Ordering::Acquire) != 0 {
+            self.consecutive_failures.store(0, Ordering::Release);
+        }
+        if self.state.load(Ordering::Acquire) != CLOSED
+            && self.state.swap(CLOSED, Ordering::AcqRel) != CLOSED
+        {
             tracing::info!("remote cache tier recovered; circuit breaker closed");
         }
     }
@@ -494,6 +502,23 @@ mod tests {
         assert_eq!(b.admit(), Admit::Probe);
         b.on_success();
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_success_starts_the_failure_count_over() {
+        let b = Breaker::new(Resilience::new().failure_threshold(3));
+        for _ in 0..3 {
+            b.on_failure();
+            b.on_failure();
+            b.on_success();
+        }
+        assert_eq!(b.state(), BreakerState::Closed, "never 3 failures in a row");
+        b.on_success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        assert_eq!(b.state(), BreakerState::Open);
     }
 
     #[test]
