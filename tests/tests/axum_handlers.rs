@@ -288,6 +288,19 @@ async fn the_layer_sets_cache_control_etag_and_answers_304() {
         assert_eq!(r.body, "");
         assert_eq!(r.headers.get(header::ETAG), Some(&etag));
         assert_eq!(x_cache(&r), "HIT");
+        // `If-None-Match` is a list, which may come as several lines: the tag on any of them
+        // matches, and tags on none of them do not.
+        let two_lines = |second: &str| {
+            Request::get("/items/77?page=1")
+                .header(header::IF_NONE_MATCH, "\"another\", W/\"a,b\"")
+                .header(header::IF_NONE_MATCH, second)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let r = send(&app, two_lines(etag.to_str().unwrap())).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        let r = send(&app, two_lines("\"yet-another\"")).await;
+        assert_eq!((r.status, r.body.is_empty()), (StatusCode::OK, false));
         // A route without a cached call is a BYPASS, without cache headers.
         let r = get_path(&app, "/plain").await;
         assert_eq!((x_cache(&r), r.body.as_str()), ("BYPASS", "plain"));

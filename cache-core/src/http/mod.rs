@@ -193,10 +193,15 @@ where
         // "not modified".
         let safe = matches!(*req.method(), Method::GET | Method::HEAD);
         let head = req.method() == Method::HEAD;
-        let if_none_match = if self.config.etag {
-            req.headers().get(header::IF_NONE_MATCH).cloned()
+        // Every line of it: a list field may come as several (RFC 9110, 5.3).
+        let if_none_match: Vec<HeaderValue> = if self.config.etag {
+            req.headers()
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .cloned()
+                .collect()
         } else {
-            None
+            Vec::new()
         };
         let config = self.config.clone();
         let future = self.inner.call(req);
@@ -213,12 +218,56 @@ where
     }
 }
 
+/// Whether one `If-None-Match` line names `etag` (quoted), or is `*`: a list of entity tags,
+/// compared weakly (a `W/` prefix is ignored), as RFC 9110 (13.1.2) asks of `If-None-Match`. A
+/// tag's quotes are its bounds: a comma inside them is part of the tag, not a separator. A line
+/// that does not parse matches nothing from where it stops being a list of tags.
+fn none_match_names(line: &[u8], etag: &[u8]) -> bool {
+    let mut rest = line;
+    loop {
+        rest = trim_list_start(rest);
+        if rest.is_empty() {
+            return false;
+        }
+        if let Some(after) = rest.strip_prefix(b"*") {
+            // `*` alone, or ending its list element.
+            return after.is_empty() || trim_list_start(after).len() < after.len();
+        }
+        let tag_start = rest.strip_prefix(b"W/").unwrap_or(rest);
+        let Some(body) = tag_start.strip_prefix(b"\"") else {
+            return false;
+        };
+        let Some(end) = body.iter().position(|&b| b == b'"') else {
+            return false;
+        };
+        let tag = &tag_start[..end + 2];
+        if tag == etag {
+            return true;
+        }
+        rest = &body[end + 1..];
+        let separated = trim_list_start(rest);
+        if separated.len() == rest.len() && !rest.is_empty() {
+            // Something other than a comma or space right after a tag: not a list of tags.
+            return false;
+        }
+    }
+}
+
+/// `list` without the spaces, tabs and commas that separate (or lead) list elements.
+fn trim_list_start(list: &[u8]) -> &[u8] {
+    let skip = list
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b','))
+        .unwrap_or(list.len());
+    &list[skip..]
+}
+
 async fn finish(
     mut res: Response<Body>,
     status: CacheStatus,
     (safe_method, head): (bool, bool),
     config: &Config,
-    if_none_match: Option<HeaderValue>,
+    if_none_match: Vec<HeaderValue>,
 ) -> Response<Body> {
     res.headers_mut()
         .insert("x-cache", HeaderValue::from_static(status.as_str()));
@@ -266,14 +315,8 @@ async fn finish(
     };
     let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes));
     let matches = if_none_match
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',').any(|t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == etag
-            })
-        });
+        .iter()
+        .any(|v| none_match_names(v.as_bytes(), etag.as_bytes()));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         parts.headers.insert(header::ETAG, v);
     }
@@ -294,4 +337,58 @@ async fn finish(
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::none_match_names;
+
+    const ETAG: &[u8] = b"\"00000000000000ab\"";
+
+    #[test]
+    fn a_line_names_the_tag_alone_weakly_or_in_a_list() {
+        for line in [
+            &b"\"00000000000000ab\""[..],
+            b"W/\"00000000000000ab\"",
+            b"\"x\", \"00000000000000ab\"",
+            b"\"x\",W/\"00000000000000ab\" ,\"y\"",
+            b" ,\t\"00000000000000ab\",",
+            b"*",
+            b" * ",
+        ] {
+            assert!(
+                none_match_names(line, ETAG),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn a_comma_inside_a_tag_is_part_of_it() {
+        // Split at every comma, this malformed line had a piece that read as our tag.
+        assert!(!none_match_names(b"\"a,\"00000000000000ab\",b\"", ETAG));
+        assert!(!none_match_names(b"\"a, 00000000000000ab\"", ETAG));
+        assert!(none_match_names(b"\"a,b\", \"00000000000000ab\"", ETAG));
+    }
+
+    #[test]
+    fn nothing_else_matches() {
+        for line in [
+            &b""[..],
+            b"00000000000000ab",
+            b"\"00000000000000a\"",
+            b"\"00000000000000abc\"",
+            b"W/00000000000000ab",
+            b"*x",
+            b"\"00000000000000ab",
+            b"\"x\"junk, \"00000000000000ab\"",
+        ] {
+            assert!(
+                !none_match_names(line, ETAG),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
 }
