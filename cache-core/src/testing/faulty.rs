@@ -1,8 +1,8 @@
 //! [`FaultyBackend`]: any remote backend with faults switched on and off while a test runs.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::remote::backplane::{Backplane, BackplaneSink};
@@ -107,6 +107,12 @@ struct State {
     publishes: Counters,
     /// The next `get`'s answer to hold back, armed by [`Faults::hold_next_get`].
     hold: Mutex<Option<HeldGet>>,
+    /// Whether messages from the backplane are dropped before the manager hears them.
+    drop_messages: AtomicBool,
+    /// How many were.
+    dropped: AtomicU64,
+    /// The managers' sinks of this backend's subscriptions, for [`Faults::resubscribe`].
+    sinks: Mutex<Vec<Weak<dyn BackplaneSink>>>,
 }
 
 /// The counts behind a [`FaultCounts`].
@@ -300,6 +306,74 @@ impl Faults {
         self.state.publishes.snapshot()
     }
 
+    /// With `true`, drops every backplane message before this instance's manager hears it, from
+    /// the next one on, until called with `false`: a subscription that went silent without
+    /// ending (a NAT or firewall that dropped the connection's state, a cluster node that stopped
+    /// forwarding). Publishes, reads and writes are untouched. What other instances invalidate or
+    /// overwrite then stays in this instance's memory tiers, until its TTL there or until
+    /// [`resubscribe`](Self::resubscribe). Counted in [`dropped_messages`](Self::dropped_messages).
+    ///
+    /// ```
+    /// use cache_core::testing::{FaultyBackend, MemoryBackend};
+    ///
+    /// let faults = FaultyBackend::new(MemoryBackend::new()).faults();
+    /// faults.set_drop_messages(true);
+    /// assert_eq!(faults.dropped_messages(), 0, "none arrived yet");
+    /// faults.set_drop_messages(false);
+    /// ```
+    pub fn set_drop_messages(&self, drop: bool) {
+        self.state.drop_messages.store(drop, Ordering::SeqCst);
+    }
+
+    /// How many backplane messages [`set_drop_messages`](Self::set_drop_messages) dropped so far
+    /// (this instance's own, which the manager would ignore, included).
+    ///
+    /// ```
+    /// use cache_core::testing::{FaultyBackend, MemoryBackend};
+    ///
+    /// assert_eq!(FaultyBackend::new(MemoryBackend::new()).faults().dropped_messages(), 0);
+    /// ```
+    pub fn dropped_messages(&self) -> u64 {
+        self.state.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Tells the manager of each subscription of this backend that its subscription was lost
+    /// and is back, as the Redis backplane does after it reconnects: messages may have been
+    /// missed, so the manager empties the memory tier of every cache backed by the remote tier
+    /// (before this returns), and counts a subscription in its backplane stats. Returns how many
+    /// managers were told.
+    ///
+    /// ```
+    /// use cache_core::testing::{FaultyBackend, MemoryBackend};
+    /// use cache_core::{CacheManager, Policy, Tier};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let backend = FaultyBackend::new(MemoryBackend::new());
+    /// let faults = backend.faults();
+    /// let manager = CacheManager::builder()
+    ///     .remote(backend)
+    ///     .cache("users", Policy::new().tier(Tier::Hybrid))
+    ///     .build();
+    /// assert!(manager.backplane_subscribed(Duration::from_secs(5)).await);
+    /// manager.cache("users").set("user:1", "Ada".to_string()).await;
+    /// assert_eq!(manager.cache("users").stats().entries, 1);
+    /// assert_eq!(faults.resubscribe(), 1);
+    /// assert_eq!(manager.cache("users").stats().entries, 0, "memory emptied; Redis keeps it");
+    /// # });
+    /// ```
+    pub fn resubscribe(&self) -> usize {
+        let sinks: Vec<Arc<dyn BackplaneSink>> = {
+            let mut sinks = self.state.sinks.lock().unwrap_or_else(|e| e.into_inner());
+            sinks.retain(|s| s.strong_count() > 0);
+            sinks.iter().filter_map(Weak::upgrade).collect()
+        };
+        for sink in &sinks {
+            sink.on_resubscribed();
+        }
+        sinks.len()
+    }
+
     /// Holds back the answer of the next `get` (of any of the backend's tiers): it reaches the
     /// wrapped backend as usual, then waits, its answer in hand, until [`HeldGet::release`]. Use
     /// it to put a write or an invalidation exactly between a read and its answer. Independent of
@@ -397,8 +471,9 @@ impl Faults {
 /// slows down or hangs: with the core's fail-open design, a cached function should still answer,
 /// within the configured timeout.
 ///
-/// The backplane (instance-to-instance messages) has a fault of its own, for its publishes
-/// ([`Faults::set_publish_fault`]); by default it passes them through.
+/// The backplane (instance-to-instance messages) has faults of its own: for its publishes
+/// ([`Faults::set_publish_fault`]), and for the messages it delivers
+/// ([`Faults::set_drop_messages`], [`Faults::resubscribe`]); by default it passes both through.
 ///
 /// # Examples
 ///
@@ -468,6 +543,9 @@ impl FaultyBackend {
                     operations: Counters::default(),
                     publishes: Counters::default(),
                     hold: Mutex::new(None),
+                    drop_messages: AtomicBool::new(false),
+                    dropped: AtomicU64::new(0),
+                    sinks: Mutex::new(Vec::new()),
                 }),
             },
         }
@@ -565,7 +643,8 @@ impl RemoteBackend for FaultyBackend {
 }
 
 /// The backplane of a [`FaultyBackend`]: publishes get [`Faults::publish_fault`]'s fault, the
-/// subscription is the wrapped backplane's.
+/// subscription is the wrapped backplane's, its messages passed on unless
+/// [`Faults::set_drop_messages`] drops them.
 struct FaultyBackplane {
     inner: Arc<dyn Backplane>,
     faults: Faults,
@@ -576,8 +655,54 @@ impl Backplane for FaultyBackplane {
         Box::pin(self.faults.apply_publish(self.inner.publish(message)))
     }
 
-    fn subscribe(&self, sink: std::sync::Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()> {
-        self.inner.subscribe(sink)
+    fn subscribe(&self, sink: Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()> {
+        (self.faults.state.sinks.lock())
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink.clone());
+        let filter: Arc<dyn BackplaneSink> = Arc::new(MessageFilter {
+            manager: sink.clone(),
+            faults: self.faults.clone(),
+        });
+        let subscription = self.inner.subscribe(Arc::downgrade(&filter));
+        Box::pin(async move {
+            // The wrapped loop ends when its sink is gone, and its sink is `filter`, which lives
+            // here: it goes once the manager's does, checked now and then as the loop itself
+            // checks a quiet subscription.
+            let manager_gone = async {
+                while sink.strong_count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = subscription => {}
+                () = manager_gone => {}
+            }
+            drop(filter);
+        })
+    }
+}
+
+/// Stands between a wrapped backplane's subscription and the manager's sink.
+struct MessageFilter {
+    manager: Weak<dyn BackplaneSink>,
+    faults: Faults,
+}
+
+impl BackplaneSink for MessageFilter {
+    fn on_message(&self, message: &[u8]) {
+        if self.faults.state.drop_messages.load(Ordering::SeqCst) {
+            self.faults.state.dropped.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        if let Some(manager) = self.manager.upgrade() {
+            manager.on_message(message);
+        }
+    }
+
+    fn on_resubscribed(&self) {
+        if let Some(manager) = self.manager.upgrade() {
+            manager.on_resubscribed();
+        }
     }
 }
 
