@@ -230,7 +230,8 @@ impl Policy {
     }
 
     /// How to weigh an entry. Without one, an entry weighs its key's length plus the shallow
-    /// size of its value (`size_of_val`), which undercounts heap data such as `String`s: give a
+    /// size of its value (`size_of_val`) plus 64 (the entry's own bookkeeping), which
+    /// undercounts heap data such as `String`s: give a
     /// weigher that knows your types when `max_weight` matters. Hot keys preloaded from the
     /// remote tier are held as their encoded bytes until a read decodes them; those weigh their
     /// key's length plus the bytes' (plus 64), without the weigher, which cannot know them.

@@ -1,0 +1,128 @@
+//! The memory tier's books after a storm of concurrent writes: tasks on two threads overwrite a
+//! few keys with values of every size class (an overwrite in another class moves the key to
+//! that class's map), delete them, invalidate their tags and clear the cache, under an entry
+//! bound that evicts. Once they are done, the entry count and the weight the cache reports must
+//! be exactly those of the entries it holds: a drift would let `max_entries` and `max_weight`
+//! bound the wrong thing for the rest of the process's life.
+
+use std::sync::Arc;
+
+use cache_core::{Cache, CacheManager, EntryOptions, Policy};
+use serde::{Deserialize, Serialize};
+
+const KEYS: u64 = 24;
+
+/// 64 bytes inline: the medium size class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Medium([u64; 8]);
+
+/// 160 bytes inline: the large size class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Large([u64; 20]);
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+async fn storm(cache: Cache, seed: u64, ops: usize) {
+    let mut rng = Rng(seed);
+    for _ in 0..ops {
+        let r = rng.next();
+        let k = r % KEYS;
+        let key = format!("k{k}");
+        let tagged = EntryOptions::new().tag(format!("t{}", k % 4));
+        match (r >> 8) % 16 {
+            0..=2 => cache.set_with(&key, r, tagged).await,
+            3..=5 => {
+                let text = "x".repeat((r >> 16) as usize % 40);
+                cache.set_with(&key, text, tagged).await;
+            }
+            6..=8 => cache.set_with(&key, Medium([r; 8]), tagged).await,
+            9..=11 => cache.set_with(&key, Large([r; 20]), tagged).await,
+            12 | 13 => {
+                cache.delete(&key).await;
+            }
+            14 => {
+                cache.invalidate_tag(&format!("t{}", k % 4)).await;
+            }
+            _ if (r >> 20).is_multiple_of(64) => {
+                cache.clear().await;
+            }
+            _ => {
+                let _ = cache.get::<u64>(&key).await;
+            }
+        }
+        if r.is_multiple_of(7) {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The entry under `key` and its weight by the default weigher (key length, the value's inline
+/// size and 64 for the entry's own bookkeeping), whatever its type.
+async fn held(cache: &Cache, key: &str) -> Vec<u64> {
+    let mut found = Vec::new();
+    let weigh = |size: usize| (key.len() + size + 64) as u64;
+    if cache.get::<u64>(key).await.is_some() {
+        found.push(weigh(size_of::<u64>()));
+    }
+    if cache.get::<String>(key).await.is_some() {
+        found.push(weigh(size_of::<String>()));
+    }
+    if cache.get::<Medium>(key).await.is_some() {
+        found.push(weigh(size_of::<Medium>()));
+    }
+    if cache.get::<Large>(key).await.is_some() {
+        found.push(weigh(size_of::<Large>()));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
+    for (round, bound) in [(0, None), (1, Some(16)), (2, Some(8))] {
+        let mut builder = CacheManager::builder();
+        let mut policy = Policy::new().ttl_secs(3600);
+        if let Some(n) = bound {
+            policy = policy.max_entries(n);
+        }
+        builder = builder.cache("books", policy);
+        let manager = Arc::new(builder.build());
+        let cache = manager.cache("books");
+        let tasks: Vec<_> = (0..6)
+            .map(|t| tokio::spawn(storm(cache.clone(), 0x9e37 + round * 100 + t, 20_000)))
+            .collect();
+        for t in tasks {
+            t.await.expect("no task panics");
+        }
+
+        let (mut entries, mut weight) = (0u64, 0u64);
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let found = held(&cache, &key).await;
+            assert!(
+                found.len() <= 1,
+                "{key} held as {} types at once",
+                found.len()
+            );
+            entries += found.len() as u64;
+            weight += found.iter().sum::<u64>();
+        }
+        let s = cache.stats();
+        assert_eq!(
+            (s.entries, s.weight),
+            (entries, weight),
+            "bound {bound:?}: the books against the entries held: {s:?}"
+        );
+        if let Some(n) = bound {
+            assert!(entries <= n as u64, "bound {n}: {entries} entries held");
+        }
+    }
+}
