@@ -3,7 +3,8 @@
 //! that class's map), delete them, invalidate their tags and clear the cache, under an entry
 //! bound that evicts. Once they are done, the entry count and the weight the cache reports must
 //! be exactly those of the entries it holds: a drift would let `max_entries` and `max_weight`
-//! bound the wrong thing for the rest of the process's life.
+//! bound the wrong thing for the rest of the process's life. The tag records must come through
+//! as well: invalidating a tag afterwards takes exactly the entries written with it.
 
 use std::sync::Arc;
 
@@ -124,5 +125,31 @@ async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
         if let Some(n) = bound {
             assert!(entries <= n as u64, "bound {n}: {entries} entries held");
         }
+
+        // The tag records came through the storm too: a tag's invalidation takes exactly the
+        // entries written with it, and the books follow.
+        let mut kept = Vec::new();
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            if k % 4 != 0 {
+                kept.push((key.clone(), held(&cache, &key).await));
+            }
+        }
+        cache.invalidate_tag("t0").await;
+        let (mut entries, mut weight) = (0u64, 0u64);
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let found = held(&cache, &key).await;
+            if k % 4 == 0 {
+                assert!(found.is_empty(), "{key} outlived its tag's invalidation");
+            }
+            entries += found.len() as u64;
+            weight += found.iter().sum::<u64>();
+        }
+        for (key, before) in &kept {
+            assert_eq!(&held(&cache, key).await, before, "{key} has another tag");
+        }
+        let s = cache.stats();
+        assert_eq!((s.entries, s.weight), (entries, weight), "after t0: {s:?}");
     }
 }
