@@ -7,7 +7,9 @@
 //! as well: invalidating a tag afterwards takes exactly the entries written with it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use cache_core::testing::TestClock;
 use cache_core::{Cache, CacheManager, EntryOptions, Policy};
 use serde::{Deserialize, Serialize};
 
@@ -32,13 +34,25 @@ impl Rng {
     }
 }
 
-async fn storm(cache: Cache, seed: u64, ops: usize) {
+/// With `clock`, half the writes get a TTL of 1 to 5 seconds, and the task now and then moves
+/// the clock on by 100 ms and sweeps what expired, while the others write.
+async fn storm(cache: Cache, seed: u64, ops: usize, clock: Option<(TestClock, Arc<CacheManager>)>) {
     let mut rng = Rng(seed);
     for _ in 0..ops {
         let r = rng.next();
         let k = r % KEYS;
         let key = format!("k{k}");
-        let tagged = EntryOptions::new().tag(format!("t{}", k % 4));
+        let mut tagged = EntryOptions::new().tag(format!("t{}", k % 4));
+        if let Some((clock, manager)) = &clock {
+            if (r >> 32) & 1 == 1 {
+                tagged = tagged.ttl(Duration::from_secs(1 + (r >> 33) % 5));
+            }
+            if (r >> 40).is_multiple_of(200) {
+                clock
+                    .advance(Duration::from_millis(100), [&**manager])
+                    .await;
+            }
+        }
         match (r >> 8) % 16 {
             0..=2 => cache.set_with(&key, r, tagged).await,
             3..=5 => {
@@ -98,7 +112,7 @@ async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
         let manager = Arc::new(builder.build());
         let cache = manager.cache("books");
         let tasks: Vec<_> = (0..6)
-            .map(|t| tokio::spawn(storm(cache.clone(), 0x9e37 + round * 100 + t, 20_000)))
+            .map(|t| tokio::spawn(storm(cache.clone(), 0x9e37 + round * 100 + t, 20_000, None)))
             .collect();
         for t in tasks {
             t.await.expect("no task panics");
@@ -151,5 +165,44 @@ async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
         }
         let s = cache.stats();
         assert_eq!((s.entries, s.weight), (entries, weight), "after t0: {s:?}");
+    }
+}
+
+/// Where entries also expire, and the sweep runs while tasks write: the books must match what
+/// is held midway through the TTLs, and once every TTL has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_hold_while_entries_expire_and_are_swept_under_writes() {
+    let clock = TestClock::manual();
+    let manager = Arc::new(
+        CacheManager::builder()
+            .clock(clock.clock())
+            .cache("books", Policy::new().ttl_secs(3600).max_entries(20))
+            .build(),
+    );
+    let cache = manager.cache("books");
+    let tasks: Vec<_> = (0..6)
+        .map(|t| {
+            let clocked = Some((clock.clone(), manager.clone()));
+            tokio::spawn(storm(cache.clone(), 0x51ed + t, 20_000, clocked))
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("no task panics");
+    }
+    for step in [Duration::from_secs(2), Duration::from_secs(10)] {
+        clock.advance(step, [&*manager]).await;
+        let (mut entries, mut weight) = (0u64, 0u64);
+        for k in 0..KEYS {
+            let found = held(&cache, &format!("k{k}")).await;
+            entries += found.len() as u64;
+            weight += found.iter().sum::<u64>();
+        }
+        let s = cache.stats();
+        assert_eq!(
+            (s.entries, s.weight),
+            (entries, weight),
+            "{step:?} later: {s:?}"
+        );
+        assert!(s.expirations > 0, "some TTLs ran out: {s:?}");
     }
 }
