@@ -656,9 +656,12 @@ impl Backplane for FaultyBackplane {
     }
 
     fn subscribe(&self, sink: Weak<dyn BackplaneSink>) -> BoxFuture<'static, ()> {
-        (self.faults.state.sinks.lock())
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sink.clone());
+        {
+            let mut sinks = (self.faults.state.sinks.lock()).unwrap_or_else(|e| e.into_inner());
+            // A `Weak` keeps its allocation: drop those of managers that are gone.
+            sinks.retain(|s| s.strong_count() > 0);
+            sinks.push(sink.clone());
+        }
         let filter: Arc<dyn BackplaneSink> = Arc::new(MessageFilter {
             manager: sink.clone(),
             faults: self.faults.clone(),
