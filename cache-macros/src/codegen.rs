@@ -170,6 +170,63 @@ pub(crate) fn template_checks(c: &Path, template: &Template, access: &Access<'_>
         .collect()
 }
 
+/// How an expansion names cache-core: `::cache_core`, or the path of a `crate = "..."` option.
+///
+/// A named path may name nothing (a typo, a re-export that is not there). Every generated use of
+/// it then failed on its own, each reported at another token of the function (the function's
+/// name, its argument and return types) under the same message. So a named path is imported once
+/// at the top of each body the expansion writes (`use <path> as __cache_crate;`, spanned at the
+/// path) and reached through that name: the `use` is the one error, and the compiler says
+/// nothing of the uses through it. The default path is written out as it always was (it names
+/// nothing only in a program without the `cache_core` dependency, where every other error says
+/// so too), so the expansions of the common case do not change.
+pub(crate) struct CratePath {
+    path: Path,
+    named: bool,
+}
+
+impl CratePath {
+    /// The path of a `crate = "..."` option, or `::cache_core` without one.
+    pub(crate) fn new(option: Option<Path>) -> Self {
+        match option {
+            Some(path) => CratePath { path, named: true },
+            None => CratePath {
+                path: syn::parse_quote!(::cache_core),
+                named: false,
+            },
+        }
+    }
+
+    /// The path as written, for what lies outside any body (a signature).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What a body the expansion writes names the crate by.
+    pub(crate) fn in_body(&self) -> Path {
+        match self.named {
+            true => Ident::new("__cache_crate", Span::call_site()).into(),
+            false => self.path.clone(),
+        }
+    }
+
+    /// The `use` that a body must start with for [`in_body`](Self::in_body) to resolve.
+    pub(crate) fn import(&self) -> TokenStream {
+        if !self.named {
+            return TokenStream::new();
+        }
+        let path = &self.path;
+        let span = syn::spanned::Spanned::span(path);
+        // At the path too, or the compiler reports the import at the whole attribute. Items are
+        // found by name whatever their span, so the body's uses still reach it.
+        let alias = Ident::new("__cache_crate", span);
+        quote_spanned! {span=>
+            #[allow(unused_imports)]
+            use #path as #alias;
+        }
+    }
+}
+
 /// A local variable of an expansion (`__k`, `__cache_value`), spanned at the mixed site: it
 /// neither sees nor shadows a binding of the user's code of the same name, so an argument called
 /// `__k` is still the argument wherever the expansion names it (with the user's own span).

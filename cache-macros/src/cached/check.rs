@@ -9,7 +9,7 @@ use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, LitBool, Path, ReturnType, T
 
 use super::parse::{Args, CacheIfTokens, KeySpec};
 use crate::cache_if::parse::{Condition, parse_condition};
-use crate::codegen::first_last;
+use crate::codegen::{CratePath, first_last};
 use crate::errors::Errors;
 use crate::key_template::Template;
 use crate::signature::{
@@ -20,7 +20,7 @@ use crate::signature::{
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
     /// Path to `cache_core` (`crate = "..."`, default `::cache_core`).
-    pub(crate) krate: Path,
+    pub(crate) krate: CratePath,
     pub(crate) cache: String,
     /// 0: the cache policy's TTL.
     pub(crate) ttl_ms: u64,
@@ -146,9 +146,7 @@ pub(crate) fn check(args: Args, item: &ItemFn, errors: &Errors) -> Option<Plan> 
         return None;
     }
     Some(Plan {
-        krate: args
-            .krate
-            .unwrap_or_else(|| syn::parse_quote!(::cache_core)),
+        krate: CratePath::new(args.krate),
         cache: args
             .cache
             .map_or_else(|| "default".to_owned(), |lit| lit.value()),

@@ -45,7 +45,8 @@ pub(crate) fn companion_ident(ident: &Ident, span: Span) -> Ident {
 }
 
 pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
-    let c = &plan.krate;
+    let c = &plan.krate.in_body();
+    let import = plan.krate.import();
     let sig = &item.sig;
     let vis = &item.vis;
     let name = companion_ident(&sig.ident, sig.ident.span());
@@ -149,9 +150,11 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
             }
         }
     };
+    // The signature is outside the body's `use`: it names the crate by its path.
+    let krate = plan.krate.path();
     let ret = match &plan.key {
-        KeyPlan::Expr(_) => quote! { #c::__private::KeyIsAnExpression },
-        _ => quote! { (&'static str, #c::__private::KeyBuf) },
+        KeyPlan::Expr(_) => quote! { #krate::__private::KeyIsAnExpression },
+        _ => quote! { (&'static str, #krate::__private::KeyBuf) },
     };
     let fn_token = quote_spanned!(sig.fn_token.span=> fn);
     quote! {
@@ -170,6 +173,7 @@ pub(crate) fn companion(plan: &Plan, item: &ItemFn) -> TokenStream {
             clippy::nursery
         )]
         #vis #fn_token #name #generics (#(#params),*) -> #ret #where_clause {
+            #import
             #body
         }
     }

@@ -32,7 +32,8 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) = attrs
         .into_iter()
         .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
-    let c = &plan.krate;
+    let import = plan.krate.import();
+    let c = &plan.krate.in_body();
     let ret = &plan.ret;
     let (ret_first, ret_last) = first_last(ret.to_token_stream());
     let cache = &plan.cache;
@@ -260,6 +261,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
+            #import
             #(#consumed)*
             #[allow(unused_imports)]
             use #c::__private::PlainFallback as _;
@@ -321,7 +323,7 @@ fn site_expr(
 /// `access`; `Display`/`Serialize` checks go into `checks`. `None` for a `key = <expression>` in
 /// a companion (see `companion.rs`).
 pub(super) fn key_body(plan: &Plan, checks: &mut TokenStream, access: &Access<'_>) -> TokenStream {
-    let c = &plan.krate;
+    let c = &plan.krate.in_body();
     let local_k = local("__k");
     match &plan.key {
         KeyPlan::Template(template) => {

@@ -1,16 +1,17 @@
 //! The rules that need the function: which options go together, what a placeholder may name,
 //! and where `#[invalidates]` may be. Turns [`Args`] into the [`Plan`] that `expand.rs` writes out.
 
-use syn::{ItemFn, Path, ReturnType, Type};
+use syn::{ItemFn, ReturnType, Type};
 
 use super::parse::{Args, KeySpec, Target};
 use crate::attrs;
+use crate::codegen::CratePath;
 use crate::errors::Errors;
 use crate::signature::{Inputs, is_future};
 
 /// Everything the expansion needs, checked.
 pub(crate) struct Plan {
-    pub(crate) krate: Path,
+    pub(crate) krate: CratePath,
     /// The cache of `key`, `keys`, `pattern`, `patterns` and `all`.
     pub(crate) cache: String,
     pub(crate) targets: Vec<Target>,
@@ -103,9 +104,7 @@ pub(crate) fn check(mut args: Args, item: &ItemFn, errors: &Errors) -> Option<Pl
         return None;
     }
     Some(Plan {
-        krate: args
-            .krate
-            .unwrap_or_else(|| syn::parse_quote!(::cache_core)),
+        krate: CratePath::new(args.krate),
         cache: args
             .cache
             .map_or_else(|| "default".to_owned(), |lit| lit.value()),

@@ -28,7 +28,8 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
     let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) = attrs
         .into_iter()
         .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
-    let c = &plan.krate;
+    let import = plan.krate.import();
+    let c = &plan.krate.in_body();
     let is_async = sig.asyncness.is_some();
 
     // The expansion's locals, hygienic (see `local`).
@@ -142,6 +143,7 @@ pub(crate) fn expand(plan: &Plan, item: ItemFn) -> TokenStream {
         #(#outer_attrs)*
         #vis #sig {
             #(#inner_attrs)*
+            #import
             #prepare
             #body
         }
