@@ -87,6 +87,17 @@ pub fn inner_attributes(x: u32) -> u32 {
     x + 0
 }
 
+// A named `crate` path is imported in each body the expansion writes: no warning either.
+#[cached(crate = "::cache_core", key = "named:{a}")]
+pub fn named_crate(a: u32) -> u32 {
+    a
+}
+
+#[cache_core::invalidates(crate = "::cache_core", named_crate(a))]
+pub fn forget_named(a: u32) {
+    let _ = a;
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
