@@ -12,6 +12,9 @@ use std::time::Duration;
 use cache_core::testing::TestClock;
 use cache_core::{Cache, CacheManager, EntryOptions, Policy};
 use serde::{Deserialize, Serialize};
+use stress_support::Rng;
+
+mod stress_support;
 
 const KEYS: u64 = 24;
 
@@ -22,17 +25,6 @@ struct Medium([u64; 8]);
 /// 160 bytes inline: the large size class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Large([u64; 20]);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// With `clock`, half the writes get a TTL of 1 to 5 seconds, and the task now and then moves
 /// the clock on by 100 ms and sweeps what expired, while the others write.
@@ -100,6 +92,24 @@ async fn held(cache: &Cache, key: &str) -> Vec<u64> {
     found
 }
 
+/// The entry count and weight of what `cache` holds under the storm's keys, each key held as one
+/// type at most.
+async fn books(cache: &Cache) -> (u64, u64) {
+    let (mut entries, mut weight) = (0u64, 0u64);
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let found = held(cache, &key).await;
+        assert!(
+            found.len() <= 1,
+            "{key} held as {} types at once",
+            found.len()
+        );
+        entries += found.len() as u64;
+        weight += found.iter().sum::<u64>();
+    }
+    (entries, weight)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
     for (round, bound) in [(0, None), (1, Some(16)), (2, Some(8))] {
@@ -118,18 +128,7 @@ async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
             t.await.expect("no task panics");
         }
 
-        let (mut entries, mut weight) = (0u64, 0u64);
-        for k in 0..KEYS {
-            let key = format!("k{k}");
-            let found = held(&cache, &key).await;
-            assert!(
-                found.len() <= 1,
-                "{key} held as {} types at once",
-                found.len()
-            );
-            entries += found.len() as u64;
-            weight += found.iter().sum::<u64>();
-        }
+        let (entries, weight) = books(&cache).await;
         let s = cache.stats();
         assert_eq!(
             (s.entries, s.weight),
@@ -150,16 +149,14 @@ async fn entry_count_and_weight_match_the_entries_after_concurrent_writes() {
             }
         }
         cache.invalidate_tag("t0").await;
-        let (mut entries, mut weight) = (0u64, 0u64);
-        for k in 0..KEYS {
+        for k in (0..KEYS).step_by(4) {
             let key = format!("k{k}");
-            let found = held(&cache, &key).await;
-            if k % 4 == 0 {
-                assert!(found.is_empty(), "{key} outlived its tag's invalidation");
-            }
-            entries += found.len() as u64;
-            weight += found.iter().sum::<u64>();
+            assert!(
+                held(&cache, &key).await.is_empty(),
+                "{key} outlived its tag's invalidation"
+            );
         }
+        let (entries, weight) = books(&cache).await;
         for (key, before) in &kept {
             assert_eq!(&held(&cache, key).await, before, "{key} has another tag");
         }
@@ -191,12 +188,7 @@ async fn the_books_hold_while_entries_expire_and_are_swept_under_writes() {
     }
     for step in [Duration::from_secs(2), Duration::from_secs(10)] {
         clock.advance(step, [&*manager]).await;
-        let (mut entries, mut weight) = (0u64, 0u64);
-        for k in 0..KEYS {
-            let found = held(&cache, &format!("k{k}")).await;
-            entries += found.len() as u64;
-            weight += found.iter().sum::<u64>();
-        }
+        let (entries, weight) = books(&cache).await;
         let s = cache.stats();
         assert_eq!(
             (s.entries, s.weight),
