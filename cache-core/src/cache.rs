@@ -265,9 +265,7 @@ impl Cache {
             // A computation that checked the epochs just before the bump may have its value on
             // the way to the remote tier: it lands first, not over this one (see `write_gate`).
             self.store.drain_writes().await;
-        }
-        if self.store.remote.is_some()
-            && !self
+            let written = self
                 .store
                 .put_remote(
                     key,
@@ -277,13 +275,13 @@ impl Cache {
                     Duration::ZERO,
                     crate::store::RemoteWrite::Set,
                 )
-                .await
-        {
-            // Refused (too large, not serializable): the remote tier still holds the value this
-            // one replaces, which every instance, this one past its L1 TTL, would read again.
-            self.store.remove_remote(key).await;
-        }
-        if self.store.remote.is_some() {
+                .await;
+            if !written {
+                // Refused (too large, not serializable): the remote tier still holds the value
+                // this one replaces, which every instance, this one past its L1 TTL, would read
+                // again.
+                self.store.remove_remote(key).await;
+            }
             // Again after the remote write, as an invalidation bumps again after its delete: a
             // read that began after the first bump may have found the old value in the remote
             // tier before this write landed. Its flight, joinable under the epochs of the first

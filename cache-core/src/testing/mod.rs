@@ -7,7 +7,8 @@
 //! - [`FaultyBackend`]: wraps any remote backend (Redis, or [`MemoryBackend`]) and makes its
 //!   operations fail always, fail with a seeded probability, slow down, or hang, switched at run
 //!   time through [`Faults`], with [`FaultCounts`] of what it injected. The backplane's
-//!   publishes have a switch of their own ([`Faults::set_publish_fault`]).
+//!   publishes have a switch of their own ([`Faults::set_publish_fault`]), and so do the messages
+//!   its subscription delivers ([`Faults::set_drop_messages`], [`Faults::resubscribe`]).
 //! - [`MemoryBackend`]: an in-process remote backend with a backplane, for unit tests that need
 //!   a second tier without a server. Not Redis: test against Redis too.
 //! - [`instances`]: several managers sharing one backend in one process, as several processes
